@@ -1,0 +1,1 @@
+"""Evaluation: metrics, operating threshold, calibration, plots and the HTML report."""

