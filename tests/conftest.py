@@ -1,0 +1,99 @@
+"""Shared fixtures: RNG guard, gpu auto-skip, real-data location, and a tiny learnable dataset.
+
+Importer-specific synthetic files (VOC XML, casting layout, broken images) live with the data
+tests in ``tests/unit/data``; this file only holds what several test packages need.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(autouse=True)
+def _rng_guard():
+    """Restore Python, NumPy and torch RNG state after every test, so tests cannot leak seeds."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    try:
+        import torch
+
+        torch_state = torch.random.get_rng_state()
+    except ImportError:
+        torch_state = None
+    yield
+    random.setstate(py_state)
+    np.random.set_state(np_state)
+    if torch_state is not None:
+        import torch
+
+        torch.random.set_rng_state(torch_state)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets`` beside the checkout; tests using it skip with a reason when absent."""
+    if not SHARED.is_dir():
+        pytest.skip(f"real datasets not present at {SHARED} (see shared/README.md)")
+    return SHARED
+
+
+def draw_part(rng: np.random.Generator, defective: bool, size: int = 48) -> Image.Image:
+    """A gray 'part' (disc) on a dark background; defective parts carry a dark scratch."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = size / 2 + rng.uniform(-2, 2, size=2)
+    disc = (yy - c[0]) ** 2 + (xx - c[1]) ** 2 < (size * 0.38) ** 2
+    img = np.where(disc, 170.0, 40.0) + rng.normal(0, 6, (size, size))
+    if defective:
+        r = int(rng.integers(size // 4, size // 2))
+        c0 = int(rng.integers(size // 4, size // 2))
+        img[r : r + 3, c0 : c0 + size // 3] = 15.0
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), mode="L")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """A learnable 2-class dataset (ok / defect), folder per class, 24/8/8 per class in
+    train/val/test, as a written Manifest folder. Returns the Manifest folder path."""
+    from defectlens.data.manifest import Manifest, Record
+
+    root = tmp_path_factory.mktemp("tiny_images")
+    out = tmp_path_factory.mktemp("tiny_dataset")
+    rng = np.random.default_rng(0)
+    records = []
+    for label in ("ok", "defect"):
+        (root / label).mkdir()
+        for i in range(40):
+            split = "train" if i < 24 else ("val" if i < 32 else "test")
+            img = draw_part(rng, label == "defect")
+            rel = f"{label}/{label}_{i:03d}.png"
+            img.save(root / rel)
+            records.append(Record(path=rel, label=label, split=split, width=48, height=48, mode="L", group=rel))
+    info = {
+        "name": "tiny",
+        "format": "folder",
+        "root": str(root),
+        "classes": ["ok", "defect"],
+        "positive_class": "defect",
+    }
+    Manifest(records=records, info=info).write(out)
+    return out
