@@ -1,0 +1,103 @@
+"""The one decode/preprocess path: every mode converts, bad files fail with the path and reason."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defectlens.data.images import convert_mode, load_image, preprocess, to_array
+from defectlens.errors import ImageError
+from defectlens.models.spec import ModelSpec
+
+
+def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "make"),
+    [
+        ("L", lambda: Image.new("L", (20, 10), 100)),
+        ("RGB", lambda: Image.new("RGB", (20, 10), (10, 200, 30))),
+        ("RGBA", lambda: Image.new("RGBA", (20, 10), (10, 200, 30, 128))),
+        ("LA", lambda: Image.new("LA", (20, 10), (100, 255))),
+        ("P", lambda: Image.new("RGB", (20, 10), (10, 200, 30)).convert("P")),
+        ("CMYK", lambda: Image.new("CMYK", (20, 10), (0, 50, 100, 0))),
+        ("I;16", lambda: Image.fromarray(np.full((10, 20), 40000, dtype=np.uint16))),
+        ("F", lambda: Image.fromarray(np.full((10, 20), 0.5, dtype=np.float32))),
+        ("1", lambda: Image.new("1", (20, 10), 1)),
+    ],
+)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_mode_converts(mode, make, channels):
+    img = make()
+    assert img.mode == mode
+    out = to_array(img, size=16, channels=channels)
+    assert out.shape == (channels, 16, 16)
+    assert out.dtype == np.uint8
+
+
+def test_sixteen_bit_scales_by_bit_depth_not_per_image():
+    img = Image.fromarray(np.full((4, 4), 257 * 100, dtype=np.uint16))
+    assert np.asarray(convert_mode(img, 1)).max() == 100
+
+
+def test_rgba_composites_on_white():
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert np.asarray(convert_mode(img, 3)).min() == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.new("L", (30, 10), 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    path = tmp_path / "rot.jpg"
+    img.save(path, exif=exif.tobytes())
+    assert load_image(path).size == (10, 30)
+
+
+def test_bytes_and_path_give_the_same_array(tmp_path):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (30, 40), dtype=np.uint8))
+    path = tmp_path / "a.png"
+    img.save(path)
+    spec = ModelSpec(arch="simple_cnn", input_size=24, in_channels=1)
+    np.testing.assert_array_equal(preprocess(path, spec), preprocess(path.read_bytes(), spec))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty file"),
+        (b"this is not an image", "not an image"),
+        (None, "truncated or corrupt"),
+    ],
+)
+def test_bad_files_name_path_and_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.png"
+    if content is None:  # a JPEG cut in half
+        content = _png_bytes(Image.new("RGB", (64, 64), (1, 2, 3)), "JPEG")[:300]
+        path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as err:
+        load_image(path)
+    assert str(path) in str(err.value)
+    assert reason in err.value.reason
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match="file not found"):
+        load_image(tmp_path / "nope.png")
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    # A 20000x20000 1-bit PNG compresses to a few kB but would decode to 400 Mpx.
+    path = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(path)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(path)
