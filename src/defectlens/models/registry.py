@@ -70,6 +70,9 @@ class Classifier(nn.Module):
         mean, std: per-channel normalisation for inputs in [0, 1].
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, features: nn.Module, head: nn.Module, *, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))

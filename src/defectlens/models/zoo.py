@@ -12,6 +12,7 @@ import importlib
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -73,16 +74,16 @@ def _torchvision(arch: str, weights_enum: str, features_of, num_features: int):
     return build
 
 
-def _resnet_features(net: nn.Module) -> nn.Module:
+def _resnet_features(net: Any) -> nn.Module:
     return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
 
 
 class LiteFeatures(nn.Module):
     """EfficientNet-Lite up to its 1280-channel head convolution (ReLU6 throughout: export friendly)."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: Any):
         super().__init__()
-        self.net = net
+        self.net: Any = net
         del self.net._fc  # the ImageNet classifier is replaced by our head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
