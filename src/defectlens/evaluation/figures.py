@@ -1,0 +1,135 @@
+"""Which figures an evaluation draws, from which split, saved under ``plots/``.
+
+Owns :func:`render_figures` (the runner's figure list) and :func:`confident_mistakes` (the most
+confidently wrong images, with Grad-CAM overlays when ``defectlens.explain.gradcam.explain``
+exists). Drawing itself lives in :mod:`defectlens.evaluation.plots`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectlens.evaluation import plots
+from defectlens.evaluation.metrics import decide
+from defectlens.inference.predictor import softmax
+
+MAX_MISTAKES = 8
+
+
+def _as_image(arr: Any) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 from a PIL image or an array in CHW/HWC, [0, 1] or [0, 255]."""
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype != np.uint8:
+        a = np.clip(a * 255.0 if a.max() <= 1.0 else a, 0, 255).astype(np.uint8)
+    return a
+
+
+def _gradcam() -> Any:
+    try:
+        module = importlib.import_module("defectlens.explain.gradcam")
+    except ImportError:
+        return None
+    return getattr(module, "explain", None)
+
+
+def confident_mistakes(
+    predictor: Any, paths: list[Path], y: np.ndarray, probs: np.ndarray, pred: np.ndarray, *, limit: int = MAX_MISTAKES
+) -> tuple[list[np.ndarray], list[str], str]:
+    """Images and captions of the ``limit`` wrong predictions with the highest confidence.
+
+    Returns:
+        images, captions, and a note saying whether Grad-CAM overlays were drawn.
+    """
+    names = predictor.spec.class_names
+    wrong = np.flatnonzero(pred != y)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
+    explain = _gradcam()
+    note = "Grad-CAM overlays" if explain else "plain images (defectlens.explain.gradcam not available)"
+    images, captions = [], []
+    for i in order:
+        img = None
+        if explain is not None:
+            try:
+                out = explain(predictor, paths[i])
+                img = _as_image(getattr(out, "overlay", out))
+            except Exception as exc:  # an explainer failure must not lose the evaluation
+                note = f"plain images (Grad-CAM failed: {type(exc).__name__}: {exc})"
+                explain = None
+        if img is None:
+            img = _as_image(predictor.preprocess(paths[i]))
+        images.append(img)
+        captions.append(f"{paths[i].name}\ntrue {names[y[i]]} / pred {names[pred[i]]} ({probs[i, pred[i]]:.2f})")
+    return images, captions, note
+
+
+def render_figures(
+    predictor: Any,
+    payload: dict[str, Any],
+    scores: dict[str, Any],
+    *,
+    out_dir: Path,
+    temperature: float,
+    threshold: float | None,
+    pos_idx: int | None,
+    run_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Draw every figure into ``out_dir/plots`` and return ``{name: png bytes}`` plus captions."""
+    names = list(predictor.spec.class_names)
+    pdir = out_dir / "plots"
+    figs: dict[str, Any] = {}
+    for split in payload["splits"]:
+        s = scores[split]
+        probs = softmax(s.logits, temperature)
+        cm = payload["metrics"][split]["confusion_matrix"]
+        figs[f"confusion_{split}"] = plots.confusion_png(cm, names, title=split, path=pdir / f"confusion_{split}.png")
+        figs[f"roc_{split}"] = plots.roc_png(
+            s.y, probs, names, positive_index=pos_idx, title=f"ROC ({split})", path=pdir / f"roc_{split}.png"
+        )
+        figs[f"pr_{split}"] = plots.pr_png(
+            s.y, probs, names, positive_index=pos_idx, title=f"PR ({split})", path=pdir / f"pr_{split}.png"
+        )
+    cal = payload["calibration"]
+    figs["reliability"] = plots.reliability_png(
+        cal["before"]["bins"],
+        cal["after"]["bins"],
+        title=f"reliability ({cal['fitted_on'] or 'not fitted'})",
+        path=pdir / "reliability.png",
+    )
+    thr = payload.get("threshold")
+    if thr and thr["sweep"]:
+        figs["threshold"] = plots.threshold_png(
+            thr["sweep"], chosen=thr["threshold"], title="threshold sweep (val)", path=pdir / "threshold.png"
+        )
+    history = _history_path(run_info)
+    if history is not None:
+        png = plots.learning_png(plots.read_history(history), path=pdir / "learning_curves.png")
+        if png:
+            figs["learning"] = png
+    split = "test" if "test" in payload["splits"] else payload["splits"][-1]
+    s = scores[split]
+    probs = softmax(s.logits, temperature)
+    pred = decide(probs, positive_index=pos_idx, threshold=threshold)
+    images, captions, note = confident_mistakes(predictor, s.paths, s.y, probs, pred)
+    png = plots.mistakes_png(images, captions, title=f"most confident mistakes ({split})", path=pdir / "mistakes.png")
+    if png:
+        figs["mistakes"] = png
+    figs["_mistakes_note"] = f"{len(images)} of {int((pred != s.y).sum())} mistakes on {split}; {note}"
+    return figs
+
+
+def _history_path(run_info: dict[str, Any]) -> Path | None:
+    for key in ("history", "history_csv"):
+        if run_info.get(key) and Path(run_info[key]).is_file():
+            return Path(run_info[key])
+    run_dir = run_info.get("run_dir")
+    if run_dir and (Path(run_dir) / "history.csv").is_file():
+        return Path(run_dir) / "history.csv"
+    return None

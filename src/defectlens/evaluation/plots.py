@@ -1,0 +1,205 @@
+"""Figures of the evaluation report, each returned as PNG bytes (and optionally saved).
+
+Owns confusion matrices, ROC and PR curves, the reliability diagram, the threshold/cost curve,
+learning curves from ``history.csv`` and the grid of most confident mistakes. matplotlib is
+imported inside :func:`_figure` with the Agg backend, so importing this module is cheap and no
+display is ever needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _figure(w: float = 5.0, h: float = 4.0, ncols: int = 1) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, ncols, figsize=(w * ncols, h), squeeze=False)
+
+
+def _png(fig: Any, path: str | Path | None = None) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    return data
+
+
+def confusion_png(cm: Sequence[Sequence[int]], class_names: Sequence[str], *, title: str, path: Any = None) -> bytes:
+    """Counts (left) and row-normalised rates (right); rows are true classes."""
+    m = np.asarray(cm, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    k = len(class_names)
+    side = max(3.5, 0.6 * k + 2)
+    fig, axes = _figure(side, side * 0.85, ncols=2)
+    for ax, data, sub, fmt in ((axes[0, 0], m, "counts", "{:.0f}"), (axes[0, 1], norm, "row-normalised", "{:.2f}")):
+        ax.imshow(data, cmap="Blues", vmin=0)
+        ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+        ax.set_yticks(range(k), class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{title} ({sub})")
+        hi = data.max() if data.size else 0
+        for i in range(k):
+            for j in range(k):
+                color = "white" if hi and data[i, j] > hi / 2 else "black"
+                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", color=color, fontsize=8)
+    return _png(fig, path)
+
+
+def _curve_classes(probs: np.ndarray, positive_index: int | None) -> list[int]:
+    if probs.shape[1] == 2:
+        return [1 if positive_index is None else positive_index]
+    return list(range(probs.shape[1]))
+
+
+def roc_png(
+    y: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    positive_index: int | None,
+    title: str,
+    path: Any = None,
+) -> bytes:
+    """ROC curve of the defect class (binary) or one-vs-rest per class (multi-class)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for c in _curve_classes(probs, positive_index):
+        yc = (y == c).astype(int)
+        if 0 < yc.sum() < len(yc):
+            fpr, tpr, _ = roc_curve(yc, probs[:, c])
+            ax.plot(fpr, tpr, label=f"{class_names[c]} (AUC {roc_auc_score(yc, probs[:, c]):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right", fontsize=7)
+    return _png(fig, path)
+
+
+def pr_png(
+    y: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    positive_index: int | None,
+    title: str,
+    path: Any = None,
+) -> bytes:
+    """Precision-recall curve of the defect class (binary) or one-vs-rest per class."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    for c in _curve_classes(probs, positive_index):
+        yc = (y == c).astype(int)
+        if 0 < yc.sum() < len(yc):
+            prec, rec, _ = precision_recall_curve(yc, probs[:, c])
+            ax.plot(rec, prec, label=f"{class_names[c]} (AP {average_precision_score(yc, probs[:, c]):.3f})")
+    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left", fontsize=7)
+    return _png(fig, path)
+
+
+def reliability_png(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], *, title: str, path: Any = None
+) -> bytes:
+    """Accuracy vs confidence per bin, before and after temperature scaling."""
+    fig, axes = _figure()
+    ax = axes[0, 0]
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect")
+    for bins, label, marker in ((before, "before", "o"), (after, "after", "s")):
+        pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, marker=marker, label=label)
+    ax.set(xlabel="confidence", ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="upper left", fontsize=8)
+    return _png(fig, path)
+
+
+def threshold_png(sweep: list[dict[str, float]], *, chosen: float, title: str, path: Any = None) -> bytes:
+    """Precision, recall, F1 (left axis) and expected cost (right axis) against the threshold."""
+    fig, axes = _figure(6.0, 4.0)
+    ax = axes[0, 0]
+    t = [r["threshold"] for r in sweep]
+    for key in ("precision", "recall", "f1"):
+        ax.plot(t, [r[key] for r in sweep], label=key, drawstyle="steps-post")
+    ax.set(xlabel="threshold on defect probability", ylabel="rate", title=title, xlim=(0, 1), ylim=(0, 1.05))
+    ax2 = ax.twinx()
+    ax2.plot(t, [r["cost"] for r in sweep], color="black", ls=":", label="cost / part", drawstyle="steps-post")
+    ax2.set_ylabel("expected cost per part")
+    ax.axvline(chosen, color="red", lw=1)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="lower left", fontsize=7)
+    return _png(fig, path)
+
+
+def read_history(path: str | Path) -> dict[str, list[float]]:
+    """Columns of a training ``history.csv`` as float lists (non-numeric cells become NaN)."""
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    cols: dict[str, list[float]] = {}
+    for row in rows:
+        for key, val in row.items():
+            try:
+                cols.setdefault(key, []).append(float(val))
+            except (TypeError, ValueError):
+                cols.setdefault(key, []).append(float("nan"))
+    return cols
+
+
+def learning_png(history: dict[str, list[float]], *, path: Any = None) -> bytes | None:
+    """Losses (left) and every other per-epoch metric (right) from a history table."""
+    if "epoch" not in history or not history["epoch"]:
+        return None
+    epoch = history["epoch"]
+    losses = [k for k in history if k.endswith("loss")]
+    others = [k for k in history if k not in losses and k not in ("epoch", "lr", "time", "seconds")]
+    fig, axes = _figure(5.0, 3.6, ncols=2)
+    for ax, keys, label in ((axes[0, 0], losses, "loss"), (axes[0, 1], others, "metric")):
+        for key in keys:
+            ax.plot(epoch, history[key], marker=".", label=key)
+        ax.set(xlabel="epoch", ylabel=label, title=f"learning curves ({label})")
+        if keys:
+            ax.legend(fontsize=7)
+    return _png(fig, path)
+
+
+def mistakes_png(images: list[np.ndarray], captions: list[str], *, title: str, path: Any = None) -> bytes | None:
+    """A grid of images (H, W) gray or (H, W, 3) RGB, uint8, with a caption under each."""
+    if not images:
+        return None
+    cols = min(4, len(images))
+    rows = (len(images) + cols - 1) // cols
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, cap in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set_title(cap, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig, path)

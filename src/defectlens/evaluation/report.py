@@ -1,0 +1,252 @@
+"""The self-contained ``report.html``: one file, inline CSS, figures as base64 PNG, opens offline.
+
+Owns :func:`write_report`, which renders the ``metrics.json`` payload of an evaluation plus its
+figures. Every piece of text from data (class names, paths, dataset info, reasons) is escaped with
+:func:`html.escape`, since dataset names and folders come from users.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+SECTIONS = (
+    ("summary", "Summary"),
+    ("metrics", "Metrics per split"),
+    ("per-class", "Per-class results"),
+    ("confusion", "Confusion matrices"),
+    ("curves", "ROC and precision-recall"),
+    ("calibration", "Calibration"),
+    ("threshold", "Operating threshold"),
+    ("learning", "Learning curves"),
+    ("mistakes", "Most confident mistakes"),
+    ("dataset", "Dataset provenance"),
+    ("model", "Model provenance"),
+)
+ROWS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("macro_f1", "Macro F1"),
+    ("weighted_f1", "Weighted F1"),
+    ("mcc", "MCC"),
+    ("roc_auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC (average precision)"),
+    ("defect_recall", "Defect recall"),
+    ("defect_precision", "Defect precision"),
+    ("false_alarm_rate", "False-alarm rate"),
+    ("expected_cost", "Expected cost per part"),
+    ("brier", "Brier score"),
+    ("nll", "NLL (log loss)"),
+    ("ece", "ECE (15 bins)"),
+    ("mce", "MCE (15 bins)"),
+)
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:24px}
+h1{margin:0 0 4px}h2{border-bottom:2px solid #2b6cb0;padding-bottom:4px;margin-top:36px}
+section{background:#fff;border-radius:8px;padding:4px 20px 16px;margin:16px 0;box-shadow:0 1px 3px #0002}
+table{border-collapse:collapse;margin:8px 0;font-size:14px}th,td{border:1px solid #d5d9e0;padding:4px 10px}
+th{background:#edf2f7;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
+tr.chosen td{background:#fff3c4;font-weight:600}.ci{color:#5a6475;font-size:12px}
+img{max-width:100%;border:1px solid #e2e8f0;margin:6px 6px 6px 0}.note{color:#8a4b00}
+.kpi{display:inline-block;background:#edf2f7;border-radius:6px;padding:8px 14px;margin:4px 8px 4px 0}
+.kpi b{display:block;font-size:22px}nav a{margin-right:12px;font-size:13px}pre{white-space:pre-wrap;font-size:12px}
+"""
+
+
+def esc(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return esc(v)
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if not png:
+        return f'<p class="note">{esc(alt)}: not available</p>'
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _table(head: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    h = "".join(f"<th>{esc(c)}</th>" for c in head)
+    body = "".join(f'<tr class="{(classes or [""] * len(rows))[i]}">{"".join(r)}</tr>' for i, r in enumerate(rows))
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_section(p: dict[str, Any]) -> str:
+    splits = p["splits"]
+    rows = []
+    for key, label in ROWS:
+        vals = [p["metrics"][s].get(key, None) for s in splits]
+        if all(v is None for v in vals) and key not in p["metrics"][splits[0]]:
+            continue
+        cells = [f"<td>{esc(label)}</td>"]
+        for s in splits:
+            ci = p["metrics"][s].get("ci", {}).get(key)
+            extra = f' <span class="ci">[{ci[0]:.3f}, {ci[1]:.3f}]</span>' if ci else ""
+            cells.append(f'<td class="n">{_fmt(p["metrics"][s].get(key))}{extra}</td>')
+        rows.append(cells)
+    for kk in ("top2", "top3"):
+        if kk in p["metrics"][splits[0]].get("top_k_accuracy", {}):
+            rows.append(
+                [f"<td>{kk} accuracy</td>"]
+                + [f'<td class="n">{_fmt(p["metrics"][s]["top_k_accuracy"].get(kk))}</td>' for s in splits]
+            )
+    rows.append(["<td>Images</td>"] + [f'<td class="n">{p["metrics"][s]["n"]}</td>' for s in splits])
+    notes = "".join(f'<li class="note">{esc(s)}: {esc(n)}</li>' for s in splits for n in p["metrics"][s]["notes"])
+    return (
+        _table(["metric", *[s.capitalize() for s in splits]], rows)
+        + '<p class="ci">[brackets]: 95 % bootstrap interval (percentile, seeded)</p>'
+        + (f"<ul>{notes}</ul>" if notes else "")
+    )
+
+
+def _per_class(p: dict[str, Any]) -> str:
+    out = []
+    for s in p["splits"]:
+        rows = [
+            [
+                f"<td>{esc(r['class'])}</td>",
+                *(f'<td class="n">{_fmt(r[k])}</td>' for k in ("precision", "recall", "f1", "support")),
+            ]
+            for r in p["metrics"][s]["per_class"]
+        ]
+        out.append(f"<h3>{esc(s)}</h3>" + _table(["class", "precision", "recall", "F1", "support"], rows))
+    return "".join(out)
+
+
+def _calibration(p: dict[str, Any], figs: dict[str, Any]) -> str:
+    c = p["calibration"]
+    fitted = (
+        f"Temperature fitted on <b>{esc(c['fitted_on'])}</b> logits by LBFGS on NLL"
+        if c["fitted_on"]
+        else "Temperature not fitted (kept as stored in the model spec)"
+    )
+    rows = [
+        [
+            f"<td>{esc(k.upper())}</td>",
+            f'<td class="n">{_fmt(c["before"][k])}</td>',
+            f'<td class="n">{_fmt(c["after"][k])}</td>',
+        ]
+        for k in ("ece", "mce", "brier", "nll")
+    ]
+    return (
+        f"<p>{fitted}: T = {c['temperature_before']:.4f} before, <b>{c['temperature']:.4f}</b> after.</p>"
+        + _table(
+            ["on " + (c["fitted_on"] or "val"), f"T={c['temperature_before']:.3g}", f"T={c['temperature']:.3g}"], rows
+        )
+        + _img(figs.get("reliability"), "reliability diagram")
+    )
+
+
+def _threshold(p: dict[str, Any], figs: dict[str, Any]) -> str:
+    t = p.get("threshold")
+    if not t:
+        return (
+            "<p>No operating threshold: decisions take the most probable class (multi-class, or no defect class).</p>"
+        )
+    head = (
+        f"<p>Threshold <b>{t['threshold']:.4f}</b> on the calibrated defect probability "
+        f"(class <b>{esc(p['positive_class'])}</b>), method <b>{esc(t['method'])}</b>: {esc(t['reason'])}. "
+        "Chosen on validation only; the test split never influences it.</p>"
+    )
+    sweep = t["sweep"]
+    if not sweep:
+        return head
+    # the full sweep is in metrics.json; the table shows ~25 evenly spaced rows plus the chosen one
+    step = max(1, len(sweep) // 25)
+    keep = sorted(
+        set(range(0, len(sweep), step))
+        | {len(sweep) - 1}
+        | {min(range(len(sweep)), key=lambda i: abs(sweep[i]["threshold"] - t["threshold"]))}
+    )
+    keys = ("threshold", "tp", "fp", "fn", "tn", "precision", "recall", "f1", "cost")
+    rows = [[f'<td class="n">{_fmt(sweep[i][k])}</td>' for k in keys] for i in keep]
+    cls = ["chosen" if abs(sweep[i]["threshold"] - t["threshold"]) < 1e-12 else "" for i in keep]
+    return (
+        head
+        + _img(figs.get("threshold"), "threshold and cost curve")
+        + f"<p>{len(keep)} of {len(sweep)} sweep rows (validation); cost per part = "
+        f"(cost_FN·FN + cost_FP·FP) / n.</p>" + _table(list(keys), rows, cls)
+    )
+
+
+def _kv(d: dict[str, Any]) -> str:
+    rows = [
+        [
+            f"<td>{esc(k)}</td>",
+            f"<td><pre>{esc(json.dumps(v, indent=1) if isinstance(v, (dict, list)) else v)}</pre></td>",
+        ]
+        for k, v in d.items()
+    ]
+    return _table(["field", "value"], rows)
+
+
+def write_report(payload: dict[str, Any], figures: dict[str, Any], path: str | Path) -> Path:
+    """Render the evaluation ``payload`` (the metrics.json dict) and ``figures`` to one HTML file."""
+    p, f = payload, figures
+    splits = p["splits"]
+    main = "test" if "test" in splits else splits[-1]
+    m = p["metrics"][main]
+    kpis = [
+        ("accuracy", "Accuracy"),
+        ("macro_f1", "Macro F1"),
+        ("defect_recall", "Defect recall"),
+        ("false_alarm_rate", "False-alarm rate"),
+        ("roc_auc", "ROC-AUC"),
+    ]
+    kpi_html = "".join(
+        f'<span class="kpi">{esc(lbl)} ({esc(main)})<b>{_fmt(m.get(k))}</b></span>' for k, lbl in kpis if k in m
+    )
+    ds = p["provenance"]["dataset"]
+    summary = (
+        kpi_html + f"<p>Dataset <b>{esc(ds.get('name', '?'))}</b>, splits {esc(', '.join(splits))}; "
+        f"classes {esc(', '.join(m['class_names']))}; temperature {p['temperature']:.4f}; "
+        + (
+            f"threshold {p['threshold']['threshold']:.4f} ({esc(p['threshold']['method'])})"
+            if p.get("threshold")
+            else "argmax decisions"
+        )
+        + f". Created {esc(p['created'])}.</p>"
+        + "".join(f'<p class="note">{esc(n)}</p>' for n in p["notes"])
+    )
+    body = {
+        "summary": summary,
+        "metrics": _metrics_section(p),
+        "per-class": _per_class(p),
+        "confusion": "".join(_img(f.get(f"confusion_{s}"), f"confusion matrix {s}") for s in splits),
+        "curves": "".join(_img(f.get(f"roc_{s}"), f"ROC {s}") + _img(f.get(f"pr_{s}"), f"PR {s}") for s in splits),
+        "calibration": _calibration(p, f),
+        "threshold": _threshold(p, f),
+        "learning": _img(f.get("learning"), "learning curves (no history.csv in the run folder)"),
+        "mistakes": f"<p>{esc(f.get('_mistakes_note', ''))}</p>"
+        + (_img(f.get("mistakes"), "mistakes") if f.get("mistakes") else ""),
+        "dataset": _kv(ds),
+        "model": _kv(
+            {
+                "spec": p["provenance"]["model"]["spec"],
+                "backend": p["provenance"]["model"]["backend"],
+                "run": p["provenance"]["run"],
+                "versions": p["provenance"]["versions"],
+                "settings": p["settings"],
+            }
+        ),
+    }
+    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS)
+    sections = "".join(f'<section id="{k}"><h2>{esc(t)}</h2>{body[k]}</section>' for k, t in SECTIONS)
+    doc = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>defectlens evaluation: '
+        f"{esc(ds.get('name', ''))}</title><style>{CSS}</style></head><body><main><h1>defectlens evaluation report"
+        f"</h1><nav>{nav}</nav>{sections}</main></body></html>"
+    )
+    path = Path(path)
+    path.write_text(doc, encoding="utf-8")
+    return path
