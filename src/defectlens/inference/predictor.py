@@ -2,13 +2,18 @@
 
 A Predictor owns a model (ONNX Runtime session or torch module) and its :class:`ModelSpec`; it
 preprocesses with :mod:`defectlens.data.images`, applies the calibration temperature and the
-decision threshold recorded in the spec, and returns a :class:`Prediction`.
+decision threshold recorded in the spec, and returns a :class:`Prediction`. It is safe to share
+one Predictor between threads (a web service's workers): inference holds no mutable state, and
+Grad-CAM runs on a private copy of the network under a lock.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +21,15 @@ from typing import Any
 import numpy as np
 
 from defectlens.data.images import preprocess
+from defectlens.errors import DefectlensError
 from defectlens.models.spec import ModelSpec
+
+BACKENDS = ("auto", "onnx", "torch")
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Result for one image."""
+    """Result for one image; ``status`` is ``"ok"`` or ``"error"`` (then ``reason`` says why)."""
 
     file: str
     prediction: str
@@ -30,17 +38,32 @@ class Prediction:
     threshold: float | None
     latency_ms: float
     extra: dict[str, Any] = field(default_factory=dict)
+    status: str = "ok"
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def error(cls, file: str, reason: str, *, threshold: float | None = None, latency_ms: float = 0.0) -> Prediction:
+        """An error row: the input could not be used; the run goes on."""
+        return cls(file, "", 0.0, {}, threshold, latency_ms, status="error", reason=reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "file": self.file,
             "prediction": self.prediction,
             "confidence": self.confidence,
             "probabilities": self.probabilities,
             "threshold": self.threshold,
             "latency_ms": self.latency_ms,
+            "status": self.status,
             **self.extra,
         }
+        if self.reason:
+            d["reason"] = self.reason
+        return d
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -59,34 +82,93 @@ class Predictor:
         run_logits: function mapping a float32 batch in [0, 1], shape (N, C, H, W), to logits (N, K).
         spec: the model's spec (preprocessing, classes, threshold, temperature).
         backend: a short name for reports ("onnxruntime" or "torch").
+        model_id: content hash of the bundle or checkpoint (None for an in-memory model).
+        torch_factory: builds a fresh torch Classifier with the same weights (for Grad-CAM).
+        meta: bundle ``spec.json`` or checkpoint provenance, for ``/info`` endpoints and reports.
     """
 
-    def __init__(self, run_logits: Callable[[np.ndarray], np.ndarray], spec: ModelSpec, *, backend: str):
+    def __init__(
+        self,
+        run_logits: Callable[[np.ndarray], np.ndarray],
+        spec: ModelSpec,
+        *,
+        backend: str,
+        model_id: str | None = None,
+        torch_factory: Callable[[], Any] | None = None,
+        meta: dict[str, Any] | None = None,
+    ):
         self._run = run_logits
         self.spec = spec
         self.backend = backend
+        self.model_id = model_id
+        self.meta = meta or {}
+        self._torch_factory = torch_factory
+        self._torch_model: Any = None
+        self._explain_lock = threading.RLock()
 
     @classmethod
-    def from_model(cls, model: Any, spec: ModelSpec) -> Predictor:
+    def from_model(cls, model: Any, spec: ModelSpec, *, model_id: str | None = None) -> Predictor:
         """Wrap an in-memory torch Classifier (eval mode, CPU or its current device)."""
-        import torch
+        from defectlens.inference.backends import torch_runner
 
-        model.eval()
-        device = next(model.parameters()).device
-
-        def run(batch: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-
-        return cls(run, spec, backend="torch")
+        return cls(
+            torch_runner(model),
+            spec,
+            backend="torch",
+            model_id=model_id,
+            torch_factory=lambda: copy.deepcopy(model).cpu(),
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, backend: str = "auto", threads: int | None = None) -> Predictor:
-        """Load from a run folder or ``.pt`` checkpoint (torch backend)."""
+        """Load a ``.dlens`` bundle (ONNX Runtime by default), a run folder or a ``.pt`` checkpoint (torch).
+
+        Args:
+            path: bundle file, run folder (holding ``best.pt``) or checkpoint file.
+            backend: ``auto`` (ONNX Runtime for bundles, torch for checkpoints), ``onnx`` or ``torch``.
+            threads: intra-op CPU threads (None: the runtime's default).
+
+        Raises:
+            DefectlensError: for a missing, tampered or unsupported file, or an impossible backend.
+        """
+        from defectlens.export.bundle import is_bundle, read_bundle
+        from defectlens.inference import backends
+
+        if backend not in BACKENDS:
+            raise DefectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        p = Path(path)
+        if is_bundle(p):
+            bundle = read_bundle(p)
+            spec = bundle.spec
+            weights = bundle.members["model.safetensors"]
+
+            def factory() -> Any:
+                return backends.torch_model_from_weights(weights, spec)
+
+            if backend == "torch":
+                run = backends.torch_runner(factory(), threads=threads)
+                name = "torch"
+            else:
+                run, _ = backends.onnx_runner(bundle.onnx, threads=threads)
+                name = "onnxruntime"
+            return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)
+        if backend == "onnx":
+            raise DefectlensError(f"{p}: ONNX Runtime needs a bundle; create one with 'defectlens export {p}'")
         from defectlens.training.checkpoint import load_checkpoint
 
-        model, spec, _ = load_checkpoint(path)
-        return cls.from_model(model, spec)
+        ckpt = p / "best.pt" if p.is_dir() else p
+        model, spec, payload = load_checkpoint(ckpt)
+        model_id = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+
+        def rebuild() -> Any:
+            from defectlens.training.checkpoint import model_from_state
+
+            return model_from_state(state, spec)
+
+        meta = {k: payload[k] for k in ("config", "metrics", "data_fingerprint") if k in payload}
+        run = backends.torch_runner(model, threads=threads)
+        return cls(run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta)
 
     # -- the pipeline ---------------------------------------------------------------------------
 
@@ -112,19 +194,113 @@ class Predictor:
             return probs.argmax(axis=1)
         return np.where(probs[:, pos] >= t, pos, 1 - pos)
 
+    def _result(self, name: str, probs: np.ndarray, idx: int, threshold: float | None, latency: float) -> Prediction:
+        names = self.spec.class_names
+        return Prediction(
+            file=name,
+            prediction=names[idx],
+            confidence=float(probs[idx]),
+            probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
+            threshold=self.spec.threshold if threshold is None else threshold,
+            latency_ms=latency,
+        )
+
     def predict(self, source: Any, *, threshold: float | None = None, name: str | None = None) -> Prediction:
-        """Classify one image (path, bytes or PIL image)."""
+        """Classify one image (path, bytes or PIL image); unreadable input raises ImageError."""
         start = time.perf_counter()
         arr = self.preprocess(source)
         probs = self.probabilities(self.logits(arr[None]))
         idx = int(self.decide(probs, threshold)[0])
         latency = (time.perf_counter() - start) * 1000.0
-        names = self.spec.class_names
-        return Prediction(
-            file=name or (str(source) if isinstance(source, (str, Path)) else "<image>"),
-            prediction=names[idx],
-            confidence=float(probs[0, idx]),
-            probabilities={n: float(p) for n, p in zip(names, probs[0], strict=True)},
-            threshold=self.spec.threshold if threshold is None else threshold,
-            latency_ms=latency,
-        )
+        return self._result(name or _name_of(source), probs[0], idx, threshold, latency)
+
+    def predict_many(
+        self, sources: Iterable[Any], *, batch_size: int = 16, threshold: float | None = None
+    ) -> Iterator[Prediction]:
+        """Classify many images in batches, yielding one result per input, in input order.
+
+        Args:
+            sources: paths, bytes, PIL images, or ``(name, source)`` pairs (e.g. uploaded files).
+            batch_size: images per model call.
+            threshold: overrides the spec's decision threshold (binary tasks).
+
+        An input that cannot be read yields an error row (``status="error"``, ``reason``) and the
+        run goes on. ``latency_ms`` of a row is its own decoding time plus its share of the batch.
+        """
+        from defectlens.errors import ImageError
+
+        if batch_size < 1:
+            raise DefectlensError(f"batch_size must be at least 1, got {batch_size}")
+        t = self.spec.threshold if threshold is None else threshold
+        chunk: list[tuple[str, np.ndarray | str, float]] = []
+        for i, item in enumerate(sources):
+            name, source = item if isinstance(item, tuple) else (_name_of(item, i), item)
+            start = time.perf_counter()
+            try:
+                arr: np.ndarray | str = preprocess(source, self.spec)
+            except ImageError as exc:
+                arr = exc.reason
+            chunk.append((name, arr, (time.perf_counter() - start) * 1000.0))
+            if len(chunk) == batch_size:
+                yield from self._flush(chunk, t)
+                chunk = []
+        if chunk:
+            yield from self._flush(chunk, t)
+
+    def _flush(self, chunk: list[tuple[str, np.ndarray | str, float]], threshold: float | None) -> list[Prediction]:
+        good = [arr for _, arr, _ in chunk if isinstance(arr, np.ndarray)]
+        share, probs, idx = 0.0, np.empty((0, 0)), np.empty(0, dtype=int)
+        if good:
+            start = time.perf_counter()
+            probs = self.probabilities(self.logits(np.stack(good)))
+            idx = self.decide(probs, threshold)
+            share = (time.perf_counter() - start) * 1000.0 / len(good)
+        out, k = [], 0
+        for name, arr, decode_ms in chunk:
+            if isinstance(arr, str):
+                out.append(Prediction.error(name, arr, threshold=threshold, latency_ms=decode_ms))
+            else:
+                out.append(self._result(name, probs[k], int(idx[k]), threshold, decode_ms + share))
+                k += 1
+        return out
+
+    # -- explanation ------------------------------------------------------------------------------
+
+    def torch_model(self) -> Any:
+        """A private torch copy of the network (built on first use) for Grad-CAM and fine-tuning."""
+        if self._torch_factory is None:
+            raise DefectlensError("this predictor has no torch weights; load it from a bundle or checkpoint")
+        with self._explain_lock:
+            if self._torch_model is None:
+                self._torch_model = self._torch_factory().eval()
+        return self._torch_model
+
+    def explain(self, source: Any, *, target: int | str | None = None) -> tuple[np.ndarray, Any]:
+        """Grad-CAM heatmap (H x W of the original image, in [0, 1]) and overlay PIL image.
+
+        See :func:`defectlens.explain.gradcam.explain`.
+        """
+        from defectlens.explain.gradcam import explain
+
+        return explain(self, source, target=target)
+
+    @property
+    def explain_lock(self) -> threading.RLock:
+        """Held while Grad-CAM runs (its hooks make the torch copy single-use at a time)."""
+        return self._explain_lock
+
+    def info(self) -> dict[str, Any]:
+        """What a service reports about its model: id, backend, spec, metrics and versions."""
+        return {
+            "model_id": self.model_id,
+            "backend": self.backend,
+            "spec": self.spec.to_dict(),
+            "metrics": self.meta.get("metrics"),
+            "versions": self.meta.get("versions"),
+        }
+
+
+def _name_of(source: Any, index: int | None = None) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return "<image>" if index is None else f"<image {index}>"

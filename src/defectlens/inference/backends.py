@@ -1,0 +1,68 @@
+"""Model runners behind a :class:`~defectlens.inference.predictor.Predictor`.
+
+Each builder returns a function mapping a float32 batch in [0, 1] (N, C, H, W) to logits (N, K).
+ONNX Runtime's ``InferenceSession.run`` and a torch module in inference mode without hooks are both
+safe to call from several threads at once, which is what a web service needs; Grad-CAM, which adds
+hooks, gets its own copy of the network (see :meth:`Predictor.torch_model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from defectlens.models.spec import ModelSpec
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def onnx_runner(data: bytes, *, threads: int | None = None) -> tuple[Runner, Any]:
+    """An ONNX Runtime CPU session for a serialised model; returns (runner, session).
+
+    Args:
+        data: the ONNX model bytes.
+        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    opts.log_severity_level = 3  # warnings about unused initialisers are noise for users
+    session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: batch})[0]
+
+    return run, session
+
+
+def torch_model_from_weights(data: bytes, spec: ModelSpec) -> Any:
+    """Rebuild the network of ``spec`` from ``model.safetensors`` bytes (eval mode, CPU)."""
+    from safetensors.torch import load
+
+    from defectlens.training.checkpoint import model_from_state
+
+    return model_from_state(load(data), spec)
+
+
+def torch_runner(model: Any, *, threads: int | None = None) -> Runner:
+    """Eager torch inference on the model's current device."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))  # process-wide in torch; only set when asked
+    model.eval()
+    device = next(model.parameters()).device
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    return run
