@@ -1,0 +1,149 @@
+"""Dataset import: turn a folder, the casting/NEU-DET/ELPV layouts or a CSV into a Manifest.
+
+Every importer runs the same pipeline: a source scanner names candidate files and labels, each
+file is probed once in a process pool (decode, sha256, perceptual hash), class names are
+remapped, and every file found ends up either as a :class:`~defectlens.data.manifest.Record` or as
+an entry of ``info["skipped"]`` with its reason. Nothing is dropped silently and no image is copied.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from defectlens.data.importers._probe import mode_note, probe_files
+from defectlens.data.importers._scan import Scan
+from defectlens.data.importers.neu import scan_neu
+from defectlens.data.importers.sources import scan_casting, scan_csv, scan_elpv, scan_folder
+from defectlens.data.manifest import Manifest, Record
+from defectlens.errors import DefectlensError
+
+FORMATS = ("folder", "casting", "neu-det", "elpv", "csv")
+#: Class names taken to be the defect side of a binary dataset when no --positive is given.
+DEFECT_NAMES = ("defect", "defects", "defective", "def", "ng", "nok", "bad", "anomaly", "def_front")
+
+
+def _scanner(fmt: str, elpv_classes: int) -> Callable[[str | Path], Scan]:
+    scanners: dict[str, Callable[[str | Path], Scan]] = {
+        "folder": scan_folder,
+        "casting": scan_casting,
+        "neu-det": scan_neu,
+        "csv": scan_csv,
+        "elpv": lambda src: scan_elpv(src, classes=elpv_classes),
+    }
+    if fmt not in scanners:
+        raise DefectlensError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return scanners[fmt]
+
+
+def remap(label: str, mapping: Mapping[str, str] | None) -> str:
+    """Apply a class mapping; ``"*"`` stands for every class not named in it."""
+    if not mapping:
+        return label
+    return mapping.get(label, mapping.get("*", label))
+
+
+def choose_positive(classes: list[str], *, requested: str | None, default: str | None) -> str | None:
+    """The defect class of a binary dataset (None for multi-class unless ``requested``)."""
+    if requested is not None:
+        if requested not in classes:
+            raise DefectlensError(f"--positive {requested!r} is not one of the classes {classes}")
+        return requested
+    if len(classes) != 2:
+        return None
+    if default in classes:
+        return default
+    named = [c for c in classes if c.lower() in DEFECT_NAMES]
+    return named[0] if len(named) == 1 else None
+
+
+def import_dataset(
+    src: str | Path,
+    *,
+    fmt: str,
+    elpv_classes: int = 2,
+    mapping: Mapping[str, str] | None = None,
+    positive: str | None = None,
+    workers: int | None = None,
+) -> Manifest:
+    """Import a dataset source into a (not yet written) Manifest.
+
+    Args:
+        src: the source folder (a CSV file for ``csv``; the word ``elpv`` for the installed ELPV package).
+        fmt: one of ``folder``, ``casting``, ``neu-det``, ``elpv``, ``csv``.
+        elpv_classes: 2 (functional/defective) or 4 (p000 p033 p067 p100) for ELPV.
+        mapping: class remapping such as ``{"scratches": "defect", "*": "ok"}``.
+        positive: the defect class of a binary dataset, when it cannot be inferred.
+        workers: decode/hash processes (default 2).
+
+    Raises:
+        DefectlensError: the source is missing, malformed or holds no usable image.
+    """
+    from defectlens import __version__
+
+    scan = _scanner(fmt, elpv_classes)(src)
+    if not scan.candidates and not scan.skipped:
+        raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
+    probes = probe_files([str(c.file) for c in scan.candidates], workers=workers)
+    records: list[Record] = []
+    warnings = list(scan.warnings)
+    odd_modes: dict[str, list[str]] = {}
+    for cand, probe in zip(scan.candidates, probes, strict=True):
+        if "reason" in probe:
+            scan.skipped.append({"path": cand.ref, "reason": probe["reason"]})
+            continue
+        label = remap(cand.label, mapping)
+        meta = {**cand.meta, "phash": probe["phash"]}
+        if label != cand.label:
+            meta["source_label"] = cand.label
+        if mode_note(probe["mode"]):
+            odd_modes.setdefault(probe["mode"], []).append(cand.ref)
+        records.append(
+            Record(
+                path=cand.ref,
+                label=label,
+                split=cand.split,
+                sha256=probe["sha256"],
+                width=probe["width"],
+                height=probe["height"],
+                mode=probe["mode"],
+                meta=meta,
+            )
+        )
+    for mode, paths in sorted(odd_modes.items()):
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        warnings.append(f"{len(paths)} image(s) in mode {mode} kept ({mode_note(mode)}): {shown}")
+    if not records:
+        first = "; ".join(f"{s['path']}: {s['reason']}" for s in scan.skipped[:3])
+        raise DefectlensError(f"{scan.root}: no usable image among {len(scan.skipped)} file(s) ({first})")
+    classes = sorted({r.label for r in records})
+    if mapping:
+        unused = sorted(k for k in mapping if k != "*" and k not in {c.label for c in scan.candidates})
+        if unused:
+            warnings.append(f"--map names classes not in the source: {unused}")
+    if len(classes) < 2:
+        warnings.append(f"only one class ({classes[0]}): a classifier needs at least two")
+    default_positive = scan.positive_class if not mapping else None
+    positive_class = choose_positive(classes, requested=positive, default=default_positive)
+    if len(classes) == 2 and positive_class is None:
+        warnings.append(f"binary dataset but no defect class recognised among {classes}; pass --positive NAME")
+    info: dict[str, Any] = {
+        "name": scan.name,
+        "format": fmt,
+        "root": str(scan.root),
+        "classes": classes,
+        "positive_class": positive_class,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "defectlens_version": __version__,
+        "source": str(src),
+        "mapping": dict(mapping) if mapping else None,
+        "skipped": scan.skipped,
+        "warnings": warnings,
+        **scan.info,
+    }
+    return Manifest(records=records, info=info)
+
+
+__all__ = ["DEFECT_NAMES", "FORMATS", "choose_positive", "import_dataset", "remap"]

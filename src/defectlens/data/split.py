@@ -1,0 +1,184 @@
+"""Leakage-safe train/val/test splits.
+
+Images are first unioned into duplicate groups (exact sha256 matches and perceptual-hash near
+duplicates, see :mod:`defectlens.data.dedup`); a group is the unit of assignment, so copies of one
+image never straddle two splits. Assignment is seeded and stratified by label (plus optional meta
+keys, e.g. ELPV's ``probability`` and ``type`` for the Deitsch protocol). A source's own test
+(and val) split is kept; duplicates the source itself placed on both sides are reported, not
+silently moved.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from defectlens.data.dedup import DEFAULT_PHASH_THRESHOLD, group_duplicates, group_size_histogram
+from defectlens.data.manifest import SPLITS, Manifest, Record, replace
+from defectlens.errors import DefectlensError
+
+_MAX_LISTED = 50  # duplicate groups listed in full in the report; the rest are counted
+
+
+def _phashes(manifest: Manifest, workers: int | None) -> list[str | None]:
+    """Perceptual hashes from meta, computing the missing ones (manifests not written by import)."""
+    from defectlens.data.dedup import HASH_SIZE
+    from defectlens.data.importers._probe import probe_files
+
+    hexes: list[str | None] = [r.meta.get("phash") for r in manifest.records]
+    want = 4 * HASH_SIZE * HASH_SIZE // 16  # hex characters of a current hash
+    missing = [i for i, h in enumerate(hexes) if not h or len(h) != want]
+    if missing:
+        probes = probe_files([str(manifest.resolve(manifest.records[i])) for i in missing], workers=workers)
+        for i, probe in zip(missing, probes, strict=True):
+            hexes[i] = probe.get("phash")
+    return hexes
+
+
+def _assign(sizes: list[int], fractions: dict[str, float], order: np.ndarray) -> list[str]:
+    """Give each group (in ``order``) to the split furthest below its target image count."""
+    total = sum(sizes)
+    targets = {s: f * total for s, f in fractions.items()}
+    filled = dict.fromkeys(fractions, 0)
+    out = [""] * len(sizes)
+    for gi in order:
+        # Ties go to the smaller splits first, so tiny strata still reach test and val.
+        split = max(fractions, key=lambda s: (targets[s] - filled[s], SPLITS.index(s)))
+        out[gi] = split
+        filled[split] += sizes[gi]
+    return out
+
+
+def split_manifest(
+    manifest: Manifest,
+    *,
+    val: float = 0.1,
+    test: float = 0.2,
+    seed: int = 0,
+    keep_official: bool = True,
+    stratify_meta: Sequence[str] = (),
+    phash_threshold: int = DEFAULT_PHASH_THRESHOLD,
+    drop_cross_duplicates: bool = False,
+    workers: int | None = None,
+) -> Manifest:
+    """Assign every record to train/val/test without leaking duplicates across splits.
+
+    Args:
+        manifest: an imported manifest.
+        val: fraction of the splittable images for validation (carved from train when the source has a test split).
+        test: fraction for test; ignored when the source has its own test split and ``keep_official``.
+        seed: RNG seed; the same seed and manifest give the same split.
+        keep_official: keep the source's own train/val/test assignment.
+        stratify_meta: meta keys stratified on besides the label.
+        phash_threshold: Hamming distance (of 256 bits) for near duplicates; negative disables them.
+        drop_cross_duplicates: remove train/val copies of images whose duplicates the source put in test.
+        workers: processes for hashing records that carry no perceptual hash.
+
+    Returns:
+        A new Manifest with ``split`` and ``group`` set and ``info["split"]`` describing the result.
+    """
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise DefectlensError(f"split fractions val={val}, test={test} must be >= 0 with val + test < 1")
+    records = manifest.records
+    if not records:
+        raise DefectlensError("cannot split an empty manifest")
+    groups, pair_counts = group_duplicates(
+        [r.path for r in records],
+        sha256=[r.sha256 for r in records],
+        phash=_phashes(manifest, workers),
+        threshold=phash_threshold,
+    )
+    official = {r.split for r in records if r.split} if keep_official else set()
+    fixed = {i: r.split for i, r in enumerate(records) if r.split in official and r.split in ("test", "val")}
+    if "val" in official:  # nothing left to carve from train
+        fixed.update({i: "train" for i, r in enumerate(records) if r.split == "train"})
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    assigned = dict(fixed)
+    # Unassigned images of a group that the source already placed follow that placement.
+    for idx in members.values():
+        placed = [fixed[i] for i in idx if i in fixed]
+        if placed:
+            target = min(placed, key=lambda s: ("test", "val", "train").index(s))
+            for i in idx:
+                if i not in fixed and records[i].split not in official:
+                    assigned[i] = target
+    fractions = {"train": 1.0 - (0 if "val" in official else val) - (0 if "test" in official else test)}
+    if "val" not in official:
+        fractions["val"] = val
+    if "test" not in official:
+        fractions["test"] = test
+    # Official-train images of a group that also has official test/val images stay train (flagged).
+    pinned_train = {i for idx in members.values() if any(i in fixed for i in idx) for i in idx if i not in assigned}
+    assigned.update(dict.fromkeys(pinned_train, "train"))
+    free: dict[str, list[int]] = defaultdict(list)
+    for g, idx in members.items():
+        rest = [i for i in idx if i not in assigned]
+        if rest:
+            free[g] = rest
+    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for g, idx in free.items():
+        lead = min(idx, key=lambda i: records[i].path)
+        labels = Counter(records[i].label for i in idx)
+        key = (labels.most_common(1)[0][0], *(str(records[lead].meta.get(k, "")) for k in stratify_meta))
+        strata[key].append(g)
+    rng = np.random.default_rng(seed)
+    for key in sorted(strata):
+        gnames = sorted(strata[key])
+        order = rng.permutation(len(gnames))
+        for g, split in zip(gnames, _assign([len(free[g]) for g in gnames], fractions, order), strict=True):
+            assigned.update(dict.fromkeys(free[g], split))
+    out = [replace(r, split=assigned[i], group=groups[i]) for i, r in enumerate(records)]
+    report = _report(out, members, pair_counts)
+    dropped: list[str] = []
+    if drop_cross_duplicates and report["cross_split_groups"]:
+        cross = {c["group"] for c in report["cross_split_duplicates_all"]}
+        dropped = [r.path for r in out if r.group in cross and r.split != "test"]
+        out = [r for r in out if not (r.group in cross and r.split != "test")]
+    report.pop("cross_split_duplicates_all")
+    info = {
+        "seed": seed,
+        "val": val,
+        "test": test,
+        "keep_official": keep_official,
+        "official_splits": sorted(official),
+        "fractions_used": fractions,
+        "stratify": ["label", *stratify_meta],
+        "phash_threshold": phash_threshold,
+        "counts": Manifest(out, manifest.info).counts(),
+        "dropped_cross_duplicates": dropped,
+        "report": report,
+    }
+    return manifest.with_records(out, split=info)
+
+
+def _report(records: list[Record], members: dict[str, list[int]], pair_counts: dict[str, int]) -> dict[str, Any]:
+    dup_groups = [idx for idx in members.values() if len(idx) > 1]
+    cross, mixed = [], []
+    for idx in dup_groups:
+        rs = [records[i] for i in idx]
+        entry = {"group": rs[0].group, "paths": {r.path: f"{r.split}/{r.label}" for r in rs}}
+        if len({r.split for r in rs}) > 1:
+            cross.append(entry)
+        if len({r.label for r in rs}) > 1:
+            mixed.append(entry)
+    return {
+        "duplicate_groups": len(dup_groups),
+        "images_in_duplicate_groups": sum(len(idx) for idx in dup_groups),
+        "exact_duplicate_pairs": pair_counts["exact_pairs"],
+        "near_duplicate_pairs": pair_counts["near_pairs"],
+        "group_size_histogram": group_size_histogram(r.group for r in records),
+        "largest_groups": sorted((len(i) for i in dup_groups), reverse=True)[:10],
+        "cross_split_groups": len(cross),
+        "cross_split_duplicates": cross[:_MAX_LISTED],
+        "cross_split_duplicates_all": cross,
+        "mixed_label_groups": len(mixed),
+        "mixed_label_duplicates": mixed[:_MAX_LISTED],
+    }
+
+
+__all__ = ["split_manifest"]
