@@ -1,0 +1,174 @@
+"""run_evaluation end to end on tiny_dataset: outputs, no fitting on test, refit=False, multi-class."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from defectlens.data.manifest import Manifest, replace
+from defectlens.evaluation.report import SECTIONS
+from defectlens.evaluation.runner import EvaluationResult, run_evaluation
+from defectlens.inference.predictor import Predictor
+from defectlens.models.registry import create_model, default_spec
+from defectlens.training.checkpoint import save_checkpoint
+
+
+def make_run(folder: Path, class_names=("ok", "defect"), positive="defect", **spec_changes) -> Path:
+    """An untrained simple_cnn checkpoint in a run folder with a history.csv (no training needed)."""
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=len(class_names), in_channels=1, input_size=48)
+    spec = default_spec("simple_cnn", in_channels=1, input_size=48, class_names=tuple(class_names))
+    spec = spec.replace(positive_class=positive, **spec_changes)
+    save_checkpoint(folder / "best.pt", model, spec)
+    (folder / "history.csv").write_text(
+        "epoch,train_loss,val_loss,val_accuracy,val_macro_f1,lr,epoch_s\n1,0.7,0.69,0.5,0.4,0.001,1.2\n2,0.5,0.6,0.7,0.65,0.001,1.1\n"
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_dataset, tmp_path_factory):
+    torch.set_num_threads(1)
+    run = make_run(tmp_path_factory.mktemp("run"))
+    out = run / "eval"
+    result = run_evaluation(
+        Predictor.load(run),
+        Manifest.read(tiny_dataset),
+        out_dir=out,
+        run_info={"run_dir": str(run)},
+        bootstrap=100,
+        quiet=True,
+    )
+    return result, out
+
+
+def test_writes_metrics_and_report_with_every_section(evaluated):
+    result, out = evaluated
+    assert isinstance(result, EvaluationResult) and result.report_path == out / "report.html"
+    payload = json.loads((out / "metrics.json").read_text())
+    assert set(payload["metrics"]) == {"train", "val", "test"}
+    assert payload["threshold"]["method"] == "f1" and payload["threshold"]["sweep"]
+    assert payload["calibration"]["fitted_on"] == "val"
+    assert payload["provenance"]["dataset"]["name"] == "tiny"
+    assert payload["provenance"]["model"]["spec"]["arch"] == "simple_cnn"
+    assert payload["metrics"]["test"]["n"] == 16 and "defect_recall" in payload["metrics"]["test"]
+    html = result.report_path.read_text()
+    for key, title in SECTIONS:
+        assert f'id="{key}"' in html and title in html
+    assert html.count("data:image/png;base64,") >= 12  # confusion/ROC/PR x3, reliability, threshold, learning, mistakes
+    assert "http://" not in html and "https://" not in html  # self-contained, opens offline
+    assert (out / "plots" / "learning_curves.png").is_file()
+    assert result.threshold is not None and result.positive_class == "defect"
+    assert result.temperature == pytest.approx(payload["temperature"])
+
+
+def test_threshold_and_temperature_ignore_test_labels(evaluated, tiny_dataset, tmp_path):
+    result, _ = evaluated
+    m = Manifest.read(tiny_dataset)
+    flip = {"ok": "defect", "defect": "ok"}
+    changed = m.with_records([replace(r, label=flip[r.label]) if r.split == "test" else r for r in m.records])
+    changed.write(tmp_path / "ds")
+    run = make_run(tmp_path / "run")
+    other = run_evaluation(
+        Predictor.load(run),
+        Manifest.read(tmp_path / "ds"),
+        out_dir=tmp_path / "eval",
+        splits=("val", "test"),
+        bootstrap=0,
+        quiet=True,
+    )
+    assert other.threshold.threshold == result.threshold.threshold
+    assert other.temperature == result.temperature
+    # the test metrics did see the flipped labels
+    assert other.metrics["test"]["accuracy"] == pytest.approx(1 - result.metrics["test"]["accuracy"])
+
+
+def test_refit_false_uses_stored_values(tiny_dataset, tmp_path):
+    run = make_run(tmp_path / "run", threshold=0.3, temperature=2.0)
+    r = run_evaluation(
+        Predictor.load(run),
+        Manifest.read(tiny_dataset),
+        out_dir=tmp_path / "eval",
+        splits=("test",),
+        refit=False,
+        bootstrap=0,
+        quiet=True,
+    )
+    assert r.threshold.threshold == 0.3 and r.threshold.method == "stored" and r.temperature == 2.0
+    assert r.metrics["test"]["threshold"] == 0.3
+
+
+def test_no_val_split_keeps_spec_threshold(tiny_dataset, tmp_path):
+    m = Manifest.read(tiny_dataset)
+    m.with_records([r for r in m.records if r.split != "val"]).write(tmp_path / "ds")
+    run = make_run(tmp_path / "run", threshold=0.4)
+    r = run_evaluation(
+        Predictor.load(run),
+        Manifest.read(tmp_path / "ds"),
+        out_dir=tmp_path / "eval",
+        splits=("test",),
+        bootstrap=0,
+        quiet=True,
+    )
+    assert r.threshold.threshold == 0.4 and "no validation split" in r.threshold.reason
+    assert r.temperature == 1.0 and any("no validation split" in n for n in r.notes)
+
+
+def test_multiclass_path(tmp_path):
+    from tests.conftest import draw_part
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    records = []
+    from defectlens.data.manifest import Record
+
+    for label in ("crazing", "patches", "scratches"):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            rel = f"{label}/{i}.png"
+            draw_part(rng, label != "crazing").save(root / rel)
+            records.append(Record(path=rel, label=label, split="val" if i < 4 else "test"))
+    Manifest(
+        records=records, info={"name": "multi", "root": str(root), "classes": ["crazing", "patches", "scratches"]}
+    ).write(tmp_path / "ds")
+    run = make_run(tmp_path / "run", class_names=("crazing", "patches", "scratches"), positive=None)
+    r = run_evaluation(
+        Predictor.load(run), Manifest.read(tmp_path / "ds"), out_dir=tmp_path / "eval", bootstrap=50, quiet=True
+    )
+    assert r.threshold is None and r.positive_class is None
+    assert set(r.metrics) == {"val", "test"}
+    assert "top2" in r.metrics["test"]["top_k_accuracy"] and len(r.metrics["test"]["confusion_matrix"]) == 3
+    assert "macro_f1" in r.metrics["test"]["ci"]
+    assert "No operating threshold" in r.report_path.read_text()
+
+
+def test_cli_evaluate(evaluated, tiny_dataset, tmp_path, capsys):
+    from defectlens.cli import main
+
+    run = make_run(tmp_path / "run")
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                "--data",
+                str(tiny_dataset),
+                "--split",
+                "test",
+                "--refit",
+                "--threshold-method",
+                "cost",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
+    payload = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert payload["threshold"]["method"] == "cost" and payload["splits"] == ["test"]
+    assert main(["evaluate", str(tmp_path / "missing"), "--data", str(tiny_dataset)]) == 2
+    assert "defectlens: error:" in capsys.readouterr().err
