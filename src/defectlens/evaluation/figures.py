@@ -2,7 +2,7 @@
 
 Owns :func:`render_figures` (the runner's figure list) and :func:`confident_mistakes` (the most
 confidently wrong images, with Grad-CAM overlays when ``defectlens.explain.gradcam.explain``
-exists). Drawing itself lives in :mod:`defectlens.evaluation.plots`.
+exists; it returns ``(heatmap, overlay)``). Drawing itself lives in :mod:`defectlens.evaluation.plots`.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def confident_mistakes(
         img = None
         if explain is not None:
             try:
-                out = explain(predictor, paths[i])
-                img = _as_image(getattr(out, "overlay", out))
+                # explain the class the evaluation predicted (it may differ from the spec's own decision)
+                out = explain(predictor, paths[i], target=int(pred[i]))
+                img = _as_image(out[-1] if isinstance(out, tuple) else getattr(out, "overlay", out))
             except Exception as exc:  # an explainer failure must not lose the evaluation
                 note = f"plain images (Grad-CAM failed: {type(exc).__name__}: {exc})"
                 explain = None
