@@ -58,6 +58,8 @@ def probe_file(path: str) -> dict[str, Any]:
     p = Path(path)
     if is_system_file(p):
         return {"reason": "system file, not an image"}
+    if not p.is_file():
+        return {"reason": "file not found"}
     try:
         data = p.read_bytes()
     except OSError as exc:

@@ -1,0 +1,102 @@
+"""Split properties: fractions, stratification, determinism, duplicate groups, official splits."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from defectlens.data.importers import import_dataset
+from defectlens.data.manifest import Manifest, Record
+from defectlens.data.split import split_manifest
+from defectlens.errors import DefectlensError
+from tests.unit.data.conftest import write_image
+
+
+def _synthetic(n_ok: int = 60, n_ng: int = 40) -> Manifest:
+    """Records without files; :func:`_far_hashes` gives each one a perceptual hash."""
+    recs = []
+    for i in range(n_ok + n_ng):
+        label = "ok" if i < n_ok else "ng"
+        recs.append(Record(path=f"{label}/{i}.png", label=label, sha256=f"sha{i}", meta={"kind": i % 2}))
+    return Manifest(recs, {"classes": ["ng", "ok"], "root": "."})
+
+
+def _far_hashes(m: Manifest) -> Manifest:
+    # random 256-bit hashes are ~128 bits apart, far beyond the near-duplicate threshold
+    import numpy as np
+
+    rng = np.random.default_rng(123)
+    recs = [
+        Record(
+            **{**r.__dict__, "meta": {**r.meta, "phash": "".join(f"{int(x):016x}" for x in rng.integers(0, 2**63, 4))}}
+        )
+        for r in m.records
+    ]
+    return Manifest(recs, m.info)
+
+
+def test_fractions_stratification_and_determinism() -> None:
+    m = _far_hashes(_synthetic())
+    s = split_manifest(m, val=0.1, test=0.2, seed=0, stratify_meta=("kind",))
+    counts = s.counts()
+    assert counts == {"train": {"ok": 42, "ng": 28}, "val": {"ok": 6, "ng": 4}, "test": {"ok": 12, "ng": 8}}
+    by = Counter((r.split, r.label, r.meta["kind"]) for r in s.records)
+    assert by[("test", "ok", 0)] == by[("test", "ok", 1)] == 6  # stratified on meta too
+    assert [r.split for r in split_manifest(m, seed=0, stratify_meta=("kind",)).records] == [r.split for r in s.records]
+    assert [r.split for r in split_manifest(m, seed=1).records] != [r.split for r in s.records]
+    assert s.info["split"]["seed"] == 0 and s.info["split"]["phash_threshold"] == 8
+    assert s.info["split"]["counts"] == counts
+
+
+def test_duplicates_never_straddle_splits() -> None:
+    m = _far_hashes(_synthetic())
+    recs = list(m.records)
+    for k in range(0, 30, 3):  # 10 triples of byte-identical files
+        recs[k + 1] = Record(**{**recs[k + 1].__dict__, "sha256": recs[k].sha256})
+        recs[k + 2] = Record(**{**recs[k + 2].__dict__, "meta": recs[k].meta})  # same phash
+    for seed in range(5):
+        s = split_manifest(Manifest(recs, m.info), seed=seed)
+        splits_of = {}
+        for r in s.records:
+            splits_of.setdefault(r.group, set()).add(r.split)
+        assert all(len(v) == 1 for v in splits_of.values())
+        assert s.info["split"]["report"]["duplicate_groups"] == 10
+        assert s.info["split"]["report"]["group_size_histogram"]["3"] == 10
+
+
+def _casting_with_leak(root: Path) -> Path:
+    for split in ("train", "test"):
+        for c in ("def_front", "ok_front"):
+            for i in range(10):
+                write_image(root / split / c / f"{c}_{i}.png", hash((split, c, i)) % 100_000)
+    shutil.copy(root / "test" / "ok_front" / "ok_front_0.png", root / "train" / "ok_front" / "copy.png")
+    return root
+
+
+def test_official_test_kept_and_cross_duplicates_flagged(tmp_path: Path) -> None:
+    m = import_dataset(_casting_with_leak(tmp_path), fmt="casting")
+    s = split_manifest(m, val=0.2, test=0.5, seed=0)
+    assert [r.path for r in s.records if r.split == "test"] == [r.path for r in m.records if r.split == "test"]
+    assert s.counts()["val"] == {"def_front": 2, "ok_front": 2}  # 20% of official train, test fraction ignored
+    rep = s.info["split"]["report"]
+    assert rep["cross_split_groups"] == 1
+    assert rep["cross_split_duplicates"][0]["paths"] == {
+        "test/ok_front/ok_front_0.png": "test/ok_front",
+        "train/ok_front/copy.png": "train/ok_front",
+    }
+    dropped = split_manifest(m, val=0.2, seed=0, drop_cross_duplicates=True)
+    assert dropped.info["split"]["dropped_cross_duplicates"] == ["train/ok_front/copy.png"]
+    assert len(dropped.records) == len(m.records) - 1
+    fresh = split_manifest(m, val=0.1, test=0.2, keep_official=False)
+    assert fresh.info["split"]["report"]["cross_split_groups"] == 0
+
+
+def test_split_computes_missing_phash_and_rejects_bad_fractions(tiny_dataset: Path) -> None:
+    m = Manifest.read(tiny_dataset)
+    s = split_manifest(m, keep_official=False, seed=3)
+    assert {r.split for r in s.records} == {"train", "val", "test"} and all(r.group for r in s.records)
+    with pytest.raises(DefectlensError, match="fractions"):
+        split_manifest(m, val=0.5, test=0.5)
