@@ -1,1 +1,18 @@
-"""Training."""
+"""Training: ``train(config) -> RunResult``, the in-memory data path, augmentation, DDP, checkpoints.
+
+Heavy imports (torch) happen when an attribute is first used, so ``import defectlens.training`` is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RunResult", "config_from_run", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from defectlens.training import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'defectlens.training' has no attribute {name!r}")

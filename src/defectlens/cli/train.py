@@ -1,0 +1,58 @@
+"""``defectlens train``: parse options, resolve the config (recipe YAML, then options), call ``train``."""
+
+from __future__ import annotations
+
+import argparse
+
+from defectlens.config import AUGMENT_LEVELS, BALANCE_MODES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a classifier on an imported dataset")
+    p.add_argument("--data", help="dataset folder (from 'defectlens data import')")
+    p.add_argument("--model", help="backbone name (see 'defectlens train --list-models')")
+    p.add_argument("--config", help="recipe YAML (e.g. configs/elpv.yaml); options below override it")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--channels", type=int, choices=(1, 3))
+    p.add_argument("--freeze-backbone", action="store_true", default=None, help="train only the head")
+    p.add_argument("--augment", choices=AUGMENT_LEVELS)
+    p.add_argument("--balance", choices=BALANCE_MODES)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", help="parent folder of run folders (default runs/)")
+    p.add_argument("--name", help="run name")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run folder from its last.pt")
+    p.add_argument("--threshold-method", choices=("f1", "recall", "cost"))
+    p.add_argument("--no-eval", dest="evaluate", action="store_false", default=None, help="skip final evaluation")
+    p.add_argument("--list-models", action="store_true", help="list backbones and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from defectlens.config import TrainConfig, config_path
+    from defectlens.training import config_from_run, train
+    from defectlens.training.report import print_summary
+
+    if args.list_models:
+        from defectlens.models import list_models
+
+        print("\n".join(list_models()))
+        return 0
+    if args.resume:
+        base = config_from_run(args.resume)
+    elif args.config:
+        base = TrainConfig.from_yaml(config_path(args.config))
+    else:
+        base = TrainConfig()
+    overrides = {k: getattr(args, k) for k in vars(args) if k in TrainConfig.__dataclass_fields__}
+    overrides["batch_size"], overrides["input_size"] = args.batch_size, args.input_size
+    overrides["threshold_method"], overrides["label_smoothing"] = args.threshold_method, args.label_smoothing
+    config = base.replace(**overrides)
+    result = train(config, resume=args.resume)
+    if result.run_dir is not None:
+        print_summary(result)
+    return 0

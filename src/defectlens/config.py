@@ -1,0 +1,151 @@
+"""Run settings: frozen dataclasses, read from and written to YAML.
+
+A :class:`TrainConfig` is everything :func:`defectlens.training.train` needs; it is resolved once
+(recipe YAML, then command-line overrides) and written into every run folder as ``config.yaml``,
+so each result traces back to the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from defectlens.errors import DefectlensError
+
+AUGMENT_LEVELS = ("none", "light", "standard", "strong")
+BALANCE_MODES = ("weighted", "sampler", "none")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        data: dataset folder (``manifest.csv`` + ``dataset.json``) with train/val/test splits.
+        model: registry name of the backbone.
+        pretrained: start from ImageNet weights (offline).
+        channels: 1 (grayscale) or 3 (RGB) model input.
+        input_size: square input side; ``None`` takes the backbone's default.
+        epochs: maximum number of epochs.
+        batch_size: images per optimisation step (per process under DDP).
+        lr: peak learning rate of the head (AdamW, linear warmup then cosine decay).
+        backbone_lr_scale: the backbone's learning rate is ``lr * backbone_lr_scale``.
+        weight_decay: AdamW weight decay.
+        warmup_epochs: linear warmup length in epochs (fractions allowed).
+        label_smoothing: cross-entropy label smoothing.
+        dropout: dropout before the last linear layer.
+        augment: ``none``, ``light``, ``standard`` or ``strong``.
+        rot90: allow 90-degree rotations and vertical flips (parts without a fixed orientation).
+        balance: class imbalance handling: ``weighted`` loss, balanced ``sampler`` or ``none``.
+        freeze_backbone: train only the head; features are computed once when ``augment`` is none.
+        freeze_stages: freeze the stem and the first N-1 backbone stages (saves backward compute).
+        patience: early stopping after this many epochs without a better validation macro-F1 (0: off).
+        seed: seed of every random generator; CPU runs with the same seed are bit-identical.
+        threshold_method: how the binary operating threshold is chosen on validation (f1, recall, cost).
+        target_recall: defect recall target for ``threshold_method=recall``.
+        cost_fn: cost of a missed defect for ``threshold_method=cost``.
+        cost_fp: cost of a false alarm for ``threshold_method=cost``.
+        out: parent folder of run folders.
+        name: run name (the folder is ``<out>/<name>-<YYYYmmdd-HHMMSS>``); defaults to data + model.
+        workers: processes that decode and resize images into the in-memory cache.
+        threads: torch CPU threads (``None``: torch's default).
+        evaluate: evaluate the best checkpoint on every split at the end (metrics.json, report.html).
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    data: str = ""
+    model: str = "efficientnet_lite0"
+    pretrained: bool = True
+    channels: int = 3
+    input_size: int | None = None
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    backbone_lr_scale: float = 1.0
+    weight_decay: float = 0.01
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    dropout: float = 0.2
+    augment: str = "standard"
+    rot90: bool = True
+    balance: str = "weighted"
+    freeze_backbone: bool = False
+    freeze_stages: int = 0
+    patience: int = 5
+    seed: int = 0
+    threshold_method: str = "f1"
+    target_recall: float = 0.99
+    cost_fn: float = 10.0
+    cost_fp: float = 1.0
+    out: str = "runs"
+    name: str | None = None
+    workers: int = 2
+    threads: int | None = None
+    evaluate: bool = True
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.channels not in (1, 3):
+            raise DefectlensError(f"channels must be 1 or 3, got {self.channels}")
+        if self.augment not in AUGMENT_LEVELS:
+            raise DefectlensError(f"augment must be one of {', '.join(AUGMENT_LEVELS)}, got {self.augment!r}")
+        if self.balance not in BALANCE_MODES:
+            raise DefectlensError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise DefectlensError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if self.lr <= 0:
+            raise DefectlensError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise DefectlensError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied; ``None`` values are ignored (unset CLI options)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a mapping, refusing unknown keys (a typo must not be silently ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DefectlensError(
+                f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**d)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """YAML text of the config, also written to ``path`` when given."""
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a recipe; raises :class:`DefectlensError` naming the file when it is missing or malformed."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise DefectlensError(f"{path}: config file not found")
+        try:
+            d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise DefectlensError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(d, dict):
+            raise DefectlensError(f"{path}: expected a mapping of settings, got {type(d).__name__}")
+        return cls.from_dict(d, source=str(path))
+
+
+def config_path(name: str) -> Path:
+    """A recipe shipped in ``configs/`` by name (``elpv`` -> ``configs/elpv.yaml``) or a path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        return p
+    return Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"

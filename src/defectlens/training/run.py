@@ -1,0 +1,138 @@
+"""The run folder: ``runs/<name>-<YYYYmmdd-HHMMSS>/`` with config, history, log and figures.
+
+Only rank 0 of a distributed run writes here. Everything is plain text (YAML, JSON, CSV) or PNG,
+so a run can be inspected without defectlens installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HISTORY_FIELDS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_macro_f1",
+    "val_threshold",
+    "lr",
+    "data_s",
+    "compute_s",
+    "eval_s",
+    "epoch_s",
+)
+
+
+def new_run_dir(out: str | Path, name: str) -> Path:
+    """Create ``<out>/<name>-<YYYYmmdd-HHMMSS>`` (with a numeric suffix if that exists already)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(out) / f"{name}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def get_logger(run_dir: Path | None) -> logging.Logger:
+    """A logger writing to ``run_dir/train.log`` (or nowhere, on non-zero ranks)."""
+    logger = logging.getLogger(f"defectlens.train.{run_dir}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    if run_dir is not None:
+        handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger.addHandler(handler)
+    else:
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def append_history(run_dir: Path, row: dict[str, Any]) -> None:
+    """Append one epoch to ``history.csv`` and ``history.jsonl``."""
+    csv_path = run_dir / "history.csv"
+    new = not csv_path.exists()
+    with csv_path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    with (run_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_history(run_dir: Path, last_epoch: int) -> list[dict[str, Any]]:
+    """Keep only epochs ``<= last_epoch`` (a resumed run rewrites what happened after its checkpoint)."""
+    rows = [r for r in read_history(run_dir) if r["epoch"] <= last_epoch]
+    for name in ("history.csv", "history.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    for r in rows:
+        append_history(run_dir, r)
+    return rows
+
+
+def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> Path:
+    """``curves.png``: train/val loss and validation macro-F1 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax1.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(epochs, [r["val_macro_f1"] for r in history], "o-", label="val macro-F1")
+    ax2.plot(epochs, [r["val_accuracy"] for r in history], "s--", label="val accuracy")
+    ax2.set_xlabel("epoch")
+    ax2.legend()
+    fig.tight_layout()
+    path = run_dir / "curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_samples(run_dir: Path, batch: np.ndarray, labels: list[str]) -> Path:
+    """``train_samples.png``: a grid of augmented training images (float (N, C, H, W) in [0, 1])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(batch), 16)
+    cols = 4
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2, rows * 2.1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        img = np.transpose(batch[i], (1, 2, 0))
+        ax = axes.flat[i]
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(labels[i], fontsize=8)
+    fig.tight_layout()
+    path = run_dir / "train_samples.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
