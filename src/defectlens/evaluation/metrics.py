@@ -195,7 +195,7 @@ def compute_metrics(
         out: dict[str, Any] = {
             "n": n,
             "class_names": names,
-            "positive_class": names[positive_index] if binary else None,
+            "positive_class": names[positive_index] if binary and positive_index is not None else None,
             "threshold": threshold if binary else None,
             "accuracy": float(accuracy_score(y, pred)),
             "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(present) > 1 else None,

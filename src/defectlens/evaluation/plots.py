@@ -174,7 +174,11 @@ def learning_png(history: dict[str, list[float]], *, path: Any = None) -> bytes 
     epoch = history["epoch"]
     losses = [k for k in history if k.endswith("loss")]
     # timings (data_s, epoch_s...) and the learning rate have other scales; keep quality metrics only
-    others = [k for k in history if k not in losses and k.startswith(("train_", "val_")) and not k.endswith("_s")]
+    others = [
+        k
+        for k in history
+        if k not in losses and k.startswith(("train_", "val_")) and not k.endswith(("_s", "threshold"))
+    ]
     fig, axes = _figure(5.0, 3.6, ncols=2)
     for ax, keys, label in ((axes[0, 0], losses, "loss"), (axes[0, 1], others, "metric")):
         for key in keys:

@@ -86,7 +86,7 @@ def _metrics_section(p: dict[str, Any]) -> str:
     rows = []
     for key, label in ROWS:
         vals = [p["metrics"][s].get(key, None) for s in splits]
-        if all(v is None for v in vals) and key not in p["metrics"][splits[0]]:
+        if all(v is None for v in vals):  # e.g. defect metrics of a multi-class task; notes say why
             continue
         cells = [f"<td>{esc(label)}</td>"]
         for s in splits:
@@ -101,7 +101,11 @@ def _metrics_section(p: dict[str, Any]) -> str:
                 + [f'<td class="n">{_fmt(p["metrics"][s]["top_k_accuracy"].get(kk))}</td>' for s in splits]
             )
     rows.append(["<td>Images</td>"] + [f'<td class="n">{p["metrics"][s]["n"]}</td>' for s in splits])
-    notes = "".join(f'<li class="note">{esc(s)}: {esc(n)}</li>' for s in splits for n in p["metrics"][s]["notes"])
+    by_note: dict[str, list[str]] = {}
+    for s in splits:
+        for n in p["metrics"][s]["notes"]:
+            by_note.setdefault(n, []).append(s)
+    notes = "".join(f'<li class="note">{esc(", ".join(ss))}: {esc(n)}</li>' for n, ss in by_note.items())
     return (
         _table(["metric", *[s.capitalize() for s in splits]], rows)
         + '<p class="ci">[brackets]: 95 % bootstrap interval (percentile, seeded)</p>'
@@ -179,14 +183,24 @@ def _threshold(p: dict[str, Any], figs: dict[str, Any]) -> str:
     )
 
 
+def _compact(v: Any, limit: int = 8) -> Any:
+    """Long lists cut to ``limit`` items plus a count, recursively (the full values are in metrics.json)."""
+    if isinstance(v, dict):
+        return {k: _compact(x, limit) for k, x in v.items()}
+    if isinstance(v, list):
+        head = [_compact(x, limit) for x in v[:limit]]
+        return head + ([f"... {len(v) - limit} more (see metrics.json)"] if len(v) > limit else [])
+    return v
+
+
 def _kv(d: dict[str, Any]) -> str:
-    rows = [
-        [
-            f"<td>{esc(k)}</td>",
-            f"<td><pre>{esc(json.dumps(v, indent=1) if isinstance(v, (dict, list)) else v)}</pre></td>",
-        ]
-        for k, v in d.items()
-    ]
+    rows = []
+    for k, v in d.items():
+        text = json.dumps(_compact(v), indent=1) if isinstance(v, (dict, list)) else str(v)
+        cell = f"<pre>{esc(text)}</pre>"
+        if text.count("\n") > 30:  # long values fold away so the page stays readable
+            cell = f"<details><summary>{esc(text.count(chr(10)) + 1)} lines</summary>{cell}</details>"
+        rows.append([f"<td>{esc(k)}</td>", f"<td>{cell}</td>"])
     return _table(["field", "value"], rows)
 
 
