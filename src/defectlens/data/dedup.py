@@ -9,7 +9,8 @@ vectorised with NumPy in row blocks (6.6k hashes -> 22M pairs in about a second)
 Why 256 bits and not imagehash's default 64: on the casting data every photo shows the same
 impeller model on the same background, and 64-bit hashes cannot tell distinct parts apart:
 645 of 6,633 casting images have another image at distance 0, and any threshold >= 4 chains
-2,415+ images into one group through union-find (measured with ``benchmarks/bench_import.py``).
+2,415+ images into one group through union-find (measured once with ``imagehash.phash(hash_size=8)``
+on the imported casting manifest; ``benchmarks/bench_import.py`` reports the 256-bit figures).
 See :data:`DEFAULT_PHASH_THRESHOLD` for the threshold.
 """
 
