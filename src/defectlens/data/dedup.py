@@ -144,9 +144,10 @@ def group_duplicates(
         else:
             first_by_sha[digest] = i
     known = [i for i, h in enumerate(phash) if h]
-    pairs = near_pairs(hashes_to_uint64([phash[i] for i in known]), threshold) if known else np.zeros((0, 2))
+    hexes = [h for h in phash if h]
+    pairs = near_pairs(hashes_to_uint64(hexes), threshold) if hexes else np.zeros((0, 2), dtype=np.int64)
     for a, b in pairs.tolist():
-        uf.union(known[a], known[b])
+        uf.union(known[int(a)], known[int(b)])
     roots = [uf.find(i) for i in range(n)]
     name_of: dict[int, str] = {}
     for i in range(n):
