@@ -13,7 +13,7 @@ from typing import Any
 
 from defectlens.errors import DefectlensError
 
-AUGMENT_LEVELS = ("none", "light", "standard", "strong")
+AUGMENT_LEVELS = ("none", "flips", "light", "standard", "strong")
 BALANCE_MODES = ("weighted", "sampler", "none")
 
 
@@ -35,11 +35,13 @@ class TrainConfig:
         warmup_epochs: linear warmup length in epochs (fractions allowed).
         label_smoothing: cross-entropy label smoothing.
         dropout: dropout before the last linear layer.
-        augment: ``none``, ``light``, ``standard`` or ``strong``.
+        augment: ``none``, ``flips`` (flips and rot90 only), ``light``, ``standard`` or ``strong``.
         rot90: allow 90-degree rotations and vertical flips (parts without a fixed orientation).
         balance: class imbalance handling: ``weighted`` loss, balanced ``sampler`` or ``none``.
         freeze_backbone: train only the head; features are computed once when ``augment`` is none.
-        freeze_stages: freeze the stem and the first N-1 backbone stages (saves backward compute).
+        freeze_stages: freeze the first N backbone stages, the stem being stage 0 (saves backward compute).
+        cache_frozen: compute the frozen stages' output once for every flip/rotation of each training
+            image and train the upper stages on it (needs ``freeze_stages`` > 0 and augment none or flips).
         patience: early stopping after this many epochs without a better validation macro-F1 (0: off).
         seed: seed of every random generator; CPU runs with the same seed are bit-identical.
         threshold_method: how the binary operating threshold is chosen on validation (f1, recall, cost).
@@ -72,6 +74,7 @@ class TrainConfig:
     balance: str = "weighted"
     freeze_backbone: bool = False
     freeze_stages: int = 0
+    cache_frozen: bool = False
     patience: int = 5
     seed: int = 0
     threshold_method: str = "f1"
@@ -96,6 +99,13 @@ class TrainConfig:
             raise DefectlensError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.lr <= 0:
             raise DefectlensError(f"lr must be positive, got {self.lr}")
+        if self.cache_frozen and (
+            self.freeze_stages < 1 or self.freeze_backbone or self.augment not in ("none", "flips")
+        ):
+            raise DefectlensError(
+                "cache_frozen needs freeze_stages >= 1, no freeze_backbone, and augment 'none' or 'flips' "
+                f"(got freeze_stages={self.freeze_stages}, augment={self.augment!r})"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DefectlensError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

@@ -1,6 +1,7 @@
 """Augmentation for inspection images, on batches of uint8 tensors from the in-memory cache.
 
-Levels: ``none``; ``light`` (horizontal flip, mild brightness/contrast); ``standard`` (flips,
+Levels: ``none``; ``flips`` (label-preserving flips and 90-degree rotations only); ``light``
+(horizontal flip, mild brightness/contrast); ``standard`` (flips,
 90-degree rotations when the part has no fixed orientation, +-5 degree rotation, brightness/contrast);
 ``strong`` (adds small shifts/scales, blur and sensor noise). Geometry that is label-preserving for
 a part (flips, rot90) is cheap tensor indexing done per sample; the rest uses
@@ -22,7 +23,7 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def _photometric(level: str):
     from torchvision.transforms import v2
 
-    if level == "none":
+    if level in ("none", "flips"):
         return None
     if level == "light":
         ops = [v2.ColorJitter(brightness=0.1, contrast=0.1)]

@@ -57,7 +57,9 @@ def train_one_epoch(
         x = augment(images[idx], gen)
         y = labels[idx]
         if cuda:
-            x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x = x.to(device, non_blocking=True)
+            if x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
         t1 = time.perf_counter()
         autocast = torch.autocast("cuda", dtype=torch.float16) if scaler is not None else nullcontext()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from defectlens.training.trainer import RunResult
 
-_SHOWN = ("accuracy", "macro_f1", "defect_recall", "defect_precision", "roc_auc")
+_SHOWN = ("accuracy", "balanced_accuracy", "macro_f1", "defect_recall", "defect_precision", "roc_auc")
 
 
 def _fmt(value: object) -> str:

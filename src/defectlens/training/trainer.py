@@ -155,18 +155,44 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         train_set.seconds + val_set.seconds,
     )
 
-    # Frozen backbone without augmentation: features never change, so compute them once.
-    feature_mode = config.freeze_backbone and config.augment == "none"
+    # What never changes is computed once: with a frozen backbone and no augmentation, the pooled
+    # features ("features" mode); with frozen lower stages and only flips/rot90, the lower stages'
+    # output for every flip/rotation ("partial" mode). Otherwise images go through the whole network.
+    mode = "features" if config.freeze_backbone and config.augment == "none" else "full"
+    mode = "partial" if config.cache_frozen else mode
+    if mode != "full" and dist.enabled:
+        raise DefectlensError(
+            "frozen-feature caching (freeze_backbone + augment none, or cache_frozen) runs on one process"
+        )
     train_model: nn.Module = model
-    if feature_mode:
-        t0 = time.perf_counter()
+    augment = build_augment(config.augment, rot90=config.rot90)
+    t0 = time.perf_counter()
+    if mode == "features":
         train_inputs = _features(model, train_set, device)
         val_inputs = _features(model, val_set, device)
         train_model = _FeatureModel(_head_on_features(model))
+        augment = _identity
         log.info("frozen backbone: cached %d-d features in %.1fs", train_inputs.shape[1], time.perf_counter() - t0)
+    elif mode == "partial":
+        from defectlens.training.partial import Suffix, cache_prefix, pick_variants
+
+        variants = (0,) if config.augment == "none" else ((0, 1, 2, 3, 4, 5, 6, 7) if config.rot90 else (0, 4))
+        cache = cache_prefix(model.to(device), train_set.images.to(device), config.freeze_stages, variants=variants)
+        val_inputs = cache_prefix(model, val_set.images.to(device), config.freeze_stages)[0]
+        train_inputs = torch.arange(len(train_set))  # the loop indexes these; pick_variants maps them to cache rows
+        augment = pick_variants(cache)
+        train_model = Suffix(model, config.freeze_stages)
+        log.info(
+            "frozen stages 0..%d: cached %s outputs of %d flips/rotations in %.1fs (%.0f MB)",
+            config.freeze_stages - 1,
+            tuple(cache.shape[2:]),
+            len(variants),
+            time.perf_counter() - t0,
+            cache.numel() * cache.element_size() / 2**20,
+        )
     else:
         train_inputs, val_inputs = train_set.images, val_set.images
-    if dist.enabled and not feature_mode:
+    if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -186,12 +212,6 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         weight=weights.to(device) if weights is not None else None, label_smoothing=config.label_smoothing
     )
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    augment = build_augment("none" if feature_mode else config.augment, rot90=config.rot90)
-    if feature_mode:
-
-        def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-            return x
-
     gen = torch.Generator().manual_seed(config.seed)
 
     first_epoch, best_f1, best_epoch, bad_epochs = 1, -1.0, 0, 0
@@ -207,25 +227,25 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         bad_epochs = int(resume_payload["bad_epochs"])
         history = R.truncate_history(run_dir, first_epoch - 1) if run_dir else []
         log.info("resumed from %s at epoch %d", resume, first_epoch)
-    if run_dir is not None and first_epoch == 1 and not feature_mode:
+    if run_dir is not None and first_epoch == 1 and mode != "features":
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))[:16]
         sample = build_augment(config.augment, rot90=config.rot90)(
             train_set.images[order], torch.Generator().manual_seed(1)
         )
         R.plot_samples(run_dir, sample.numpy(), [classes[int(i)] for i in train_set.labels[order]])
 
-    labels_dev = train_set.labels.to(device) if feature_mode else train_set.labels
+    labels_dev = train_set.labels.to(device) if mode != "full" else train_set.labels
     bar = _progress(progress and dist.is_main)
     with bar:
         for epoch in range(first_epoch, config.epochs + 1):
             t_epoch = time.perf_counter()
             order = _epoch_order(config, train_set, epoch, dist)
-            set_train_mode(train_model if feature_mode else model, [] if feature_mode else frozen)
+            set_train_mode(train_model, frozen)
             task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(range(0, len(order), config.batch_size)))
             stats = train_one_epoch(
                 train_model,
                 images=train_inputs,
-                labels=labels_dev if feature_mode else train_set.labels,
+                labels=labels_dev,
                 order=order,
                 batch_size=config.batch_size,
                 augment=augment,
@@ -239,12 +259,10 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
             )
             bar.remove_task(task)
             t_eval = time.perf_counter()
-            if feature_mode:
-                with torch.inference_mode():
-                    train_model.eval()
-                    val_logits = train_model(val_inputs).float().cpu()
-            else:
+            if mode == "full":
                 val_logits = predict_logits(model, val_inputs, device=device)
+            else:
+                val_logits = _logits_from_inputs(train_model, val_inputs)
             row = {
                 "epoch": epoch,
                 "train_loss": D.all_reduce_mean(stats.loss, dist),
@@ -317,6 +335,19 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     result.seconds = time.perf_counter() - start
     log.info("done in %.1fs; best epoch %d, val macro-F1 %.4f", result.seconds, best_epoch, best_f1)
     return result
+
+
+def _identity(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return x
+
+
+@torch.inference_mode()
+def _logits_from_inputs(module: nn.Module, inputs: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    was_training = module.training
+    module.eval()
+    out = [module(inputs[i : i + batch_size].float()).float().cpu() for i in range(0, len(inputs), batch_size)]
+    module.train(was_training)
+    return torch.cat(out)
 
 
 def _features(model: nn.Module, split: CachedSplit, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,86 @@
+"""Run ``defectlens demo`` and record its test metrics, wall time and machine in results/elpv.json.
+
+Usage: ``python benchmarks/bench_demo.py [--fresh]`` from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "elpv.json"
+
+
+def machine() -> dict[str, object]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fresh", action="store_true", help="re-import and re-split ELPV")
+    parser.add_argument("--data", default="data/elpv")
+    parser.add_argument("--out", default="runs")
+    args = parser.parse_args()
+
+    from defectlens.training.demo import run_demo
+    from defectlens.training.report import print_summary
+
+    info = machine()
+    start = time.perf_counter()
+    result = run_demo(data=args.data, out=args.out, fresh=args.fresh)
+    wall = time.perf_counter() - start
+    print_summary(result, title="bench_demo")
+    payload = {
+        "benchmark": "defectlens demo: ELPV binary, Deitsch split (seed 0), configs/elpv.yaml",
+        "command": " ".join([sys.executable, *sys.argv]),
+        "wall_time_s": round(wall, 1),
+        "run_dir": str(result.run_dir),
+        "best_epoch": result.best_epoch,
+        "best_val_macro_f1": result.best_val_macro_f1,
+        "epochs": [
+            {k: r[k] for k in ("epoch", "train_loss", "val_macro_f1", "data_s", "compute_s", "epoch_s")}
+            for r in result.history
+        ],
+        "threshold": result.spec.threshold,
+        "temperature": result.spec.temperature,
+        "machine": info,
+        **{split: metrics for split, metrics in result.metrics.items()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS} (wall time {wall:.0f}s, test accuracy {_acc(result.metrics.get('test', {}))})")
+    return 0
+
+
+def _acc(m: dict) -> str:
+    value = m.get("accuracy")
+    if isinstance(value, dict):
+        value = value.get("value")
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "n/a"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
