@@ -42,6 +42,8 @@ class TrainConfig:
         freeze_stages: freeze the first N backbone stages, the stem being stage 0 (saves backward compute).
         cache_frozen: compute the frozen stages' output once for every flip/rotation of each training
             image and train the upper stages on it (needs ``freeze_stages`` > 0 and augment none or flips).
+        cache_variants: how many flips/rotations are cached per image with ``augment: flips``: 8 (all),
+            4 (identity, both flips, 180-degree rotation) or 2 (identity, horizontal flip).
         patience: early stopping after this many epochs without a better validation macro-F1 (0: off).
         seed: seed of every random generator; CPU runs with the same seed are bit-identical.
         threshold_method: how the binary operating threshold is chosen on validation (f1, recall, cost).
@@ -75,6 +77,7 @@ class TrainConfig:
     freeze_backbone: bool = False
     freeze_stages: int = 0
     cache_frozen: bool = False
+    cache_variants: int = 8
     patience: int = 5
     seed: int = 0
     threshold_method: str = "f1"
@@ -106,6 +109,8 @@ class TrainConfig:
                 "cache_frozen needs freeze_stages >= 1, no freeze_backbone, and augment 'none' or 'flips' "
                 f"(got freeze_stages={self.freeze_stages}, augment={self.augment!r})"
             )
+        if self.cache_variants not in (2, 4, 8):
+            raise DefectlensError(f"cache_variants must be 2, 4 or 8, got {self.cache_variants}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DefectlensError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

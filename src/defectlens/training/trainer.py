@@ -38,6 +38,9 @@ from defectlens.training.optim import (
     set_train_mode,
 )
 
+# dihedral() indices: 4 = identity, 180-degree rotation and the two flips (no transposition)
+_VARIANTS = {8: (0, 1, 2, 3, 4, 5, 6, 7), 4: (0, 2, 4, 6), 2: (0, 4)}
+
 
 @dataclass
 class RunResult:
@@ -176,7 +179,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     elif mode == "partial":
         from defectlens.training.partial import Suffix, cache_prefix, pick_variants
 
-        variants = (0,) if config.augment == "none" else ((0, 1, 2, 3, 4, 5, 6, 7) if config.rot90 else (0, 4))
+        variants = _VARIANTS[config.cache_variants if config.rot90 else 2] if config.augment == "flips" else (0,)
         cache = cache_prefix(model.to(device), train_set.images.to(device), config.freeze_stages, variants=variants)
         val_inputs = cache_prefix(model, val_set.images.to(device), config.freeze_stages)[0]
         train_inputs = torch.arange(len(train_set))  # the loop indexes these; pick_variants maps them to cache rows
@@ -196,6 +199,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         from torch.nn.parallel import DistributedDataParallel
 
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        log.info("distributed: %d processes, backend %s", dist.world_size, "nccl" if device.type == "cuda" else "gloo")
 
     optimizer = build_optimizer(
         model, lr=config.lr, backbone_lr_scale=config.backbone_lr_scale, weight_decay=config.weight_decay
