@@ -177,7 +177,9 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         augment = _identity
         log.info("frozen backbone: cached %d-d features in %.1fs", train_inputs.shape[1], time.perf_counter() - t0)
     elif mode == "partial":
-        from defectlens.training.partial import Suffix, cache_prefix, pick_variants
+        from defectlens.training.partial import Suffix, cache_prefix, pick_variants, to_channels_last
+
+        to_channels_last(model)
 
         variants = _VARIANTS[config.cache_variants if config.rot90 else 2] if config.augment == "flips" else (0,)
         cache = cache_prefix(model.to(device), train_set.images.to(device), config.freeze_stages, variants=variants)
@@ -349,7 +351,10 @@ def _identity(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def _logits_from_inputs(module: nn.Module, inputs: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
     was_training = module.training
     module.eval()
-    out = [module(inputs[i : i + batch_size].float()).float().cpu() for i in range(0, len(inputs), batch_size)]
+    out = []
+    for i in range(0, len(inputs), batch_size):
+        x = inputs[i : i + batch_size].float()
+        out.append(module(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x).float().cpu())
     module.train(was_training)
     return torch.cat(out)
 
