@@ -58,6 +58,13 @@ def get_logger(run_dir: Path | None) -> logging.Logger:
     return logger
 
 
+def write_hparams(run_dir: Path, hparams: dict[str, Any]) -> Path:
+    """``hparams.json``: the resolved config plus what was derived from it (sizes, steps, device)."""
+    path = run_dir / "hparams.json"
+    path.write_text(json.dumps(hparams, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return path
+
+
 def append_history(run_dir: Path, row: dict[str, Any]) -> None:
     """Append one epoch to ``history.csv`` and ``history.jsonl``."""
     csv_path = run_dir / "history.csv"

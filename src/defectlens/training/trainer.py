@@ -136,6 +136,8 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
         input_size=spec.input_size,
         dropout=config.dropout,
     )
+    if resume_payload is not None:  # before any feature cache is computed from the weights
+        model.load_state_dict(resume_payload["state_dict"])
     frozen = freeze_stages(model, -1 if config.freeze_backbone else config.freeze_stages)
     model.to(device)
     if device.type == "cuda":
@@ -219,11 +221,30 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
     )
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
     gen = torch.Generator().manual_seed(config.seed)
+    if run_dir is not None:
+        R.write_hparams(
+            run_dir,
+            {
+                "config": ckpt_config,
+                "mode": mode,
+                "device": str(device),
+                "world_size": dist.world_size,
+                "classes": list(classes),
+                "positive_class": spec.positive_class,
+                "train_images": len(train_set),
+                "val_images": len(val_set),
+                "steps_per_epoch": steps_per_epoch,
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "class_weights": weights.tolist() if weights is not None else None,
+                "torch": torch.__version__,
+                "resumed_from": str(resume) if resume else None,
+            },
+        )
 
     first_epoch, best_f1, best_epoch, bad_epochs = 1, -1.0, 0, 0
     history: list[dict[str, Any]] = []
     if resume_payload is not None:
-        model.load_state_dict(resume_payload["state_dict"])
         optimizer.load_state_dict(resume_payload["optimizer"])
         scheduler.load_state_dict(resume_payload["scheduler"])
         gen.set_state(resume_payload["generator"])

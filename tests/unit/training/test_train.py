@@ -48,7 +48,16 @@ def test_loss_falls_and_run_folder_is_complete(tiny_dataset, tmp_path):
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < losses[0]
     run = result.run_dir
-    for name in ("config.yaml", "history.csv", "history.jsonl", "best.pt", "last.pt", "train.log", "curves.png"):
+    for name in (
+        "config.yaml",
+        "hparams.json",
+        "history.csv",
+        "history.jsonl",
+        "best.pt",
+        "last.pt",
+        "train.log",
+        "curves.png",
+    ):
         assert (run / name).is_file(), name
     assert (run / "train_samples.png").is_file()
     assert (run / "eval" / "metrics.json").is_file()
@@ -64,6 +73,8 @@ def test_loss_falls_and_run_folder_is_complete(tiny_dataset, tmp_path):
     assert payload["spec"]["temperature"] > 0
     assert set(result.metrics) == {"train", "val", "test"}
     assert TrainConfig.from_yaml(run / "config.yaml").data == str(tiny_dataset.resolve())
+    hparams = json.loads((run / "hparams.json").read_text())
+    assert hparams["train_images"] == 48 and hparams["mode"] == "full"
 
 
 def test_checkpoint_reloads_and_predicts_the_same(tiny_dataset, tmp_path):
@@ -91,17 +102,32 @@ def test_same_seed_same_metrics(tiny_dataset, tmp_path):
     assert [r["train_loss"] for r in c.history] != [r["train_loss"] for r in a.history]
 
 
-def test_resume_continues_from_the_right_epoch(tiny_dataset, tmp_path):
+def test_resume_continues_from_the_right_epoch(tiny_dataset, tmp_path, monkeypatch):
+    from defectlens.training import run as run_module
+
     full = train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="full"), progress=False)
-    part = train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="part").replace(epochs=2), progress=False)
-    # the stopped run resumes with its own config, asked for 3 epochs in total
-    config = config_from_run(part.run_dir).replace(epochs=3)
-    resumed = train(config, resume=part.run_dir, progress=False)
-    assert resumed.run_dir == part.run_dir
+    # stop a second, identical run during epoch 3 (after epoch 2's last.pt was written)
+    real_append = run_module.append_history
+
+    def crash_at_epoch_3(run_dir, row):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+        real_append(run_dir, row)
+
+    monkeypatch.setattr(run_module, "append_history", crash_at_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="stopped"), progress=False)
+    monkeypatch.setattr(run_module, "append_history", real_append)
+    stopped = next((tmp_path / "runs").glob("stopped-*"))
+    assert read_checkpoint(stopped / "last.pt")["epoch"] == 2
+
+    resumed = train(config_from_run(stopped), resume=stopped, progress=False)
+    assert resumed.run_dir == stopped
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
-    assert read_checkpoint(part.run_dir / "last.pt")["epoch"] == 3
-    # the epoch-count change alters the cosine schedule, so compare only the shared prefix exactly
-    assert resumed.history[0]["train_loss"] == full.history[0]["train_loss"]
+    assert read_checkpoint(stopped / "last.pt")["epoch"] == 3
+    # optimizer, schedule and RNG state were restored: epoch 3 is exactly the uninterrupted one
+    keys = ("train_loss", "val_loss", "val_macro_f1", "lr")
+    assert [resumed.history[2][k] for k in keys] == [full.history[2][k] for k in keys]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
