@@ -10,6 +10,7 @@ fraction of the cost, which is what makes fine-tuning fit a CPU time budget.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ from torch import nn
 from defectlens.training.optim import backbone_stages
 
 
-def _is_lite(model: nn.Module) -> bool:
+def _is_lite(model: Any) -> bool:
     return hasattr(getattr(model.features, "net", None), "_blocks")
 
 
@@ -35,7 +36,7 @@ class Prefix(nn.Module):
         self.model, self.n = model, n
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m: Any = self.model
         x = (x - m.mean) / m.std
         if _is_lite(m):
             net = m.features.net
@@ -56,7 +57,7 @@ class Suffix(nn.Module):
         self.model, self.n = model, n
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.model
+        m: Any = self.model
         if _is_lite(m):
             net = m.features.net
             rate = net._global_params.drop_connect_rate

@@ -9,6 +9,7 @@ operating threshold, metrics and report) and write those decisions into its spec
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def _head_on_features(model: nn.Module) -> nn.Module:
     """The part of the head after pooling, which maps ``forward_features`` output to logits."""
     from defectlens.models.registry import PooledHead
 
-    head = model.head
+    head: Any = model.head
     return nn.Sequential(*list(head)[2:]) if isinstance(head, PooledHead) else head
 
 
@@ -282,7 +283,7 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bo
                 loss_fn=loss_fn,
                 device=device,
                 scaler=scaler,
-                on_step=lambda task=task: bar.advance(task),
+                on_step=functools.partial(bar.advance, task),
             )
             bar.remove_task(task)
             t_eval = time.perf_counter()
@@ -380,7 +381,7 @@ def _logits_from_inputs(module: nn.Module, inputs: torch.Tensor, batch_size: int
     return torch.cat(out)
 
 
-def _features(model: nn.Module, split: CachedSplit, device: torch.device) -> torch.Tensor:
+def _features(model: Any, split: CachedSplit, device: torch.device) -> torch.Tensor:
     model.eval()
     out = []
     with torch.inference_mode():
@@ -402,7 +403,12 @@ def _epoch_order(config: TrainConfig, train_set: CachedSplit, epoch: int, dist: 
     if dist.enabled:
         from torch.utils.data import DistributedSampler
 
-        sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank, seed=config.seed)
+        sampler: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]
+            num_replicas=dist.world_size,
+            rank=dist.rank,
+            seed=config.seed,
+        )
         sampler.set_epoch(epoch)
         return torch.tensor(list(sampler), dtype=torch.int64)
     return torch.randperm(n, generator=g)
