@@ -104,9 +104,23 @@ class _FeatureModel(nn.Module):
 def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> RunResult:
     """Train a classifier as ``config`` says; continue the run folder ``resume`` from its ``last.pt``.
 
+    Process-wide torch settings changed for the run (thread count, deterministic algorithms) are
+    restored afterwards, so a library caller's other work is unaffected.
+
     Raises:
         DefectlensError: for a bad dataset folder, missing splits, unknown model or missing weights.
     """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        return _train(config, resume=resume, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) -> RunResult:
     start = time.perf_counter()
     if not config.data:
         raise DefectlensError("no dataset given: pass --data DIR (a folder written by 'defectlens data import')")
