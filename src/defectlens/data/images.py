@@ -110,10 +110,7 @@ def to_array(img: Image.Image, *, size: int, channels: int, interpolation: str =
     if img.size != (size, size):
         img = img.resize((size, size), _RESAMPLE[interpolation])
     arr = np.asarray(img, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return np.ascontiguousarray(arr)
 
 

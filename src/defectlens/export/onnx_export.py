@@ -81,7 +81,7 @@ def _legacy(model: Any, example: Any, opset: int) -> bytes:
         torch.onnx.export(
             model,
             (example,),
-            buf,
+            buf,  # type: ignore[arg-type]  # the legacy exporter accepts a file object
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],

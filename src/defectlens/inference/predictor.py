@@ -166,7 +166,7 @@ class Predictor:
 
             return model_from_state(state, spec)
 
-        meta = {k: payload[k] for k in ("config", "metrics", "data_fingerprint") if k in payload}
+        meta: dict[str, Any] = {k: payload[k] for k in ("config", "metrics", "data_fingerprint") if k in payload}
         run = backends.torch_runner(model, threads=threads)
         return cls(run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta)
 
