@@ -258,6 +258,7 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
         )
 
     first_epoch, best_f1, best_epoch, bad_epochs = 1, -1.0, 0, 0
+    best_loss = float("inf")
     history: list[dict[str, Any]] = []
     if resume_payload is not None:
         optimizer.load_state_dict(resume_payload["optimizer"])
@@ -266,6 +267,7 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
         torch.set_rng_state(resume_payload["torch_rng"])
         first_epoch = int(resume_payload["epoch"]) + 1
         best_f1, best_epoch = float(resume_payload["best_val_macro_f1"]), int(resume_payload["best_epoch"])
+        best_loss = float(resume_payload.get("best_val_loss", float("inf")))
         bad_epochs = int(resume_payload["bad_epochs"])
         history = R.truncate_history(run_dir, first_epoch - 1) if run_dir else []
         log.info("resumed from %s at epoch %d", resume, first_epoch)
@@ -316,9 +318,14 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
                 "epoch_s": round(time.perf_counter() - t_epoch, 3),
             }
             history.append(row)
-            improved = row["val_macro_f1"] > best_f1 + 1e-9
+            # A tie in macro-F1 (common once validation is saturated, e.g. 1.0 on casting) goes to the
+            # epoch with the lower validation loss: the better-separated model, not merely the first.
+            improved = row["val_macro_f1"] > best_f1 + 1e-9 or (
+                abs(row["val_macro_f1"] - best_f1) <= 1e-9 and row["val_loss"] < best_loss
+            )
             if improved:
                 best_f1, best_epoch, bad_epochs = row["val_macro_f1"], epoch, 0
+                best_loss = row["val_loss"]
             else:
                 bad_epochs += 1
             log.info(
@@ -359,6 +366,7 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
                     generator=gen.get_state(),
                     torch_rng=torch.get_rng_state(),
                     best_val_macro_f1=best_f1,
+                    best_val_loss=best_loss,
                     best_epoch=best_epoch,
                     bad_epochs=bad_epochs,
                 )
