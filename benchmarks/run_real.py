@@ -301,7 +301,21 @@ def results_table(results_dir: Path) -> str:
         res = json.loads(path.read_text())
         if res.get("smoke"):
             continue
-        for approach, e in res["approaches"].items():
+        approaches = res.get("approaches")
+        if approaches is None and "test" in res:  # written by benchmarks/bench_demo.py
+            recipe = res.get("recipe") or {}
+            approaches = {
+                "ours (make demo)": {
+                    "test": res["test"],
+                    "model": recipe.get("model", "efficientnet_lite0"),
+                    "pretrained": recipe.get("pretrained", True),
+                    "input_size": recipe.get("input_size", 192),
+                    "ece_after": res["test"].get("ece"),
+                    "train_seconds": res["wall_time_s"],
+                    "latency_ms_p50": None,
+                }
+            }
+        for approach, e in (approaches or {}).items():
             t = e["test"]
             ci = (t.get("ci") or {}).get("accuracy")
             acc = fmt(t.get("accuracy")) + (f" [{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]" if ci else "")
