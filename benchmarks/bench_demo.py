@@ -7,35 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+from machine import describe
+
 RESULTS = Path(__file__).resolve().parent / "results" / "elpv.json"
-
-
-def machine() -> dict[str, object]:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg(),
-    }
 
 
 def main() -> int:
@@ -50,7 +28,7 @@ def main() -> int:
     from defectlens.training.demo import run_demo
     from defectlens.training.report import print_summary
 
-    info = machine()
+    info = describe()
     start = time.perf_counter()
     result = run_demo(data=args.data, out=args.out, recipe=args.recipe, fresh=args.fresh)
     wall = time.perf_counter() - start

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -21,21 +19,10 @@ from defectlens import __version__
 from defectlens.data import dedup
 from defectlens.data.importers import import_dataset
 from defectlens.data.split import split_manifest
+from machine import describe
 
 HERE = Path(__file__).resolve().parent
 THRESHOLDS = (0, 4, 8, 12, 16, 24, 32)
-
-
-def _machine() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def _structure(m) -> dict[str, object]:
@@ -76,7 +63,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "import.json"))
     args = parser.parse_args()
     root = Path(args.datasets)
-    results: dict[str, object] = {"machine": _machine(), "defectlens_version": __version__, "workers": args.workers}
+    results: dict[str, object] = {"machine": describe(), "defectlens_version": __version__, "workers": args.workers}
     for name, fmt in (("casting", "casting"), ("neu-det", "neu-det")):
         if not (root / name).is_dir():
             print(f"{name}: not found under {root}, skipped")

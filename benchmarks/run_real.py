@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import sys
 import time
@@ -29,6 +27,7 @@ from typing import Any
 
 from defectlens.training.demo import TEST_FRACTION as ELPV_TEST
 from defectlens.training.demo import VAL_FRACTION as ELPV_VAL
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -143,18 +142,6 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-
-
 def prepare(ds: DatasetDef, *, shared: Path, work: Path, smoke: bool, seed: int) -> Path:
     """Import and split a dataset into ``work/<name>/data``; returns that folder."""
     from defectlens.data.importers import import_dataset
@@ -248,7 +235,7 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         "dataset": ds.name,
         "published": ds.published,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
+        "machine": describe(),
         "smoke": args.smoke,
         "seed": args.seed,
         "split": manifest.info.get("split", {}).get("counts") or manifest.counts(),
