@@ -44,6 +44,12 @@ class TrainConfig:
             image and train the upper stages on it (needs ``freeze_stages`` > 0 and augment none or flips).
         cache_variants: how many flips/rotations are cached per image with ``augment: flips``: 8 (all),
             4 (identity, both flips, 180-degree rotation) or 2 (identity, horizontal flip).
+        soft_label: binary only: a metadata field holding each training image's probability of being
+            the positive class (ELPV: the experts' defect probability 0, 1/3, 2/3, 1); the loss then
+            targets that probability instead of the hard label. Validation and test keep hard labels.
+        tta: test-time augmentation built into the final model (``none``, ``flips``: 4 mirrored views,
+            ``dihedral``: all 8 flips/rotations): logits are averaged over the views in evaluation,
+            calibration, threshold choice and the exported ONNX graph; costs that many forward passes.
         patience: early stopping after this many epochs without a better validation macro-F1 (0: off).
         seed: seed of every random generator; CPU runs with the same seed are bit-identical.
         threshold_method: how the binary operating threshold is chosen on validation (f1, recall, cost).
@@ -78,6 +84,8 @@ class TrainConfig:
     freeze_stages: int = 0
     cache_frozen: bool = False
     cache_variants: int = 8
+    soft_label: str | None = None
+    tta: str = "none"
     patience: int = 5
     seed: int = 0
     threshold_method: str = "f1"
@@ -111,6 +119,10 @@ class TrainConfig:
             )
         if self.cache_variants not in (2, 4, 8):
             raise DefectlensError(f"cache_variants must be 2, 4 or 8, got {self.cache_variants}")
+        from defectlens.models.spec import TTA_VIEWS  # lazy: the CLI parser imports this module
+
+        if self.tta not in TTA_VIEWS:
+            raise DefectlensError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {self.tta!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise DefectlensError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="run name")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped run folder from its last.pt")
     p.add_argument("--threshold-method", choices=("f1", "recall", "cost"))
+    p.add_argument(
+        "--tta",
+        choices=("none", "flips", "dihedral"),
+        help="test-time augmentation built into the model: average logits over 4 flips or all 8 flips/rotations",
+    )
     p.add_argument("--no-eval", dest="evaluate", action="store_false", default=None, help="skip final evaluation")
     p.add_argument("--list-models", action="store_true", help="list backbones and exit")
     p.set_defaults(func=run)

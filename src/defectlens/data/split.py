@@ -156,6 +156,70 @@ def split_manifest(
     return manifest.with_records(out, split=info)
 
 
+def fold_manifests(
+    manifest: Manifest,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    stratify_meta: Sequence[str] = (),
+    phash_threshold: int = DEFAULT_PHASH_THRESHOLD,
+    workers: int | None = None,
+) -> list[Manifest]:
+    """Leakage-safe stratified k-fold cross-validation: one manifest per fold.
+
+    Duplicate groups (as in :func:`split_manifest`) are dealt to ``folds`` folds of equal size,
+    stratified by label (and ``stratify_meta``). In manifest ``i``, fold ``i`` is the test split,
+    fold ``i + 1`` (mod k) the validation split (threshold and calibration are fitted there) and
+    the rest train, so every image is tested exactly once across the k manifests.
+
+    Raises:
+        DefectlensError: for fewer than 3 folds or an empty manifest.
+    """
+    if folds < 3:
+        raise DefectlensError(f"folds must be >= 3 (test, val and train each take one), got {folds}")
+    records = manifest.records
+    if not records:
+        raise DefectlensError("cannot split an empty manifest")
+    groups, _ = group_duplicates(
+        [r.path for r in records],
+        sha256=[r.sha256 for r in records],
+        phash=_phashes(manifest, workers),
+        threshold=phash_threshold,
+    )
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for g, idx in members.items():
+        lead = min(idx, key=lambda i: records[i].path)
+        label = Counter(records[i].label for i in idx).most_common(1)[0][0]
+        strata[(label, *(str(records[lead].meta.get(k, "")) for k in stratify_meta))].append(g)
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    for key in sorted(strata):
+        gnames = sorted(strata[key])
+        filled = [0] * folds
+        for gi in rng.permutation(len(gnames)):
+            f = min(range(folds), key=lambda k: (filled[k], k))  # the emptiest fold of this stratum
+            fold_of[gnames[gi]] = f
+            filled[f] += len(members[gnames[gi]])
+    out = []
+    for k in range(folds):
+        role = {k: "test", (k + 1) % folds: "val"}
+        rs = [replace(r, split=role.get(fold_of[groups[i]], "train"), group=groups[i]) for i, r in enumerate(records)]
+        info = {
+            "seed": seed,
+            "folds": folds,
+            "fold": k,
+            "rule": "test = fold k, val = fold k+1 (mod folds), train = the rest",
+            "stratify": ["label", *stratify_meta],
+            "phash_threshold": phash_threshold,
+            "counts": Manifest(rs, manifest.info).counts(),
+        }
+        out.append(manifest.with_records(rs, split=info))
+    return out
+
+
 def _report(records: list[Record], members: dict[str, list[int]], pair_counts: dict[str, int]) -> dict[str, Any]:
     dup_groups = [idx for idx in members.values() if len(idx) > 1]
     cross, mixed = [], []
@@ -181,4 +245,4 @@ def _report(records: list[Record], members: dict[str, list[int]], pair_counts: d
     }
 
 
-__all__ = ["split_manifest"]
+__all__ = ["fold_manifests", "split_manifest"]

@@ -54,11 +54,27 @@ def explain(predictor: Any, image: Any, *, target: int | str | None = None) -> t
         with torch.inference_mode():
             probs = predictor.probabilities(model(x).float().numpy())[0]
         idx = _target_index(predictor, target, probs)
-        with GradCAM(model=model, target_layers=[model.target_layer]) as cam:
+        # The map explains the image as it is, not the flipped views test-time augmentation adds.
+        with GradCAM(model=_single_view(model), target_layers=[model.target_layer]) as cam:
             small = cam(input_tensor=x, targets=[ClassifierOutputTarget(idx)])[0]
     heatmap = _resize(np.nan_to_num(small.astype(np.float32)), original.size)
     label = f"{predictor.spec.class_names[idx]} {probs[idx]:.1%}"
     return heatmap, overlay(original, heatmap, label=label)
+
+
+def _single_view(model: Any) -> Any:
+    """The Classifier without test-time augmentation, as a module (what Grad-CAM differentiates)."""
+    from torch import nn
+
+    class SingleView(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: Any) -> Any:
+            return self.model.forward_single(x)
+
+    return SingleView()
 
 
 def _resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:

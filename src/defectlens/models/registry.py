@@ -14,10 +14,21 @@ import torch
 from torch import nn
 
 from defectlens.errors import DefectlensError
-from defectlens.models.spec import ModelSpec
+from defectlens.models.spec import TTA_VIEWS, ModelSpec
 
 # (features, num_features) built for a given input size, pretrained or not
 Builder = Callable[..., tuple[nn.Module, int]]
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of a square batch (k in 0..7; k >= 4 adds a horizontal flip)."""
+    y = torch.rot90(x, k % 4, dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
+
+
+# The views of each TTA mode: "flips" is identity, horizontal, vertical and both flips (no rotation,
+# for parts whose orientation is fixed up to mirroring); "dihedral" is all 8 flips/rotations.
+_TTA_KS = {"none": (0,), "flips": (0, 4, 6, 2), "dihedral": tuple(range(8))}
 
 
 @dataclass(frozen=True)
@@ -73,14 +84,46 @@ class Classifier(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, features: nn.Module, head: nn.Module, *, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(
+        self,
+        features: nn.Module,
+        head: nn.Module,
+        *,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        tta: str = "none",
+    ):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.features = features
         self.head = head
+        self.tta = tta
+
+    @property
+    def tta(self) -> str:
+        """Test-time augmentation in eval mode: ``none``, ``flips`` (4 views) or ``dihedral`` (8 views)."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, mode: str) -> None:
+        if mode not in TTA_VIEWS:
+            raise DefectlensError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {mode!r}")
+        self._tta = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits; in eval mode with ``tta`` set, the mean logits over the flipped/rotated views.
+
+        The views are stacked into one batch, so the exported ONNX graph carries the averaging too.
+        """
+        if self.training or self._tta == "none":
+            return self.forward_single(x)
+        ks = _TTA_KS[self._tta]
+        views = torch.cat([dihedral(x, k) for k in ks])
+        return self.forward_single(views).view(len(ks), x.shape[0], -1).mean(dim=0)
+
+    def forward_single(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` as it is (no test-time augmentation): what Grad-CAM explains."""
         return self.head(self.features((x - self.mean) / self.std))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

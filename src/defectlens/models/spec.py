@@ -13,6 +13,9 @@ from typing import Any
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Test-time augmentation modes and how many flipped/rotated views of the input each averages over.
+TTA_VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -29,6 +32,8 @@ class ModelSpec:
         positive_class: for binary tasks, the class that counts as "defect" (threshold applies to it).
         threshold: decision threshold on the calibrated positive-class probability (binary only).
         temperature: calibration temperature applied to logits before softmax.
+        tta: test-time augmentation inside the network: ``none``, ``flips`` or ``dihedral`` (logits
+            averaged over 1, 4 or 8 flipped/rotated views of the input).
     """
 
     arch: str
@@ -42,6 +47,7 @@ class ModelSpec:
     positive_class: str | None = None
     threshold: float | None = None
     temperature: float = 1.0
+    tta: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

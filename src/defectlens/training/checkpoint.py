@@ -78,6 +78,7 @@ def model_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> Cl
         pretrained=False,
     )
     model.load_state_dict(state_dict, strict=True)
+    model.tta = spec.tta
     return model.eval()
 
 

@@ -15,17 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from defectlens.models.registry import dihedral
 from defectlens.training.optim import backbone_stages
 
 
 def _is_lite(model: Any) -> bool:
     return hasattr(getattr(model.features, "net", None), "_blocks")
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th of the 8 flips/rotations of a square batch (k in 0..7; k >= 4 adds a horizontal flip)."""
-    y = torch.rot90(x, k % 4, dims=(-2, -1))
-    return y.flip(-1) if k >= 4 else y
 
 
 class Prefix(nn.Module):

@@ -43,6 +43,29 @@ from defectlens.training.optim import (
 _VARIANTS = {8: (0, 1, 2, 3, 4, 5, 6, 7), 4: (0, 2, 4, 6), 2: (0, 4)}
 
 
+def soft_targets(split: CachedSplit, key: str, positive: int | None, num_classes: int) -> torch.Tensor:
+    """Class-probability targets (N, 2) from each record's ``meta[key]`` (probability of the positive class).
+
+    Raises:
+        DefectlensError: for a multi-class task, or a record without a probability in [0, 1].
+    """
+    if positive is None or num_classes != 2:
+        raise DefectlensError(f"soft_label={key!r} needs a binary task with a positive class")
+    probs = []
+    for r in split.records:
+        try:
+            p = float(r.meta[key])
+        except (KeyError, TypeError, ValueError):
+            raise DefectlensError(f"{r.path}: soft_label needs a numeric meta field {key!r}, got {r.meta}") from None
+        if not 0.0 <= p <= 1.0:
+            raise DefectlensError(f"{r.path}: meta {key}={p} is not a probability in [0, 1]")
+        probs.append(p)
+    pos = torch.tensor(probs, dtype=torch.float32)
+    out = torch.empty(len(probs), 2)
+    out[:, positive], out[:, 1 - positive] = pos, 1.0 - pos
+    return out
+
+
 @dataclass
 class RunResult:
     """What a training run produced."""
@@ -137,10 +160,13 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
     classes = tuple(manifest.classes)
     positive = _positive_index(manifest)
     spec = default_spec(config.model, in_channels=config.channels, input_size=config.input_size, class_names=classes)
-    spec = spec.replace(positive_class=classes[positive] if positive is not None else None)
+    spec = spec.replace(positive_class=classes[positive] if positive is not None else None, tta=config.tta)
     cache_dir = data_dir / ".cache"
     train_set = load_split(manifest, "train", spec, workers=config.workers, cache_dir=cache_dir)
     val_set = load_split(manifest, "val", spec, workers=config.workers, cache_dir=cache_dir)
+    targets = soft_targets(train_set, config.soft_label, positive, len(classes)) if config.soft_label else None
+    if targets is None:
+        targets = train_set.labels
 
     resume_payload = read_checkpoint(Path(resume) / "last.pt") if resume else None
     model = create_model(
@@ -278,7 +304,7 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
         )
         R.plot_samples(run_dir, sample.numpy(), [classes[int(i)] for i in train_set.labels[order]])
 
-    labels_dev = train_set.labels.to(device) if mode != "full" else train_set.labels
+    labels_dev = targets.to(device) if mode != "full" else targets
     bar = _progress(progress and dist.is_main)
     with bar:
         for epoch in range(first_epoch, config.epochs + 1):

@@ -100,3 +100,30 @@ def test_split_computes_missing_phash_and_rejects_bad_fractions(tiny_dataset: Pa
     assert {r.split for r in s.records} == {"train", "val", "test"} and all(r.group for r in s.records)
     with pytest.raises(DefectlensError, match="fractions"):
         split_manifest(m, val=0.5, test=0.5)
+
+
+def test_folds_test_every_image_once_and_keep_duplicates_together() -> None:
+    from defectlens.data.split import fold_manifests
+
+    m = _far_hashes(_synthetic())
+    recs = list(m.records)
+    for k in range(0, 12, 2):  # 6 pairs of byte-identical files
+        recs[k + 1] = Record(**{**recs[k + 1].__dict__, "sha256": recs[k].sha256})
+    folds = fold_manifests(Manifest(recs, m.info), folds=5, seed=0)
+    assert len(folds) == 5
+    tested = Counter(r.path for f in folds for r in f.records if r.split == "test")
+    assert set(tested.values()) == {1} and len(tested) == len(recs)
+    for k, f in enumerate(folds):
+        counts = f.counts()
+        assert counts["test"] == {"ok": 12, "ng": 8}  # stratified: 1/5 of each class
+        assert sum(counts["val"].values()) == 20 and sum(counts["train"].values()) == 60
+        assert f.info["split"]["fold"] == k
+        splits_of: dict[str, set[str]] = {}
+        for r in f.records:
+            splits_of.setdefault(r.group, set()).add(r.split)
+        assert all(len(v) == 1 for v in splits_of.values())
+    # the val fold of manifest k is the test fold of manifest k + 1
+    val0 = {r.path for r in folds[0].records if r.split == "val"}
+    assert val0 == {r.path for r in folds[1].records if r.split == "test"}
+    with pytest.raises(DefectlensError, match="folds must be >= 3"):
+        fold_manifests(m, folds=2)

@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 
-def make_checkpoint(folder, *, arch="simple_cnn", in_channels=1, size=32, classes=("ok", "defect"), seed=0):
+def make_checkpoint(folder, *, arch="simple_cnn", in_channels=1, size=32, classes=("ok", "defect"), seed=0, tta="none"):
     """Write ``folder/best.pt`` for a random-init model; returns the run folder."""
     import torch
 
@@ -15,7 +15,7 @@ def make_checkpoint(folder, *, arch="simple_cnn", in_channels=1, size=32, classe
     from defectlens.training.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
-    spec = default_spec(arch, in_channels=in_channels, input_size=size, class_names=classes)
+    spec = default_spec(arch, in_channels=in_channels, input_size=size, class_names=classes).replace(tta=tta)
     if len(classes) == 2:
         spec = spec.replace(positive_class=classes[1], threshold=0.5)
     model = create_model(arch, num_classes=len(classes), in_channels=in_channels, input_size=size)
