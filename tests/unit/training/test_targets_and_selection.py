@@ -1,4 +1,4 @@
-"""Soft targets from a probability in each record's metadata (ELPV's expert defect probability)."""
+"""Soft targets from metadata (ELPV expert probability) and best-epoch ranking."""
 
 from __future__ import annotations
 
@@ -46,3 +46,11 @@ def test_bad_metadata_names_the_file(meta, match):
 def test_multiclass_is_refused():
     with pytest.raises(DefectlensError, match="needs a binary task"):
         soft_targets(_split([0.0]), "probability", positive=None, num_classes=3)
+
+
+def test_saturated_validation_keeps_the_later_epoch_but_stops_early_only_on_gains():
+    from defectlens.training.trainer import rank_epoch
+
+    assert rank_epoch(1.0, 1.0) == (True, False)  # a tie: newest checkpoint, no early-stopping reset
+    assert rank_epoch(0.91, 0.90) == (True, True)
+    assert rank_epoch(0.89, 0.90) == (False, False)
