@@ -21,7 +21,7 @@ from defectlens.training.checkpoint import load_checkpoint, save_checkpoint
 def evaluate_best(
     run_dir: Path, manifest: Manifest, config: TrainConfig, *, log: logging.Logger | None = None
 ) -> tuple[ModelSpec, dict[str, dict[str, Any]]]:
-    """Evaluate ``run_dir/best.pt`` on every split; returns the updated spec and metrics per split."""
+    """Evaluate ``run_dir/best.pt`` on val and test; returns the updated spec and metrics per split."""
     from defectlens.evaluation.runner import run_evaluation
     from defectlens.inference.predictor import Predictor
 
@@ -30,6 +30,9 @@ def evaluate_best(
         Predictor.from_model(model, spec),
         manifest,
         out_dir=run_dir / "eval",
+        # Training-set figures cost a full pass (times the TTA views) and say little; the curves in
+        # history.csv show the fit. `defectlens evaluate --split train` reports them on request.
+        splits=("val", "test"),
         threshold_method=config.threshold_method,
         target_recall=config.target_recall,
         cost_fn=config.cost_fn,
