@@ -71,7 +71,7 @@ def test_loss_falls_and_run_folder_is_complete(tiny_dataset, tmp_path):
     assert payload["spec"]["positive_class"] == "defect"
     assert payload["spec"]["threshold"] is not None
     assert payload["spec"]["temperature"] > 0
-    assert set(result.metrics) == {"train", "val", "test"}
+    assert set(result.metrics) == {"val", "test"}  # train is reported only on request (evaluate --split)
     assert TrainConfig.from_yaml(run / "config.yaml").data == str(tiny_dataset.resolve())
     hparams = json.loads((run / "hparams.json").read_text())
     assert hparams["train_images"] == 48 and hparams["mode"] == "full"
