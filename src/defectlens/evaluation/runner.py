@@ -51,7 +51,7 @@ def score_records(
     manifest: Manifest,
     records: list[Record],
     *,
-    batch_size: int = 64,
+    batch_size: int = 32,
     progress: Any = None,
     label: str = "",
 ) -> SplitScores:
@@ -147,7 +147,7 @@ def run_evaluation(
     calibrate: bool = True,
     refit: bool = True,
     run_info: dict[str, Any] | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     bootstrap: int = 1000,
     quiet: bool = False,
 ) -> EvaluationResult:
@@ -177,7 +177,9 @@ def run_evaluation(
     from defectlens.evaluation.calibration import calibration_summary, fit_temperature
     from defectlens.evaluation.metrics import compute_metrics
     from defectlens.inference.predictor import softmax
+    from defectlens.runtime import tune_cpu_allocator
 
+    tune_cpu_allocator()
     unknown = [s for s in splits if s not in SPLITS]
     if unknown:
         raise DefectlensError(f"unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from defectlens.config import TrainConfig
 from defectlens.data.manifest import Manifest
-from defectlens.models.spec import ModelSpec
+from defectlens.models.spec import TTA_VIEWS, ModelSpec
 from defectlens.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -33,6 +33,7 @@ def evaluate_best(
         # Training-set figures cost a full pass (times the TTA views) and say little; the curves in
         # history.csv show the fit. `defectlens evaluate --split train` reports them on request.
         splits=("val", "test"),
+        batch_size=max(4, 32 // TTA_VIEWS[spec.tta]),  # the views share one forward pass
         threshold_method=config.threshold_method,
         target_recall=config.target_recall,
         cost_fn=config.cost_fn,

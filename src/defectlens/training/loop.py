@@ -87,7 +87,7 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def predict_logits(
-    model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 64
+    model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 32
 ) -> torch.Tensor:
     """Logits for a uint8 tensor (N, C, H, W), in eval mode, on CPU."""
     was_training = model.training

@@ -74,7 +74,7 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 
 @torch.inference_mode()
 def cache_prefix(
-    model: nn.Module, images: torch.Tensor, n: int, *, variants: tuple[int, ...] = (0,), batch_size: int = 64
+    model: nn.Module, images: torch.Tensor, n: int, *, variants: tuple[int, ...] = (0,), batch_size: int = 32
 ) -> torch.Tensor:
     """Prefix outputs for each :func:`dihedral` variant, shape (V, N, C', h, w), as bfloat16 (half the memory)."""
     prefix = Prefix(model, n).eval()

@@ -25,6 +25,7 @@ from defectlens.data.manifest import Manifest
 from defectlens.errors import DefectlensError
 from defectlens.models import create_model, default_spec
 from defectlens.models.spec import ModelSpec
+from defectlens.runtime import tune_cpu_allocator
 from defectlens.training import distributed as D
 from defectlens.training import run as R
 from defectlens.training.augment import build_augment
@@ -160,6 +161,7 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
         device = torch.device("cuda", dist.local_rank)
     if config.threads:
         torch.set_num_threads(config.threads)
+    tune_cpu_allocator()
     seed_everything(config.seed + dist.rank)
 
     classes = tuple(manifest.classes)
