@@ -412,10 +412,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--cv", type=int, default=0, metavar="K", help="k-fold cross-validation of our recipe instead")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate the README table")
+    p.add_argument("--readme-only", action="store_true", help="only regenerate the README table from the JSON")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.readme_only:
+        update_readme(Path(args.out))
+        return 0
     shared = Path(args.shared)
     done = []
     for name in args.datasets:
