@@ -38,6 +38,23 @@ def _phashes(manifest: Manifest, workers: int | None) -> list[str | None]:
     return hexes
 
 
+def _groups(manifest: Manifest, phash_threshold: int, workers: int | None) -> tuple[list[str], dict[str, int]]:
+    """Duplicate group of every record (exact and near duplicates) and the pair counts.
+
+    Raises:
+        DefectlensError: for an empty manifest.
+    """
+    records = manifest.records
+    if not records:
+        raise DefectlensError("cannot split an empty manifest")
+    return group_duplicates(
+        [r.path for r in records],
+        sha256=[r.sha256 for r in records],
+        phash=_phashes(manifest, workers),
+        threshold=phash_threshold,
+    )
+
+
 def _assign(sizes: list[int], fractions: dict[str, float], order: np.ndarray) -> list[str]:
     """Give each group (in ``order``) to the split furthest below its target image count."""
     total = sum(sizes)
@@ -83,14 +100,7 @@ def split_manifest(
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise DefectlensError(f"split fractions val={val}, test={test} must be >= 0 with val + test < 1")
     records = manifest.records
-    if not records:
-        raise DefectlensError("cannot split an empty manifest")
-    groups, pair_counts = group_duplicates(
-        [r.path for r in records],
-        sha256=[r.sha256 for r in records],
-        phash=_phashes(manifest, workers),
-        threshold=phash_threshold,
-    )
+    groups, pair_counts = _groups(manifest, phash_threshold, workers)
     official = {r.split for r in records if r.split} if keep_official else set()
     fixed = {i: r.split for i, r in enumerate(records) if r.split in official and r.split in ("test", "val")}
     if "val" in official:  # nothing left to carve from train
@@ -178,14 +188,7 @@ def fold_manifests(
     if folds < 3:
         raise DefectlensError(f"folds must be >= 3 (test, val and train each take one), got {folds}")
     records = manifest.records
-    if not records:
-        raise DefectlensError("cannot split an empty manifest")
-    groups, _ = group_duplicates(
-        [r.path for r in records],
-        sha256=[r.sha256 for r in records],
-        phash=_phashes(manifest, workers),
-        threshold=phash_threshold,
-    )
+    groups, _ = _groups(manifest, phash_threshold, workers)
     members: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(groups):
         members[g].append(i)
