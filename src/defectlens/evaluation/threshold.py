@@ -35,8 +35,10 @@ def threshold_sweep(
 ) -> list[dict[str, float]]:
     """Confusion counts, precision, recall, F1 and mean cost at every distinct candidate threshold.
 
-    A sample is predicted positive when ``p_pos >= threshold``. Candidates are the distinct scores
-    (every point where the decision changes) plus 0.5.
+    A sample is predicted positive when ``p_pos >= threshold``. Candidates are every point where
+    the decision changes, placed halfway between neighbouring distinct scores (so a chosen
+    threshold keeps an equal margin to the validation samples on both sides instead of sitting on
+    one sample's score), the lowest score (everything positive) and 0.5.
     """
     y = np.asarray(y_true).astype(bool)
     p = np.asarray(p_pos, dtype=np.float64)
@@ -44,7 +46,8 @@ def threshold_sweep(
         raise DefectlensError(f"y_true and p_pos must be 1-D of equal length, got {y.shape} and {p.shape}")
     if len(y) == 0:
         raise DefectlensError("cannot choose a threshold on an empty set")
-    candidates = np.unique(np.concatenate([p, [0.5]]))
+    scores = np.unique(p)
+    candidates = np.unique(np.concatenate([scores[:1], (scores[:-1] + scores[1:]) / 2, [0.5]]))
     rows = []
     n = len(y)
     for t in candidates:
@@ -83,8 +86,9 @@ def choose_threshold(
 ) -> ThresholdChoice:
     """Pick the operating threshold on validation labels ``y_true`` (1 = defect) and scores ``p_pos``.
 
-    Ties are broken towards the threshold closest to 0.5, so a clean separation keeps a sensible
-    margin on both sides rather than sitting on one sample's score.
+    Ties are broken towards the threshold closest to 0.5. Every candidate lies halfway between two
+    neighbouring validation scores, so even a clean separation far from 0.5 keeps a margin on both
+    sides (the highest candidate reaching a recall target sits below the last defect it must catch).
     """
     if method not in METHODS:
         raise DefectlensError(f"unknown threshold method {method!r}; choose one of {', '.join(METHODS)}")
