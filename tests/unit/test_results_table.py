@@ -1,0 +1,94 @@
+"""The README results table that benchmarks/run_real.py renders from results/<dataset>.json."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_real():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # run_real imports its sibling machine.py
+    try:
+        spec = importlib.util.spec_from_file_location("run_real", ROOT / "benchmarks" / "run_real.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["run_real"] = module  # dataclasses look their module up while it loads
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _entry(acc: float, *, ece: float, val_ece: float, model: str = "efficientnet_lite0", pretrained=True):
+    return {
+        "test": {
+            "accuracy": acc,
+            "macro_f1": acc - 0.01,
+            "defect_recall": 0.9,
+            "ece": ece,
+            "ci": {"accuracy": [acc - 0.02, acc + 0.01]},
+        },
+        "ece_after": val_ece,
+        "model": model,
+        "pretrained": pretrained,
+        "input_size": 192 if pretrained else 128,
+        "train_seconds": 600.0,
+        "latency_ms_p50": 7.25,
+    }
+
+
+def test_table_rows_test_ece_demo_row_and_cv_note(tmp_path):
+    rr = _run_real()
+    casting = {
+        "smoke": False,
+        "approaches": {
+            "ours": _entry(0.9925, ece=0.0075, val_ece=1e-9),
+            "simple_cnn": _entry(0.85, ece=0.04, val_ece=0.03, model="simple_cnn", pretrained=False),
+        },
+        "cv": {
+            "folds": 5,
+            "accuracy_mean": 0.996,
+            "accuracy_min": 0.99,
+            "errors": 3,
+            "images": 600,
+            "pooled_accuracy": 0.995,
+        },
+    }
+    elpv = {  # bench_demo.py writes the demo's figures at the top level, run_real.py the baselines
+        "smoke": False,
+        "test": {"accuracy": 0.8838, "macro_f1": 0.86, "defect_recall": 0.76, "ece": 0.0185},
+        "recipe": "model: efficientnet_lite0\ninput_size: 192\n",
+        "wall_time_s": 625.0,
+        "latency_ms_p50": 9.3,
+        "approaches": {"frozen_lite0": _entry(0.856, ece=0.05, val_ece=0.01)},
+    }
+    smoke = {"smoke": True, "approaches": {"ours": _entry(0.5, ece=0.1, val_ece=0.1)}}
+    for name, payload in (("casting", casting), ("elpv", elpv), ("neu-6", smoke)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(payload))
+
+    table = rr.results_table(tmp_path)
+    rows = [line for line in table.splitlines() if line.startswith("| casting") or line.startswith("| elpv")]
+    assert len(rows) == 4 and "neu-6" not in table  # smoke results never reach the README
+    ours = rows[0].split(" | ")
+    assert ours[3] == "0.9925 [0.973, 1.002]" and ours[6] == "0.0075"  # the test ECE, not the in-sample val one
+    assert "simple_cnn (from scratch, 128 px)" in rows[1]
+    assert rows[2].startswith("| elpv | ours (make demo) | efficientnet_lite0 (ImageNet, 192 px) | 0.8838")
+    assert "10.4 min" in rows[2] and "0.0185" in rows[2]
+    assert "5-fold cross-validation" in table and "3 errors in 600 test images" in table
+
+
+def test_readme_table_is_replaced_between_markers(tmp_path):
+    rr = _run_real()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "casting.json").write_text(
+        json.dumps({"smoke": False, "approaches": {"ours": _entry(0.99, ece=0.01, val_ece=0.0)}})
+    )
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- RESULTS:START -->\nold table\n<!-- RESULTS:END -->\noutro\n")
+    rr.update_readme(tmp_path / "results", readme)
+    text = readme.read_text()
+    assert "old table" not in text and "| casting | ours |" in text
+    assert text.startswith("intro\n") and text.endswith("outro\n")
