@@ -18,6 +18,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--map", action="append", default=[], metavar="SRC=DST", help="rename classes ('*' = all others)")
     p.add_argument("--elpv-classes", type=int, choices=(2, 4), default=2)
+    p.add_argument(
+        "--neu-labels",
+        choices=("boxes", "file"),
+        default="boxes",
+        help="NEU-DET label: class with the largest box area in the XML, or the file name (NEU-CLS)",
+    )
     p.add_argument("--positive", help="the defect class of a binary dataset")
     p.add_argument("--workers", type=int, default=None, help="decode/hash processes (default 2)")
     p.set_defaults(func=run_import)
@@ -58,6 +64,7 @@ def run_import(args: argparse.Namespace) -> int:
         args.src,
         fmt=args.format,
         elpv_classes=args.elpv_classes,
+        neu_labels=args.neu_labels,
         mapping=_parse_map(args.map),
         positive=args.positive,
         workers=args.workers,

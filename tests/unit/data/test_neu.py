@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from defectlens.data.importers import import_dataset
 from defectlens.data.importers.neu import box_label, file_class
+from defectlens.errors import DefectlensError
 from tests.unit.data.conftest import write_image, write_voc
 
 
@@ -53,6 +56,18 @@ def test_neu_labels_from_largest_box_area_and_reports(tmp_path: Path) -> None:
     assert sorted(neu["xml_without_image"]) == ["ANNOTATIONS/broken.xml", "ANNOTATIONS/inclusion_9.xml"]
     assert [e["path"] for e in neu["bad_xml"]] == ["ANNOTATIONS/patches_4.xml"]
     assert m.info["positive_class"] is None and len(m.classes) == 3
+
+
+def test_neu_labels_from_file_names_keep_the_disagreement_report(tmp_path: Path) -> None:
+    m = import_dataset(_neu(tmp_path), fmt="neu-det", neu_labels="file")
+    labels = {r.path: r.label for r in m.records}
+    assert labels["IMAGES/crazing_2.jpg"] == "crazing"  # the XML's largest box says patches
+    assert labels["IMAGES/patches_2.jpg"] == "patches" and len(labels) == 7
+    assert m.info["neu"]["label_disagrees_with_file_name"] == [
+        {"path": "IMAGES/crazing_2.jpg", "file_class": "crazing", "label": "patches"}
+    ]
+    with pytest.raises(DefectlensError, match="one of boxes, file"):
+        import_dataset(tmp_path, fmt="neu-det", neu_labels="names")
 
 
 def test_file_class_and_tie_break() -> None:

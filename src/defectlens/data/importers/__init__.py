@@ -25,11 +25,11 @@ FORMATS = ("folder", "casting", "neu-det", "elpv", "csv")
 DEFECT_NAMES = ("defect", "defects", "defective", "def", "ng", "nok", "bad", "anomaly", "def_front")
 
 
-def _scanner(fmt: str, elpv_classes: int) -> Callable[[str | Path], Scan]:
+def _scanner(fmt: str, elpv_classes: int, neu_labels: str) -> Callable[[str | Path], Scan]:
     scanners: dict[str, Callable[[str | Path], Scan]] = {
         "folder": scan_folder,
         "casting": scan_casting,
-        "neu-det": scan_neu,
+        "neu-det": lambda src: scan_neu(src, labels=neu_labels),
         "csv": scan_csv,
         "elpv": lambda src: scan_elpv(src, classes=elpv_classes),
     }
@@ -64,6 +64,7 @@ def import_dataset(
     *,
     fmt: str,
     elpv_classes: int = 2,
+    neu_labels: str = "boxes",
     mapping: Mapping[str, str] | None = None,
     positive: str | None = None,
     workers: int | None = None,
@@ -74,6 +75,7 @@ def import_dataset(
         src: the source folder (a CSV file for ``csv``; the word ``elpv`` for the installed ELPV package).
         fmt: one of ``folder``, ``casting``, ``neu-det``, ``elpv``, ``csv``.
         elpv_classes: 2 (functional/defective) or 4 (p000 p033 p067 p100) for ELPV.
+        neu_labels: NEU-DET labels from the largest box area (``boxes``) or the file name (``file``).
         mapping: class remapping such as ``{"scratches": "defect", "*": "ok"}``.
         positive: the defect class of a binary dataset, when it cannot be inferred.
         workers: decode/hash processes (default 2).
@@ -83,7 +85,7 @@ def import_dataset(
     """
     from defectlens import __version__
 
-    scan = _scanner(fmt, elpv_classes)(src)
+    scan = _scanner(fmt, elpv_classes, neu_labels)(src)
     if not scan.candidates and not scan.skipped:
         raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
     probes = probe_files([str(c.file) for c in scan.candidates], workers=workers)

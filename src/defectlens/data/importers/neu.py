@@ -4,6 +4,8 @@ The image label is the class with the largest total box area in its XML ``<name>
 file name: 111 of the public XMLs hold boxes of other classes (e.g. a ``patches`` box in
 ``crazing_104.xml``). Every disagreement is reported, as are images without XML and XML without
 image, so that the user sees exactly where the file name and the annotation part ways.
+``labels="file"`` labels by file name instead, as NEU-CLS (where the published NEU classification
+figures come from) does; the XML then only fills in for a file name that names no class.
 """
 
 from __future__ import annotations
@@ -65,8 +67,18 @@ def box_label(boxes: list[list[Any]], fallback: str | None) -> str | None:
     return fallback if fallback in tied else tied[0]
 
 
-def scan_neu(src: str | Path) -> Scan:
-    """Walk a NEU-DET folder; see the module docstring for the labelling rule and reports."""
+LABEL_SOURCES = ("boxes", "file")
+
+
+def scan_neu(src: str | Path, *, labels: str = "boxes") -> Scan:
+    """Walk a NEU-DET folder; see the module docstring for the labelling rules and reports.
+
+    Args:
+        src: the folder holding ``IMAGES/`` and ``ANNOTATIONS/``.
+        labels: ``boxes`` (the class with the largest total box area) or ``file`` (the file name).
+    """
+    if labels not in LABEL_SOURCES:
+        raise DefectlensError(f"NEU-DET labels must come from one of {', '.join(LABEL_SOURCES)}, got {labels!r}")
     root = require_dir(src, "NEU-DET IMAGES/ and ANNOTATIONS/ folders")
     images_dir, xml_dir = _find_dir(root, "IMAGES"), _find_dir(root, "ANNOTATIONS")
     if images_dir is None or xml_dir is None:
@@ -99,7 +111,8 @@ def scan_neu(src: str | Path) -> Scan:
                 _, boxes = parse_voc(xml)
             except DefectlensError as exc:
                 report["bad_xml"].append({"path": rel(xml, root), "reason": str(exc).split(": ", 1)[-1]})
-        label = box_label(boxes, named)
+        boxed = box_label(boxes, named)
+        label = named if labels == "file" and named is not None else boxed
         if label is None:
             scan.skip(image, "no usable annotation and the file name names no class (expected <class>_<n>.jpg)")
             continue
@@ -107,8 +120,8 @@ def scan_neu(src: str | Path) -> Scan:
         ref = rel(image, root)
         if others:
             report["xml_with_other_classes"].append({"path": ref, "file_class": named, "xml_classes": others})
-        if named is not None and label != named:
-            report["label_disagrees_with_file_name"].append({"path": ref, "file_class": named, "label": label})
+        if named is not None and boxed != named:
+            report["label_disagrees_with_file_name"].append({"path": ref, "file_class": named, "label": boxed})
         meta = {"boxes": boxes, "file_class": named}
         scan.candidates.append(Candidate(file=image, ref=ref, label=label, meta=meta))
     # XMLs are matched by file stem, never by their <filename> field, which in the public data
