@@ -279,6 +279,15 @@ def run_evaluation(
         },
     }
     (out / "metrics.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_predictions(
+        out / "predictions.csv",
+        {s: scores[s] for s in report},
+        class_names=list(spec.class_names),
+        temperature=temperature,
+        positive_index=pos_idx,
+        threshold=threshold,
+        root=manifest.root,
+    )
 
     from defectlens.evaluation.figures import render_figures
     from defectlens.evaluation.report import write_report
@@ -306,6 +315,40 @@ def run_evaluation(
         report_path=report_path,
         notes=notes,
     )
+
+
+def write_predictions(
+    path: Path,
+    scores: dict[str, SplitScores],
+    *,
+    class_names: list[str],
+    temperature: float,
+    positive_index: int | None,
+    threshold: float | None,
+    root: Path | None = None,
+) -> None:
+    """One row per evaluated image: split, path, label, decision, correct, calibrated probabilities.
+
+    Decisions use the same temperature and threshold as the metrics, so the wrong rows are exactly
+    the errors the metrics count; paths are relative to the dataset folder when they lie inside it.
+    """
+    import csv
+
+    from defectlens.evaluation.metrics import decide
+    from defectlens.inference.predictor import softmax
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["split", "path", "label", "prediction", "correct", *(f"p_{c}" for c in class_names)])
+        for split, sc in scores.items():
+            probs = softmax(sc.logits, temperature)
+            binary = positive_index is not None and len(class_names) == 2
+            pred = decide(probs, positive_index=positive_index if binary else None, threshold=threshold)
+            for p, y, k, row in zip(sc.paths, sc.y, pred, probs, strict=True):
+                shown = p.relative_to(root) if root is not None and p.is_relative_to(root) else p
+                writer.writerow(
+                    [split, shown.as_posix(), class_names[y], class_names[k], int(y == k), *(f"{v:.6g}" for v in row)]
+                )
 
 
 def _jsonable(obj: Any) -> Any:

@@ -66,6 +66,24 @@ def test_writes_metrics_and_report_with_every_section(evaluated):
     assert result.temperature == pytest.approx(payload["temperature"])
 
 
+def test_predictions_csv_rows_are_the_counted_errors(evaluated, tiny_dataset):
+    import csv
+
+    result, out = evaluated
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    records = {(r.split, r.path): r.label for r in Manifest.read(tiny_dataset).records}
+    assert len(rows) == len(records)
+    for split in ("train", "val", "test"):
+        mine = [r for r in rows if r["split"] == split]
+        assert all(records[(split, r["path"])] == r["label"] for r in mine)  # dataset-relative paths
+        wrong = sum(r["correct"] == "0" for r in mine)
+        assert wrong == round((1 - result.metrics[split]["accuracy"]) * len(mine))
+        for r in mine:
+            p_defect = float(r["p_defect"])
+            assert r["prediction"] == ("defect" if p_defect >= result.threshold.threshold else "ok")
+            assert p_defect + float(r["p_ok"]) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_threshold_and_temperature_ignore_test_labels(evaluated, tiny_dataset, tmp_path):
     result, _ = evaluated
     m = Manifest.read(tiny_dataset)
