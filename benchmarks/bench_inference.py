@@ -19,6 +19,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 CASTING = ROOT.parent / "shared" / "datasets" / "casting"
 
@@ -57,7 +59,8 @@ def main() -> None:
             repeats=args.repeats,
         )
     result["command"] = "python benchmarks/bench_inference.py " + (f"--threads {args.threads}" if args.threads else "")
-    result["note"] = "random-init weights (speed only); shared CPU: other processes were running"
+    result["machine"] = {**result.get("machine", {}), **describe()}
+    result["note"] = "random-init weights (speed only); load_average_at_start tells whether the CPU was shared"
     on = result["onnx"]
     result["targets"] = {
         "p50_end_to_end_ms<=4": on["single_image_end_to_end_ms"]["p50"] <= 4.0,

@@ -222,6 +222,7 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
                 "macro_f1": test["macro_f1"],
                 "defect_recall": test.get("defect_recall"),
                 "errors": round((1 - test["accuracy"]) * test["n"]),
+                "test_errors": test_errors(run.run_dir),
                 "n": test["n"],
                 "best_epoch": run.best_epoch,
                 "train_seconds": round(run.seconds, 1),
@@ -282,7 +283,24 @@ def summarize(metrics: dict[str, dict[str, Any]], run_dir: Path) -> dict[str, An
         # on validation, where the temperature is fitted (in-sample); the test ECE is test["ece"]
         "ece_before": (cal.get("before") or {}).get("ece"),
         "ece_after": (cal.get("after") or {}).get("ece"),
+        "test_errors": test_errors(run_dir),
     }
+
+
+def test_errors(run_dir: Path) -> list[dict[str, str]] | None:
+    """Every wrong test decision (path, label, prediction), from the run's ``eval/predictions.csv``
+    (None when the run has none)."""
+    import csv
+
+    path = run_dir / "eval" / "predictions.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [
+            {"path": r["path"], "label": r["label"], "prediction": r["prediction"]}
+            for r in csv.DictReader(fh)
+            if r["split"] == "test" and r["correct"] == "0"
+        ]
 
 
 def latency_ms(bundle: Path, images: list[Path]) -> float:

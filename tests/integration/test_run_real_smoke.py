@@ -44,5 +44,9 @@ def test_run_real_smoke(tmp_path):
             assert 0.0 <= entry["test"]["accuracy"] <= 1.0
             assert entry["latency_ms_p50"] > 0
             assert entry["train_seconds"] > 0
+            # the listed test errors are the ones the accuracy counts
+            wrong = round((1 - entry["test"]["accuracy"]) * entry["test"]["n"])
+            assert len(entry["test_errors"]) == wrong
+            assert all(e["label"] != e["prediction"] for e in entry["test_errors"])
         assert (tmp_path / "out" / f"{name}.dlens").is_file()
         assert not (tmp_path / "out" / f"{name}-frozen_lite0.dlens").exists()
