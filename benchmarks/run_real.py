@@ -25,7 +25,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,62 +55,55 @@ class DatasetDef:
     config: str = ""  # recipe in configs/ (default: the dataset's name)
 
 
+def _file_labels(d: DatasetDef) -> DatasetDef:
+    """The same NEU dataset labelled by file name, as NEU-CLS is; same recipe, same seed."""
+    return replace(d, name=f"{d.name}-file", options={"neu_labels": "file"}, config=d.name)
+
+
+_NEU_6 = DatasetDef(
+    "neu-6",
+    "neu-det",
+    "neu-det",
+    {"val": 0.15, "test": 0.2},
+    published="~0.99-1.00 (6-class classification)",
+)
+_NEU_BINARY = DatasetDef(
+    "neu-binary",
+    "neu-det",
+    "neu-det",
+    {"val": 0.15, "test": 0.2},
+    mapping={"scratches": "scratches", "*": "other"},
+    positive="scratches",
+    published="scratches vs rest, common NEU binary task",
+)
+
 DATASETS = {
-    "casting": DatasetDef(
-        "casting",
-        "casting",
-        "casting",
-        # Only the official Kaggle *train* split is available: carve val and test out of it.
-        {"val": 0.1, "test": 0.2, "keep_official": False},
-        published="0.9986 custom CNN (best published); 0.96 frozen MobileNetV3 transfer; 0.85 Keras CNN tutorial",
-    ),
-    "neu-6": DatasetDef(
-        "neu-6",
-        "neu-det",
-        "neu-det",
-        {"val": 0.15, "test": 0.2},
-        published="~0.99-1.00 (6-class classification)",
-    ),
-    "neu-binary": DatasetDef(
-        "neu-binary",
-        "neu-det",
-        "neu-det",
-        {"val": 0.15, "test": 0.2},
-        mapping={"scratches": "scratches", "*": "other"},
-        positive="scratches",
-        published="scratches vs rest, common NEU binary task",
-    ),
-    # NEU-CLS, where the published NEU figures come from, labels each image by its file name; the
-    # rows above label NEU-DET by its XML (largest box area). Same recipes, same seed.
-    "neu-6-file": DatasetDef(
-        "neu-6-file",
-        "neu-det",
-        "neu-det",
-        {"val": 0.15, "test": 0.2},
-        published="~0.99-1.00 (6-class classification)",
-        options={"neu_labels": "file"},
-        config="neu-6",
-    ),
-    "neu-binary-file": DatasetDef(
-        "neu-binary-file",
-        "neu-det",
-        "neu-det",
-        {"val": 0.15, "test": 0.2},
-        mapping={"scratches": "scratches", "*": "other"},
-        positive="scratches",
-        published="scratches vs rest, common NEU binary task",
-        options={"neu_labels": "file"},
-        config="neu-binary",
-    ),
-    "elpv": DatasetDef(
-        "elpv",
-        "elpv",
-        "elpv",
-        # Deitsch et al. 2019: stratified 75 % train / 25 % test; validation carved out of train,
-        # exactly as `defectlens demo` splits it.
-        {"val": ELPV_VAL, "test": ELPV_TEST, "stratify_meta": ("probability", "type")},
-        published="0.8842 CNN (Deitsch 2019); 0.9013 ResNet152 + GAN oversampling (2025)",
-    ),
+    d.name: d
+    for d in (
+        DatasetDef(
+            "casting",
+            "casting",
+            "casting",
+            # Only the official Kaggle *train* split is available: carve val and test out of it.
+            {"val": 0.1, "test": 0.2, "keep_official": False},
+            published="0.9986 custom CNN (best published); 0.96 frozen MobileNetV3 transfer; 0.85 Keras CNN tutorial",
+        ),
+        _NEU_6,
+        _NEU_BINARY,
+        # NEU-CLS, where the published NEU figures come from, labels each image by its file name; the
+        # two rows above label NEU-DET by its XML (largest box area).
+        _file_labels(_NEU_6),
+        _file_labels(_NEU_BINARY),
+        DatasetDef(
+            "elpv",
+            "elpv",
+            "elpv",
+            # Deitsch et al. 2019: stratified 75 % train / 25 % test; validation carved out of train,
+            # exactly as `defectlens demo` splits it.
+            {"val": ELPV_VAL, "test": ELPV_TEST, "stratify_meta": ("probability", "type")},
+            published="0.8842 CNN (Deitsch 2019); 0.9013 ResNet152 + GAN oversampling (2025)",
+        ),
+    )
 }
 
 # The common approaches, as overrides of our dataset recipe (same split, same evaluation).
