@@ -3,6 +3,12 @@
 Owns :func:`fit_temperature` (torch LBFGS on the NLL, parametrised as T = exp(log T) so T stays
 positive) and :func:`calibration_summary` (ECE, MCE, Brier and NLL before and after). Temperature
 scaling never changes the argmax, so accuracy is untouched; only confidences move.
+
+When validation is classified without a single error (common on easy inspection sets such as
+casting), the NLL keeps falling as T goes to 0: the maximum-likelihood temperature does not exist,
+and fitting it anyway makes every later mistake a near-certain one. Then T is set instead so that the
+mean validation confidence equals the expected accuracy after n correct of n under a uniform prior,
+(n + 1) / (n + 2) (Laplace's rule of succession): as confident as the evidence allows, no more.
 """
 
 from __future__ import annotations
@@ -15,8 +21,44 @@ from defectlens.errors import DefectlensError
 from defectlens.evaluation.metrics import brier, nll, reliability_bins
 from defectlens.inference.predictor import softmax
 
-# Outside this range the fit has run away (e.g. perfectly separated validation data drives T to 0).
+# Outside this range the fit has run away.
 T_MIN, T_MAX = 0.05, 20.0
+
+
+def separated(logits: np.ndarray, y_true: np.ndarray) -> bool:
+    """True when every row's argmax is its label: the NLL then has no minimum at any T > 0."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.int64)
+    return len(y) > 0 and bool(np.all(z[np.arange(len(y)), y] > _runner_up(z, y)))
+
+
+def _runner_up(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The largest logit other than the label's, per row."""
+    other = z.copy()
+    other[np.arange(len(y)), y] = -np.inf
+    return other.max(axis=1)
+
+
+def _succession_temperature(z: np.ndarray, y: np.ndarray) -> float:
+    """T whose mean validation confidence is (n + 1) / (n + 2), by bisection on log T."""
+    n = len(y)
+    target = (n + 1) / (n + 2)
+
+    def confidence(t: float) -> float:
+        return float(softmax(z, t)[np.arange(n), y].mean())
+
+    lo, hi = np.log(T_MIN), np.log(T_MAX)  # confidence falls as T grows
+    if confidence(T_MIN) <= target:
+        return T_MIN
+    if confidence(T_MAX) >= target:
+        return T_MAX
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if confidence(float(np.exp(mid))) > target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.exp(0.5 * (lo + hi)))
 
 
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray, *, max_iter: int = 100) -> float:
@@ -28,7 +70,8 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, *, max_iter: int = 1
         max_iter: LBFGS iterations.
 
     Returns:
-        T clipped to [0.05, 20]; 1.0 if the optimiser produced a non-finite value.
+        T clipped to [0.05, 20]; 1.0 if the optimiser produced a non-finite value. When validation is
+        classified without error (:func:`separated`), the rule-of-succession temperature instead.
 
     Raises:
         DefectlensError: if there are no samples or shapes disagree.
@@ -39,6 +82,8 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, *, max_iter: int = 1
     y = torch.as_tensor(np.asarray(y_true, dtype=np.int64))
     if z.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[0] == 0:
         raise DefectlensError(f"cannot fit a temperature: logits {tuple(z.shape)} vs labels {tuple(y.shape)}")
+    if separated(z.numpy(), y.numpy()):
+        return _succession_temperature(z.numpy(), y.numpy())
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 

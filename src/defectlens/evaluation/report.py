@@ -129,11 +129,15 @@ def _per_class(p: dict[str, Any]) -> str:
 
 def _calibration(p: dict[str, Any], figs: dict[str, Any]) -> str:
     c = p["calibration"]
-    fitted = (
-        f"Temperature fitted on <b>{esc(c['fitted_on'])}</b> logits by LBFGS on NLL"
-        if c["fitted_on"]
-        else "Temperature not fitted (kept as stored in the model spec)"
-    )
+    if not c["fitted_on"]:
+        fitted = "Temperature not fitted (kept as stored in the model spec)"
+    elif c.get("method") == "rule_of_succession":
+        fitted = (
+            f"<b>{esc(c['fitted_on'])}</b> was classified without error, so no temperature minimises its NLL; "
+            "T was set so that its mean confidence is (n+1)/(n+2) (rule of succession)"
+        )
+    else:
+        fitted = f"Temperature fitted on <b>{esc(c['fitted_on'])}</b> logits by LBFGS on NLL"
     rows = [
         [
             f"<td>{esc(k.upper())}</td>",

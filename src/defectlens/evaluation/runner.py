@@ -174,7 +174,7 @@ def run_evaluation(
     from rich.console import Console
     from rich.progress import Progress
 
-    from defectlens.evaluation.calibration import calibration_summary, fit_temperature
+    from defectlens.evaluation.calibration import calibration_summary, fit_temperature, separated
     from defectlens.evaluation.metrics import compute_metrics
     from defectlens.inference.predictor import softmax
     from defectlens.runtime import tune_cpu_allocator
@@ -201,8 +201,19 @@ def run_evaluation(
 
     # 1. temperature, on val only
     temperature = float(spec.temperature)
-    if refit and calibrate and has_val:
+    fitted = refit and calibrate and has_val
+    method = ""
+    if fitted:
         temperature = fit_temperature(scores["val"].logits, scores["val"].y)
+        method = "nll"
+        if separated(scores["val"].logits, scores["val"].y):
+            method = "rule_of_succession"
+            n_val = len(scores["val"].y)
+            notes.append(
+                f"validation classified without error ({n_val} images): no temperature minimises its NLL, so "
+                f"T = {temperature:.3g} gives a mean validation confidence of (n+1)/(n+2) = "
+                f"{(n_val + 1) / (n_val + 2):.4f}"
+            )
     elif refit and calibrate:
         notes.append(f"no validation split: temperature kept at the spec's {temperature:g}")
     elif not refit:
@@ -216,8 +227,9 @@ def run_evaluation(
         before=float(spec.temperature),
         after=temperature,
         positive_index=pos_idx,
-        fitted_on="val" if refit and calibrate and has_val else "",
+        fitted_on="val" if fitted else "",
     )
+    calibration["method"] = method
 
     # 2. threshold, on val only (calibrated probabilities)
     choice: ThresholdChoice | None = None

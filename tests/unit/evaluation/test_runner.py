@@ -53,6 +53,7 @@ def test_writes_metrics_and_report_with_every_section(evaluated):
     assert set(payload["metrics"]) == {"train", "val", "test"}
     assert payload["threshold"]["method"] == "f1" and payload["threshold"]["sweep"]
     assert payload["calibration"]["fitted_on"] == "val"
+    assert payload["calibration"]["method"] == "nll"  # an untrained model makes validation errors
     assert payload["provenance"]["dataset"]["name"] == "tiny"
     assert payload["provenance"]["model"]["spec"]["arch"] == "simple_cnn"
     assert payload["metrics"]["test"]["n"] == 16 and "defect_recall" in payload["metrics"]["test"]
@@ -190,3 +191,17 @@ def test_cli_evaluate(evaluated, tiny_dataset, tmp_path, capsys):
     assert payload["threshold"]["method"] == "cost" and payload["splits"] == ["test"]
     assert main(["evaluate", str(tmp_path / "missing"), "--data", str(tiny_dataset)]) == 2
     assert "defectlens: error:" in capsys.readouterr().err
+
+
+def test_error_free_validation_is_said_in_notes_and_report(tiny_dataset, tmp_path, monkeypatch):
+    import defectlens.evaluation.calibration as calibration
+
+    monkeypatch.setattr(calibration, "separated", lambda logits, y: True)
+    run = make_run(tmp_path / "run")
+    result = run_evaluation(
+        Predictor.load(run), Manifest.read(tiny_dataset), out_dir=run / "eval", bootstrap=0, quiet=True
+    )
+    payload = json.loads((run / "eval" / "metrics.json").read_text())
+    assert payload["calibration"]["method"] == "rule_of_succession"
+    assert any("classified without error" in n for n in payload["notes"])
+    assert "rule of succession" in result.report_path.read_text()
