@@ -214,6 +214,8 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
                 "accuracy": test["accuracy"],
                 "macro_f1": test["macro_f1"],
                 "defect_recall": test.get("defect_recall"),
+                "defects": test["tp"] + test["fn"] if "tp" in test else None,
+                "missed_defects": test.get("fn"),
                 "errors": round((1 - test["accuracy"]) * test["n"]),
                 "test_errors": test_errors(run.run_dir),
                 "n": test["n"],
@@ -223,6 +225,11 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         )
     n, errors = sum(f["n"] for f in folds), sum(f["errors"] for f in folds)
     accs = [f["accuracy"] for f in folds]
+    binary = all(f["defects"] is not None for f in folds)
+    recall = {}
+    if binary:
+        defects, missed = sum(f["defects"] for f in folds), sum(f["missed_defects"] for f in folds)
+        recall = {"defects": defects, "missed_defects": missed, "pooled_defect_recall": (defects - missed) / defects}
     return {
         "folds": args.cv,
         "rule": "test = fold k, val = fold k+1 (mod k), train = the other folds; ours recipe, seed fixed",
@@ -231,6 +238,7 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         "pooled_accuracy": (n - errors) / n,
         "errors": errors,
         "images": n,
+        **recall,
         "per_fold": folds,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -419,7 +427,13 @@ def results_table(results_dir: Path) -> str:
             notes.append(
                 f"- {name}, our recipe under {cv['folds']}-fold cross-validation (leakage-safe, stratified): "
                 f"mean test accuracy {fmt(cv['accuracy_mean'])} (worst fold {fmt(cv['accuracy_min'])}); "
-                f"{cv['errors']} errors in {cv['images']} test images, pooled {fmt(cv['pooled_accuracy'])}."
+                f"{cv['errors']} errors in {cv['images']} test images, pooled {fmt(cv['pooled_accuracy'])}"
+                + (
+                    f"; defect recall {fmt(cv['pooled_defect_recall'])} ({cv['missed_defects']} of {cv['defects']} "
+                    "defects missed)."
+                    if "pooled_defect_recall" in cv
+                    else "."
+                )
             )
     return "\n".join(lines + (["", *notes] if notes else []))
 

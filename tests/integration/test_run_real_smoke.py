@@ -50,3 +50,17 @@ def test_run_real_smoke(tmp_path):
             assert all(e["label"] != e["prediction"] for e in entry["test_errors"])
         assert (tmp_path / "out" / f"{name}.dlens").is_file()
         assert not (tmp_path / "out" / f"{name}-frozen_lite0.dlens").exists()
+
+    # 3-fold cross-validation of our recipe on the same smoke data: every image tested once, and for
+    # a binary task the pooled defect recall counts the listed missed defects
+    done = subprocess.run(
+        [*cmd[:-5], "--cv", "3", "--no-readme", *cmd[-4:]], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cv = json.loads((tmp_path / "out" / f"{datasets[0]}.json").read_text())["cv"]
+    assert cv["images"] == sum(f["n"] for f in cv["per_fold"]) == 32
+    listed = [e for f in cv["per_fold"] for e in f["test_errors"]]
+    assert cv["errors"] == len(listed)
+    positive = "scratches" if has_neu else "defective"
+    assert cv["missed_defects"] == sum(e["label"] == positive for e in listed)
+    assert cv["pooled_defect_recall"] == (cv["defects"] - cv["missed_defects"]) / cv["defects"]

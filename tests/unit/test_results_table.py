@@ -55,6 +55,9 @@ def test_table_rows_test_ece_demo_row_and_cv_note(tmp_path):
             "errors": 3,
             "images": 600,
             "pooled_accuracy": 0.995,
+            "defects": 400,
+            "missed_defects": 2,
+            "pooled_defect_recall": 0.995,
         },
     }
     elpv = {  # bench_demo.py writes the demo's figures at the top level, run_real.py the baselines
@@ -78,6 +81,7 @@ def test_table_rows_test_ece_demo_row_and_cv_note(tmp_path):
     assert rows[2].startswith("| elpv | ours (make demo) | efficientnet_lite0 (ImageNet, 192 px) | 0.8838")
     assert "10.4 min" in rows[2] and "0.0185" in rows[2]
     assert "5-fold cross-validation" in table and "3 errors in 600 test images" in table
+    assert "defect recall 0.9950 (2 of 400 defects missed)" in table
 
 
 def test_readme_table_is_replaced_between_markers(tmp_path):
