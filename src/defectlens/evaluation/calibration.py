@@ -1,8 +1,9 @@
 """Temperature scaling: one scalar T fitted on validation logits so softmax(logits / T) is honest.
 
-Owns :func:`fit_temperature` (torch LBFGS on the NLL, parametrised as T = exp(log T) so T stays
-positive) and :func:`calibration_summary` (ECE, MCE, Brier and NLL before and after). Temperature
-scaling never changes the argmax, so accuracy is untouched; only confidences move.
+Owns :func:`choose_temperature` (the policy below), :func:`fit_temperature` (torch LBFGS on the
+NLL, parametrised as T = exp(log T) so T stays positive) and :func:`calibration_summary` (ECE, MCE,
+Brier and NLL before and after). Temperature scaling never changes the argmax, so accuracy is
+untouched; only confidences move.
 
 When validation is classified without a single error (common on easy inspection sets such as
 casting), the NLL keeps falling as T goes to 0: the maximum-likelihood temperature does not exist,
@@ -26,17 +27,10 @@ T_MIN, T_MAX = 0.05, 20.0
 
 
 def separated(logits: np.ndarray, y_true: np.ndarray) -> bool:
-    """True when every row's argmax is its label: the NLL then has no minimum at any T > 0."""
+    """True when every row's label has the largest logit: the NLL then only falls as T goes to 0."""
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
-    return len(y) > 0 and bool(np.all(z[np.arange(len(y)), y] > _runner_up(z, y)))
-
-
-def _runner_up(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The largest logit other than the label's, per row."""
-    other = z.copy()
-    other[np.arange(len(y)), y] = -np.inf
-    return other.max(axis=1)
+    return len(y) > 0 and bool(np.all(z[np.arange(len(y)), y] >= z.max(axis=1)))
 
 
 def _succession_temperature(z: np.ndarray, y: np.ndarray) -> float:
@@ -70,8 +64,7 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, *, max_iter: int = 1
         max_iter: LBFGS iterations.
 
     Returns:
-        T clipped to [0.05, 20]; 1.0 if the optimiser produced a non-finite value. When validation is
-        classified without error (:func:`separated`), the rule-of-succession temperature instead.
+        T clipped to [0.05, 20]; 1.0 if the optimiser produced a non-finite value.
 
     Raises:
         DefectlensError: if there are no samples or shapes disagree.
@@ -82,8 +75,6 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, *, max_iter: int = 1
     y = torch.as_tensor(np.asarray(y_true, dtype=np.int64))
     if z.ndim != 2 or z.shape[0] != y.shape[0] or z.shape[0] == 0:
         raise DefectlensError(f"cannot fit a temperature: logits {tuple(z.shape)} vs labels {tuple(y.shape)}")
-    if separated(z.numpy(), y.numpy()):
-        return _succession_temperature(z.numpy(), y.numpy())
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -109,6 +100,15 @@ def _scores(y: np.ndarray, probs: np.ndarray, positive_index: int | None) -> dic
         "nll": nll(y, probs),
         "bins": rel["bins"],
     }
+
+
+def choose_temperature(logits: np.ndarray, y_true: np.ndarray) -> tuple[float, str]:
+    """The validation temperature and how it was chosen: ``"nll"`` (:func:`fit_temperature`), or
+    ``"rule_of_succession"`` when validation is :func:`separated` and the NLL has no minimum."""
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(y_true, dtype=np.int64)
+    if separated(z, y):
+        return _succession_temperature(z, y), "rule_of_succession"
+    return fit_temperature(z, y), "nll"
 
 
 def calibration_summary(

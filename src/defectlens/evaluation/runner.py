@@ -174,7 +174,7 @@ def run_evaluation(
     from rich.console import Console
     from rich.progress import Progress
 
-    from defectlens.evaluation.calibration import calibration_summary, fit_temperature, separated
+    from defectlens.evaluation.calibration import calibration_summary, choose_temperature
     from defectlens.evaluation.metrics import compute_metrics
     from defectlens.inference.predictor import softmax
     from defectlens.runtime import tune_cpu_allocator
@@ -204,10 +204,8 @@ def run_evaluation(
     fitted = refit and calibrate and has_val
     method = ""
     if fitted:
-        temperature = fit_temperature(scores["val"].logits, scores["val"].y)
-        method = "nll"
-        if separated(scores["val"].logits, scores["val"].y):
-            method = "rule_of_succession"
+        temperature, method = choose_temperature(scores["val"].logits, scores["val"].y)
+        if method == "rule_of_succession":
             n_val = len(scores["val"].y)
             notes.append(
                 f"validation classified without error ({n_val} images): no temperature minimises its NLL, so "

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from defectlens.evaluation.calibration import T_MAX, T_MIN, calibration_summary, fit_temperature, separated
+from defectlens.evaluation.calibration import (
+    T_MAX,
+    T_MIN,
+    calibration_summary,
+    choose_temperature,
+    fit_temperature,
+    separated,
+)
 from defectlens.inference.predictor import softmax
 
 
@@ -46,7 +53,8 @@ def test_separated_validation_gets_the_rule_of_succession_confidence():
     margin = rng.uniform(0.5, 4.0, 400)
     z = np.stack([np.where(y == 0, margin, -margin), np.where(y == 1, margin, -margin)], axis=1)
     assert separated(z, y)
-    t = fit_temperature(z, y)
+    t, method = choose_temperature(z, y)
+    assert method == "rule_of_succession"
     assert T_MIN < t < T_MAX  # not run away to the bound, as the NLL minimiser would
     confidence = softmax(z, t)[np.arange(len(y)), y].mean()
     assert confidence == pytest.approx(401 / 402, abs=1e-6)
@@ -56,7 +64,8 @@ def test_one_validation_error_means_the_nll_fit():
     z = np.array([[5.0, -5.0], [-4.0, 4.0], [6.0, -6.0], [1.0, -1.0]])
     y = np.array([0, 1, 0, 1])  # the last row is wrong
     assert not separated(z, y)
-    t = fit_temperature(z, y)
+    t, method = choose_temperature(z, y)
+    assert method == "nll" and t == fit_temperature(z, y)
     grid = np.exp(np.linspace(np.log(T_MIN), np.log(T_MAX), 2001))
     nlls = [-np.log(softmax(z, g)[np.arange(4), y]).mean() for g in grid]
     assert t == pytest.approx(grid[int(np.argmin(nlls))], rel=0.02)
