@@ -49,6 +49,10 @@ def main() -> int:
         "temperature": result.spec.temperature,
         "machine": info,
         **{split: metrics for split, metrics in result.metrics.items()},
+        # test errors counted by image attribute (ELPV: cell type, the experts' defect probability)
+        "test_slices": json.loads((result.run_dir / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        .get("slices", {})
+        .get("test", {}),
     }
     # The demo's bundle and its single-image latency, as run_real.py records for every recipe.
     from defectlens.data.manifest import Manifest

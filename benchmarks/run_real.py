@@ -38,6 +38,8 @@ from machine import describe
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = ROOT / "configs"
+# An out-of-sample error whose recorded label got less than this probability is listed for label review.
+CONTRADICTED_BELOW = 0.01
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     if binary:
         defects, missed = sum(f["defects"] for f in folds), sum(f["missed_defects"] for f in folds)
         recall = {"defects": defects, "missed_defects": missed, "pooled_defect_recall": (defects - missed) / defects}
+    oof_errors = [e for f in folds for e in f["test_errors"] or []]
     return {
         "folds": args.cv,
         "rule": "test = fold k, val = fold k+1 (mod k), train = the other folds; ours recipe, seed fixed",
@@ -239,6 +242,8 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         "errors": errors,
         "images": n,
         **recall,
+        "contradicted_below": CONTRADICTED_BELOW,
+        "contradicted": contradicted(oof_errors),
         "per_fold": folds,
         "seconds": round(time.perf_counter() - start, 1),
     }
@@ -288,9 +293,10 @@ def summarize(metrics: dict[str, dict[str, Any]], run_dir: Path) -> dict[str, An
     }
 
 
-def test_errors(run_dir: Path) -> list[dict[str, str]] | None:
-    """Every wrong test decision (path, label, prediction), from the run's ``eval/predictions.csv``
-    (None when the run has none)."""
+def test_errors(run_dir: Path) -> list[dict[str, Any]] | None:
+    """Every wrong test decision (path, label, prediction, and ``p_label``: the calibrated probability
+    the model gave the recorded label), from the run's ``eval/predictions.csv`` (None when the run has
+    none)."""
     import csv
 
     path = run_dir / "eval" / "predictions.csv"
@@ -298,10 +304,22 @@ def test_errors(run_dir: Path) -> list[dict[str, str]] | None:
         return None
     with path.open(newline="", encoding="utf-8") as fh:
         return [
-            {"path": r["path"], "label": r["label"], "prediction": r["prediction"]}
+            {
+                "path": r["path"],
+                "label": r["label"],
+                "prediction": r["prediction"],
+                "p_label": float(r[f"p_{r['label']}"]),
+            }
             for r in csv.DictReader(fh)
             if r["split"] == "test" and r["correct"] == "0"
         ]
+
+
+def contradicted(errors: list[dict[str, Any]], below: float = CONTRADICTED_BELOW) -> list[str]:
+    """The errors whose recorded label the model gave less than ``below`` probability: the first
+    labels a QC engineer should re-inspect (a confident, out-of-sample disagreement is as often a
+    wrong label as a model failure)."""
+    return sorted(e["path"] for e in errors if e.get("p_label", 1.0) < below)
 
 
 def latency_ms(bundle: Path, images: list[Path]) -> float:
@@ -422,8 +440,9 @@ def results_table(results_dir: Path) -> str:
     notes = []
     for name in DATASETS:
         path = results_dir / f"{name}.json"
-        cv = json.loads(path.read_text()).get("cv") if path.is_file() else None
-        if cv and not json.loads(path.read_text()).get("smoke"):
+        res = json.loads(path.read_text()) if path.is_file() else {}
+        cv = res.get("cv")
+        if cv and not res.get("smoke"):
             notes.append(
                 f"- {name}, our recipe under {cv['folds']}-fold cross-validation (leakage-safe, stratified): "
                 f"mean test accuracy {fmt(cv['accuracy_mean'])} (worst fold {fmt(cv['accuracy_min'])}); "
@@ -435,7 +454,47 @@ def results_table(results_dir: Path) -> str:
                     else "."
                 )
             )
+            if "contradicted" in cv:
+                notes.append(label_review_note(name, res))
+        for key, rows in (res.get("test_slices") or {}).items():
+            if not res.get("smoke"):
+                notes.append(slice_note(name, key, rows))
     return "\n".join(lines + (["", *notes] if notes else []))
+
+
+def slice_note(name: str, key: str, rows: list[dict[str, Any]]) -> str:
+    """One line of a dataset's test errors counted by an image attribute (``test_slices`` in its JSON)."""
+    parts = [
+        f"{r['value']}: {r['errors']} of {r['n']}"
+        + (f" ({r['missed_defects']} of {r['defects']} defects missed)" if r.get("defects") else "")
+        for r in rows
+    ]
+    return f"- {name}, our recipe's test errors by `{key}`: " + "; ".join(parts) + "."
+
+
+def label_review_note(name: str, res: dict[str, Any]) -> str:
+    """How many cross-validation errors contradict their label with confidence, and how the fixed
+    split's errors relate to them and to each other (the same images missed by every approach?)."""
+    cv = res["cv"]
+    out = set(cv["contradicted"])
+    note = (
+        f"  - {len(out)} of these {cv['errors']} out-of-fold errors gave their recorded label less than "
+        f"{cv['contradicted_below']:.0%} probability (listed under `cv.contradicted` in "
+        f"`benchmarks/results/{name}.json`: the images to re-inspect first)."
+    )
+    per_approach = {
+        a: {e["path"] for e in v.get("test_errors") or []}
+        for a, v in (res.get("approaches") or {}).items()
+        if v.get("test_errors") is not None
+    }
+    if per_approach.get("ours"):
+        ours = per_approach["ours"]
+        every = set.intersection(*per_approach.values())
+        note += (
+            f" Our recipe's errors on the fixed test split: {len(ours)}; also contradicted out of fold: "
+            f"{len(ours & out)}; made by all {len(per_approach)} approaches: {len(ours & every)}."
+        )
+    return note
 
 
 def update_readme(results_dir: Path, readme: Path = ROOT / "README.md") -> None:

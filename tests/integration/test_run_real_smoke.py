@@ -64,3 +64,7 @@ def test_run_real_smoke(tmp_path):
     positive = "scratches" if has_neu else "defective"
     assert cv["missed_defects"] == sum(e["label"] == positive for e in listed)
     assert cv["pooled_defect_recall"] == (cv["defects"] - cv["missed_defects"]) / cv["defects"]
+    # each out-of-fold error carries the probability given to its recorded label; the confident ones
+    # are listed for label review
+    assert all(0.0 <= e["p_label"] <= 1.0 for e in listed)
+    assert cv["contradicted"] == sorted(e["path"] for e in listed if e["p_label"] < cv["contradicted_below"])

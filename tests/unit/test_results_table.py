@@ -84,6 +84,57 @@ def test_table_rows_test_ece_demo_row_and_cv_note(tmp_path):
     assert "defect recall 0.9950 (2 of 400 defects missed)" in table
 
 
+def test_label_review_note_counts_contradicted_and_shared_errors(tmp_path):
+    rr = _run_real()
+    errors = [
+        {"path": "a.png", "label": "def", "prediction": "ok", "p_label": 0.002},
+        {"path": "b.png", "label": "def", "prediction": "ok", "p_label": 0.3},
+        {"path": "c.png", "label": "ok", "prediction": "def", "p_label": 0.009},
+    ]
+    assert rr.contradicted(errors) == ["a.png", "c.png"]  # below 1 %, whatever the class
+    assert rr.contradicted(errors, below=0.001) == []
+    ours, other = _entry(0.99, ece=0.01, val_ece=0.0), _entry(0.98, ece=0.01, val_ece=0.0)
+    ours["test_errors"] = [errors[0], errors[1]]
+    other["test_errors"] = [errors[1], {"path": "d.png", "label": "ok", "prediction": "def", "p_label": 0.1}]
+    casting = {
+        "smoke": False,
+        "approaches": {"ours": ours, "simple_cnn": other},
+        "cv": {
+            "folds": 5,
+            "accuracy_mean": 0.99,
+            "accuracy_min": 0.98,
+            "errors": 3,
+            "images": 300,
+            "pooled_accuracy": 0.99,
+            "contradicted_below": 0.01,
+            "contradicted": rr.contradicted(errors),
+        },
+    }
+    (tmp_path / "casting.json").write_text(json.dumps(casting))
+    table = rr.results_table(tmp_path)
+    assert "2 of these 3 out-of-fold errors gave their recorded label less than 1% probability" in table
+    # a.png is contradicted out of fold; b.png is the one error both approaches make
+    assert "errors on the fixed test split: 2; also contradicted out of fold: 1; made by all 2 approaches: 1." in table
+
+
+def test_slice_note_from_the_demo_json(tmp_path):
+    rr = _run_real()
+    elpv = {
+        "smoke": False,
+        "test": {"accuracy": 0.9, "macro_f1": 0.88, "defect_recall": 0.8, "ece": 0.02},
+        "wall_time_s": 400.0,
+        "test_slices": {
+            "type": [
+                {"value": "mono", "n": 10, "errors": 1, "defects": 4, "missed_defects": 1},
+                {"value": "poly", "n": 12, "errors": 3, "defects": 0, "missed_defects": 0},
+            ]
+        },
+    }
+    (tmp_path / "elpv.json").write_text(json.dumps(elpv))
+    table = rr.results_table(tmp_path)
+    assert "- elpv, our recipe's test errors by `type`: mono: 1 of 10 (1 of 4 defects missed); poly: 3 of 12." in table
+
+
 def test_readme_table_is_replaced_between_markers(tmp_path):
     rr = _run_real()
     (tmp_path / "results").mkdir()

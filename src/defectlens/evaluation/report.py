@@ -17,6 +17,7 @@ SECTIONS = (
     ("summary", "Summary"),
     ("metrics", "Metrics per split"),
     ("per-class", "Per-class results"),
+    ("slices", "Results by image attribute"),
     ("confusion", "Confusion matrices"),
     ("curves", "ROC and precision-recall"),
     ("calibration", "Calibration"),
@@ -124,6 +125,36 @@ def _per_class(p: dict[str, Any]) -> str:
             for r in p["metrics"][s]["per_class"]
         ]
         out.append(f"<h3>{esc(s)}</h3>" + _table(["class", "precision", "recall", "F1", "support"], rows))
+    return "".join(out)
+
+
+def _slices(p: dict[str, Any]) -> str:
+    slices = p.get("slices") or {}
+    if not slices:
+        return (
+            "<p>The images carry no attribute with a few distinct values (cell type, camera, line...) to group by.</p>"
+        )
+    main = "test" if "test" in slices else next(iter(slices))
+    out = [f"<p>Errors of the <b>{esc(main)}</b> split counted by each attribute the images carry.</p>"]
+    for key, rows in slices[main].items():
+        defect = rows and "defects" in rows[0]
+        head = ["value", "images", "errors", "accuracy", "labels"] + (["defects", "missed"] if defect else [])
+        body = [
+            [
+                f"<td>{esc(r['value'])}</td>",
+                f'<td class="n">{r["n"]}</td>',
+                f'<td class="n">{r["errors"]}</td>',
+                f'<td class="n">{_fmt(r["accuracy"])}</td>',
+                f"<td>{esc(', '.join(r['labels']))}</td>",
+                *(
+                    [f'<td class="n">{r["defects"]}</td>', f'<td class="n">{r["missed_defects"]}</td>']
+                    if defect
+                    else []
+                ),
+            ]
+            for r in rows
+        ]
+        out.append(f"<h3>{esc(key)}</h3>" + _table(head, body))
     return "".join(out)
 
 
@@ -240,6 +271,7 @@ def write_report(payload: dict[str, Any], figures: dict[str, Any], path: str | P
         "summary": summary,
         "metrics": _metrics_section(p),
         "per-class": _per_class(p),
+        "slices": _slices(p),
         "confusion": "".join(_img(f.get(f"confusion_{s}"), f"confusion matrix {s}") for s in splits),
         "curves": "".join(_img(f.get(f"roc_{s}"), f"ROC {s}") + _img(f.get(f"pr_{s}"), f"PR {s}") for s in splits),
         "calibration": _calibration(p, f),

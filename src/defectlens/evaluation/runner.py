@@ -263,6 +263,27 @@ def run_evaluation(
         for s in report
     }
 
+    # 4. the same decisions counted by image attribute (cell type, camera...), where the data has any
+    from defectlens.evaluation.metrics import decide
+    from defectlens.evaluation.slices import slice_keys, slice_table
+
+    keys = slice_keys([r for s in report for r in manifest.split(s)])
+    slices = (
+        {
+            s: slice_table(
+                manifest.split(s),
+                scores[s].y,
+                decide(softmax(scores[s].logits, temperature), positive_index=pos_idx, threshold=threshold),
+                class_names=spec.class_names,
+                positive_index=pos_idx,
+                keys=keys,
+            )
+            for s in report
+        }
+        if keys
+        else {}
+    )
+
     payload = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "splits": report,
@@ -280,6 +301,7 @@ def run_evaluation(
         },
         "calibration": calibration,
         "metrics": metrics,
+        "slices": slices,
         "notes": notes,
         "provenance": {
             "dataset": {**manifest.info, "counts": manifest.counts()},

@@ -81,6 +81,8 @@ def test_csv_relative_absolute_split_and_missing(tmp_path: Path) -> None:
     assert m.info["positive_class"] == "ng"
     reasons = {s["path"]: s["reason"] for s in m.info["skipped"]}
     assert reasons["missing.png"] == "file not found" and "empty label" in reasons["c.png"]
+    csv.write_text("path,label,Camera\na.png,ok,cam-2\n")  # other columns are per-image metadata
+    assert [r.meta.get("camera") for r in import_dataset(csv, fmt="csv").records] == ["cam-2"]
     csv.write_text("file,class\na.png,ok\n")
     with pytest.raises(DefectlensError, match="path,label"):
         import_dataset(csv, fmt="csv")

@@ -205,3 +205,28 @@ def test_error_free_validation_is_said_in_notes_and_report(tiny_dataset, tmp_pat
     assert payload["calibration"]["method"] == "rule_of_succession"
     assert any("classified without error" in n for n in payload["notes"])
     assert "rule of succession" in result.report_path.read_text()
+
+
+def test_results_by_image_attribute_count_the_same_errors(tiny_dataset, tmp_path):
+    import csv
+
+    m = Manifest.read(tiny_dataset)
+    # a 'camera' attribute with two values, and a per-image id that is too varied to group by
+    tagged = m.with_records([replace(r, meta={"camera": "AB"[i % 2], "serial": i}) for i, r in enumerate(m.records)])
+    run = make_run(tmp_path / "run")
+    result = run_evaluation(Predictor.load(run), tagged, out_dir=run / "eval", bootstrap=0, quiet=True)
+    payload = json.loads((run / "eval" / "metrics.json").read_text())
+    assert set(payload["slices"]) == {"train", "val", "test"}
+    assert list(payload["slices"]["test"]) == ["camera"]  # 'serial' has 80 values, size and mode one
+    rows = list(csv.DictReader((run / "eval" / "predictions.csv").open()))
+    camera = {(r.split, r.path): r.meta["camera"] for r in tagged.records}
+    for split in ("val", "test"):
+        by_value = {s["value"]: s for s in payload["slices"][split]["camera"]}
+        assert set(by_value) == {"A", "B"}
+        for value, s in by_value.items():
+            mine = [r for r in rows if r["split"] == split and camera[(split, r["path"])] == value]
+            assert s["n"] == len(mine) == 8
+            assert s["errors"] == sum(r["correct"] == "0" for r in mine)
+            assert s["missed_defects"] == sum(r["label"] == "defect" and r["correct"] == "0" for r in mine)
+        assert sum(s["errors"] for s in by_value.values()) == round((1 - result.metrics[split]["accuracy"]) * 16)
+    assert "<h3>camera</h3>" in result.report_path.read_text()

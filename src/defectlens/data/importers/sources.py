@@ -69,7 +69,11 @@ def scan_casting(src: str | Path) -> Scan:
 
 
 def scan_csv(src: str | Path) -> Scan:
-    """A CSV with a header ``path,label[,split]``; paths relative to the CSV's folder or absolute."""
+    """A CSV with a header ``path,label[,split]``; paths relative to the CSV's folder or absolute.
+
+    Any other column (camera, line, shift, lot...) is kept as per-image metadata, so evaluation can
+    count errors by it.
+    """
     path = Path(src).expanduser()
     if path.is_dir():
         raise DefectlensError(f"{path}: is a folder; the csv format expects the path of a .csv file")
@@ -94,7 +98,10 @@ def scan_csv(src: str | Path) -> Scan:
             if split and split not in SPLIT_DIRS:
                 raise DefectlensError(f"{path} line {lineno}: split {split!r} must be train, val, test or empty")
             file = Path(ref) if Path(ref).is_absolute() else root / ref
-            scan.candidates.append(Candidate(file=file, ref=ref, label=label, split=SPLIT_DIRS.get(split, "")))
+            extra = {k: v for k, v in row.items() if k and k not in ("path", "label", "split")}
+            scan.candidates.append(
+                Candidate(file=file, ref=ref, label=label, split=SPLIT_DIRS.get(split, ""), meta=extra)
+            )
     return scan
 
 
