@@ -424,3 +424,6 @@ def print_table(payload: dict[str, Any], *, console: Any) -> None:
     if thr:
         console.print(f"threshold {thr['threshold']:.4f} ({thr['method']}): {thr['reason']}")
     console.print(f"temperature {payload['temperature']:.4f}")
+    main = "test" if "test" in splits else splits[-1]
+    for key, rows in (payload.get("slices") or {}).get(main, {}).items():
+        console.print(f"{main} errors by {key}: " + "; ".join(f"{r['value']} {r['errors']}/{r['n']}" for r in rows))

@@ -230,3 +230,12 @@ def test_results_by_image_attribute_count_the_same_errors(tiny_dataset, tmp_path
             assert s["missed_defects"] == sum(r["label"] == "defect" and r["correct"] == "0" for r in mine)
         assert sum(s["errors"] for s in by_value.values()) == round((1 - result.metrics[split]["accuracy"]) * 16)
     assert "<h3>camera</h3>" in result.report_path.read_text()
+    from rich.console import Console
+
+    from defectlens.evaluation.runner import print_table
+
+    console = Console(record=True, width=200)
+    print_table(payload, console=console)
+    test = {s["value"]: s for s in payload["slices"]["test"]["camera"]}
+    expected = f"test errors by camera: A {test['A']['errors']}/8; B {test['B']['errors']}/8"
+    assert expected in console.export_text()
