@@ -2,9 +2,10 @@
 
 Trains variants of ``configs/elpv.yaml`` on the demo's split (``data/elpv``, from ``make demo`` or
 ``bench_demo.py``) and records each run's best validation macro-F1 and accuracy, and its curve, in
-``results/elpv-search.json``. Meant for a GPU (it picks CUDA when there is one): each variant takes
-seconds to minutes there, 5 to 40 minutes on the 2-core CPU. Three seeds of the default recipe are
-in the list so that a variant's gain can be read against seed-to-seed noise.
+``results/elpv-search.json``. Meant for a GPU (it picks CUDA when there is one): on an H200 each
+variant took 21 to 211 s; on the 2-core CPU the default recipe alone trains for about 5 minutes and
+the whole-network variants far longer. Three seeds of the default recipe are in the list so that a
+variant's gain can be read against seed-to-seed noise.
 
 Usage: ``python benchmarks/search_elpv.py [NAME ...]`` from the repository root (no names: all).
 """
