@@ -59,6 +59,35 @@ def choose_positive(classes: list[str], *, requested: str | None, default: str |
     return named[0] if len(named) == 1 else None
 
 
+def cross_split_duplicates(records: list[Record]) -> dict[str, Any]:
+    """Byte-identical files that the source itself placed in different splits (train/test leakage).
+
+    Returns:
+        ``{"sets": n, "images": n, "by_splits": {"test/train": n}, "examples": [...], "warning": str}``;
+        ``images`` counts the copies outside train, i.e. the test/val images that are not unseen.
+    """
+    by_sha: dict[str, list[Record]] = {}
+    for r in records:
+        if r.sha256 and r.split:
+            by_sha.setdefault(r.sha256, []).append(r)
+    sets = [rs for rs in by_sha.values() if len({r.split for r in rs}) > 1]
+    by_splits: dict[str, int] = {}
+    for rs in sets:
+        key = "/".join(sorted({r.split for r in rs}))
+        by_splits[key] = by_splits.get(key, 0) + 1
+    images = sum(1 for rs in sets for r in rs if r.split != "train")
+    warning = ""
+    if sets:
+        named = ", ".join(f"{n} across {k}" for k, n in sorted(by_splits.items()))
+        warning = (
+            f"leakage in the source's own splits: {len(sets)} set(s) of byte-identical files ({named}); "
+            f"{images} val/test image(s) also occur in train, so they are not unseen. 'defectlens evaluate' "
+            "reports the test split with and without them"
+        )
+    examples = [sorted(f"{r.split}/{r.path}" for r in rs) for rs in sets[:10]]
+    return {"sets": len(sets), "images": images, "by_splits": by_splits, "examples": examples, "warning": warning}
+
+
 def import_dataset(
     src: str | Path,
     *,
@@ -117,6 +146,9 @@ def import_dataset(
     for mode, paths in sorted(odd_modes.items()):
         shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         warnings.append(f"{len(paths)} image(s) in mode {mode} kept ({mode_note(mode)}): {shown}")
+    leakage = cross_split_duplicates(records)
+    if leakage["images"]:
+        warnings.append(leakage["warning"])
     if not records:
         first = "; ".join(f"{s['path']}: {s['reason']}" for s in scan.skipped[:3])
         raise DefectlensError(f"{scan.root}: no usable image among {len(scan.skipped)} file(s) ({first})")
@@ -143,9 +175,10 @@ def import_dataset(
         "mapping": dict(mapping) if mapping else None,
         "skipped": scan.skipped,
         "warnings": warnings,
+        "leakage": leakage,
         **scan.info,
     }
     return Manifest(records=records, info=info)
 
 
-__all__ = ["DEFECT_NAMES", "FORMATS", "choose_positive", "import_dataset", "remap"]
+__all__ = ["DEFECT_NAMES", "FORMATS", "choose_positive", "cross_split_duplicates", "import_dataset", "remap"]
