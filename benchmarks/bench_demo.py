@@ -21,22 +21,26 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true", help="re-import and re-split ELPV")
     parser.add_argument("--data", default="data/elpv")
     parser.add_argument("--out", default="runs")
-    parser.add_argument("--recipe", default="elpv", help="recipe name in configs/ or a YAML path")
+    parser.add_argument(
+        "--recipe", default="elpv", help="recipe name (see defectlens train --list-recipes) or a YAML path"
+    )
     args = parser.parse_args()
 
-    from defectlens.config import config_path
-    from defectlens.training.demo import run_demo
-    from defectlens.training.report import print_summary
+    from defectlens.cli.output import progress_display, stdout
+    from defectlens.cli.summary import print_run
+    from defectlens.workflows.demo import run_demo
+    from defectlens.workflows.recipes import recipe_path
 
     info = describe()
     start = time.perf_counter()
-    result = run_demo(data=args.data, out=args.out, recipe=args.recipe, fresh=args.fresh)
+    with progress_display() as progress:
+        result = run_demo(data=args.data, out=args.out, recipe=args.recipe, fresh=args.fresh, progress=progress)
     wall = time.perf_counter() - start
-    print_summary(result, title="bench_demo")
+    print_run(stdout(), result, title="bench_demo")
     payload = {
-        "benchmark": "defectlens demo: ELPV binary, Deitsch split (seed 0), configs/elpv.yaml",
+        "benchmark": "defectlens demo: ELPV binary, Deitsch split (seed 0), recipes/elpv.yaml",
         "command": " ".join([sys.executable, *sys.argv]),
-        "recipe": Path(config_path(args.recipe)).read_text(encoding="utf-8"),
+        "recipe": recipe_path(args.recipe).read_text(encoding="utf-8"),
         "wall_time_s": round(wall, 1),
         "run_dir": str(result.run_dir),
         "best_epoch": result.best_epoch,

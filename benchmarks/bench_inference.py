@@ -35,10 +35,10 @@ def main() -> None:
 
     import torch
 
+    from defectlens.core.checkpoint import save_checkpoint
     from defectlens.export import export_bundle
     from defectlens.inference.bench import run_benchmark
     from defectlens.models import create_model, default_spec
-    from defectlens.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     spec = default_spec("mobilenet_v3_small", class_names=("ok", "defect")).replace(

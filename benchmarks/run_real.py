@@ -2,7 +2,7 @@
 
 For each dataset (``casting``, ``neu-6``, ``neu-binary``, ``elpv``, and the NEU pair again with
 file-name labels, ``neu-6-file`` and ``neu-binary-file``) this script imports the source,
-makes a seeded leakage-safe split, trains our recipe (``configs/<dataset>.yaml``) and the common
+makes a seeded leakage-safe split, trains our recipe (``recipes/<dataset>.yaml``) and the common
 approaches side by side on the same split, evaluates each on its test split (threshold and
 temperature fitted on validation only), exports our recipe as a verified bundle, times single-image
 inference, and writes ``benchmarks/results/<dataset>.json`` and ``<dataset>.dlens``. Then it
@@ -13,7 +13,7 @@ regenerates the README results table from every results JSON present.
     python benchmarks/run_real.py --smoke --out /tmp/smoke  # a few images per class, 1 epoch
 
 Real datasets are read from ``../shared/datasets`` (``--shared``); ELPV comes from its PyPI package.
-Our ELPV recipe is the demo's (``configs/elpv.yaml``, same split): ``benchmarks/bench_demo.py``
+Our ELPV recipe is the demo's (``recipes/elpv.yaml``, same split): ``benchmarks/bench_demo.py``
 records it in ``elpv.json``, and ``--datasets elpv --approaches frozen_lite0 simple_cnn`` adds the
 baselines beside it (each script keeps what the other wrote).
 """
@@ -31,13 +31,12 @@ from typing import Any
 
 import yaml
 
-from defectlens.training.demo import TEST_FRACTION as ELPV_TEST
-from defectlens.training.demo import VAL_FRACTION as ELPV_VAL
+from defectlens.workflows.demo import TEST_FRACTION as ELPV_TEST
+from defectlens.workflows.demo import VAL_FRACTION as ELPV_VAL
 from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-CONFIGS = ROOT / "configs"
 # An out-of-sample error whose recorded label got less than this probability is listed for label review.
 CONTRADICTED_BELOW = 0.01
 
@@ -54,7 +53,7 @@ class DatasetDef:
     positive: str | None = None
     published: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # extra import_dataset arguments
-    config: str = ""  # recipe in configs/ (default: the dataset's name)
+    config: str = ""  # recipe in src/defectlens/recipes/ (default: the dataset's name)
 
 
 def _file_labels(d: DatasetDef) -> DatasetDef:
@@ -193,10 +192,18 @@ def prepare(ds: DatasetDef, *, shared: Path, work: Path, smoke: bool, seed: int)
     return out
 
 
+def train(config: Any, *, quiet: bool) -> Any:
+    """Train and evaluate ``config`` with the library's workflow, showing progress unless ``quiet``."""
+    from defectlens.cli.output import progress_display
+    from defectlens.workflows.train import train_and_evaluate
+
+    with progress_display(quiet=quiet) as progress:
+        return train_and_evaluate(config, progress=progress)
+
+
 def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     """Our recipe under leakage-safe stratified k-fold CV: each image is tested exactly once."""
     from defectlens.data.split import fold_manifests
-    from defectlens.training import train
 
     work = Path(args.work)
     manifest = imported(ds, shared=Path(args.shared), smoke=args.smoke, seed=args.seed)
@@ -207,7 +214,7 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         fold.write(data)
         config = recipe(ds, "ours", data=data, work=work / ds.name / f"fold{k}", smoke=args.smoke, seed=args.seed)
         print(f"== {ds.name} / ours, fold {k + 1}/{args.cv}", flush=True)
-        run = train(config.replace(name=f"ours-fold{k}"), progress=not args.quiet)
+        run = train(config.replace(name=f"ours-fold{k}"), quiet=args.quiet)
         test = run.metrics["test"]
         folds.append(
             {
@@ -251,9 +258,9 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
 
 def recipe(ds: DatasetDef, approach: str, *, data: Path, work: Path, smoke: bool, seed: int):
     """The TrainConfig of ``approach`` on ``ds``: our YAML recipe with the approach's overrides."""
-    from defectlens.config import TrainConfig
+    from defectlens.workflows.recipes import load_recipe
 
-    base = TrainConfig.from_yaml(CONFIGS / f"{ds.config or ds.name}.yaml")
+    base = load_recipe(ds.config or ds.name)
     overrides = dict(APPROACHES[approach])
     if overrides.get("model") in ("resnet18", "efficientnet_b0"):
         overrides["pretrained"] = torchvision_weights_available(overrides["model"])
@@ -341,7 +348,6 @@ def latency_ms(bundle: Path, images: list[Path]) -> float:
 def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     from defectlens.data.manifest import Manifest
     from defectlens.export.exporter import export_bundle
-    from defectlens.training import train
 
     work = Path(args.work)
     t0 = time.perf_counter()
@@ -374,7 +380,7 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     for approach in args.approaches:
         config = recipe(ds, approach, data=data, work=work, smoke=args.smoke, seed=args.seed)
         print(f"== {ds.name} / {approach}: {config.model} pretrained={config.pretrained}", flush=True)
-        run = train(config, progress=not args.quiet)
+        run = train(config, quiet=args.quiet)
         entry = summarize(run.metrics, run.run_dir)
         bundle = out_dir / (f"{ds.name}.dlens" if approach == "ours" else f"{ds.name}-{approach}.dlens")
         exported = export_bundle(run.run_dir, bundle)

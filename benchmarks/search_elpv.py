@@ -1,6 +1,6 @@
 """Recipe search for ELPV on the validation split only (the test split is never evaluated).
 
-Trains variants of ``configs/elpv.yaml`` on the demo's split (``data/elpv``, from ``make demo`` or
+Trains variants of ``recipes/elpv.yaml`` on the demo's split (``data/elpv``, from ``make demo`` or
 ``bench_demo.py``) and records each run's best validation macro-F1 and accuracy, and its curve, in
 ``results/elpv-search.json``. Meant for a GPU (it picks CUDA when there is one): on an H200 each
 variant took 21 to 211 s; on the 2-core CPU the default recipe alone trains for about 5 minutes and
@@ -46,12 +46,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def run_variant(name: str, overrides: dict[str, Any], data: str, out: str) -> dict[str, Any]:
     """Train one variant without the final evaluation; its validation figures at the best epoch."""
-    from defectlens.config import TrainConfig, config_path
-    from defectlens.training.trainer import train
+    from defectlens.evaluation.threshold import f1_decisions
+    from defectlens.training import train
+    from defectlens.workflows.recipes import load_recipe
 
-    config = TrainConfig.from_yaml(config_path("elpv")).replace(data=data, out=out, evaluate=False, name=name)
+    config = load_recipe("elpv").replace(data=data, out=out, evaluate=False, name=name)
     start = time.perf_counter()
-    result = train(config.replace(**overrides))
+    result = train(config.replace(**overrides), val_decisions=f1_decisions)  # ranked as the workflow ranks
     best = next(row for row in result.history if row["epoch"] == result.best_epoch)
     return {
         "name": name,

@@ -97,3 +97,23 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
     }
     Manifest(records=records, info=info).write(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding a random-init ``simple_cnn`` checkpoint (``best.pt``), 1 channel, 32 px."""
+    from tests.helpers import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def bundle(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """That checkpoint exported to a ``.dlens`` bundle."""
+    import warnings
+
+    from defectlens.export import export_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the synthetic-inputs warning is tested on its own
+        return export_bundle(run_dir, tmp_path_factory.mktemp("bundle") / "model.dlens").path

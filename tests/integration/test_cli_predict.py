@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from defectlens.cli import main
-from tests.unit.export.helpers import make_checkpoint
+from tests.helpers import make_checkpoint
 
 
 def test_export_and_predict_folder_with_class_subfolders(tmp_path, capsys):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.evaluation.test_runner import make_run
+from tests.unit.workflows.test_evaluate import make_run, run_evaluation
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -20,7 +20,6 @@ def test_report_renders_in_headless_chromium(tiny_dataset, tmp_path):
     import torch
 
     from defectlens.data.manifest import Manifest
-    from defectlens.evaluation.runner import run_evaluation
     from defectlens.inference.predictor import Predictor
 
     torch.set_num_threads(1)
@@ -31,7 +30,6 @@ def test_report_renders_in_headless_chromium(tiny_dataset, tmp_path):
         out_dir=tmp_path / "eval",
         run_info={"run_dir": str(run)},
         bootstrap=50,
-        quiet=True,
     )
     shot = tmp_path / "report.png"
     cmd = [

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from defectlens.core.errors import ImageError
+from defectlens.core.spec import ModelSpec
 from defectlens.data.images import convert_mode, load_image, preprocess, to_array
-from defectlens.errors import ImageError
-from defectlens.models.spec import ModelSpec
 
 
 def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

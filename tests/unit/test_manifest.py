@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.manifest import Manifest, Record, resolve_path
-from defectlens.errors import DefectlensError
 
 
 def test_round_trip(tmp_path):

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from defectlens.config import TrainConfig, config_path
+from defectlens.training.config import TrainConfig
+from defectlens.workflows.recipes import recipe_path
 from tests.benchmark_scripts import load_benchmark
 
 
@@ -17,7 +18,7 @@ def search():
 
 
 def test_every_variant_is_a_distinct_valid_recipe(search):
-    base = TrainConfig.from_yaml(config_path("elpv"))
+    base = TrainConfig.from_yaml(recipe_path("elpv"))
     resolved = {}
     for name, overrides in search.VARIANTS.items():
         config = base.replace(**overrides)  # as run_variant does: an unknown key raises TypeError

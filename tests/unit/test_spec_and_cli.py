@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from defectlens.cli import main
-from defectlens.models.spec import ModelSpec
+from defectlens.core.spec import ModelSpec
 
 
 def test_spec_json_round_trip():

@@ -1,27 +1,47 @@
-"""The ``defectlens`` command line: thin adapters over the library.
+"""The ``defectlens`` command line: thin adapters over the library's workflows.
 
-Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets
-``func`` to a function ``(args) -> int``. Heavy imports happen inside those functions so that
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and sets ``func``
+to a function ``(args) -> int``. Heavy imports happen inside those functions, so
 ``defectlens --help`` is instant.
+
+Exit codes (also in the README): 0 everything succeeded; 1 the command ran but some inputs failed
+(error rows in a prediction CSV); 2 bad usage or bad input (a message names the file or value);
+3 an internal error (one line on stderr, the traceback in a log file whose path it names);
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from defectlens import __version__
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.core.version import __version__
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]).
+_EXTRAS = {
+    **dict.fromkeys(
+        ("torch", "torchvision", "imagehash", "onnx", "onnxscript", "safetensors", "pytorch_grad_cam", "matplotlib"),
+        "train",
+    ),
+    **dict.fromkeys(("efficientnet_lite_pytorch", "elpv_dataset"), "train"),
+    **dict.fromkeys(("fastapi", "uvicorn", "multipart", "prometheus_client"), "serve"),
+    "openvino": "openvino",
+}
 
 # Subcommand modules, in the order they appear in --help.
-_COMMANDS = ("data", "train", "evaluate", "export", "predict", "bench", "demo")
+_COMMANDS = ("data", "train", "evaluate", "export", "predict", "bench", "demo", "serve", "inspector")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="defectlens",
         description="Visual inspection for manufacturing: import, train, evaluate, explain, deploy.",
+        epilog="exit codes: 0 ok, 1 some inputs failed, 2 usage or input error, 3 internal error",
     )
     parser.add_argument("--version", action="version", version=f"defectlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -42,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except DefectlensError as exc:
@@ -50,4 +70,40 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("defectlens: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`defectlens ... | head`): stop quietly, as head expects.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            return _internal_error(exc, argv)
+        print(
+            f"defectlens: error: this needs the {exc.name!r} package, which is not installed: "
+            f"pip install 'defectlens[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one line for the user, the traceback in a file
+        return _internal_error(exc, argv)
+
+
+def _internal_error(exc: Exception, argv: list[str] | None) -> int:
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
+    folder = Path(os.environ.get("DEFECTLENS_LOG_DIR") or Path(tempfile.gettempdir()) / "defectlens-logs")
+    text = "".join(traceback.format_exception(exc))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        log.write_text(f"argv: {argv if argv is not None else sys.argv[1:]}\n{text}", encoding="utf-8")
+        where = f"traceback in {log}"
+    except OSError:
+        where = "traceback:\n" + text
+    print(f"defectlens: internal error: {type(exc).__name__}: {exc} ({where}); please report it", file=sys.stderr)
+    return EXIT_INTERNAL

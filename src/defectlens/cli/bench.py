@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from defectlens.errors import DefectlensError
+    from defectlens.core.errors import DefectlensError
     from defectlens.inference.bench import run_benchmark
 
     try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.data.importers import FORMATS
+from defectlens.data.importers.neu import LABEL_SOURCES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,13 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="scan images into DIR/manifest.csv + dataset.json")
     p.add_argument("src", help="source folder, CSV file, or the word 'elpv'")
-    p.add_argument("--format", required=True, choices=("folder", "casting", "neu-det", "elpv", "csv"))
+    p.add_argument("--format", required=True, choices=FORMATS)
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--map", action="append", default=[], metavar="SRC=DST", help="rename classes ('*' = all others)")
     p.add_argument("--elpv-classes", type=int, choices=(2, 4), default=2)
     p.add_argument(
         "--neu-labels",
-        choices=("boxes", "file"),
+        choices=LABEL_SOURCES,
         default="boxes",
         help="NEU-DET label: class with the largest box area in the XML, or the file name (NEU-CLS)",
     )
@@ -57,20 +59,24 @@ def _parse_map(items: list[str]) -> dict[str, str] | None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from defectlens.cli.output import progress_display, stdout
+    from defectlens.cli.summary import print_stats
     from defectlens.data.importers import import_dataset
-    from defectlens.data.stats import dataset_stats, print_stats
+    from defectlens.data.stats import dataset_stats
 
-    manifest = import_dataset(
-        args.src,
-        fmt=args.format,
-        elpv_classes=args.elpv_classes,
-        neu_labels=args.neu_labels,
-        mapping=_parse_map(args.map),
-        positive=args.positive,
-        workers=args.workers,
-    )
+    with progress_display() as progress:
+        manifest = import_dataset(
+            args.src,
+            fmt=args.format,
+            elpv_classes=args.elpv_classes,
+            neu_labels=args.neu_labels,
+            mapping=_parse_map(args.map),
+            positive=args.positive,
+            workers=args.workers,
+            progress=progress,
+        )
     out = manifest.write(args.out)
-    print_stats(dataset_stats(manifest))
+    print_stats(stdout(), dataset_stats(manifest))
     for key, items in (manifest.info.get("neu") or {}).items():
         if items and key != "xml_with_other_classes":  # that one is a count in the warnings (111 on NEU-DET)
             print(f"{key.replace('_', ' ')}:")
@@ -118,15 +124,18 @@ def run_split(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from defectlens.cli.output import stdout
+    from defectlens.cli.summary import print_stats
     from defectlens.data.manifest import Manifest
-    from defectlens.data.stats import dataset_stats, print_stats, sample_grid
+    from defectlens.data.preview import sample_grid
+    from defectlens.data.stats import dataset_stats
 
     manifest = Manifest.read(args.dir)
     stats = dataset_stats(manifest)
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
-        print_stats(stats)
+        print_stats(stdout(), stats)
     if args.grid:
         print(f"wrote {sample_grid(manifest, args.grid)}")
     return 0

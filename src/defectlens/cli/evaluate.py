@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from defectlens.data.manifest import SPLITS
+from defectlens.evaluation.threshold import METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,9 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "val only with --refit; otherwise the values stored with the model are used as deployed.",
     )
     p.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, .pt checkpoint or .dlens bundle")
-    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (manifest.csv + dataset.json)")
-    p.add_argument("--split", action="append", choices=("train", "val", "test"), help="split(s) to report (repeatable)")
-    p.add_argument("--threshold-method", choices=("f1", "recall", "cost"), default="f1")
+    p.add_argument("--data", metavar="DIR", help="dataset folder (default: the one the model was trained on)")
+    p.add_argument("--split", action="append", choices=SPLITS, help="split(s) to report (repeatable)")
+    p.add_argument("--threshold-method", choices=METHODS, default="f1")
     p.add_argument("--target-recall", type=float, default=0.99, help="defect recall for --threshold-method recall")
     p.add_argument("--cost-fn", type=float, default=10.0, help="cost of a missed defect (per part)")
     p.add_argument("--cost-fp", type=float, default=1.0, help="cost of a false alarm (per part)")
@@ -27,37 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
+    from defectlens.cli.output import progress_display, stdout
+    from defectlens.cli.summary import print_evaluation
+    from defectlens.evaluation.evaluate import EvalSettings
+    from defectlens.workflows.evaluate import evaluate_run
 
-    from defectlens.data.manifest import Manifest
-    from defectlens.evaluation.runner import run_evaluation
-    from defectlens.inference.predictor import Predictor
-
-    source = Path(args.model)
-    manifest = Manifest.read(args.data)
-    predictor = Predictor.load(source)
-    run_info: dict = {"model_path": str(source.resolve()), "data": str(Path(args.data).resolve())}
-    if source.is_dir():
-        run_info["run_dir"] = str(source.resolve())
-        if (source / "config.yaml").is_file():
-            run_info["config"] = yaml.safe_load((source / "config.yaml").read_text(encoding="utf-8"))
-    out = (
-        Path(args.out)
-        if args.out
-        else (source / "eval" if source.is_dir() else source.with_name(f"{source.stem}-eval"))
-    )
-    result = run_evaluation(
-        predictor,
-        manifest,
-        out_dir=out,
-        splits=tuple(args.split or ("train", "val", "test")),
+    settings = EvalSettings(
         threshold_method=args.threshold_method,
         target_recall=args.target_recall,
         cost_fn=args.cost_fn,
         cost_fp=args.cost_fp,
         calibrate=args.calibrate,
         refit=args.refit,
-        run_info=run_info,
     )
-    print(f"report: {result.report_path}")
+    with progress_display() as progress:
+        run = evaluate_run(
+            args.model,
+            data=args.data,
+            out_dir=args.out,
+            splits=tuple(args.split or SPLITS),
+            settings=settings,
+            progress=progress,
+        )
+    print_evaluation(stdout(), run.result, run.report_path)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from defectlens.export.parity import TOLERANCE
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a trained model to a deployable bundle", description=__doc__)
@@ -13,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, default=None, help="dataset folder for the parity check (default: the run's)")
     p.add_argument("--int8", action="store_true", help="add an INT8 graph if it keeps validation accuracy")
     p.add_argument("--torchscript", action="store_true", help="also write a TorchScript file beside the bundle")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |p_torch - p_onnx| allowed")
+    p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max |p_torch - p_onnx| allowed")
     p.set_defaults(func=run)
 
 

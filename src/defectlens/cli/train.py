@@ -1,17 +1,17 @@
-"""``defectlens train``: parse options, resolve the config (recipe YAML, then options), call ``train``."""
+"""``defectlens train``: parse options, resolve the config (recipe, then options), run the workflow."""
 
 from __future__ import annotations
 
 import argparse
 
-from defectlens.config import AUGMENT_LEVELS, BALANCE_MODES
+from defectlens.training.config import AUGMENT_LEVELS, BALANCE_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a classifier on an imported dataset")
     p.add_argument("--data", help="dataset folder (from 'defectlens data import')")
     p.add_argument("--model", help="backbone name (see 'defectlens train --list-models')")
-    p.add_argument("--config", help="recipe YAML (e.g. configs/elpv.yaml); options below override it")
+    p.add_argument("--config", help="recipe name (casting, elpv, neu-6, neu-binary) or YAML path; options override it")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -38,9 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from defectlens.config import TrainConfig, config_path
-    from defectlens.training import config_from_run, train
-    from defectlens.training.report import print_summary
+    from defectlens.cli.output import progress_display, stdout
+    from defectlens.cli.summary import print_run
+    from defectlens.training import config_from_run
+    from defectlens.training.config import TrainConfig
+    from defectlens.workflows.recipes import load_recipe
+    from defectlens.workflows.train import train_and_evaluate
 
     if args.list_models:
         from defectlens.models import list_models
@@ -50,14 +53,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         base = config_from_run(args.resume)
     elif args.config:
-        base = TrainConfig.from_yaml(config_path(args.config))
+        base = load_recipe(args.config)
     else:
         base = TrainConfig()
     overrides = {k: getattr(args, k) for k in vars(args) if k in TrainConfig.__dataclass_fields__}
-    overrides["batch_size"], overrides["input_size"] = args.batch_size, args.input_size
-    overrides["threshold_method"], overrides["label_smoothing"] = args.threshold_method, args.label_smoothing
     config = base.replace(**overrides)
-    result = train(config, resume=args.resume)
+    with progress_display() as progress:
+        result = train_and_evaluate(config, resume=args.resume, progress=progress)
     if result.run_dir is not None:
-        print_summary(result)
+        print_run(stdout(), result)
     return 0

@@ -18,14 +18,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from defectlens.core.errors import DefectlensError
+from defectlens.core.progress import Progress
 from defectlens.data.images import preprocess
 from defectlens.data.manifest import Manifest, Record
-from defectlens.errors import DefectlensError
 
 if TYPE_CHECKING:
     import torch
 
-    from defectlens.models.spec import ModelSpec
+    from defectlens.core.spec import ModelSpec
 
 
 @dataclass
@@ -46,16 +47,24 @@ def _decode(args: tuple[str, ModelSpec]) -> np.ndarray:
     return preprocess(path, spec)
 
 
-def decode_all(paths: list[str], spec: ModelSpec, *, workers: int = 2) -> np.ndarray:
+def decode_all(
+    paths: list[str], spec: ModelSpec, *, workers: int = 2, progress: Progress | None = None, label: str = "images"
+) -> np.ndarray:
     """Preprocess every path into one uint8 array (N, C, H, W), with ``workers`` processes."""
     if not paths:
         return np.zeros((0, spec.in_channels, spec.input_size, spec.input_size), dtype=np.uint8)
     jobs = [(p, spec) for p in paths]
-    if workers <= 1 or len(paths) < 64:
-        arrays = [_decode(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            arrays = list(pool.map(_decode, jobs, chunksize=32))
+    arrays = []
+    with (progress or Progress()).phase(f"decoding {label}", total=len(paths), unit="img") as phase:
+        if workers <= 1 or len(paths) < 64:
+            for job in jobs:
+                arrays.append(_decode(job))
+                phase.advance()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for arr in pool.map(_decode, jobs, chunksize=32):
+                    arrays.append(arr)
+                    phase.advance()
     return np.stack(arrays)
 
 
@@ -75,6 +84,7 @@ def load_split(
     *,
     workers: int = 2,
     cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> CachedSplit:
     """Decode one split of ``manifest`` into memory.
 
@@ -84,6 +94,7 @@ def load_split(
         spec: input size, channels and interpolation.
         workers: decoding processes.
         cache_dir: folder for a ``.npy`` copy of the decoded split (skipped when ``None``).
+        progress: receives the decoding phase.
 
     Raises:
         DefectlensError: when the split is empty.
@@ -102,7 +113,8 @@ def load_split(
     if cached is not None and cached.is_file():
         arr = np.load(cached)
         return CachedSplit(torch.from_numpy(arr), labels, records, 0.0)
-    arr = decode_all([str(manifest.resolve(r)) for r in records], spec, workers=workers)
+    paths = [str(manifest.resolve(r)) for r in records]
+    arr = decode_all(paths, spec, workers=workers, progress=progress, label=f"{split} split")
     if cached is not None:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +126,8 @@ def load_split(
     return CachedSplit(torch.from_numpy(arr), labels, records, time.perf_counter() - start)
 
 
-def train_fingerprint(manifest: Manifest) -> str:
-    """sha256 of the sorted content hashes of the train records (paths when hashes are missing)."""
+def data_fingerprint(manifest: Manifest) -> str:
+    """What the model was trained on: sha256 of the sorted content hashes of the train records
+    (their paths where a hash is missing). Recorded in checkpoints and bundles."""
     keys = sorted(r.sha256 or r.path for r in manifest.split("train"))
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from defectlens.errors import ImageError
+from defectlens.core.errors import ImageError
 
 if TYPE_CHECKING:
-    from defectlens.models.spec import ModelSpec
+    from defectlens.core.spec import ModelSpec
 
 # A 20000x20000 image is 400 Mpx; inspection images are far smaller. Anything above this is
 # refused as a likely decompression bomb rather than allowed to exhaust memory.

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
 
 MANIFEST_FILE = "manifest.csv"
 INFO_FILE = "dataset.json"

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.dedup import DEFAULT_PHASH_THRESHOLD, group_duplicates, group_size_histogram
 from defectlens.data.manifest import SPLITS, Manifest, Record, replace
-from defectlens.errors import DefectlensError
 
 _MAX_LISTED = 50  # duplicate groups listed in full in the report; the rest are counted
 
@@ -69,6 +69,52 @@ def _assign(sizes: list[int], fractions: dict[str, float], order: np.ndarray) ->
     return out
 
 
+def _official_placement(records: list[Record], members: dict[str, list[int]], official: set[str]) -> dict[int, str]:
+    """The splits fixed before dealing: the source's own val/test (and train, when it has val too),
+    the rest of a group the source already placed, and official-train images of such a group."""
+    fixed = {i: r.split for i, r in enumerate(records) if r.split in official and r.split in ("test", "val")}
+    if "val" in official:  # nothing left to carve from train
+        fixed.update({i: "train" for i, r in enumerate(records) if r.split == "train"})
+    assigned = dict(fixed)
+    # Unassigned images of a group that the source already placed follow that placement.
+    for idx in members.values():
+        placed = [fixed[i] for i in idx if i in fixed]
+        if placed:
+            target = min(placed, key=lambda s: ("test", "val", "train").index(s))
+            for i in idx:
+                if i not in fixed and records[i].split not in official:
+                    assigned[i] = target
+    # Official-train images of a group that also has official test/val images stay train (flagged).
+    pinned_train = {i for idx in members.values() if any(i in fixed for i in idx) for i in idx if i not in assigned}
+    assigned.update(dict.fromkeys(pinned_train, "train"))
+    return assigned
+
+
+def _deal(
+    records: list[Record],
+    free: dict[str, list[int]],
+    fractions: dict[str, float],
+    *,
+    stratify_meta: Sequence[str],
+    seed: int,
+) -> dict[int, str]:
+    """Deal the free groups to splits, seeded and stratified by majority label (and meta keys)."""
+    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for g, idx in free.items():
+        lead = min(idx, key=lambda i: records[i].path)
+        labels = Counter(records[i].label for i in idx)
+        key = (labels.most_common(1)[0][0], *(str(records[lead].meta.get(k, "")) for k in stratify_meta))
+        strata[key].append(g)
+    rng = np.random.default_rng(seed)
+    assigned: dict[int, str] = {}
+    for key in sorted(strata):
+        gnames = sorted(strata[key])
+        order = rng.permutation(len(gnames))
+        for g, split in zip(gnames, _assign([len(free[g]) for g in gnames], fractions, order), strict=True):
+            assigned.update(dict.fromkeys(free[g], split))
+    return assigned
+
+
 def split_manifest(
     manifest: Manifest,
     *,
@@ -102,46 +148,17 @@ def split_manifest(
     records = manifest.records
     groups, pair_counts = _groups(manifest, phash_threshold, workers)
     official = {r.split for r in records if r.split} if keep_official else set()
-    fixed = {i: r.split for i, r in enumerate(records) if r.split in official and r.split in ("test", "val")}
-    if "val" in official:  # nothing left to carve from train
-        fixed.update({i: "train" for i, r in enumerate(records) if r.split == "train"})
     members: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(groups):
         members[g].append(i)
-    assigned = dict(fixed)
-    # Unassigned images of a group that the source already placed follow that placement.
-    for idx in members.values():
-        placed = [fixed[i] for i in idx if i in fixed]
-        if placed:
-            target = min(placed, key=lambda s: ("test", "val", "train").index(s))
-            for i in idx:
-                if i not in fixed and records[i].split not in official:
-                    assigned[i] = target
+    assigned = _official_placement(records, members, official)
     fractions = {"train": 1.0 - (0 if "val" in official else val) - (0 if "test" in official else test)}
     if "val" not in official:
         fractions["val"] = val
     if "test" not in official:
         fractions["test"] = test
-    # Official-train images of a group that also has official test/val images stay train (flagged).
-    pinned_train = {i for idx in members.values() if any(i in fixed for i in idx) for i in idx if i not in assigned}
-    assigned.update(dict.fromkeys(pinned_train, "train"))
-    free: dict[str, list[int]] = defaultdict(list)
-    for g, idx in members.items():
-        rest = [i for i in idx if i not in assigned]
-        if rest:
-            free[g] = rest
-    strata: dict[tuple[str, ...], list[str]] = defaultdict(list)
-    for g, idx in free.items():
-        lead = min(idx, key=lambda i: records[i].path)
-        labels = Counter(records[i].label for i in idx)
-        key = (labels.most_common(1)[0][0], *(str(records[lead].meta.get(k, "")) for k in stratify_meta))
-        strata[key].append(g)
-    rng = np.random.default_rng(seed)
-    for key in sorted(strata):
-        gnames = sorted(strata[key])
-        order = rng.permutation(len(gnames))
-        for g, split in zip(gnames, _assign([len(free[g]) for g in gnames], fractions, order), strict=True):
-            assigned.update(dict.fromkeys(free[g], split))
+    free = {g: rest for g, idx in members.items() if (rest := [i for i in idx if i not in assigned])}
+    assigned.update(_deal(records, free, fractions, stratify_meta=stratify_meta, seed=seed))
     out = [replace(r, split=assigned[i], group=groups[i]) for i, r in enumerate(records)]
     report = _report(out, members, pair_counts)
     dropped: list[str] = []

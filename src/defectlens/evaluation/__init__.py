@@ -1,1 +1,3 @@
-"""Evaluation: metrics, operating threshold, calibration, plots and the HTML report."""
+"""Evaluation as computation: metrics with intervals, the operating threshold, calibration and
+results by image attribute. It returns results; running models and writing files happen above it
+(:mod:`defectlens.workflows`, :mod:`defectlens.reporting`)."""

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from defectlens.errors import DefectlensError
+from defectlens.core.decision import softmax
+from defectlens.core.errors import DefectlensError
 from defectlens.evaluation.metrics import brier, nll, reliability_bins
-from defectlens.inference.predictor import softmax
 
 # Outside this range the fit has run away.
 T_MIN, T_MAX = 0.05, 20.0

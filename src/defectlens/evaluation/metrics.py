@@ -14,22 +14,37 @@ from typing import Any
 
 import numpy as np
 
-from defectlens.errors import DefectlensError
+from defectlens.core.decision import decide
+from defectlens.core.errors import DefectlensError
 
 ECE_BINS = 15
+
+#: The figures a summary shows first (console tables, the report's key figures), in order.
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "defect_recall", "false_alarm_rate", "roc_auc")
+#: Every scalar metric of :func:`compute_metrics` with its display name, in report order.
+SCALARS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("macro_f1", "Macro F1"),
+    ("weighted_f1", "Weighted F1"),
+    ("mcc", "MCC"),
+    ("roc_auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC (average precision)"),
+    ("defect_recall", "Defect recall"),
+    ("defect_precision", "Defect precision"),
+    ("false_alarm_rate", "False-alarm rate"),
+    ("expected_cost", "Expected cost per part"),
+    ("brier", "Brier score"),
+    ("nll", "NLL (log loss)"),
+    ("ece", "ECE (15 bins)"),
+    ("mce", "MCE (15 bins)"),
+)
 
 
 def _num(x: Any) -> float | None:
     """A JSON-safe float: NaN and infinities become ``None``."""
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def decide(probs: np.ndarray, *, positive_index: int | None, threshold: float | None) -> np.ndarray:
-    """Predicted class per row, with the same rule as :meth:`Predictor.decide`."""
-    if positive_index is None or threshold is None or probs.shape[1] != 2:
-        return probs.argmax(axis=1)
-    return np.where(probs[:, positive_index] >= threshold, positive_index, 1 - positive_index)
 
 
 def reliability_bins(y_true: np.ndarray, probs: np.ndarray, *, n_bins: int = ECE_BINS) -> dict[str, Any]:
@@ -135,6 +150,99 @@ def _validate(y_true: Any, probs: Any, class_names: Any) -> tuple[np.ndarray, np
     return y.astype(np.int64), p, names
 
 
+def _classification(y: np.ndarray, pred: np.ndarray, names: list[str], present: list[int]) -> dict[str, Any]:
+    """Accuracy, F1s, MCC, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        matthews_corrcoef,
+        precision_recall_fscore_support,
+    )
+
+    labels = list(range(len(names)))
+    with warnings.catch_warnings():
+        # undefined ratios are reported as 0 or None below, and said in notes; not as warnings
+        warnings.simplefilter("ignore")
+        prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+        out: dict[str, Any] = {
+            "accuracy": float(accuracy_score(y, pred)),
+            "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(present) > 1 else None,
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
+            "mcc": float(matthews_corrcoef(y, pred)),
+        }
+    out["per_class"] = [
+        {
+            "class": names[c],
+            "precision": float(prec[c]),
+            "recall": float(rec[c]),
+            "f1": float(f1[c]),
+            "support": int(sup[c]),
+        }
+        for c in labels
+    ]
+    out["confusion_matrix"] = confusion_matrix(y, pred, labels=labels).tolist()
+    return out
+
+
+def _ranking(y: np.ndarray, p: np.ndarray, positive_index: int | None, notes: list[str]) -> dict[str, Any]:
+    """ROC-AUC and PR-AUC: binary on the defect score, multi-class one-vs-rest over classes present."""
+    from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
+
+    n, k = p.shape
+    score_classes = [1 if positive_index is None else positive_index] if k == 2 else list(range(k))
+    aucs, aps = [], []
+    for c in score_classes:
+        yc = (y == c).astype(int)
+        if 0 < yc.sum() < n:
+            aucs.append(roc_auc_score(yc, p[:, c]))
+            aps.append(average_precision_score(yc, p[:, c]))
+    out: dict[str, Any] = {
+        "roc_auc": float(np.mean(aucs)) if aucs else None,
+        "pr_auc": float(np.mean(aps)) if aps else None,
+    }
+    if k > 2 and 0 < len(aucs) < k:
+        notes.append(f"one-vs-rest ROC-AUC/PR-AUC averaged over the {len(aucs)} classes present with both outcomes")
+    if k > 2:
+        labels = list(range(k))
+        out["top_k_accuracy"] = {
+            f"top{kk}": float(top_k_accuracy_score(y, p, k=kk, labels=labels)) for kk in (2, 3) if kk < k
+        }
+    return out
+
+
+def _defect_counts(
+    y: np.ndarray, pred: np.ndarray, positive_index: int, cost_fn: float, cost_fp: float, notes: list[str]
+) -> dict[str, Any]:
+    """Confusion counts of the defect class, defect recall/precision, false-alarm rate, expected cost."""
+    n = len(y)
+    pos = y == positive_index
+    tp = int(np.sum(pos & (pred == positive_index)))
+    fn = int(np.sum(pos & (pred != positive_index)))
+    fp = int(np.sum(~pos & (pred == positive_index)))
+    tn = n - tp - fn - fp
+    if tp + fn == 0:
+        notes.append("no defect samples in this split: defect recall is null")
+    if tp + fp == 0:
+        notes.append("nothing predicted as defect: defect precision is null")
+    if fp + tn == 0:
+        notes.append("no good (non-defect) samples in this split: false-alarm rate is null")
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "tn": tn,
+        "defect_recall": tp / (tp + fn) if tp + fn else None,
+        "defect_precision": tp / (tp + fp) if tp + fp else None,
+        "false_alarm_rate": fp / (fp + tn) if fp + tn else None,
+        "expected_cost": (cost_fn * fn + cost_fp * fp) / n,
+        "cost_fn": float(cost_fn),
+        "cost_fp": float(cost_fp),
+    }
+
+
 def compute_metrics(
     y_true: Any,
     probs: Any,
@@ -163,18 +271,6 @@ def compute_metrics(
     Raises:
         DefectlensError: if the inputs are empty or malformed.
     """
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        f1_score,
-        matthews_corrcoef,
-        precision_recall_fscore_support,
-        roc_auc_score,
-        top_k_accuracy_score,
-    )
-
     y, p, names = _validate(y_true, probs, class_names)
     k, n = len(names), len(y)
     binary = k == 2 and positive_index is not None
@@ -186,88 +282,31 @@ def compute_metrics(
     if len(present) < k:
         missing = [names[i] for i in range(k) if i not in present]
         notes.append(f"classes absent from the labels of this split: {', '.join(missing)}")
-
-    labels = list(range(k))
-    with warnings.catch_warnings():
-        # undefined ratios are reported as 0 or None below, and said in notes; not as warnings
-        warnings.simplefilter("ignore")
-        prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-        out: dict[str, Any] = {
-            "n": n,
-            "class_names": names,
-            "positive_class": names[positive_index] if binary and positive_index is not None else None,
-            "threshold": threshold if binary else None,
-            "accuracy": float(accuracy_score(y, pred)),
-            "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(present) > 1 else None,
-            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-            "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
-            "mcc": float(matthews_corrcoef(y, pred)),
-        }
+    out: dict[str, Any] = {
+        "n": n,
+        "class_names": names,
+        "positive_class": names[positive_index] if binary and positive_index is not None else None,
+        "threshold": threshold if binary else None,
+        **_classification(y, pred, names, present),
+    }
     if len(present) < 2:
         notes.append("balanced accuracy, ROC-AUC and PR-AUC need at least two classes in the labels; null")
-    out["per_class"] = [
-        {
-            "class": names[c],
-            "precision": float(prec[c]),
-            "recall": float(rec[c]),
-            "f1": float(f1[c]),
-            "support": int(sup[c]),
-        }
-        for c in labels
-    ]
-    out["confusion_matrix"] = confusion_matrix(y, pred, labels=labels).tolist()
-
-    # ranking metrics: binary on the defect score, multi-class one-vs-rest macro over classes present
-    score_classes = [positive_index if binary else 1] if k == 2 else labels
-    aucs, aps = [], []
-    for c in score_classes:
-        yc = (y == c).astype(int)
-        if 0 < yc.sum() < n:
-            aucs.append(roc_auc_score(yc, p[:, c]))
-            aps.append(average_precision_score(yc, p[:, c]))
-    out["roc_auc"] = float(np.mean(aucs)) if aucs else None
-    out["pr_auc"] = float(np.mean(aps)) if aps else None
-    if k > 2 and 0 < len(aucs) < k:
-        notes.append(f"one-vs-rest ROC-AUC/PR-AUC averaged over the {len(aucs)} classes present with both outcomes")
-    if k > 2:
-        out["top_k_accuracy"] = {
-            f"top{kk}": float(top_k_accuracy_score(y, p, k=kk, labels=labels)) for kk in (2, 3) if kk < k
-        }
-
+    out.update(_ranking(y, p, positive_index if binary else None, notes))
     out["brier"] = brier(y, p, positive_index=positive_index)
     out["nll"] = nll(y, p)
     rel = reliability_bins(y, p)
     out["ece"], out["mce"] = rel["ece"], rel["mce"]
-
-    if binary:
-        pos = y == positive_index
-        tp = int(np.sum(pos & (pred == positive_index)))
-        fn = int(np.sum(pos & (pred != positive_index)))
-        fp = int(np.sum(~pos & (pred == positive_index)))
-        tn = n - tp - fn - fp
-        out.update(tp=tp, fp=fp, fn=fn, tn=tn)
-        out["defect_recall"] = tp / (tp + fn) if tp + fn else None
-        out["defect_precision"] = tp / (tp + fp) if tp + fp else None
-        out["false_alarm_rate"] = fp / (fp + tn) if fp + tn else None
-        out["expected_cost"] = (cost_fn * fn + cost_fp * fp) / n
-        out["cost_fn"], out["cost_fp"] = float(cost_fn), float(cost_fp)
-        if tp + fn == 0:
-            notes.append("no defect samples in this split: defect recall is null")
-        if tp + fp == 0:
-            notes.append("nothing predicted as defect: defect precision is null")
-        if fp + tn == 0:
-            notes.append("no good (non-defect) samples in this split: false-alarm rate is null")
+    if binary and positive_index is not None:
+        out.update(_defect_counts(y, pred, positive_index, cost_fn, cost_fp, notes))
     else:
         out["expected_cost"] = None
         notes.append("expected cost per part needs a binary task with a defect class; null")
-
+    out["ci"] = {}
     if bootstrap and bootstrap > 0:
         out["ci"] = _bootstrap(
             y, pred, k=k, positive_index=positive_index if binary else None, n_boot=int(bootstrap), seed=seed
         )
         out["ci_level"] = 0.95
         out["bootstrap"] = {"resamples": int(bootstrap), "seed": int(seed)}
-    else:
-        out["ci"] = {}
     out["notes"] = notes
     return {key: (_num(v) if isinstance(v, (float, np.floating)) else v) for key, v in out.items()}

@@ -8,16 +8,22 @@ the original image so the overlay lines up with what the inspector sees.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.images import convert_mode, load_image
-from defectlens.errors import DefectlensError
+from defectlens.inference.predictor import Predictor
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from defectlens.models import Classifier
 
 
-def _target_index(predictor: Any, target: int | str | None, probs: np.ndarray) -> int:
+def _target_index(predictor: Predictor, target: int | str | None, probs: np.ndarray) -> int:
     names = predictor.spec.class_names
     if target is None:
         return int(predictor.decide(probs[None])[0])
@@ -30,7 +36,7 @@ def _target_index(predictor: Any, target: int | str | None, probs: np.ndarray) -
     return int(target)
 
 
-def explain(predictor: Any, image: Any, *, target: int | str | None = None) -> tuple[np.ndarray, Image.Image]:
+def explain(predictor: Predictor, image: Any, *, target: int | str | None = None) -> tuple[np.ndarray, Image.Image]:
     """Grad-CAM for one image.
 
     Args:
@@ -62,7 +68,7 @@ def explain(predictor: Any, image: Any, *, target: int | str | None = None) -> t
     return heatmap, overlay(original, heatmap, label=label)
 
 
-def _single_view(model: Any) -> Any:
+def _single_view(model: Classifier) -> nn.Module:
     """The Classifier without test-time augmentation, as a module (what Grad-CAM differentiates)."""
     from torch import nn
 
@@ -96,7 +102,7 @@ def overlay(image: Image.Image, heatmap: np.ndarray, *, label: str = "", alpha: 
     return blended
 
 
-def save_overlay(predictor: Any, image: Any, out: str | Path, *, target: int | str | None = None) -> Path:
+def save_overlay(predictor: Predictor, image: Any, out: str | Path, *, target: int | str | None = None) -> Path:
     """Write the Grad-CAM overlay of ``image`` as a PNG and return its path."""
     _, img = explain(predictor, image, target=target)
     out = Path(out)

@@ -8,15 +8,19 @@ every check passed.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from defectlens.export.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, write_bundle
+from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, write_bundle
+from defectlens.core.machine import versions
 from defectlens.export.parity import TOLERANCE, check_inputs, check_parity, compare_int8, quantize_int8
+
+if TYPE_CHECKING:
+    from defectlens.core.spec import ModelSpec
+    from defectlens.models import Classifier
 
 
 @dataclass(frozen=True)
@@ -36,21 +40,14 @@ def _dataset_from_config(payload: dict[str, Any]) -> str | None:
     return str(data) if data else None
 
 
-def versions() -> dict[str, str]:
-    """Library versions recorded in every bundle."""
-    import onnx
-    import onnxruntime
-    import torch
-
-    import defectlens
-
-    return {
-        "defectlens": defectlens.__version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "python": sys.version.split()[0],
-    }
+def validation_metrics(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The evaluated validation figures a checkpoint carries (after the training workflow's evaluation),
+    else the last training-loop row for an unevaluated checkpoint."""
+    evaluated = (payload.get("evaluation") or {}).get("val")
+    if evaluated:
+        keep = ("n", "accuracy", "balanced_accuracy", "macro_f1", "defect_recall", "false_alarm_rate", "roc_auc", "ece")
+        return {"split": "val", "evaluated": True, **{k: evaluated.get(k) for k in keep if k in evaluated}}
+    return {"split": "val", "evaluated": False, **payload["metrics"]} if payload.get("metrics") else None
 
 
 def export_bundle(
@@ -80,7 +77,7 @@ def export_bundle(
     from safetensors.torch import save
 
     from defectlens.export.onnx_export import to_onnx
-    from defectlens.training.checkpoint import load_checkpoint
+    from defectlens.models import load_checkpoint
 
     out = Path(out)
     if not out.suffix:
@@ -106,12 +103,12 @@ def export_bundle(
     meta: dict[str, Any] = {
         "spec": spec.to_dict(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "source": str(source),
+        "source": Path(source).name,  # a name, not the training machine's folder layout
         "exporter": exporter,
         "parity": parity,
         "versions": versions(),
-        "metrics": payload.get("metrics"),
-        "data_fingerprint": payload.get("data_fingerprint"),
+        "metrics": validation_metrics(payload),
+        "data_fingerprint": payload.get("data_fingerprint") or payload.get("config", {}).get("train_fingerprint"),
         "training_config": payload.get("config") or {},
         "default_onnx": ONNX_FILE,
     }
@@ -132,7 +129,7 @@ def export_bundle(
     return ExportResult(path=out, model_id=model_id, meta=meta, extra_files=extra)
 
 
-def _write_torchscript(model: Any, spec: Any, path: Path) -> Path:
+def _write_torchscript(model: Classifier, spec: ModelSpec, path: Path) -> Path:
     import torch
 
     example = torch.rand(1, spec.in_channels, spec.input_size, spec.input_size)

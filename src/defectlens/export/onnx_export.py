@@ -12,18 +12,23 @@ import io
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from defectlens.errors import DefectlensError
-from defectlens.export.bundle import FORMAT, META_FORMAT_KEY, META_SPEC_KEY
-from defectlens.models.spec import ModelSpec
+from defectlens.core.bundle import FORMAT, META_FORMAT_KEY, META_SPEC_KEY
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from defectlens.models import Classifier
 
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-def to_onnx(model: Any, spec: ModelSpec, *, opset: int = OPSET) -> tuple[bytes, str]:
+def to_onnx(model: Classifier, spec: ModelSpec, *, opset: int = OPSET) -> tuple[bytes, str]:
     """Export ``model`` (a Classifier taking float input in [0, 1]) to ONNX.
 
     Returns:
@@ -50,7 +55,7 @@ def to_onnx(model: Any, spec: ModelSpec, *, opset: int = OPSET) -> tuple[bytes, 
     return proto.SerializeToString(), exporter
 
 
-def _dynamo(model: Any, example: Any, opset: int) -> bytes:
+def _dynamo(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
     import torch
 
     program = torch.onnx.export(
@@ -72,7 +77,7 @@ def _dynamo(model: Any, example: Any, opset: int) -> bytes:
         return path.read_bytes()
 
 
-def _legacy(model: Any, example: Any, opset: int) -> bytes:
+def _legacy(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
     import torch
 
     buf = io.BytesIO()

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from defectlens.errors import DefectlensError, ImageError
-from defectlens.models.spec import ModelSpec
+from defectlens.core.decision import softmax
+from defectlens.core.errors import DefectlensError, ImageError
+from defectlens.core.spec import ModelSpec
+from defectlens.data.images import preprocess
+from defectlens.data.manifest import Manifest
+from defectlens.inference.backends import Runner, onnx_runner, torch_runner
+
+if TYPE_CHECKING:
+    from defectlens.models import Classifier
 
 TOLERANCE = 1e-4
 
@@ -43,9 +50,6 @@ def check_inputs(spec: ModelSpec, data: str | Path | None, *, max_images: int = 
         rng = np.random.default_rng(seed)
         shape = (16, spec.in_channels, spec.input_size, spec.input_size)
         return CheckInputs(rng.integers(0, 256, shape, dtype=np.uint8), np.full(16, -1), "synthetic")
-    from defectlens.data.images import preprocess
-    from defectlens.data.manifest import Manifest
-
     manifest = Manifest.read(data)
     for split in ("val", "test"):
         records = manifest.split(split)
@@ -67,20 +71,16 @@ def check_inputs(spec: ModelSpec, data: str | Path | None, *, max_images: int = 
     return CheckInputs(np.stack(images), np.asarray(labels), split if split != "val" else "validation", str(data))
 
 
-def _probs(run: Any, images: np.ndarray, spec: ModelSpec, batch: int = 16) -> np.ndarray:
-    from defectlens.inference.predictor import softmax
-
+def _probs(run: Runner, images: np.ndarray, spec: ModelSpec, batch: int = 16) -> np.ndarray:
     x = images.astype(np.float32) / np.float32(255.0)
     logits = np.concatenate([np.asarray(run(x[i : i + batch]), dtype=np.float32) for i in range(0, len(x), batch)])
     return softmax(logits, spec.temperature)
 
 
 def check_parity(
-    model: Any, onnx_bytes: bytes, spec: ModelSpec, inputs: CheckInputs, *, tol: float = TOLERANCE
+    model: Classifier, onnx_bytes: bytes, spec: ModelSpec, inputs: CheckInputs, *, tol: float = TOLERANCE
 ) -> dict:
     """Max |p_torch - p_onnx| over ``inputs``; raises :class:`ParityError` above ``tol``."""
-    from defectlens.inference.backends import onnx_runner, torch_runner
-
     p_torch = _probs(torch_runner(model), inputs.images, spec)
     p_onnx = _probs(onnx_runner(onnx_bytes)[0], inputs.images, spec)
     diff = float(np.abs(p_torch - p_onnx).max())
@@ -89,7 +89,7 @@ def check_parity(
         "tolerance": tol,
         "images": len(inputs.images),
         "inputs": inputs.source,
-        "dataset": inputs.dataset,
+        "dataset": Path(inputs.dataset).name if inputs.dataset else None,
         "decisions_agree": float(np.mean(p_torch.argmax(1) == p_onnx.argmax(1))),
     }
     if inputs.source == "synthetic":
@@ -121,8 +121,6 @@ def compare_int8(
     fp32: bytes, int8: bytes, spec: ModelSpec, inputs: CheckInputs, *, max_drop: float = 0.01, min_agree: float = 0.98
 ) -> dict:
     """Agreement and accuracy change of the INT8 graph vs FP32; ``accepted`` says if it may ship."""
-    from defectlens.inference.backends import onnx_runner
-
     p32 = _probs(onnx_runner(fp32)[0], inputs.images, spec)
     p8 = _probs(onnx_runner(int8)[0], inputs.images, spec)
     agree = float(np.mean(p32.argmax(1) == p8.argmax(1)))

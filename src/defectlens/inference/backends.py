@@ -9,11 +9,14 @@ hooks, gets its own copy of the network (see :meth:`Predictor.torch_model`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from defectlens.models.spec import ModelSpec
+from defectlens.core.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -47,12 +50,12 @@ def torch_model_from_weights(data: bytes, spec: ModelSpec) -> Any:
     """Rebuild the network of ``spec`` from ``model.safetensors`` bytes (eval mode, CPU)."""
     from safetensors.torch import load
 
-    from defectlens.training.checkpoint import model_from_state
+    from defectlens.models import model_from_state  # torch: only when torch weights are wanted
 
     return model_from_state(load(data), spec)
 
 
-def torch_runner(model: Any, *, threads: int | None = None) -> Runner:
+def torch_runner(model: nn.Module, *, threads: int | None = None) -> Runner:
     """Eager torch inference on the model's current device."""
     import torch
 

@@ -7,8 +7,6 @@ measured both for the model alone (preprocessed batches) and end to end (:meth:`
 
 from __future__ import annotations
 
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.core.machine import describe_machine
+from defectlens.core.spec import ModelSpec
 from defectlens.inference.predictor import Predictor
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -27,7 +27,7 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(a, q)), 3) for q in (50, 95, 99)} | {"mean": round(float(a.mean()), 3)}
 
 
-def _images(folder: str | Path | None, spec: Any, tmp: Path, limit: int = 64) -> list[Path]:
+def _images(folder: str | Path | None, spec: ModelSpec, tmp: Path, limit: int = 64) -> list[Path]:
     if folder is not None:
         files = sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         if not files:
@@ -98,12 +98,7 @@ def run_benchmark(
     backends = ["onnx", "torch"] if compare_torch else ["onnx"]
     result: dict[str, Any] = {
         "model": str(model),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-        },
+        "machine": describe_machine(),
         "threads": threads,
         "batch_sizes": list(batch_sizes),
     }

@@ -13,17 +13,24 @@ import copy
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from defectlens.core.bundle import is_bundle, read_bundle
+from defectlens.core.decision import decide, softmax
+from defectlens.core.errors import DefectlensError, ImageError
+from defectlens.core.spec import ModelSpec
 from defectlens.data.images import preprocess
-from defectlens.errors import DefectlensError
-from defectlens.models.spec import ModelSpec
+from defectlens.inference import backends
 
+if TYPE_CHECKING:
+    from defectlens.models import Classifier
+
+#: Model runtimes a Predictor can use; ``auto`` takes ONNX Runtime for bundles, torch for checkpoints.
 BACKENDS = ("auto", "onnx", "torch")
 
 
@@ -66,13 +73,6 @@ class Prediction:
         return d
 
 
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class Predictor:
     """Run a trained model on images exactly as it was trained.
 
@@ -107,12 +107,10 @@ class Predictor:
         self._explain_lock = threading.RLock()
 
     @classmethod
-    def from_model(cls, model: Any, spec: ModelSpec, *, model_id: str | None = None) -> Predictor:
+    def from_model(cls, model: Classifier, spec: ModelSpec, *, model_id: str | None = None) -> Predictor:
         """Wrap an in-memory torch Classifier (eval mode, CPU or its current device)."""
-        from defectlens.inference.backends import torch_runner
-
         return cls(
-            torch_runner(model),
+            backends.torch_runner(model),
             spec,
             backend="torch",
             model_id=model_id,
@@ -131,9 +129,6 @@ class Predictor:
         Raises:
             DefectlensError: for a missing, tampered or unsupported file, or an impossible backend.
         """
-        from defectlens.export.bundle import is_bundle, read_bundle
-        from defectlens.inference import backends
-
         if backend not in BACKENDS:
             raise DefectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         p = Path(path)
@@ -154,7 +149,7 @@ class Predictor:
             return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)
         if backend == "onnx":
             raise DefectlensError(f"{p}: ONNX Runtime needs a bundle; create one with 'defectlens export {p}'")
-        from defectlens.training.checkpoint import load_checkpoint
+        from defectlens.models import load_checkpoint, model_from_state
 
         ckpt = p / "best.pt" if p.is_dir() else p
         model, spec, payload = load_checkpoint(ckpt)
@@ -162,8 +157,6 @@ class Predictor:
         state = {k: v.clone() for k, v in model.state_dict().items()}
 
         def rebuild() -> Any:
-            from defectlens.training.checkpoint import model_from_state
-
             return model_from_state(state, spec)
 
         meta: dict[str, Any] = {k: payload[k] for k in ("config", "metrics", "data_fingerprint") if k in payload}
@@ -181,6 +174,25 @@ class Predictor:
         x = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
         return np.asarray(self._run(x), dtype=np.float32)
 
+    def score_files(
+        self,
+        sources: Sequence[Any],
+        *,
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Raw logits (N, K) of many images, preprocessed and run ``batch_size`` at a time.
+
+        Unlike :meth:`predict_many`, an unreadable image raises (evaluation data must all be usable).
+        """
+        chunks = []
+        for start in range(0, len(sources), batch_size):
+            batch = np.stack([self.preprocess(s) for s in sources[start : start + batch_size]])
+            chunks.append(self.logits(batch))
+            if on_batch is not None:
+                on_batch(len(batch))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.num_classes), np.float32)
+
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (softmax of logits / temperature)."""
         return softmax(logits, self.spec.temperature)
@@ -189,10 +201,7 @@ class Predictor:
         """Class index per row: binary tasks compare the positive-class probability with the
         threshold; otherwise (or with no threshold) the most probable class wins."""
         t = self.spec.threshold if threshold is None else threshold
-        pos = self.spec.positive_index
-        if pos is None or t is None or probs.shape[1] != 2:
-            return probs.argmax(axis=1)
-        return np.where(probs[:, pos] >= t, pos, 1 - pos)
+        return decide(probs, positive_index=self.spec.positive_index, threshold=t)
 
     def _result(self, name: str, probs: np.ndarray, idx: int, threshold: float | None, latency: float) -> Prediction:
         names = self.spec.class_names
@@ -227,8 +236,6 @@ class Predictor:
         An input that cannot be read yields an error row (``status="error"``, ``reason``) and the
         run goes on. ``latency_ms`` of a row is its own decoding time plus its share of the batch.
         """
-        from defectlens.errors import ImageError
-
         if batch_size < 1:
             raise DefectlensError(f"batch_size must be at least 1, got {batch_size}")
         t = self.spec.threshold if threshold is None else threshold
@@ -266,6 +273,11 @@ class Predictor:
 
     # -- explanation ------------------------------------------------------------------------------
 
+    @property
+    def has_torch_weights(self) -> bool:
+        """True when :meth:`torch_model` can build a torch copy (bundles and checkpoints can)."""
+        return self._torch_factory is not None
+
     def torch_model(self) -> Any:
         """A private torch copy of the network (built on first use) for Grad-CAM and fine-tuning."""
         if self._torch_factory is None:
@@ -274,15 +286,6 @@ class Predictor:
             if self._torch_model is None:
                 self._torch_model = self._torch_factory().eval()
         return self._torch_model
-
-    def explain(self, source: Any, *, target: int | str | None = None) -> tuple[np.ndarray, Any]:
-        """Grad-CAM heatmap (H x W of the original image, in [0, 1]) and overlay PIL image.
-
-        See :func:`defectlens.explain.gradcam.explain`.
-        """
-        from defectlens.explain.gradcam import explain
-
-        return explain(self, source, target=target)
 
     @property
     def explain_lock(self) -> threading.RLock:

@@ -1,39 +1,31 @@
-"""The model registry: named backbones, one factory, and the :class:`Classifier` they all share.
+"""The model registry: named backbones registered by decorator, looked up by name.
 
-Every model is ``Classifier(features, head)``: input in [0, 1] is normalised *inside* the network
-(mean/std buffers), so the exported ONNX graph carries its own preprocessing; ``features`` ends in
-the last convolutional feature map, which is also the Grad-CAM target layer for every backbone.
+As in torchvision's ``register_model``/``get_model``, the registry imports no architecture: each
+builder in :mod:`defectlens.models.zoo` registers itself with :func:`register_model`, and
+``defectlens.models`` imports the zoo. Looking up an entry and describing its input
+(:func:`default_spec`) needs no torch.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
-from defectlens.errors import DefectlensError
-from defectlens.models.spec import TTA_VIEWS, ModelSpec
+if TYPE_CHECKING:
+    from torch import nn
 
 # (features, num_features) built for a given input size, pretrained or not
-Builder = Callable[..., tuple[nn.Module, int]]
-
-
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th of the 8 flips/rotations of a square batch (k in 0..7; k >= 4 adds a horizontal flip)."""
-    y = torch.rot90(x, k % 4, dims=(-2, -1))
-    return y.flip(-1) if k >= 4 else y
-
-
-# The views of each TTA mode: "flips" is identity, horizontal, vertical and both flips (no rotation,
-# for parts whose orientation is fixed up to mirroring); "dihedral" is all 8 flips/rotations.
-_TTA_KS = {"none": (0,), "flips": (0, 4, 6, 2), "dihedral": tuple(range(8))}
+Builder = Callable[..., "tuple[nn.Module, int]"]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One registered backbone."""
+    """One registered backbone: its builder and the input it was trained on."""
 
     name: str
     build: Builder
@@ -48,16 +40,29 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(entry: ModelEntry) -> ModelEntry:
-    """Add a backbone to the registry.
+def register_model(
+    name: str,
+    *,
+    input_size: int,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    pretrained: str = "",
+    description: str = "",
+    flatten_head: bool = False,
+) -> Callable[[Builder], Builder]:
+    """Decorator adding a backbone builder ``(*, pretrained, input_size) -> (features, channels)``.
 
     Raises:
         ValueError: if the name is already registered.
     """
-    if entry.name in _REGISTRY:
-        raise ValueError(f"model {entry.name!r} is already registered")
-    _REGISTRY[entry.name] = entry
-    return entry
+
+    def add(build: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, build, input_size, mean, std, pretrained, description, flatten_head)
+        return build
+
+    return add
 
 
 def list_models() -> list[str]:
@@ -66,107 +71,13 @@ def list_models() -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
+    """The registered entry of ``name``; an unknown name gets the closest known names suggested."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise DefectlensError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}") from None
-
-
-class Classifier(nn.Module):
-    """Normalisation + backbone features + classification head.
-
-    Args:
-        features: module mapping a normalised image batch to a feature map (N, F, h, w).
-        head: module mapping the feature map to logits.
-        mean, std: per-channel normalisation for inputs in [0, 1].
-    """
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(
-        self,
-        features: nn.Module,
-        head: nn.Module,
-        *,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        tta: str = "none",
-    ):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-        self.features = features
-        self.head = head
-        self.tta = tta
-
-    @property
-    def tta(self) -> str:
-        """Test-time augmentation in eval mode: ``none``, ``flips`` (4 views) or ``dihedral`` (8 views)."""
-        return self._tta
-
-    @tta.setter
-    def tta(self, mode: str) -> None:
-        if mode not in TTA_VIEWS:
-            raise DefectlensError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {mode!r}")
-        self._tta = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits; in eval mode with ``tta`` set, the mean logits over the flipped/rotated views.
-
-        The views are stacked into one batch, so the exported ONNX graph carries the averaging too.
-        """
-        if self.training or self._tta == "none":
-            return self.forward_single(x)
-        ks = _TTA_KS[self._tta]
-        views = torch.cat([dihedral(x, k) for k in ks])
-        return self.forward_single(views).view(len(ks), x.shape[0], -1).mean(dim=0)
-
-    def forward_single(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of ``x`` as it is (no test-time augmentation): what Grad-CAM explains."""
-        return self.head(self.features((x - self.mean) / self.std))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled (or flattened) features before the final linear layer, for frozen-backbone probes."""
-        fmap = self.features((x - self.mean) / self.std)
-        if isinstance(self.head, PooledHead):
-            return fmap.mean(dim=(2, 3))
-        return torch.flatten(fmap, 1)
-
-    @property
-    def target_layer(self) -> nn.Module:
-        """The layer whose activations Grad-CAM explains (the last feature map)."""
-        return self.features
-
-
-class PooledHead(nn.Sequential):
-    """Global average pool, dropout, linear."""
-
-    def __init__(self, num_features: int, num_classes: int, dropout: float):
-        super().__init__(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout), nn.Linear(num_features, num_classes)
-        )
-
-    @property
-    def linear(self) -> nn.Linear:
-        return self[-1]  # type: ignore[return-value]
-
-
-class DenseHead(nn.Sequential):
-    """Keras-tutorial head: Flatten, Dense(128) + ReLU + Dropout, Dense(classes)."""
-
-    def __init__(self, num_features: int, num_classes: int, dropout: float):
-        super().__init__(
-            nn.Flatten(1),
-            nn.Linear(num_features, 128),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(128, num_classes),
-        )
-
-    @property
-    def linear(self) -> nn.Linear:
-        return self[-1]  # type: ignore[return-value]
+        close = difflib.get_close_matches(name, list_models(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise DefectlensError(f"unknown model {name!r}; {hint}choose one of: {', '.join(list_models())}") from None
 
 
 def default_spec(
@@ -187,57 +98,3 @@ def default_spec(
         std=std,
         class_names=tuple(class_names),
     )
-
-
-def create_model(
-    name: str,
-    *,
-    num_classes: int,
-    in_channels: int = 3,
-    pretrained: bool = False,
-    input_size: int | None = None,
-    dropout: float = 0.2,
-) -> Classifier:
-    """Build a registered backbone with a fresh head.
-
-    Args:
-        name: registry name (see :func:`list_models`).
-        num_classes: outputs of the head.
-        in_channels: 1 for grayscale (pretrained first-conv weights are summed over RGB, which keeps
-            their response to a gray image identical) or 3 for RGB.
-        pretrained: load ImageNet weights, offline; raises a clear error when they cannot be had.
-        input_size: side of the square input (only ``simple_cnn``'s dense head depends on it).
-        dropout: dropout before the last linear layer.
-    """
-    entry = get_entry(name)
-    if num_classes < 2:
-        raise DefectlensError(f"num_classes must be at least 2, got {num_classes}")
-    if pretrained and not entry.pretrained:
-        raise DefectlensError(f"model {name!r} has no pretrained weights; use pretrained=False")
-    spec = default_spec(name, in_channels=in_channels, input_size=input_size)
-    features, num_features = entry.build(pretrained=pretrained, input_size=spec.input_size)
-    if in_channels == 1:
-        _to_grayscale(features)
-    if entry.flatten_head:
-        with torch.no_grad():  # the dense head's width depends on the input size
-            fmap = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size))
-        head: nn.Module = DenseHead(int(fmap[0].numel()), num_classes, dropout)
-    else:
-        head = PooledHead(num_features, num_classes, dropout)
-    model = Classifier(features, head, mean=spec.mean, std=spec.std)
-    return model
-
-
-def _to_grayscale(features: nn.Module) -> None:
-    """Turn the first 3-channel convolution into a 1-channel one by summing its weights over RGB."""
-    for module in features.modules():
-        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
-            with torch.no_grad():
-                module.weight = nn.Parameter(module.weight.sum(dim=1, keepdim=True))
-            module.in_channels = 1
-            return
-    raise RuntimeError("no 3-channel input convolution found")
-
-
-# Registration of the built-in backbones lives in zoo.py; importing it here fills the registry.
-from defectlens.models import zoo  # noqa: E402,F401

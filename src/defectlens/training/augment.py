@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 
-from defectlens.config import AUGMENT_LEVELS
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.training.config import AUGMENT_LEVELS
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

@@ -1,7 +1,9 @@
-"""One epoch of training and one pass of validation, on in-memory tensors.
+"""One epoch of training and the validation score of an epoch, on in-memory tensors.
 
 Batches are index tensors into the uint8 cache; augmentation, the forward/backward pass and the
 optimiser step are timed separately so the log shows whether data or compute is the bottleneck.
+How a binary validation split is decided (argmax, or a threshold chosen on it) is passed in as a
+:data:`ValDecisions` function, so training needs nothing of evaluation.
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlens.evaluation.threshold import choose_threshold
+from defectlens.models import forward_batches
+
+#: ``(probabilities (N, 2), labels, positive index) -> (decisions, threshold)`` for a binary split.
+ValDecisions = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, float]]
+
+
+def argmax_decisions(probs: np.ndarray, y: np.ndarray, positive: int) -> tuple[np.ndarray, float]:
+    """The most probable class, i.e. a 0.5 threshold on a binary task."""
+    return probs.argmax(axis=1), float("nan")
 
 
 @dataclass
@@ -25,6 +35,7 @@ class EpochStats:
     data_s: float
     compute_s: float
     steps: int
+    accuracy: float = float("nan")  # running accuracy on the augmented training batches
 
 
 def batches(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -46,12 +57,12 @@ def train_one_epoch(
     loss_fn: nn.Module,
     device: torch.device,
     scaler: torch.amp.GradScaler | None = None,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> EpochStats:
     """Train over ``order`` (indices into ``images``); returns mean loss and the time split."""
     cuda = device.type == "cuda"
     data_s = compute_s = 0.0
-    total, count, steps = 0.0, 0, 0
+    total, count, steps, correct = 0.0, 0, 0, 0
     for idx in batches(order, batch_size):
         t0 = time.perf_counter()
         x = augment(images[idx], gen)
@@ -64,7 +75,8 @@ def train_one_epoch(
         t1 = time.perf_counter()
         autocast = torch.autocast("cuda", dtype=torch.float16) if scaler is not None else nullcontext()
         with autocast:
-            loss = loss_fn(model(x), y)
+            logits = model(x)
+            loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -75,35 +87,41 @@ def train_one_epoch(
             optimizer.step()
         scheduler.step()
         total += float(loss.detach()) * len(idx)
+        hard = y.argmax(dim=1) if y.ndim == 2 else y  # soft targets: their most probable class
+        correct += int((logits.detach().argmax(dim=1) == hard).sum())
         count += len(idx)
         steps += 1
         t2 = time.perf_counter()
         data_s += t1 - t0
         compute_s += t2 - t1
         if on_step is not None:
-            on_step()
-    return EpochStats(loss=total / max(1, count), data_s=data_s, compute_s=compute_s, steps=steps)
+            on_step(len(idx))
+    return EpochStats(
+        loss=total / max(1, count), data_s=data_s, compute_s=compute_s, steps=steps, accuracy=correct / max(1, count)
+    )
 
 
-@torch.inference_mode()
 def predict_logits(
     model: nn.Module, images: torch.Tensor, *, device: torch.device, batch_size: int = 32
 ) -> torch.Tensor:
     """Logits for a uint8 tensor (N, C, H, W), in eval mode, on CPU."""
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device).float().div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
     was_training = model.training
     model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size].to(device).float().div_(255.0)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model(x).float().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0)
+    try:
+        return forward_batches(model, images, batch_size=batch_size, prepare=prepare)
+    finally:
+        model.train(was_training)
 
 
-def score(logits: torch.Tensor, labels: torch.Tensor, *, positive: int | None) -> dict[str, float]:
-    """Validation loss, accuracy and macro-F1; binary tasks decide at the F1-optimal threshold."""
+def score(
+    logits: torch.Tensor, labels: torch.Tensor, *, positive: int | None, decisions: ValDecisions = argmax_decisions
+) -> dict[str, float]:
+    """Validation loss, accuracy and macro-F1; a binary task is decided by ``decisions``."""
     from sklearn.metrics import accuracy_score, f1_score
 
     loss = float(F.cross_entropy(logits, labels))
@@ -111,9 +129,7 @@ def score(logits: torch.Tensor, labels: torch.Tensor, *, positive: int | None) -
     y = labels.numpy()
     threshold = float("nan")
     if positive is not None and probs.shape[1] == 2 and (y == positive).any():
-        choice = choose_threshold((y == positive).astype(int), probs[:, positive], method="f1")
-        threshold = choice.threshold
-        pred = np.where(probs[:, positive] >= threshold, positive, 1 - positive)
+        pred, threshold = decisions(probs, y, positive)
     else:
         pred = probs.argmax(axis=1)
     return {

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from defectlens.models.registry import dihedral
+from defectlens.models import dihedral
 from defectlens.training.optim import backbone_stages
 
 
-def _is_lite(model: Any) -> bool:
+def _is_lite(model: nn.Module) -> bool:
     return hasattr(getattr(model.features, "net", None), "_blocks")
 
 

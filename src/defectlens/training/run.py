@@ -18,6 +18,7 @@ import numpy as np
 HISTORY_FIELDS = (
     "epoch",
     "train_loss",
+    "train_accuracy",
     "val_loss",
     "val_accuracy",
     "val_macro_f1",
@@ -95,51 +96,10 @@ def truncate_history(run_dir: Path, last_epoch: int) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_curves(run_dir: Path, history: list[dict[str, Any]]) -> Path:
-    """``curves.png``: train/val loss and validation macro-F1 per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax1.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax1.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.legend()
-    ax2.plot(epochs, [r["val_macro_f1"] for r in history], "o-", label="val macro-F1")
-    ax2.plot(epochs, [r["val_accuracy"] for r in history], "s--", label="val accuracy")
-    ax2.set_xlabel("epoch")
-    ax2.legend()
-    fig.tight_layout()
-    path = run_dir / "curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def plot_samples(run_dir: Path, batch: np.ndarray, labels: list[str]) -> Path:
+def save_samples(run_dir: Path, batch: np.ndarray, labels: list[str]) -> Path:
     """``train_samples.png``: a grid of augmented training images (float (N, C, H, W) in [0, 1])."""
-    import matplotlib
+    from defectlens.data.preview import image_grid
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = min(len(batch), 16)
-    cols = 4
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2, rows * 2.1), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        img = np.transpose(batch[i], (1, 2, 0))
-        ax = axes.flat[i]
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(labels[i], fontsize=8)
-    fig.tight_layout()
     path = run_dir / "train_samples.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    image_grid(list(batch[:16]), labels[:16], columns=4, tile=128).save(path)
     return path

@@ -1,17 +1,17 @@
-"""``train(config) -> RunResult``: the whole training run, from dataset folder to evaluated best checkpoint.
+"""``train(config) -> RunResult``: one training run, from a dataset folder to ``best.pt``.
 
-Order of work: decode every split once into uint8 tensors; build the model from the registry;
-train with AdamW + warmup/cosine, label smoothing and class balancing; after each epoch score the
-validation split (binary: macro-F1 at the F1-optimal threshold) and keep ``best.pt``; stop early
-when validation stops improving; finally evaluate the best checkpoint (calibration temperature,
-operating threshold, metrics and report) and write those decisions into its spec.
+The run in steps: :func:`_setup` (data, device, model, run folder), the input strategy
+(:mod:`defectlens.training.strategies`), :class:`_Optimisation` (optimizer, schedule, loss, RNG),
+then one :func:`_run_epoch` per epoch, ranked by :class:`EpochSelector` and saved by :func:`_save`.
+Training knows nothing of evaluation: the workflow in :mod:`defectlens.workflows.train` evaluates
+the best checkpoint afterwards and passes in how a binary validation split is decided.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from defectlens.config import TrainConfig
-from defectlens.data.dataset import CachedSplit, load_split, train_fingerprint
+from defectlens.core.checkpoint import read_checkpoint, save_checkpoint
+from defectlens.core.errors import DefectlensError
+from defectlens.core.progress import Progress
+from defectlens.core.runtime import tune_cpu_allocator
+from defectlens.core.spec import ModelSpec
+from defectlens.data.dataset import CachedSplit, data_fingerprint, load_split
 from defectlens.data.manifest import Manifest
-from defectlens.errors import DefectlensError
-from defectlens.models import create_model, default_spec
-from defectlens.models.spec import ModelSpec
-from defectlens.runtime import tune_cpu_allocator
+from defectlens.models import Classifier, create_model, default_spec
 from defectlens.training import distributed as D
 from defectlens.training import run as R
 from defectlens.training.augment import build_augment
-from defectlens.training.checkpoint import read_checkpoint, save_checkpoint
-from defectlens.training.loop import predict_logits, score, train_one_epoch
+from defectlens.training.config import TrainConfig
+from defectlens.training.loop import ValDecisions, argmax_decisions, score, train_one_epoch
 from defectlens.training.optim import (
     build_optimizer,
     build_scheduler,
@@ -39,9 +40,7 @@ from defectlens.training.optim import (
     seed_everything,
     set_train_mode,
 )
-
-# dihedral() indices: 4 = identity, 180-degree rotation and the two flips (no transposition)
-_VARIANTS = {8: (0, 1, 2, 3, 4, 5, 6, 7), 4: (0, 2, 4, 6), 2: (0, 4)}
+from defectlens.training.strategies import Prepared, strategy_for
 
 
 def soft_targets(split: CachedSplit, key: str, positive: int | None, num_classes: int) -> torch.Tensor:
@@ -73,8 +72,51 @@ def rank_epoch(val_f1: float, best_f1: float, tol: float = 1e-9) -> tuple[bool, 
 
 
 @dataclass
+class EpochSelector:
+    """Which epoch is best so far, and early stopping.
+
+    A tie in macro-F1 (common once validation is saturated, e.g. 1.0 on casting) goes to the later
+    epoch: a saturated split cannot rank the epochs, and under the cosine schedule the later model has
+    trained longer at a lower rate. (Breaking ties by validation loss kept an under-trained epoch-2
+    casting model: train accuracy 0.995, while its unsmoothed val loss rose from a few over-confident
+    samples.) Only a strict gain resets early stopping.
+    """
+
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    best_loss: float = float("inf")
+    bad_epochs: int = 0
+
+    def update(self, epoch: int, row: dict[str, Any]) -> bool:
+        """Rank one epoch; returns True when it becomes the best."""
+        best, strict = rank_epoch(row["val_macro_f1"], self.best_f1)
+        if best:
+            self.best_f1, self.best_epoch = max(self.best_f1, row["val_macro_f1"]), epoch
+            self.best_loss = row["val_loss"]
+        self.bad_epochs = 0 if strict else self.bad_epochs + 1
+        return self.best_epoch == epoch
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "best_val_macro_f1": self.best_f1,
+            "best_val_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+        }
+
+    @classmethod
+    def from_state(cls, payload: dict[str, Any]) -> EpochSelector:
+        return cls(
+            best_f1=float(payload["best_val_macro_f1"]),
+            best_epoch=int(payload["best_epoch"]),
+            best_loss=float(payload.get("best_val_loss", float("inf"))),
+            bad_epochs=int(payload["bad_epochs"]),
+        )
+
+
+@dataclass
 class RunResult:
-    """What a training run produced."""
+    """What a training run produced (``metrics`` is filled in by an evaluation afterwards)."""
 
     run_dir: Path | None
     spec: ModelSpec
@@ -89,6 +131,26 @@ class RunResult:
         return self.run_dir / "best.pt" if self.run_dir else None
 
 
+@dataclass
+class _Setup:
+    """Everything a run is built from, resolved once."""
+
+    config: TrainConfig
+    data_dir: Path
+    manifest: Manifest
+    device: torch.device
+    dist: D.DistInfo
+    spec: ModelSpec
+    positive: int | None
+    train_set: CachedSplit
+    val_set: CachedSplit
+    targets: torch.Tensor
+    model: Classifier
+    frozen: list[nn.Module]
+    run_dir: Path | None
+    ckpt: dict[str, Any]  # what every checkpoint of the run carries besides weights and spec
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,7 +162,7 @@ def _device(name: str) -> torch.device:
 def config_from_run(run_dir: str | Path) -> TrainConfig:
     """The config a run was started with (from its ``last.pt``), for ``--resume``."""
     payload = read_checkpoint(Path(run_dir) / "last.pt")
-    cfg = {k: v for k, v in payload["config"].items() if k != "train_fingerprint"}
+    cfg = {k: v for k, v in payload["config"].items() if k not in ("train_fingerprint", "data_fingerprint")}
     return TrainConfig.from_dict(cfg, source=str(Path(run_dir) / "last.pt"))
 
 
@@ -111,46 +173,7 @@ def _positive_index(manifest: Manifest) -> int | None:
     return manifest.classes.index(pos)
 
 
-def _head_on_features(model: nn.Module) -> nn.Module:
-    """The part of the head after pooling, which maps ``forward_features`` output to logits."""
-    from defectlens.models.registry import PooledHead
-
-    head: Any = model.head
-    return nn.Sequential(*list(head)[2:]) if isinstance(head, PooledHead) else head
-
-
-class _FeatureModel(nn.Module):
-    """Trains the head on pre-computed features; indexing/augmentation are identities."""
-
-    def __init__(self, head: nn.Module):
-        super().__init__()
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-
-def train(config: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> RunResult:
-    """Train a classifier as ``config`` says; continue the run folder ``resume`` from its ``last.pt``.
-
-    Process-wide torch settings changed for the run (thread count, deterministic algorithms) are
-    restored afterwards, so a library caller's other work is unaffected.
-
-    Raises:
-        DefectlensError: for a bad dataset folder, missing splits, unknown model or missing weights.
-    """
-    threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    try:
-        return _train(config, resume=resume, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-
-
-def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) -> RunResult:
-    start = time.perf_counter()
+def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | None, progress: Progress) -> _Setup:
     if not config.data:
         raise DefectlensError("no dataset given: pass --data DIR (a folder written by 'defectlens data import')")
     data_dir = Path(config.data).resolve()
@@ -163,288 +186,286 @@ def _train(config: TrainConfig, *, resume: str | Path | None, progress: bool) ->
         torch.set_num_threads(config.threads)
     tune_cpu_allocator()
     seed_everything(config.seed + dist.rank)
-
     classes = tuple(manifest.classes)
     positive = _positive_index(manifest)
     spec = default_spec(config.model, in_channels=config.channels, input_size=config.input_size, class_names=classes)
     spec = spec.replace(positive_class=classes[positive] if positive is not None else None, tta=config.tta)
-    cache_dir = data_dir / ".cache"
-    train_set = load_split(manifest, "train", spec, workers=config.workers, cache_dir=cache_dir)
-    val_set = load_split(manifest, "val", spec, workers=config.workers, cache_dir=cache_dir)
-    targets = soft_targets(train_set, config.soft_label, positive, len(classes)) if config.soft_label else None
-    if targets is None:
-        targets = train_set.labels
-
-    resume_payload = read_checkpoint(Path(resume) / "last.pt") if resume else None
+    splits = {
+        name: load_split(manifest, name, spec, workers=config.workers, cache_dir=data_dir / ".cache", progress=progress)
+        for name in ("train", "val")
+    }
+    targets = splits["train"].labels
+    if config.soft_label:
+        targets = soft_targets(splits["train"], config.soft_label, positive, len(classes))
     model = create_model(
         config.model,
         num_classes=len(classes),
         in_channels=config.channels,
-        pretrained=config.pretrained and resume_payload is None,
+        pretrained=config.pretrained and payload is None,
         input_size=spec.input_size,
         dropout=config.dropout,
     )
-    if resume_payload is not None:  # before any feature cache is computed from the weights
-        model.load_state_dict(resume_payload["state_dict"])
+    if payload is not None:  # before any feature cache is computed from the weights
+        model.load_state_dict(payload["state_dict"])
     frozen = freeze_stages(model, -1 if config.freeze_backbone else config.freeze_stages)
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-
-    run_dir: Path | None = None
+    run_dir = None
     if dist.is_main:
-        run_dir = (
-            Path(resume) if resume else R.new_run_dir(config.out, config.name or f"{data_dir.name}-{config.model}")
-        )
+        run_dir = resume or R.new_run_dir(config.out, config.name or f"{data_dir.name}-{config.model}")
         config.replace(data=str(data_dir)).to_yaml(run_dir / "config.yaml")
-    log = R.get_logger(run_dir)
-    ckpt_config = {**config.replace(data=str(data_dir)).to_dict(), "train_fingerprint": train_fingerprint(manifest)}
+    ckpt = {"config": config.replace(data=str(data_dir)).to_dict(), "data_fingerprint": data_fingerprint(manifest)}
+    return _Setup(
+        config, data_dir, manifest, device, dist, spec, positive, splits["train"], splits["val"], targets, model,
+        frozen, run_dir, ckpt,
+    )  # fmt: skip
+
+
+class _Optimisation:
+    """Optimizer, schedule, loss, AMP scaler and the batch-order generator of a run."""
+
+    def __init__(self, s: _Setup, train_model: nn.Module):
+        config = s.config
+        self.optimizer = build_optimizer(
+            s.model, lr=config.lr, backbone_lr_scale=config.backbone_lr_scale, weight_decay=config.weight_decay
+        )
+        per_rank = math.ceil(len(s.train_set) / s.dist.world_size)
+        self.steps_per_epoch = math.ceil(per_rank / config.batch_size)
+        self.scheduler = build_scheduler(
+            self.optimizer,
+            total_steps=self.steps_per_epoch * config.epochs,
+            warmup_steps=max(1, round(config.warmup_epochs * self.steps_per_epoch)),
+        )
+        num_classes = len(s.manifest.classes)
+        self.weights = class_weights(s.train_set.labels, num_classes) if config.balance == "weighted" else None
+        self.loss_fn = nn.CrossEntropyLoss(
+            weight=self.weights.to(s.device) if self.weights is not None else None,
+            label_smoothing=config.label_smoothing,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if s.device.type == "cuda" else None
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.train_model = train_model
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.gen.set_state(payload["generator"])
+        torch.set_rng_state(payload["torch_rng"])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: str | Path | None = None,
+    progress: Progress | None = None,
+    val_decisions: ValDecisions = argmax_decisions,
+) -> RunResult:
+    """Train a classifier as ``config`` says; continue the run folder ``resume`` from its ``last.pt``.
+
+    Process-wide torch settings changed for the run (thread count, deterministic algorithms) are
+    restored afterwards, so a library caller's other work is unaffected.
+
+    Args:
+        config: the resolved settings.
+        resume: a run folder to continue.
+        progress: receives phases (decoding, caching, epochs) and one note per epoch.
+        val_decisions: how a binary validation split is decided each epoch (default: argmax).
+
+    Raises:
+        DefectlensError: for a bad dataset folder, missing splits, unknown model or missing weights.
+    """
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        return _train(config, Path(resume) if resume else None, progress or Progress(), val_decisions)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def _train(config: TrainConfig, resume: Path | None, progress: Progress, decisions: ValDecisions) -> RunResult:
+    start = time.perf_counter()
+    payload = read_checkpoint(resume / "last.pt") if resume else None
+    s = _setup(config, resume, payload, progress)
+    log = R.get_logger(s.run_dir)
     log.info(
         "data %s: train %d, val %d images, classes %s; decode %.1fs",
-        data_dir,
-        len(train_set),
-        len(val_set),
-        list(classes),
-        train_set.seconds + val_set.seconds,
+        s.data_dir,
+        len(s.train_set),
+        len(s.val_set),
+        list(s.manifest.classes),
+        s.train_set.seconds + s.val_set.seconds,
     )
-
-    # What never changes is computed once: with a frozen backbone and no augmentation, the pooled
-    # features ("features" mode); with frozen lower stages and only flips/rot90, the lower stages'
-    # output for every flip/rotation ("partial" mode). Otherwise images go through the whole network.
-    mode = "features" if config.freeze_backbone and config.augment == "none" else "full"
-    mode = "partial" if config.cache_frozen else mode
-    if mode != "full" and dist.enabled:
+    strategy = strategy_for(config)
+    if strategy.name != "full" and s.dist.enabled:
         raise DefectlensError(
             "frozen-feature caching (freeze_backbone + augment none, or cache_frozen) runs on one process"
         )
-    train_model: nn.Module = model
-    augment = build_augment(config.augment, rot90=config.rot90)
-    t0 = time.perf_counter()
-    if mode == "features":
-        train_inputs = _features(model, train_set, device)
-        val_inputs = _features(model, val_set, device)
-        train_model = _FeatureModel(_head_on_features(model))
-        augment = _identity
-        log.info("frozen backbone: cached %d-d features in %.1fs", train_inputs.shape[1], time.perf_counter() - t0)
-    elif mode == "partial":
-        from defectlens.training.partial import Suffix, cache_prefix, pick_variants, to_channels_last
-
-        to_channels_last(model)
-
-        variants = _VARIANTS[config.cache_variants if config.rot90 else 2] if config.augment == "flips" else (0,)
-        cache = cache_prefix(model.to(device), train_set.images.to(device), config.freeze_stages, variants=variants)
-        val_inputs = cache_prefix(model, val_set.images.to(device), config.freeze_stages)[0]
-        train_inputs = torch.arange(len(train_set))  # the loop indexes these; pick_variants maps them to cache rows
-        augment = pick_variants(cache)
-        train_model = Suffix(model, config.freeze_stages)
-        log.info(
-            "frozen stages 0..%d: cached %s outputs of %d flips/rotations in %.1fs (%.0f MB)",
-            config.freeze_stages - 1,
-            tuple(cache.shape[2:]),
-            len(variants),
-            time.perf_counter() - t0,
-            cache.numel() * cache.element_size() / 2**20,
-        )
-    else:
-        train_inputs, val_inputs = train_set.images, val_set.images
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        log.info("distributed: %d processes, backend %s", dist.world_size, "nccl" if device.type == "cuda" else "gloo")
-
-    optimizer = build_optimizer(
-        model, lr=config.lr, backbone_lr_scale=config.backbone_lr_scale, weight_decay=config.weight_decay
-    )
-    per_rank = math.ceil(len(train_set) / dist.world_size)
-    steps_per_epoch = math.ceil(per_rank / config.batch_size)
-    scheduler = build_scheduler(
-        optimizer,
-        total_steps=steps_per_epoch * config.epochs,
-        warmup_steps=max(1, round(config.warmup_epochs * steps_per_epoch)),
-    )
-    weights = class_weights(train_set.labels, len(classes)) if config.balance == "weighted" else None
-    loss_fn = nn.CrossEntropyLoss(
-        weight=weights.to(device) if weights is not None else None, label_smoothing=config.label_smoothing
-    )
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-    gen = torch.Generator().manual_seed(config.seed)
-    if run_dir is not None:
-        R.write_hparams(
-            run_dir,
-            {
-                "config": ckpt_config,
-                "mode": mode,
-                "device": str(device),
-                "world_size": dist.world_size,
-                "classes": list(classes),
-                "positive_class": spec.positive_class,
-                "train_images": len(train_set),
-                "val_images": len(val_set),
-                "steps_per_epoch": steps_per_epoch,
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                "class_weights": weights.tolist() if weights is not None else None,
-                "torch": torch.__version__,
-                "resumed_from": str(resume) if resume else None,
-            },
-        )
-
-    first_epoch, best_f1, best_epoch, bad_epochs = 1, -1.0, 0, 0
-    best_loss = float("inf")
-    history: list[dict[str, Any]] = []
-    if resume_payload is not None:
-        optimizer.load_state_dict(resume_payload["optimizer"])
-        scheduler.load_state_dict(resume_payload["scheduler"])
-        gen.set_state(resume_payload["generator"])
-        torch.set_rng_state(resume_payload["torch_rng"])
-        first_epoch = int(resume_payload["epoch"]) + 1
-        best_f1, best_epoch = float(resume_payload["best_val_macro_f1"]), int(resume_payload["best_epoch"])
-        best_loss = float(resume_payload.get("best_val_loss", float("inf")))
-        bad_epochs = int(resume_payload["bad_epochs"])
-        history = R.truncate_history(run_dir, first_epoch - 1) if run_dir else []
+    if not s.dist.is_main:
+        progress = Progress()
+    with progress.phase(strategy.description) if strategy.name != "full" else nullcontext():
+        prepared = strategy.prepare(s.model, s.train_set, s.val_set, config, s.device, log)
+    train_model = _distribute(s, prepared, log)
+    opt = _Optimisation(s, train_model)
+    _write_hparams(s, strategy.name, opt, resume)
+    selector, history, first_epoch = EpochSelector(), [], 1
+    if payload is not None:
+        opt.restore(payload)
+        selector = EpochSelector.from_state(payload)
+        first_epoch = int(payload["epoch"]) + 1
+        history = R.truncate_history(s.run_dir, first_epoch - 1) if s.run_dir else []
         log.info("resumed from %s at epoch %d", resume, first_epoch)
-    if run_dir is not None and first_epoch == 1 and mode != "features":
-        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(config.seed))[:16]
-        sample = build_augment(config.augment, rot90=config.rot90)(
-            train_set.images[order], torch.Generator().manual_seed(1)
-        )
-        R.plot_samples(run_dir, sample.numpy(), [classes[int(i)] for i in train_set.labels[order]])
-
-    labels_dev = targets.to(device) if mode != "full" else targets
-    bar = _progress(progress and dist.is_main)
-    with bar:
-        for epoch in range(first_epoch, config.epochs + 1):
-            t_epoch = time.perf_counter()
-            order = _epoch_order(config, train_set, epoch, dist)
-            set_train_mode(train_model, frozen)
-            task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(range(0, len(order), config.batch_size)))
-            stats = train_one_epoch(
-                train_model,
-                images=train_inputs,
-                labels=labels_dev,
-                order=order,
-                batch_size=config.batch_size,
-                augment=augment,
-                gen=gen,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                loss_fn=loss_fn,
-                device=device,
-                scaler=scaler,
-                on_step=functools.partial(bar.advance, task),
-            )
-            bar.remove_task(task)
-            t_eval = time.perf_counter()
-            if mode == "full":
-                val_logits = predict_logits(model, val_inputs, device=device)
-            else:
-                val_logits = _logits_from_inputs(train_model, val_inputs)
-            row = {
-                "epoch": epoch,
-                "train_loss": D.all_reduce_mean(stats.loss, dist),
-                **score(val_logits, val_set.labels, positive=positive),
-                "lr": optimizer.param_groups[-1]["lr"],
-                "data_s": round(stats.data_s, 3),
-                "compute_s": round(stats.compute_s, 3),
-                "eval_s": round(time.perf_counter() - t_eval, 3),
-                "epoch_s": round(time.perf_counter() - t_epoch, 3),
-            }
-            history.append(row)
-            # A tie in macro-F1 (common once validation is saturated, e.g. 1.0 on casting) goes to the
-            # later epoch: a saturated split cannot rank the epochs, and under the cosine schedule the
-            # later model has trained longer at a lower rate. (Breaking ties by validation loss kept an
-            # under-trained epoch-2 casting model: train accuracy 0.995, while its unsmoothed val loss
-            # rose from a few over-confident samples.) Only a strict gain resets early stopping.
-            best, strict = rank_epoch(row["val_macro_f1"], best_f1)
-            if best:
-                best_f1, best_epoch = max(best_f1, row["val_macro_f1"]), epoch
-                best_loss = row["val_loss"]
-            bad_epochs = 0 if strict else bad_epochs + 1
-            improved = best_epoch == epoch
-            log.info(
-                "epoch %d: train loss %.4f, val loss %.4f, acc %.4f, macro-F1 %.4f%s; data %.1fs, compute %.1fs, "
-                "eval %.1fs",
-                epoch,
-                row["train_loss"],
-                row["val_loss"],
-                row["val_accuracy"],
-                row["val_macro_f1"],
-                " (best)" if improved else "",
-                row["data_s"],
-                row["compute_s"],
-                row["eval_s"],
-            )
-            if run_dir is not None:
-                bar.console.print(
-                    f"epoch {epoch}/{config.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-                    f"acc {row['val_accuracy']:.4f}  macro-F1 {row['val_macro_f1']:.4f}"
-                    f"{'  *' if improved else ''}  ({row['epoch_s']:.0f}s: data {row['data_s']:.0f}s)"
-                )
-                R.append_history(run_dir, row)
-                common = {
-                    "config": ckpt_config,
-                    "epoch": epoch,
-                    "metrics": row,
-                    "train_fingerprint": ckpt_config["train_fingerprint"],
-                }
-                if improved:
-                    save_checkpoint(run_dir / "best.pt", model, spec, **common)
-                save_checkpoint(
-                    run_dir / "last.pt",
-                    model,
-                    spec,
-                    **common,
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    generator=gen.get_state(),
-                    torch_rng=torch.get_rng_state(),
-                    best_val_macro_f1=best_f1,
-                    best_val_loss=best_loss,
-                    best_epoch=best_epoch,
-                    bad_epochs=bad_epochs,
-                )
-            if config.patience and bad_epochs >= config.patience:
-                log.info("early stop: no better validation macro-F1 for %d epochs", bad_epochs)
-                break
-    D.barrier(dist)
-    result = RunResult(run_dir, spec, best_epoch, best_f1, history)
-    if run_dir is not None:
-        R.plot_curves(run_dir, history)
-        if config.evaluate:
-            from defectlens.training.finalize import evaluate_best
-
-            result.spec, result.metrics = evaluate_best(run_dir, manifest, config, log=log)
-    D.cleanup(dist)
+    if s.run_dir is not None and first_epoch == 1 and strategy.name != "features":
+        _save_samples(s, s.run_dir)
+    labels = s.targets.to(s.device) if strategy.name != "full" else s.targets
+    for epoch in range(first_epoch, config.epochs + 1):
+        row = _run_epoch(s, prepared, opt, labels, epoch, progress, decisions)
+        history.append(row)
+        improved = selector.update(epoch, row)
+        _report_epoch(s, row, improved, log, progress)
+        if s.run_dir is not None:
+            R.append_history(s.run_dir, row)
+            _save(s, opt, selector, row, improved)
+        if config.patience and selector.bad_epochs >= config.patience:
+            log.info("early stop: no better validation macro-F1 for %d epochs", selector.bad_epochs)
+            break
+    D.barrier(s.dist)
+    D.cleanup(s.dist)
+    result = RunResult(s.run_dir, s.spec, selector.best_epoch, selector.best_f1, history)
     result.seconds = time.perf_counter() - start
-    log.info("done in %.1fs; best epoch %d, val macro-F1 %.4f", result.seconds, best_epoch, best_f1)
+    log.info(
+        "trained in %.1fs; best epoch %d, val macro-F1 %.4f", result.seconds, selector.best_epoch, selector.best_f1
+    )
     return result
 
 
-def _identity(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return x
+def _distribute(s: _Setup, prepared: Prepared, log: Any) -> nn.Module:
+    if not s.dist.enabled:
+        return prepared.train_model
+    from torch.nn.parallel import DistributedDataParallel
+
+    log.info("distributed: %d processes, backend %s", s.dist.world_size, "nccl" if s.device.type == "cuda" else "gloo")
+    return DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
 
 
-@torch.inference_mode()
-def _logits_from_inputs(module: nn.Module, inputs: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    was_training = module.training
-    module.eval()
-    out = []
-    for i in range(0, len(inputs), batch_size):
-        x = inputs[i : i + batch_size].float()
-        out.append(module(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x).float().cpu())
-    module.train(was_training)
-    return torch.cat(out)
+def _write_hparams(s: _Setup, mode: str, opt: _Optimisation, resume: Path | None) -> None:
+    if s.run_dir is None:
+        return
+    model = s.model
+    R.write_hparams(
+        s.run_dir,
+        {
+            "config": s.ckpt["config"],
+            "data_fingerprint": s.ckpt["data_fingerprint"],
+            "mode": mode,
+            "device": str(s.device),
+            "world_size": s.dist.world_size,
+            "classes": list(s.manifest.classes),
+            "positive_class": s.spec.positive_class,
+            "train_images": len(s.train_set),
+            "val_images": len(s.val_set),
+            "steps_per_epoch": opt.steps_per_epoch,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "class_weights": opt.weights.tolist() if opt.weights is not None else None,
+            "torch": torch.__version__,
+            "resumed_from": str(resume) if resume else None,
+        },
+    )
 
 
-def _features(model: Any, split: CachedSplit, device: torch.device) -> torch.Tensor:
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(split), 64):
-            x = split.images[i : i + 64].to(device).float().div_(255.0)
-            out.append(model.forward_features(x))
-    return torch.cat(out).clone()
+def _save_samples(s: _Setup, run_dir: Path) -> None:
+    """``train_samples.png``: 16 training images as the first epoch's augmentation shows them."""
+    config = s.config
+    order = torch.randperm(len(s.train_set), generator=torch.Generator().manual_seed(config.seed))[:16]
+    augment = build_augment(config.augment, rot90=config.rot90)
+    sample = augment(s.train_set.images[order], torch.Generator().manual_seed(1))
+    R.save_samples(run_dir, sample.numpy(), [s.manifest.classes[int(i)] for i in s.train_set.labels[order]])
+
+
+def _run_epoch(
+    s: _Setup,
+    prepared: Prepared,
+    opt: _Optimisation,
+    labels: torch.Tensor,
+    epoch: int,
+    progress: Progress,
+    decisions: ValDecisions,
+) -> dict[str, Any]:
+    config = s.config
+    t_epoch = time.perf_counter()
+    order = _epoch_order(config, s.train_set, epoch, s.dist)
+    set_train_mode(opt.train_model, s.frozen)
+    with progress.phase(f"epoch {epoch}/{config.epochs}", total=len(order), unit="img") as phase:
+        stats = train_one_epoch(
+            opt.train_model,
+            images=prepared.train_inputs,
+            labels=labels,
+            order=order,
+            batch_size=config.batch_size,
+            augment=prepared.augment,
+            gen=opt.gen,
+            optimizer=opt.optimizer,
+            scheduler=opt.scheduler,
+            loss_fn=opt.loss_fn,
+            device=s.device,
+            scaler=opt.scaler,
+            on_step=lambda n: phase.advance(n),
+        )
+    t_eval = time.perf_counter()
+    return {
+        "epoch": epoch,
+        "train_loss": D.all_reduce_mean(stats.loss, s.dist),
+        "train_accuracy": D.all_reduce_mean(stats.accuracy, s.dist),
+        **score(prepared.val_logits(), s.val_set.labels, positive=s.positive, decisions=decisions),
+        "lr": opt.optimizer.param_groups[-1]["lr"],
+        "data_s": round(stats.data_s, 3),
+        "compute_s": round(stats.compute_s, 3),
+        "eval_s": round(time.perf_counter() - t_eval, 3),
+        "epoch_s": round(time.perf_counter() - t_epoch, 3),
+    }
+
+
+def _report_epoch(s: _Setup, row: dict[str, Any], improved: bool, log: Any, progress: Progress) -> None:
+    log.info(
+        "epoch %d: train loss %.4f, acc %.4f; val loss %.4f, acc %.4f, macro-F1 %.4f%s; data %.1fs, compute %.1fs, "
+        "eval %.1fs",
+        row["epoch"],
+        row["train_loss"],
+        row["train_accuracy"],
+        row["val_loss"],
+        row["val_accuracy"],
+        row["val_macro_f1"],
+        " (best)" if improved else "",
+        row["data_s"],
+        row["compute_s"],
+        row["eval_s"],
+    )
+    if s.run_dir is not None:
+        # under 80 columns, so it never wraps in a terminal or a log (train/val pairs; * = best so far)
+        progress.note(
+            f"epoch {row['epoch']}/{s.config.epochs}: loss {row['train_loss']:.3f}/{row['val_loss']:.3f}"
+            f" acc {row['train_accuracy']:.3f}/{row['val_accuracy']:.3f} val F1 {row['val_macro_f1']:.4f}"
+            f"{' *' if improved else ''} {row['epoch_s']:.0f}s"
+        )
+
+
+def _save(s: _Setup, opt: _Optimisation, selector: EpochSelector, row: dict[str, Any], improved: bool) -> None:
+    assert s.run_dir is not None
+    common = {**s.ckpt, "epoch": row["epoch"], "metrics": row}
+    if improved:
+        save_checkpoint(s.run_dir / "best.pt", s.model, s.spec, **common)
+    save_checkpoint(s.run_dir / "last.pt", s.model, s.spec, **common, **opt.state(), **selector.state())
 
 
 def _epoch_order(config: TrainConfig, train_set: CachedSplit, epoch: int, dist: D.DistInfo) -> torch.Tensor:
@@ -468,16 +489,3 @@ def _epoch_order(config: TrainConfig, train_set: CachedSplit, epoch: int, dist: 
         sampler.set_epoch(epoch)
         return torch.tensor(list(sampler), dtype=torch.int64)
     return torch.randperm(n, generator=g)
-
-
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not enabled,
-    )

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.importers import import_dataset
 from defectlens.data.manifest import Manifest
-from defectlens.errors import DefectlensError
 from tests.unit.data.conftest import write_image
 
 

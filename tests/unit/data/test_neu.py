@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.importers import import_dataset
 from defectlens.data.importers.neu import box_label, file_class
-from defectlens.errors import DefectlensError
 from tests.unit.data.conftest import write_image, write_voc
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.importers import import_dataset
 from defectlens.data.manifest import Manifest, Record
 from defectlens.data.split import split_manifest
-from defectlens.errors import DefectlensError
 from tests.unit.data.conftest import write_image
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from PIL import Image
 
 from defectlens.cli import main
+from defectlens.cli.output import stdout
+from defectlens.cli.summary import print_stats
 from defectlens.data.manifest import Manifest
-from defectlens.data.stats import dataset_stats, print_stats
+from defectlens.data.stats import dataset_stats
 from tests.unit.data.conftest import write_image
 
 
@@ -39,8 +41,8 @@ def test_cli_import_split_stats(tmp_path: Path, capsys) -> None:
     assert stats["images"] == 13 and stats["per_class"] == {"defect": 6, "good": 7}
     assert stats["exact_duplicate_sets"] == 1 and stats["duplicate_groups"] == 1 and stats["cross_split_groups"] == 0
     assert stats["sizes"] == {"24x24": 7, "32x32": 6} and len(stats["skipped"]) == 1
-    assert Image.open(tmp_path / "grid.png").size == (140 + 8 * 96, 2 * 96)
-    print_stats(dataset_stats(m))
+    assert Image.open(tmp_path / "grid.png").size == (8 * 96, 2 * (96 + 14))  # 8 per class, captioned
+    print_stats(stdout(), dataset_stats(m))
     assert "defect (positive)" in capsys.readouterr().out
 
 

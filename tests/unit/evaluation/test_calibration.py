@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from defectlens.core.decision import softmax
 from defectlens.evaluation.calibration import (
     T_MAX,
     T_MIN,
@@ -13,7 +14,6 @@ from defectlens.evaluation.calibration import (
     fit_temperature,
     separated,
 )
-from defectlens.inference.predictor import softmax
 
 
 def calibrated_logits(n: int = 2000, k: int = 3, seed: int = 0):

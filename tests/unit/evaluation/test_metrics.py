@@ -17,7 +17,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
 from defectlens.evaluation.metrics import compute_metrics, reliability_bins
 
 NAMES = ["ok", "defect"]

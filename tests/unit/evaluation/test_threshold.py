@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
 from defectlens.evaluation.threshold import choose_threshold, threshold_sweep
 
 Y = np.array([0, 0, 0, 1, 0, 1, 1, 1])

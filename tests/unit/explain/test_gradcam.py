@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.explain.gradcam import explain
 from defectlens.inference.predictor import Predictor
 from defectlens.models import create_model, default_spec
 
@@ -24,11 +25,11 @@ def test_heatmap_and_overlay(in_channels, classes):
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8))
     predictor = _predictor(in_channels, classes)
-    heatmap, overlay = predictor.explain(image)
+    heatmap, overlay = explain(predictor, image)
     assert heatmap.shape == (45, 70) and heatmap.dtype == np.float32
     assert overlay.size == image.size and overlay.mode == "RGB"
     assert heatmap.std() > 0.01 and heatmap.min() >= 0.0 and heatmap.max() <= 1.0
-    other, _ = predictor.explain(image, target=classes[-1])
+    other, _ = explain(predictor, image, target=classes[-1])
     assert other.shape == heatmap.shape
 
 
@@ -42,4 +43,4 @@ def test_bundle_predictor_explains_from_weights(bundle, tmp_path):
     with Image.open(out) as img:
         assert img.size == (50, 30)
     with pytest.raises(DefectlensError, match="unknown target"):
-        predictor.explain(path, target="nope")
+        explain(predictor, path, target="nope")

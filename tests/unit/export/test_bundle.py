@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectlens.errors import DefectlensError
-from defectlens.export import ParityError, export_bundle, read_bundle
-from defectlens.export.bundle import FORMAT, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE
+from defectlens.core.bundle import FORMAT, ONNX_FILE, SPEC_FILE, WEIGHTS_FILE, read_bundle
+from defectlens.core.errors import DefectlensError
+from defectlens.export import ParityError, export_bundle
 from defectlens.inference.predictor import Predictor
 
 
@@ -47,7 +47,9 @@ def test_bundle_contents_and_spec_json(bundle):
     assert set(meta["versions"]) >= {"defectlens", "torch", "onnx", "onnxruntime"}
     assert meta["parity"]["max_abs_prob_diff"] <= 1e-4
     assert meta["parity"]["inputs"] == "synthetic" and "SYNTHETIC" in meta["parity"]["warning"]
-    assert meta["metrics"] == {"val": {"accuracy": 0.5}}
+    # the evaluated validation figures and the training data's fingerprint, not the last epoch's row
+    assert meta["metrics"] == {"split": "val", "evaluated": True, "n": 16, "accuracy": 0.75, "macro_f1": 0.7}
+    assert meta["data_fingerprint"] == "f" * 64
     assert meta["created"] and meta["spec"]["class_names"] == ["ok", "defect"]
     import onnx
 
@@ -123,7 +125,7 @@ def test_forced_parity_mismatch_writes_nothing(run_dir, tmp_path, monkeypatch):
 
 
 def test_parity_on_real_validation_images(tiny_dataset, tmp_path):
-    from tests.unit.export.helpers import make_checkpoint
+    from tests.helpers import make_checkpoint
 
     run = make_checkpoint(tmp_path / "run", size=48)
     result = export_bundle(run, tmp_path / "m.dlens", data=tiny_dataset, int8=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from defectlens.errors import DefectlensError, ImageError
+from defectlens.core.errors import DefectlensError, ImageError
 from defectlens.inference.predictor import Predictor
 
 

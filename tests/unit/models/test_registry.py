@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
 from defectlens.models import create_model, default_spec, get_entry, list_models, register_model
 
 
@@ -20,7 +20,12 @@ def _two_threads():
 def test_registry_raises_on_duplicates():
     entry = get_entry("simple_cnn")
     with pytest.raises(ValueError, match="already registered"):
-        register_model(entry)
+        register_model(entry.name, input_size=entry.input_size)(entry.build)
+
+
+def test_unknown_model_suggests_the_closest_name():
+    with pytest.raises(DefectlensError, match=r"did you mean 'efficientnet_lite0'"):
+        get_entry("efficentnet_lite0")
 
 
 def test_unknown_model_is_a_clear_error():

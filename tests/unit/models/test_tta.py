@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from defectlens.errors import DefectlensError
-from defectlens.models import create_model, default_spec
-from defectlens.models.registry import dihedral
-from tests.unit.export.helpers import make_checkpoint
+from defectlens.core.errors import DefectlensError
+from defectlens.explain.gradcam import explain
+from defectlens.models import create_model, default_spec, dihedral
+from tests.helpers import make_checkpoint
 
 
 def _model(tta="none", seed=0):
@@ -59,7 +59,7 @@ def test_unknown_tta_is_a_clear_error():
 def test_checkpoint_restores_tta_and_onnx_bundle_carries_it(tmp_path):
     from defectlens.export import export_bundle
     from defectlens.inference.predictor import Predictor
-    from defectlens.training.checkpoint import load_checkpoint
+    from defectlens.models import load_checkpoint
 
     run = make_checkpoint(tmp_path / "run", tta="dihedral")
     model, spec, _ = load_checkpoint(run / "best.pt")
@@ -86,8 +86,8 @@ def test_gradcam_explains_the_unaugmented_view():
     image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (50, 60), dtype=np.uint8), mode="L")
     plain = Predictor.from_model(_mobilenet("none"), spec)
     tta = Predictor.from_model(_mobilenet("dihedral"), spec.replace(tta="dihedral"))
-    heat_plain, _ = plain.explain(image, target="defect")
-    heat_tta, _ = tta.explain(image, target="defect")
+    heat_plain, _ = explain(plain, image, target="defect")
+    heat_tta, _ = explain(tta, image, target="defect")
     np.testing.assert_allclose(heat_tta, heat_plain, atol=1e-5)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from defectlens.cli import main
-from defectlens.config import TrainConfig, config_path
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.training.config import TrainConfig
+from defectlens.workflows.recipes import recipe_path
 
 
 def test_yaml_round_trip(tmp_path):
@@ -32,7 +33,7 @@ def test_replace_ignores_unset_options():
 
 
 def test_shipped_demo_recipe_is_valid():
-    config = TrainConfig.from_yaml(config_path("elpv"))
+    config = TrainConfig.from_yaml(recipe_path("elpv"))
     assert config.model == "efficientnet_lite0" and config.pretrained
 
 
@@ -46,7 +47,7 @@ def test_cli_train_on_a_missing_folder_exits_2(tmp_path, capsys):
 def test_demo_split_follows_deitsch(tmp_path):
     pytest.importorskip("elpv_dataset")
     from defectlens.data.manifest import Manifest
-    from defectlens.training.demo import prepare_elpv
+    from defectlens.workflows.demo import prepare_elpv
 
     folder = prepare_elpv(tmp_path / "elpv")
     counts = {s: sum(c.values()) for s, c in Manifest.read(folder).counts().items()}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from defectlens.config import TrainConfig
-from defectlens.errors import DefectlensError
-from defectlens.models import create_model
+from defectlens.core.checkpoint import read_checkpoint
+from defectlens.core.errors import DefectlensError
+from defectlens.models import create_model, dihedral
 from defectlens.training import train
-from defectlens.training.checkpoint import read_checkpoint
-from defectlens.training.partial import Prefix, Suffix, cache_prefix, dihedral
+from defectlens.training.config import TrainConfig
+from defectlens.training.partial import Prefix, Suffix, cache_prefix
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +69,7 @@ def test_partial_training_runs_and_keeps_frozen_stages(tiny_dataset, tmp_path):
         evaluate=False,
         out=str(tmp_path / "runs"),
     )
-    result = train(config, progress=False)
+    result = train(config)
     assert "outputs of 4 flips/rotations" in (result.run_dir / "train.log").read_text()
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     torch.manual_seed(config.seed)

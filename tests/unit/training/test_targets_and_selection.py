@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.dataset import CachedSplit
 from defectlens.data.manifest import Record
-from defectlens.errors import DefectlensError
 from defectlens.training.trainer import soft_targets
 
 

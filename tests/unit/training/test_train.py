@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from defectlens.config import TrainConfig
-from defectlens.errors import DefectlensError
+from defectlens.core.checkpoint import read_checkpoint
+from defectlens.core.errors import DefectlensError
+from defectlens.models import load_checkpoint
 from defectlens.training import config_from_run, train
-from defectlens.training.checkpoint import load_checkpoint, read_checkpoint
+from defectlens.training.config import TrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,9 @@ def tiny_config(data, tmp_path, **kw) -> TrainConfig:
 
 
 def test_loss_falls_and_run_folder_is_complete(tiny_dataset, tmp_path):
-    result = train(tiny_config(tiny_dataset, tmp_path, epochs=4, evaluate=True), progress=False)
+    from defectlens.workflows.train import train_and_evaluate
+
+    result = train_and_evaluate(tiny_config(tiny_dataset, tmp_path, epochs=4, evaluate=True))
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < losses[0]
     run = result.run_dir
@@ -63,11 +66,13 @@ def test_loss_falls_and_run_folder_is_complete(tiny_dataset, tmp_path):
     assert (run / "eval" / "metrics.json").is_file()
     rows = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
-    assert {"train_loss", "val_loss", "val_accuracy", "val_macro_f1", "lr", "data_s", "compute_s"} <= set(rows[0])
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "lr", "data_s"} <= set(rows[0])
+    assert 0.0 <= rows[-1]["train_accuracy"] <= 1.0
     # the best checkpoint carries what export needs, and the evaluated decisions
     payload = read_checkpoint(run / "best.pt")
     assert payload["config"]["data"] == str(tiny_dataset.resolve())
-    assert len(payload["config"]["train_fingerprint"]) == 64
+    assert len(payload["data_fingerprint"]) == 64
+    assert payload["evaluation"]["val"]["n"] == 16  # the evaluated figures travel with the weights
     assert payload["spec"]["positive_class"] == "defect"
     assert payload["spec"]["threshold"] is not None
     assert payload["spec"]["temperature"] > 0
@@ -82,7 +87,7 @@ def test_checkpoint_reloads_and_predicts_the_same(tiny_dataset, tmp_path):
     from defectlens.data.manifest import Manifest
     from defectlens.training.loop import predict_logits
 
-    result = train(tiny_config(tiny_dataset, tmp_path, epochs=1), progress=False)
+    result = train(tiny_config(tiny_dataset, tmp_path, epochs=1))
     model, spec, payload = load_checkpoint(result.run_dir / "best.pt")
     val = load_split(Manifest.read(tiny_dataset), "val", spec, workers=1)
     logits = predict_logits(model, val.images, device=torch.device("cpu"))
@@ -94,18 +99,18 @@ def test_checkpoint_reloads_and_predicts_the_same(tiny_dataset, tmp_path):
 
 
 def test_same_seed_same_metrics(tiny_dataset, tmp_path):
-    a = train(tiny_config(tiny_dataset, tmp_path, name="a"), progress=False)
-    b = train(tiny_config(tiny_dataset, tmp_path, name="b"), progress=False)
+    a = train(tiny_config(tiny_dataset, tmp_path, name="a"))
+    b = train(tiny_config(tiny_dataset, tmp_path, name="b"))
     keys = ("train_loss", "val_loss", "val_macro_f1")
     assert [[r[k] for k in keys] for r in a.history] == [[r[k] for k in keys] for r in b.history]
-    c = train(tiny_config(tiny_dataset, tmp_path, name="c", seed=1), progress=False)
+    c = train(tiny_config(tiny_dataset, tmp_path, name="c", seed=1))
     assert [r["train_loss"] for r in c.history] != [r["train_loss"] for r in a.history]
 
 
 def test_resume_continues_from_the_right_epoch(tiny_dataset, tmp_path, monkeypatch):
     from defectlens.training import run as run_module
 
-    full = train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="full"), progress=False)
+    full = train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="full"))
     # stop a second, identical run during epoch 3 (after epoch 2's last.pt was written)
     real_append = run_module.append_history
 
@@ -116,12 +121,12 @@ def test_resume_continues_from_the_right_epoch(tiny_dataset, tmp_path, monkeypat
 
     monkeypatch.setattr(run_module, "append_history", crash_at_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="stopped"), progress=False)
+        train(tiny_config(tiny_dataset, tmp_path, epochs=3, name="stopped"))
     monkeypatch.setattr(run_module, "append_history", real_append)
     stopped = next((tmp_path / "runs").glob("stopped-*"))
     assert read_checkpoint(stopped / "last.pt")["epoch"] == 2
 
-    resumed = train(config_from_run(stopped), resume=stopped, progress=False)
+    resumed = train(config_from_run(stopped), resume=stopped)
     assert resumed.run_dir == stopped
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert read_checkpoint(stopped / "last.pt")["epoch"] == 3
@@ -132,7 +137,7 @@ def test_resume_continues_from_the_right_epoch(tiny_dataset, tmp_path, monkeypat
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_grayscale_and_rgb_train(tiny_dataset, tmp_path, channels):
-    result = train(tiny_config(tiny_dataset, tmp_path, channels=channels, epochs=1), progress=False)
+    result = train(tiny_config(tiny_dataset, tmp_path, channels=channels, epochs=1))
     _, spec, payload = load_checkpoint(result.run_dir / "best.pt")
     assert spec.in_channels == channels
     assert payload["state_dict"]["features.0.weight"].shape[1] == channels
@@ -142,7 +147,7 @@ def test_frozen_feature_cache_path(tiny_dataset, tmp_path):
     config = tiny_config(
         tiny_dataset, tmp_path, model="mobilenet_v3_small", freeze_backbone=True, augment="none", epochs=3, lr=1e-2
     )
-    result = train(config, progress=False)
+    result = train(config)
     log = (result.run_dir / "train.log").read_text()
     assert "cached 576-d features" in log
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -167,4 +172,4 @@ def test_missing_split_is_a_clear_error(tiny_dataset, tmp_path):
     folder = tmp_path / "noval"
     m.with_records([r for r in m.records if r.split != "val"], root=str(m.root)).write(folder)
     with pytest.raises(DefectlensError, match="no 'val' images"):
-        train(tiny_config(folder, tmp_path), progress=False)
+        train(tiny_config(folder, tmp_path))

@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.errors import DefectlensError
+from defectlens.core.progress import Progress
+from defectlens.core.version import __version__
 from defectlens.data.importers._probe import mode_note, probe_files
 from defectlens.data.importers._scan import Scan
 from defectlens.data.importers.neu import scan_neu
 from defectlens.data.importers.sources import scan_casting, scan_csv, scan_elpv, scan_folder
 from defectlens.data.manifest import Manifest, Record
-from defectlens.errors import DefectlensError
 
 FORMATS = ("folder", "casting", "neu-det", "elpv", "csv")
 #: Class names taken to be the defect side of a binary dataset when no --positive is given.
@@ -88,38 +90,12 @@ def cross_split_duplicates(records: list[Record]) -> dict[str, Any]:
     return {"sets": len(sets), "images": images, "by_splits": by_splits, "examples": examples, "warning": warning}
 
 
-def import_dataset(
-    src: str | Path,
-    *,
-    fmt: str,
-    elpv_classes: int = 2,
-    neu_labels: str = "boxes",
-    mapping: Mapping[str, str] | None = None,
-    positive: str | None = None,
-    workers: int | None = None,
-) -> Manifest:
-    """Import a dataset source into a (not yet written) Manifest.
-
-    Args:
-        src: the source folder (a CSV file for ``csv``; the word ``elpv`` for the installed ELPV package).
-        fmt: one of ``folder``, ``casting``, ``neu-det``, ``elpv``, ``csv``.
-        elpv_classes: 2 (functional/defective) or 4 (p000 p033 p067 p100) for ELPV.
-        neu_labels: NEU-DET labels from the largest box area (``boxes``) or the file name (``file``).
-        mapping: class remapping such as ``{"scratches": "defect", "*": "ok"}``.
-        positive: the defect class of a binary dataset, when it cannot be inferred.
-        workers: decode/hash processes (default 2).
-
-    Raises:
-        DefectlensError: the source is missing, malformed or holds no usable image.
-    """
-    from defectlens import __version__
-
-    scan = _scanner(fmt, elpv_classes, neu_labels)(src)
-    if not scan.candidates and not scan.skipped:
-        raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
-    probes = probe_files([str(c.file) for c in scan.candidates], workers=workers)
+def _records(
+    scan: Scan, probes: list[dict[str, Any]], mapping: Mapping[str, str] | None
+) -> tuple[list[Record], list[str]]:
+    """Records of the usable candidates (the others join ``scan.skipped``) and the scan's warnings,
+    plus one warning per unusual image mode that was kept."""
     records: list[Record] = []
-    warnings = list(scan.warnings)
     odd_modes: dict[str, list[str]] = {}
     for cand, probe in zip(scan.candidates, probes, strict=True):
         if "reason" in probe:
@@ -143,9 +119,44 @@ def import_dataset(
                 meta=meta,
             )
         )
+    warnings = list(scan.warnings)
     for mode, paths in sorted(odd_modes.items()):
         shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         warnings.append(f"{len(paths)} image(s) in mode {mode} kept ({mode_note(mode)}): {shown}")
+    return records, warnings
+
+
+def import_dataset(
+    src: str | Path,
+    *,
+    fmt: str,
+    elpv_classes: int = 2,
+    neu_labels: str = "boxes",
+    mapping: Mapping[str, str] | None = None,
+    positive: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Import a dataset source into a (not yet written) Manifest.
+
+    Args:
+        src: the source folder (a CSV file for ``csv``; the word ``elpv`` for the installed ELPV package).
+        fmt: one of ``folder``, ``casting``, ``neu-det``, ``elpv``, ``csv``.
+        elpv_classes: 2 (functional/defective) or 4 (p000 p033 p067 p100) for ELPV.
+        neu_labels: NEU-DET labels from the largest box area (``boxes``) or the file name (``file``).
+        mapping: class remapping such as ``{"scratches": "defect", "*": "ok"}``.
+        positive: the defect class of a binary dataset, when it cannot be inferred.
+        workers: decode/hash processes (default 2).
+        progress: receives the hashing phase.
+
+    Raises:
+        DefectlensError: the source is missing, malformed or holds no usable image.
+    """
+    scan = _scanner(fmt, elpv_classes, neu_labels)(src)
+    if not scan.candidates and not scan.skipped:
+        raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
+    probes = probe_files([str(c.file) for c in scan.candidates], workers=workers, progress=progress)
+    records, warnings = _records(scan, probes, mapping)
     leakage = cross_split_duplicates(records)
     if leakage["images"]:
         warnings.append(leakage["warning"])

@@ -16,7 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from defectlens.errors import ImageError
+from defectlens.core.errors import ImageError
+from defectlens.core.progress import Progress
 
 #: Files that operating systems drop into image folders; skipped without decoding.
 SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
@@ -88,14 +89,24 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def probe_files(paths: list[str], *, workers: int | None = None) -> list[dict[str, Any]]:
+def probe_files(
+    paths: list[str], *, workers: int | None = None, progress: Progress | None = None
+) -> list[dict[str, Any]]:
     """Probe many files, in order; uses a process pool of ``workers`` (default 2) for large sets."""
     workers = default_workers() if workers is None else max(1, workers)
-    if workers == 1 or len(paths) < _POOL_MIN_FILES:
-        return [probe_file(p) for p in paths]
-    # spawn, not fork: the caller may already hold threads (torch, a web server) that a fork
-    # would copy in a locked state.
-    ctx = multiprocessing.get_context("spawn")
-    chunk = max(1, min(64, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        return list(pool.map(probe_file, paths, chunksize=chunk))
+    out: list[dict[str, Any]] = []
+    with (progress or Progress()).phase("reading and hashing images", total=len(paths), unit="img") as phase:
+        if workers == 1 or len(paths) < _POOL_MIN_FILES:
+            for p in paths:
+                out.append(probe_file(p))
+                phase.advance()
+            return out
+        # spawn, not fork: the caller may already hold threads (torch, a web server) that a fork
+        # would copy in a locked state.
+        ctx = multiprocessing.get_context("spawn")
+        chunk = max(1, min(64, len(paths) // (workers * 8)))
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            for probe in pool.map(probe_file, paths, chunksize=chunk):
+                out.append(probe)
+                phase.advance()
+    return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
 
 #: Folder names accepted as splits (lower case) and the split each stands for.
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}

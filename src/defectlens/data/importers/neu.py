@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.importers._scan import Candidate, Scan, files_under, rel, require_dir
-from defectlens.errors import DefectlensError
 
 _NUMBERED = re.compile(r"^(?P<cls>.+?)_\d+$")
 

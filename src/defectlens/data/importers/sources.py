@@ -11,6 +11,7 @@ import csv
 from importlib import resources
 from pathlib import Path
 
+from defectlens.core.errors import DefectlensError
 from defectlens.data.importers._scan import (
     SPLIT_DIRS,
     Candidate,
@@ -19,7 +20,6 @@ from defectlens.data.importers._scan import (
     require_dir,
     scan_class_folders,
 )
-from defectlens.errors import DefectlensError
 
 CASTING_CLASSES = ("def_front", "ok_front")
 ELPV_PACKAGE = "elpv_dataset"

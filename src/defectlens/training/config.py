@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from defectlens.errors import DefectlensError
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import TTA_VIEWS
 
 AUGMENT_LEVELS = ("none", "flips", "light", "standard", "strong")
 BALANCE_MODES = ("weighted", "sampler", "none")
@@ -119,8 +120,6 @@ class TrainConfig:
             )
         if self.cache_variants not in (2, 4, 8):
             raise DefectlensError(f"cache_variants must be 2, 4 or 8, got {self.cache_variants}")
-        from defectlens.models.spec import TTA_VIEWS  # lazy: the CLI parser imports this module
-
         if self.tta not in TTA_VIEWS:
             raise DefectlensError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {self.tta!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -168,11 +167,3 @@ class TrainConfig:
         if not isinstance(d, dict):
             raise DefectlensError(f"{path}: expected a mapping of settings, got {type(d).__name__}")
         return cls.from_dict(d, source=str(path))
-
-
-def config_path(name: str) -> Path:
-    """A recipe shipped in ``configs/`` by name (``elpv`` -> ``configs/elpv.yaml``) or a path."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml"):
-        return p
-    return Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml"

@@ -13,8 +13,15 @@ from typing import Any
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Test-time augmentation modes and how many flipped/rotated views of the input each averages over.
-TTA_VIEWS = {"none": 1, "flips": 4, "dihedral": 8}
+#: Test-time augmentation modes and the flips/rotations each averages over, as indices of the
+#: dihedral group (``k % 4`` quarter turns, then a horizontal flip when ``k >= 4``; see
+#: :func:`defectlens.models.classifier.dihedral`). ``flips`` is identity, horizontal, vertical and both
+#: flips (no rotation: parts whose orientation is fixed up to mirroring); ``dihedral`` is all 8.
+TTA_VIEWS: dict[str, tuple[int, ...]] = {"none": (0,), "flips": (0, 4, 6, 2), "dihedral": tuple(range(8))}
+
+#: Flip/rotation copies of each training image cached by ``cache_variants`` (8, 4 or 2): all 8; the 4
+#: without transposition (identity, 180-degree turn, both flips); identity and the horizontal flip.
+CACHE_VIEWS: dict[int, tuple[int, ...]] = {8: tuple(range(8)), 4: (0, 2, 4, 6), 2: (0, 4)}
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from defectlens.errors import DefectlensError
-from defectlens.models.spec import ModelSpec
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import ModelSpec
 
 FORMAT = "defectlens-bundle/1"
 SPEC_FILE = "spec.json"

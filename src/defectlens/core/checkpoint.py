@@ -2,26 +2,27 @@
 
 A checkpoint is a plain dict of tensors, strings and numbers, so it loads with
 ``torch.load(weights_only=True)``; loading refuses anything else (a pickled module or a tampered
-file), because unpickling a file from a user path can run arbitrary code.
+file), because unpickling a file from a user path can run arbitrary code. Rebuilding the network
+from a checkpoint is :func:`defectlens.models.load_checkpoint` (this layer knows no architectures).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import ModelSpec
 
-from defectlens.errors import DefectlensError
-from defectlens.models.registry import Classifier, create_model
-from defectlens.models.spec import ModelSpec
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "defectlens-checkpoint/1"
 
 
 def save_checkpoint(
     path: str | Path,
-    model: torch.nn.Module,
+    model: nn.Module,
     spec: ModelSpec,
     *,
     config: dict[str, Any] | None = None,
@@ -29,6 +30,8 @@ def save_checkpoint(
 ) -> Path:
     """Write ``{"format", "state_dict", "spec", "config", **extra}``; ``extra`` must be plain data
     (numbers, strings, lists, dicts, tensors) such as epoch, optimizer state and metrics."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = getattr(model, "module", model)  # unwrap DDP
@@ -51,6 +54,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         DefectlensError: if the file is missing, not a defectlens checkpoint, or needs unpickling.
     """
+    import torch
+
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
@@ -66,24 +71,3 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DefectlensError(f"{path}: not a defectlens checkpoint (expected format {FORMAT})")
     return payload
-
-
-def model_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> Classifier:
-    """Rebuild the network described by ``spec`` and load ``state_dict`` into it (eval mode)."""
-    model = create_model(
-        spec.arch,
-        num_classes=spec.num_classes,
-        in_channels=spec.in_channels,
-        input_size=spec.input_size,
-        pretrained=False,
-    )
-    model.load_state_dict(state_dict, strict=True)
-    model.tta = spec.tta
-    return model.eval()
-
-
-def load_checkpoint(path: str | Path) -> tuple[Classifier, ModelSpec, dict[str, Any]]:
-    """Model (eval mode), its spec, and the whole checkpoint payload."""
-    payload = read_checkpoint(path)
-    spec = ModelSpec.from_dict(payload["spec"])
-    return model_from_state(payload["state_dict"], spec), spec, payload

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from defectlens.evaluation.metrics import SCALARS
+
 SECTIONS = (
     ("summary", "Summary"),
     ("metrics", "Metrics per split"),
@@ -27,23 +29,7 @@ SECTIONS = (
     ("dataset", "Dataset provenance"),
     ("model", "Model provenance"),
 )
-ROWS = (
-    ("accuracy", "Accuracy"),
-    ("balanced_accuracy", "Balanced accuracy"),
-    ("macro_f1", "Macro F1"),
-    ("weighted_f1", "Weighted F1"),
-    ("mcc", "MCC"),
-    ("roc_auc", "ROC-AUC"),
-    ("pr_auc", "PR-AUC (average precision)"),
-    ("defect_recall", "Defect recall"),
-    ("defect_precision", "Defect precision"),
-    ("false_alarm_rate", "False-alarm rate"),
-    ("expected_cost", "Expected cost per part"),
-    ("brier", "Brier score"),
-    ("nll", "NLL (log loss)"),
-    ("ece", "ECE (15 bins)"),
-    ("mce", "MCE (15 bins)"),
-)
+ROWS = SCALARS
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 main{max-width:1180px;margin:0 auto;padding:24px}

@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from defectlens.runtime import tune_cpu_allocator
+from defectlens.core.runtime import tune_cpu_allocator
 
 
 def test_allocator_tuning_takes_effect_on_glibc_and_is_idempotent():

@@ -1,4 +1,4 @@
-"""run_evaluation end to end on tiny_dataset: outputs, no fitting on test, refit=False, multi-class."""
+"""evaluate_model end to end on tiny_dataset: outputs, no fitting on test, refit=False, multi-class."""
 
 from __future__ import annotations
 
@@ -9,12 +9,25 @@ import numpy as np
 import pytest
 import torch
 
+from defectlens.core.checkpoint import save_checkpoint
 from defectlens.data.manifest import Manifest, replace
-from defectlens.evaluation.report import SECTIONS
-from defectlens.evaluation.runner import EvaluationResult, run_evaluation
+from defectlens.evaluation.evaluate import EvalSettings, EvaluationResult
 from defectlens.inference.predictor import Predictor
-from defectlens.models.registry import create_model, default_spec
-from defectlens.training.checkpoint import save_checkpoint
+from defectlens.models import create_model, default_spec
+from defectlens.reporting.report import SECTIONS
+from defectlens.workflows.evaluate import EvaluationRun, evaluate_model
+
+
+def run_evaluation(predictor, manifest, *, out_dir, bootstrap=1000, refit=True, splits=("train", "val", "test"), **kw):
+    """evaluate_model with the settings these tests vary."""
+    return evaluate_model(
+        predictor,
+        manifest,
+        out_dir=out_dir,
+        splits=splits,
+        settings=EvalSettings(bootstrap=bootstrap, refit=refit),
+        **kw,
+    )
 
 
 def make_run(folder: Path, class_names=("ok", "defect"), positive="defect", **spec_changes) -> Path:
@@ -40,15 +53,17 @@ def evaluated(tiny_dataset, tmp_path_factory):
         Manifest.read(tiny_dataset),
         out_dir=out,
         run_info={"run_dir": str(run)},
+        history=run / "history.csv",
         bootstrap=100,
-        quiet=True,
     )
     return result, out
 
 
 def test_writes_metrics_and_report_with_every_section(evaluated):
-    result, out = evaluated
-    assert isinstance(result, EvaluationResult) and result.report_path == out / "report.html"
+    run, out = evaluated
+    assert isinstance(run, EvaluationRun) and isinstance(run.result, EvaluationResult)
+    assert run.report_path == out / "report.html"
+    result = run.result
     payload = json.loads((out / "metrics.json").read_text())
     assert set(payload["metrics"]) == {"train", "val", "test"}
     assert payload["threshold"]["method"] == "f1" and payload["threshold"]["sweep"]
@@ -57,12 +72,11 @@ def test_writes_metrics_and_report_with_every_section(evaluated):
     assert payload["provenance"]["dataset"]["name"] == "tiny"
     assert payload["provenance"]["model"]["spec"]["arch"] == "simple_cnn"
     assert payload["metrics"]["test"]["n"] == 16 and "defect_recall" in payload["metrics"]["test"]
-    html = result.report_path.read_text()
+    html = run.report_path.read_text()
     for key, title in SECTIONS:
         assert f'id="{key}"' in html and title in html
     assert html.count("data:image/png;base64,") >= 12  # confusion/ROC/PR x3, reliability, threshold, learning, mistakes
     assert "http://" not in html and "https://" not in html  # self-contained, opens offline
-    assert (out / "plots" / "learning_curves.png").is_file()
     assert result.threshold is not None and result.positive_class == "defect"
     assert result.temperature == pytest.approx(payload["temperature"])
 
@@ -70,7 +84,8 @@ def test_writes_metrics_and_report_with_every_section(evaluated):
 def test_predictions_csv_rows_are_the_counted_errors(evaluated, tiny_dataset):
     import csv
 
-    result, out = evaluated
+    run, out = evaluated
+    result = run.result
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     records = {(r.split, r.path): r.label for r in Manifest.read(tiny_dataset).records}
     assert len(rows) == len(records)
@@ -86,7 +101,7 @@ def test_predictions_csv_rows_are_the_counted_errors(evaluated, tiny_dataset):
 
 
 def test_threshold_and_temperature_ignore_test_labels(evaluated, tiny_dataset, tmp_path):
-    result, _ = evaluated
+    result = evaluated[0].result
     m = Manifest.read(tiny_dataset)
     flip = {"ok": "defect", "defect": "ok"}
     changed = m.with_records([replace(r, label=flip[r.label]) if r.split == "test" else r for r in m.records])
@@ -98,8 +113,7 @@ def test_threshold_and_temperature_ignore_test_labels(evaluated, tiny_dataset, t
         out_dir=tmp_path / "eval",
         splits=("val", "test"),
         bootstrap=0,
-        quiet=True,
-    )
+    ).result
     assert other.threshold.threshold == result.threshold.threshold
     assert other.temperature == result.temperature
     # the test metrics did see the flipped labels
@@ -115,8 +129,7 @@ def test_refit_false_uses_stored_values(tiny_dataset, tmp_path):
         splits=("test",),
         refit=False,
         bootstrap=0,
-        quiet=True,
-    )
+    ).result
     assert r.threshold.threshold == 0.3 and r.threshold.method == "stored" and r.temperature == 2.0
     assert r.metrics["test"]["threshold"] == 0.3
 
@@ -131,8 +144,7 @@ def test_no_val_split_keeps_spec_threshold(tiny_dataset, tmp_path):
         out_dir=tmp_path / "eval",
         splits=("test",),
         bootstrap=0,
-        quiet=True,
-    )
+    ).result
     assert r.threshold.threshold == 0.4 and "no validation split" in r.threshold.reason
     assert r.temperature == 1.0 and any("no validation split" in n for n in r.notes)
 
@@ -155,14 +167,15 @@ def test_multiclass_path(tmp_path):
         records=records, info={"name": "multi", "root": str(root), "classes": ["crazing", "patches", "scratches"]}
     ).write(tmp_path / "ds")
     run = make_run(tmp_path / "run", class_names=("crazing", "patches", "scratches"), positive=None)
-    r = run_evaluation(
-        Predictor.load(run), Manifest.read(tmp_path / "ds"), out_dir=tmp_path / "eval", bootstrap=50, quiet=True
+    evaluation = run_evaluation(
+        Predictor.load(run), Manifest.read(tmp_path / "ds"), out_dir=tmp_path / "eval", bootstrap=50
     )
+    r = evaluation.result
     assert r.threshold is None and r.positive_class is None
     assert set(r.metrics) == {"val", "test"}
     assert "top2" in r.metrics["test"]["top_k_accuracy"] and len(r.metrics["test"]["confusion_matrix"]) == 3
     assert "macro_f1" in r.metrics["test"]["ci"]
-    assert "No operating threshold" in r.report_path.read_text()
+    assert "No operating threshold" in evaluation.report_path.read_text()
 
 
 def test_cli_evaluate(evaluated, tiny_dataset, tmp_path, capsys):
@@ -198,13 +211,11 @@ def test_error_free_validation_is_said_in_notes_and_report(tiny_dataset, tmp_pat
 
     monkeypatch.setattr(calibration, "separated", lambda logits, y: True)
     run = make_run(tmp_path / "run")
-    result = run_evaluation(
-        Predictor.load(run), Manifest.read(tiny_dataset), out_dir=run / "eval", bootstrap=0, quiet=True
-    )
+    evaluation = run_evaluation(Predictor.load(run), Manifest.read(tiny_dataset), out_dir=run / "eval", bootstrap=0)
     payload = json.loads((run / "eval" / "metrics.json").read_text())
     assert payload["calibration"]["method"] == "rule_of_succession"
     assert any("classified without error" in n for n in payload["notes"])
-    assert "rule of succession" in result.report_path.read_text()
+    assert "rule of succession" in evaluation.report_path.read_text()
 
 
 def test_results_by_image_attribute_count_the_same_errors(tiny_dataset, tmp_path):
@@ -214,7 +225,8 @@ def test_results_by_image_attribute_count_the_same_errors(tiny_dataset, tmp_path
     # a 'camera' attribute with two values, and a per-image id that is too varied to group by
     tagged = m.with_records([replace(r, meta={"camera": "AB"[i % 2], "serial": i}) for i, r in enumerate(m.records)])
     run = make_run(tmp_path / "run")
-    result = run_evaluation(Predictor.load(run), tagged, out_dir=run / "eval", bootstrap=0, quiet=True)
+    evaluation = run_evaluation(Predictor.load(run), tagged, out_dir=run / "eval", bootstrap=0)
+    result = evaluation.result
     payload = json.loads((run / "eval" / "metrics.json").read_text())
     assert set(payload["slices"]) == {"train", "val", "test"}
     assert list(payload["slices"]["test"]) == ["camera"]  # 'serial' has 80 values, size and mode one
@@ -229,13 +241,13 @@ def test_results_by_image_attribute_count_the_same_errors(tiny_dataset, tmp_path
             assert s["errors"] == sum(r["correct"] == "0" for r in mine)
             assert s["missed_defects"] == sum(r["label"] == "defect" and r["correct"] == "0" for r in mine)
         assert sum(s["errors"] for s in by_value.values()) == round((1 - result.metrics[split]["accuracy"]) * 16)
-    assert "<h3>camera</h3>" in result.report_path.read_text()
+    assert "<h3>camera</h3>" in evaluation.report_path.read_text()
     from rich.console import Console
 
-    from defectlens.evaluation.runner import print_table
+    from defectlens.cli.summary import print_evaluation
 
     console = Console(record=True, width=200)
-    print_table(payload, console=console)
+    print_evaluation(console, result, evaluation.report_path)
     test = {s["value"]: s for s in payload["slices"]["test"]["camera"]}
     expected = f"test errors by camera: A {test['A']['errors']}/8; B {test['B']['errors']}/8"
     assert expected in console.export_text()

@@ -1,21 +1,21 @@
 """Which figures an evaluation draws, from which split, saved under ``plots/``.
 
-Owns :func:`render_figures` (the runner's figure list) and :func:`confident_mistakes` (the most
-confidently wrong images, with Grad-CAM overlays when ``defectlens.explain.gradcam.explain``
-exists; it returns ``(heatmap, overlay)``). Drawing itself lives in :mod:`defectlens.evaluation.plots`.
+Owns :func:`render_figures` (the report's figure list) and :func:`confident_mistakes` (the most
+confidently wrong images, with Grad-CAM overlays when the model has torch weights). Drawing itself
+lives in :mod:`defectlens.reporting.plots`.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from defectlens.evaluation import plots
-from defectlens.evaluation.metrics import decide
-from defectlens.inference.predictor import softmax
+from defectlens.core.decision import softmax
+from defectlens.evaluation.evaluate import EvaluationResult, SplitScores
+from defectlens.inference.predictor import Predictor
+from defectlens.reporting import plots
 
 MAX_MISTAKES = 8
 
@@ -32,16 +32,14 @@ def _as_image(arr: Any) -> np.ndarray:
     return a
 
 
-def _gradcam() -> Any:
-    try:
-        module = importlib.import_module("defectlens.explain.gradcam")
-    except ImportError:
-        return None
-    return getattr(module, "explain", None)
-
-
 def confident_mistakes(
-    predictor: Any, paths: list[Path], y: np.ndarray, probs: np.ndarray, pred: np.ndarray, *, limit: int = MAX_MISTAKES
+    predictor: Predictor,
+    paths: list[Path],
+    y: np.ndarray,
+    probs: np.ndarray,
+    pred: np.ndarray,
+    *,
+    limit: int = MAX_MISTAKES,
 ) -> tuple[list[np.ndarray], list[str], str]:
     """Images and captions of the ``limit`` wrong predictions with the highest confidence.
 
@@ -51,16 +49,15 @@ def confident_mistakes(
     names = predictor.spec.class_names
     wrong = np.flatnonzero(pred != y)
     order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
-    explain = _gradcam()
-    note = "Grad-CAM overlays" if explain else "plain images (defectlens.explain.gradcam not available)"
+    explain = _explainer(predictor)
+    note = "Grad-CAM overlays" if explain else "plain images (no torch weights for Grad-CAM)"
     images, captions = [], []
     for i in order:
         img = None
         if explain is not None:
             try:
                 # explain the class the evaluation predicted (it may differ from the spec's own decision)
-                out = explain(predictor, paths[i], target=int(pred[i]))
-                img = _as_image(out[-1] if isinstance(out, tuple) else getattr(out, "overlay", out))
+                img = _as_image(explain(predictor, paths[i], target=int(pred[i]))[1])
             except Exception as exc:  # an explainer failure must not lose the evaluation
                 note = f"plain images (Grad-CAM failed: {type(exc).__name__}: {exc})"
                 explain = None
@@ -71,25 +68,34 @@ def confident_mistakes(
     return images, captions, note
 
 
+def _explainer(predictor: Predictor) -> Any:
+    """Grad-CAM's ``explain`` when this install and model can run it, else None."""
+    if not predictor.has_torch_weights:
+        return None
+    try:
+        from defectlens.explain.gradcam import explain
+    except ImportError:  # an inference-only install has no torch / grad-cam
+        return None
+    return explain
+
+
 def render_figures(
-    predictor: Any,
-    payload: dict[str, Any],
-    scores: dict[str, Any],
+    predictor: Predictor,
+    result: EvaluationResult,
+    scores: dict[str, SplitScores],
     *,
     out_dir: Path,
-    temperature: float,
-    threshold: float | None,
-    pos_idx: int | None,
-    run_info: dict[str, Any],
+    history: Path | None = None,
 ) -> dict[str, Any]:
     """Draw every figure into ``out_dir/plots`` and return ``{name: png bytes}`` plus captions."""
     names = list(predictor.spec.class_names)
     pdir = out_dir / "plots"
+    pos_idx = result.positive_index
     figs: dict[str, Any] = {}
-    for split in payload["splits"]:
+    for split in result.splits:
         s = scores[split]
-        probs = softmax(s.logits, temperature)
-        cm = payload["metrics"][split]["confusion_matrix"]
+        probs = softmax(s.logits, result.temperature)
+        cm = result.metrics[split]["confusion_matrix"]
         figs[f"confusion_{split}"] = plots.confusion_png(cm, names, title=split, path=pdir / f"confusion_{split}.png")
         figs[f"roc_{split}"] = plots.roc_png(
             s.y, probs, names, positive_index=pos_idx, title=f"ROC ({split})", path=pdir / f"roc_{split}.png"
@@ -97,40 +103,28 @@ def render_figures(
         figs[f"pr_{split}"] = plots.pr_png(
             s.y, probs, names, positive_index=pos_idx, title=f"PR ({split})", path=pdir / f"pr_{split}.png"
         )
-    cal = payload["calibration"]
+    cal = result.calibration
     figs["reliability"] = plots.reliability_png(
         cal["before"]["bins"],
         cal["after"]["bins"],
         title=f"reliability ({cal['fitted_on'] or 'not fitted'})",
         path=pdir / "reliability.png",
     )
-    thr = payload.get("threshold")
-    if thr and thr["sweep"]:
+    thr = result.threshold
+    if thr is not None and thr.sweep:
         figs["threshold"] = plots.threshold_png(
-            thr["sweep"], chosen=thr["threshold"], title="threshold sweep (val)", path=pdir / "threshold.png"
+            thr.sweep, chosen=thr.threshold, title="threshold sweep (val)", path=pdir / "threshold.png"
         )
-    history = _history_path(run_info)
-    if history is not None:
-        png = plots.learning_png(plots.read_history(history), path=pdir / "learning_curves.png")
+    if history is not None and history.is_file():
+        png = plots.learning_png(plots.read_history(history))  # the run folder keeps it as curves.png
         if png:
             figs["learning"] = png
-    split = "test" if "test" in payload["splits"] else payload["splits"][-1]
+    split = "test" if "test" in result.splits else result.splits[-1]
     s = scores[split]
-    probs = softmax(s.logits, temperature)
-    pred = decide(probs, positive_index=pos_idx, threshold=threshold)
+    probs, pred = result.decisions(s)
     images, captions, note = confident_mistakes(predictor, s.paths, s.y, probs, pred)
     png = plots.mistakes_png(images, captions, title=f"most confident mistakes ({split})", path=pdir / "mistakes.png")
     if png:
         figs["mistakes"] = png
     figs["_mistakes_note"] = f"{len(images)} of {int((pred != s.y).sum())} mistakes on {split}; {note}"
     return figs
-
-
-def _history_path(run_info: dict[str, Any]) -> Path | None:
-    for key in ("history", "history_csv"):
-        if run_info.get(key) and Path(run_info[key]).is_file():
-            return Path(run_info[key])
-    run_dir = run_info.get("run_dir")
-    if run_dir and (Path(run_dir) / "history.csv").is_file():
-        return Path(run_dir) / "history.csv"
-    return None

@@ -1,0 +1,101 @@
+"""Summaries the commands print: a training run, an evaluation, dataset statistics.
+
+Tables put metrics in rows and splits in columns, so they fit an 80-column terminal whatever the
+number of splits; every value comes from the library's result objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from defectlens.cli.output import fmt, table
+from defectlens.evaluation.metrics import HEADLINE, SCALARS
+
+if TYPE_CHECKING:
+    from defectlens.evaluation.evaluate import EvaluationResult
+    from defectlens.training import RunResult
+
+_NAMES = dict(SCALARS)
+
+
+def metrics_table(title: str, metrics: dict[str, dict[str, Any]], keys: tuple[str, ...] = HEADLINE) -> Any:
+    """Metric rows x split columns, skipping metrics no split has."""
+    splits = list(metrics)
+    rows = [
+        [_NAMES.get(k, k), *(fmt(metrics[s].get(k)) for s in splits)]
+        for k in keys
+        if any(metrics[s].get(k) is not None for s in splits)
+    ]
+    return table(title, ["metric", *splits], rows)
+
+
+def print_run(console: Console, result: RunResult, *, title: str = "training run") -> None:
+    """Best epoch, evaluated metrics per split, the operating point and the run folder."""
+    console.print(f"{title}: best epoch {result.best_epoch}, val macro-F1 {result.best_val_macro_f1:.4f}", markup=False)
+    if result.metrics:
+        console.print(metrics_table("evaluated on", result.metrics))
+    spec = result.spec
+    if spec.threshold is not None:
+        console.print(
+            f"threshold {spec.threshold:.4f} on P({spec.positive_class}), temperature {spec.temperature:.3f}",
+            markup=False,
+        )
+    console.print(f"time {result.seconds:.0f}s", markup=False)
+    console.print("run folder:", markup=False)
+    console.print(str(result.run_dir), markup=False, overflow="ignore", crop=False)
+
+
+def print_evaluation(console: Console, result: EvaluationResult, report_path: Path) -> None:
+    """The evaluation's figures per split, its threshold and temperature, and errors by attribute."""
+    keys = tuple(k for k, _ in SCALARS if k not in ("weighted_f1", "mce"))
+    console.print(metrics_table("defectlens evaluation", result.metrics, keys))
+    thr = result.threshold
+    if thr is not None:
+        console.print(f"threshold {thr.threshold:.4f} ({thr.method}): {thr.reason}", markup=False)
+    console.print(f"temperature {result.temperature:.4f}", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", markup=False)
+    main = "test" if "test" in result.splits else result.splits[-1]
+    for key, rows in (result.slices or {}).get(main, {}).items():
+        text = "; ".join(f"{r['value']} {r['errors']}/{r['n']}" for r in rows)
+        console.print(f"{main} errors by {key}: {text}", markup=False)
+    console.print("report:", markup=False)
+    console.print(str(report_path), markup=False, overflow="ignore", crop=False)
+
+
+def _top(counter: dict[str, int], n: int = 4) -> str:
+    items = list(counter.items())
+    text = ", ".join(f"{k} ({v})" for k, v in items[:n])
+    return text + (f", +{len(items) - n} more" if len(items) > n else "")
+
+
+def print_stats(console: Console, stats: dict[str, Any]) -> None:
+    """Counts per class and split, sizes, modes, duplicates, leakage, warnings and skipped files."""
+    splits = list(stats["per_split"])
+    rows = [
+        [
+            c + (" (positive)" if c == stats["positive_class"] else ""),
+            *(str(stats["per_split"][s].get(c, 0)) for s in splits),
+            str(stats["per_class"][c]),
+        ]
+        for c in stats["classes"]
+    ]
+    console.print(
+        table(f"{stats['name']} ({stats['format']}): {stats['images']} images", ["class", *splits, "total"], rows)
+    )
+    console.print(f"sizes: {_top(stats['sizes'])}   modes: {_top(stats['modes'])}", markup=False)
+    cross = stats["cross_split_groups"]
+    console.print(
+        f"exact duplicate sets: {stats['exact_duplicate_sets']}   duplicate groups: {stats['duplicate_groups']}"
+        + (f"   groups across splits: {cross}" if cross is not None else ""),
+        markup=False,
+    )
+    for w in stats["warnings"]:
+        console.print(f"warning: {w}", markup=False)
+    if stats["skipped"]:
+        console.print(f"{len(stats['skipped'])} file(s) skipped:", markup=False)
+        for s in stats["skipped"]:
+            console.print(f"  {s['path']}: {s['reason']}", markup=False)

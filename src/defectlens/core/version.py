@@ -1,0 +1,3 @@
+"""The package version, in the bottom layer so every layer can record it without importing the rest."""
+
+__version__ = "0.2.0"

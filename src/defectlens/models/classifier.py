@@ -1,0 +1,224 @@
+"""The network every registered backbone becomes, and the one way to build or rebuild it.
+
+Every model is ``Classifier(features, head)``: input in [0, 1] is normalised *inside* the network
+(mean/std buffers), so the exported ONNX graph carries its own preprocessing; ``features`` ends in
+the last convolutional feature map, which is also the Grad-CAM target layer for every backbone.
+:func:`create_model` builds a fresh one from the registry; :func:`model_from_state` and
+:func:`load_checkpoint` rebuild a trained one from its weights and :class:`ModelSpec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from defectlens.core.checkpoint import read_checkpoint
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import TTA_VIEWS, ModelSpec
+from defectlens.models.registry import default_spec, get_entry
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/rotations of a square batch (k in 0..7; k >= 4 adds a horizontal flip)."""
+    y = torch.rot90(x, k % 4, dims=(-2, -1))
+    return y.flip(-1) if k >= 4 else y
+
+
+class Classifier(nn.Module):
+    """Normalisation + backbone features + classification head.
+
+    Args:
+        features: module mapping a normalised image batch to a feature map (N, F, h, w).
+        head: module mapping the feature map to logits.
+        mean, std: per-channel normalisation for inputs in [0, 1].
+        tta: test-time augmentation in eval mode (a key of :data:`~defectlens.core.spec.TTA_VIEWS`).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self,
+        features: nn.Module,
+        head: nn.Module,
+        *,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        tta: str = "none",
+    ):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.features = features
+        self.head = head
+        self.tta = tta
+
+    @property
+    def tta(self) -> str:
+        """Test-time augmentation in eval mode: ``none``, ``flips`` (4 views) or ``dihedral`` (8 views)."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, mode: str) -> None:
+        if mode not in TTA_VIEWS:
+            raise DefectlensError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {mode!r}")
+        self._tta = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits; in eval mode with ``tta`` set, the mean logits over the flipped/rotated views.
+
+        The views are stacked into one batch, so the exported ONNX graph carries the averaging too.
+        """
+        if self.training or self._tta == "none":
+            return self.forward_single(x)
+        ks = TTA_VIEWS[self._tta]
+        views = torch.cat([dihedral(x, k) for k in ks])
+        return self.forward_single(views).view(len(ks), x.shape[0], -1).mean(dim=0)
+
+    def forward_single(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` as it is (no test-time augmentation): what Grad-CAM explains."""
+        return self.head(self.features((x - self.mean) / self.std))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled (or flattened) features before the final linear layer, for frozen-backbone probes."""
+        fmap = self.features((x - self.mean) / self.std)
+        if isinstance(self.head, PooledHead):
+            return fmap.mean(dim=(2, 3))
+        return torch.flatten(fmap, 1)
+
+    def head_on_features(self) -> nn.Module:
+        """The part of the head after pooling: maps :meth:`forward_features` output to logits."""
+        head: Any = self.head
+        return nn.Sequential(*list(head)[2:]) if isinstance(head, PooledHead) else head
+
+    @property
+    def target_layer(self) -> nn.Module:
+        """The layer whose activations Grad-CAM explains (the last feature map)."""
+        return self.features
+
+
+class PooledHead(nn.Sequential):
+    """Global average pool, dropout, linear."""
+
+    def __init__(self, num_features: int, num_classes: int, dropout: float):
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Dropout(dropout), nn.Linear(num_features, num_classes)
+        )
+
+    @property
+    def linear(self) -> nn.Linear:
+        return self[-1]  # type: ignore[return-value]
+
+
+class DenseHead(nn.Sequential):
+    """Keras-tutorial head: Flatten, Dense(128) + ReLU + Dropout, Dense(classes)."""
+
+    def __init__(self, num_features: int, num_classes: int, dropout: float):
+        super().__init__(
+            nn.Flatten(1),
+            nn.Linear(num_features, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(128, num_classes),
+        )
+
+    @property
+    def linear(self) -> nn.Linear:
+        return self[-1]  # type: ignore[return-value]
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    pretrained: bool = False,
+    input_size: int | None = None,
+    dropout: float = 0.2,
+) -> Classifier:
+    """Build a registered backbone with a fresh head.
+
+    Args:
+        name: registry name (see :func:`~defectlens.models.registry.list_models`).
+        num_classes: outputs of the head.
+        in_channels: 1 for grayscale (pretrained first-conv weights are summed over RGB, which keeps
+            their response to a gray image identical) or 3 for RGB.
+        pretrained: load ImageNet weights, offline; raises a clear error when they cannot be had.
+        input_size: side of the square input (only ``simple_cnn``'s dense head depends on it).
+        dropout: dropout before the last linear layer.
+    """
+    entry = get_entry(name)
+    if num_classes < 2:
+        raise DefectlensError(f"num_classes must be at least 2, got {num_classes}")
+    if pretrained and not entry.pretrained:
+        raise DefectlensError(f"model {name!r} has no pretrained weights; use pretrained=False")
+    spec = default_spec(name, in_channels=in_channels, input_size=input_size)
+    features, num_features = entry.build(pretrained=pretrained, input_size=spec.input_size)
+    if in_channels == 1:
+        _to_grayscale(features)
+    if entry.flatten_head:
+        with torch.no_grad():  # the dense head's width depends on the input size
+            fmap = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size))
+        head: nn.Module = DenseHead(int(fmap[0].numel()), num_classes, dropout)
+    else:
+        head = PooledHead(num_features, num_classes, dropout)
+    return Classifier(features, head, mean=spec.mean, std=spec.std)
+
+
+def _to_grayscale(features: nn.Module) -> None:
+    """Turn the first 3-channel convolution into a 1-channel one by summing its weights over RGB."""
+    for module in features.modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+            with torch.no_grad():
+                module.weight = nn.Parameter(module.weight.sum(dim=1, keepdim=True))
+            module.in_channels = 1
+            return
+    raise RuntimeError("no 3-channel input convolution found")
+
+
+def model_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> Classifier:
+    """Rebuild the network described by ``spec`` and load ``state_dict`` into it (eval mode)."""
+    model = create_model(
+        spec.arch,
+        num_classes=spec.num_classes,
+        in_channels=spec.in_channels,
+        input_size=spec.input_size,
+        pretrained=False,
+    )
+    model.load_state_dict(state_dict, strict=True)
+    model.tta = spec.tta
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path) -> tuple[Classifier, ModelSpec, dict[str, Any]]:
+    """Model (eval mode), its spec, and the whole checkpoint payload."""
+    payload = read_checkpoint(path)
+    spec = ModelSpec.from_dict(payload["spec"])
+    return model_from_state(payload["state_dict"], spec), spec, payload
+
+
+@torch.inference_mode()
+def forward_batches(
+    module: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    *,
+    batch_size: int = 32,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``module`` applied to ``inputs`` in batches (inference mode), concatenated on the CPU.
+
+    Args:
+        module: the network (callers put it in eval mode).
+        inputs: a tensor whose first axis is the sample axis.
+        batch_size: samples per forward pass.
+        prepare: applied to each batch first (device move, dtype, memory format).
+    """
+    out = []
+    for i in range(0, len(inputs), batch_size):
+        x = inputs[i : i + batch_size]
+        out.append(module(prepare(x) if prepare is not None else x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0)

@@ -1,0 +1,169 @@
+"""Evaluating a model on a dataset: score its splits through the Predictor, compute, write the files.
+
+Owns :func:`score_splits`, :func:`evaluate_model` (what ``defectlens evaluate`` and the training
+workflow run) and :func:`evaluate_run` (a run folder, checkpoint or bundle, with the dataset and the
+output folder defaulted from the run). Everything goes through the
+:class:`~defectlens.inference.predictor.Predictor`: one inference path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectlens.core.errors import DefectlensError
+from defectlens.core.machine import versions
+from defectlens.core.progress import Progress
+from defectlens.core.runtime import tune_cpu_allocator
+from defectlens.data.manifest import SPLITS, Manifest, Record
+from defectlens.evaluation.evaluate import EvalSettings, EvaluationResult, SplitScores, evaluate
+from defectlens.inference.predictor import Predictor
+from defectlens.reporting.results import write_evaluation
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """An evaluation and where its files went."""
+
+    result: EvaluationResult
+    out_dir: Path
+    report_path: Path
+
+
+def score_records(
+    predictor: Predictor, manifest: Manifest, records: list[Record], *, batch_size: int, progress: Progress, label: str
+) -> SplitScores:
+    """Logits of ``records`` through ``predictor``; labels in the model's class order.
+
+    Raises:
+        DefectlensError: when a label is not a class of the model.
+    """
+    names = list(predictor.spec.class_names)
+    unknown = sorted({r.label for r in records} - set(names))
+    if unknown:
+        raise DefectlensError(
+            f"dataset labels {unknown} are not classes of the model ({names}); "
+            "evaluate with the dataset the model was trained for"
+        )
+    paths = [manifest.resolve(r) for r in records]
+    y = np.array([names.index(r.label) for r in records], dtype=np.int64)
+    with progress.phase(f"scoring {label}", total=len(paths), unit="img") as phase:
+        logits = predictor.score_files(paths, batch_size=batch_size, on_batch=phase.advance)
+    return SplitScores(logits=logits, y=y, paths=paths, records=list(records))
+
+
+def score_splits(
+    predictor: Predictor,
+    manifest: Manifest,
+    splits: Sequence[str],
+    *,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> dict[str, SplitScores]:
+    """Scores of each split in ``splits`` that has images."""
+    progress = progress or Progress()
+    return {
+        s: score_records(predictor, manifest, manifest.split(s), batch_size=batch_size, progress=progress, label=s)
+        for s in splits
+        if manifest.split(s)
+    }
+
+
+def evaluate_model(
+    predictor: Predictor,
+    manifest: Manifest,
+    *,
+    out_dir: str | Path,
+    splits: Sequence[str] = ("train", "val", "test"),
+    settings: EvalSettings | None = None,
+    run_info: dict[str, Any] | None = None,
+    history: Path | None = None,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> EvaluationRun:
+    """Evaluate ``predictor`` on ``manifest`` and write metrics.json, predictions.csv, plots and report.html.
+
+    Temperature and threshold are fitted on the val split (scored for that even when not reported);
+    ``settings.refit=False`` evaluates the model as deployed, with its stored values.
+
+    Raises:
+        DefectlensError: for an unknown split, no images in the requested splits, or labels the model lacks.
+    """
+    tune_cpu_allocator()
+    settings = settings or EvalSettings()
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown:
+        raise DefectlensError(f"unknown split(s) {unknown}; choose from {', '.join(SPLITS)}")
+    report = [s for s in SPLITS if s in splits and manifest.split(s)]
+    if not report:
+        raise DefectlensError(f"no images in split(s) {list(splits)} of the dataset; check its split column")
+    needed = [s for s in SPLITS if s in report or (s == "val" and settings.refit)]
+    scores = score_splits(predictor, manifest, needed, batch_size=batch_size, progress=progress)
+    result = evaluate(
+        scores,
+        spec=predictor.spec,
+        report=report,
+        dataset_positive=manifest.info.get("positive_class"),
+        settings=settings,
+    )
+    provenance = {
+        "dataset": {**manifest.info, "counts": manifest.counts()},
+        "model": {"spec": predictor.spec.to_dict(), "backend": predictor.backend, "model_id": predictor.model_id},
+        "run": run_info or {},
+        "versions": versions(),
+    }
+    with (progress or Progress()).phase("writing the report"):
+        report_path = write_evaluation(
+            result,
+            scores,
+            predictor=predictor,
+            out_dir=out_dir,
+            provenance=provenance,
+            root=manifest.root,
+            history=history,
+        )
+    return EvaluationRun(result, Path(out_dir), report_path)
+
+
+def evaluate_run(
+    source: str | Path,
+    *,
+    data: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    splits: Sequence[str] = ("train", "val", "test"),
+    settings: EvalSettings | None = None,
+    progress: Progress | None = None,
+) -> EvaluationRun:
+    """Evaluate a run folder, checkpoint or bundle; ``data`` defaults to the dataset the run trained on.
+
+    Raises:
+        DefectlensError: when no dataset is given and the model records none that exists here.
+    """
+    source = Path(source)
+    predictor = Predictor.load(source)
+    data = data or _recorded_dataset(source, predictor)
+    manifest = Manifest.read(data)
+    run_info: dict[str, Any] = {"model": source.name, "data": str(Path(data).resolve())}
+    history = None
+    if source.is_dir():
+        run_info["run_dir"] = str(source.resolve())
+        history = source / "history.csv"
+    out = (
+        Path(out_dir) if out_dir else (source / "eval" if source.is_dir() else source.with_name(f"{source.stem}-eval"))
+    )
+    return evaluate_model(
+        predictor, manifest, out_dir=out, splits=splits, settings=settings, run_info=run_info, history=history,
+        progress=progress,
+    )  # fmt: skip
+
+
+def _recorded_dataset(source: Path, predictor: Predictor) -> str:
+    recorded = (predictor.meta.get("config") or predictor.meta.get("training_config") or {}).get("data")
+    if recorded and Path(recorded).is_dir():
+        return str(recorded)
+    where = f" ({recorded} is not present here)" if recorded else ""
+    raise DefectlensError(f"{source}: pass --data DIR: the model records no dataset folder that exists here{where}")
