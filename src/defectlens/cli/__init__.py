@@ -13,6 +13,7 @@ Exit codes (also in the README): 0 everything succeeded; 1 the command ran but s
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -37,8 +38,49 @@ _EXTRAS = {
 _COMMANDS = ("data", "train", "evaluate", "export", "predict", "bench", "demo", "serve", "inspector")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" for mistyped options and defaults shown where they exist."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def, override]
+        parsed, extras = super().parse_known_args(args, namespace)
+        unknown = [a.split("=", 1)[0] for a in extras if a.startswith("-")]
+        if unknown:
+            known = [o for action in self._all_actions() for o in action.option_strings]
+            hints = []
+            for option in unknown:
+                close = difflib.get_close_matches(option, known, n=1, cutoff=0.6)
+                hints.append(f"{option} (did you mean {close[0]}?)" if close else option)
+            self.error(f"unrecognized arguments: {' '.join(hints)}")
+        return parsed, extras
+
+    def _all_actions(self) -> list[argparse.Action]:
+        """This parser's actions and those of the subcommand parsers below it."""
+        out = list(self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    out += sub._all_actions() if isinstance(sub, Parser) else list(sub._actions)
+        return out
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to a flag's help when it has a real default that the help does not show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text or action.default in (None, False, argparse.SUPPRESS, [], ""):
+            return text
+        if action.option_strings and action.nargs != 0:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="defectlens",
         description="Visual inspection for manufacturing: import, train, evaluate, explain, deploy.",
         epilog="exit codes: 0 ok, 1 some inputs failed, 2 usage or input error, 3 internal error",

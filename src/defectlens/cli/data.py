@@ -6,8 +6,10 @@ import argparse
 import json
 
 from defectlens.core.errors import DefectlensError
+from defectlens.data.dedup import DEFAULT_PHASH_THRESHOLD
 from defectlens.data.importers import FORMATS
 from defectlens.data.importers.neu import LABEL_SOURCES
+from defectlens.data.importers.sources import ELPV_CLASSES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,10 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("import", help="scan images into DIR/manifest.csv + dataset.json")
     p.add_argument("src", help="source folder, CSV file, or the word 'elpv'")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument(
+        "--format", default="auto", choices=("auto", *FORMATS), help="source layout (default: detected from the source)"
+    )
     p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--force", action="store_true", help="replace a dataset already in --out (its split is lost)")
     p.add_argument("--map", action="append", default=[], metavar="SRC=DST", help="rename classes ('*' = all others)")
-    p.add_argument("--elpv-classes", type=int, choices=(2, 4), default=2)
+    p.add_argument(
+        "--elpv-classes", type=int, choices=ELPV_CLASSES, default=2, help="ELPV: 2 classes or 4 (by expert probability)"
+    )
     p.add_argument(
         "--neu-labels",
         choices=LABEL_SOURCES,
@@ -32,12 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("split", help="assign train/val/test in place, keeping duplicates together")
     p.add_argument("dir", help="dataset folder written by 'data import'")
-    p.add_argument("--val", type=float, default=0.1)
-    p.add_argument("--test", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val", type=float, default=0.1, help="fraction for validation (default 0.1)")
+    p.add_argument("--test", type=float, default=0.2, help="fraction for test when the source has none (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the assignment (default 0)")
     p.add_argument("--stratify-meta", nargs="*", default=[], metavar="KEY", help="meta keys to stratify on too")
     p.add_argument("--ignore-official", action="store_true", help="re-split even if the source has its own splits")
-    p.add_argument("--phash-threshold", type=int, default=None, help="near-duplicate Hamming distance (of 256)")
+    p.add_argument(
+        "--phash-threshold",
+        type=int,
+        default=DEFAULT_PHASH_THRESHOLD,
+        help=f"near-duplicate Hamming distance of 256-bit hashes, -1 off (default {DEFAULT_PHASH_THRESHOLD})",
+    )
     p.add_argument("--drop-cross-duplicates", action="store_true", help="drop train/val copies of test images")
     p.set_defaults(func=run_split)
 
@@ -59,11 +71,18 @@ def _parse_map(items: list[str]) -> dict[str, str] | None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from defectlens.cli.output import progress_display, stdout
     from defectlens.cli.summary import print_stats
     from defectlens.data.importers import import_dataset
+    from defectlens.data.manifest import MANIFEST_FILE
     from defectlens.data.stats import dataset_stats
 
+    if (Path(args.out) / MANIFEST_FILE).is_file() and not args.force:
+        raise DefectlensError(
+            f"{args.out} already holds a dataset (and its split); pass --force to replace it, or another --out"
+        )
     with progress_display() as progress:
         manifest = import_dataset(
             args.src,
@@ -76,18 +95,19 @@ def run_import(args: argparse.Namespace) -> int:
             progress=progress,
         )
     out = manifest.write(args.out)
-    print_stats(stdout(), dataset_stats(manifest))
+    console = stdout()
+    print_stats(console, dataset_stats(manifest))
     for key, items in (manifest.info.get("neu") or {}).items():
         if items and key != "xml_with_other_classes":  # that one is a count in the warnings (111 on NEU-DET)
-            print(f"{key.replace('_', ' ')}:")
+            console.print(f"{key.replace('_', ' ')}:")
             for item in items:
-                print(f"  {item}")
-    print(f"wrote {out / 'manifest.csv'} and {out / 'dataset.json'}")
+                console.print(f"  {item}")
+    console.print(f"wrote {out / 'manifest.csv'} and {out / 'dataset.json'}")
     return 0
 
 
 def run_split(args: argparse.Namespace) -> int:
-    from defectlens.data.dedup import DEFAULT_PHASH_THRESHOLD
+    from defectlens.cli.output import stdout
     from defectlens.data.manifest import Manifest
     from defectlens.data.split import split_manifest
 
@@ -98,29 +118,37 @@ def run_split(args: argparse.Namespace) -> int:
         seed=args.seed,
         keep_official=not args.ignore_official,
         stratify_meta=tuple(args.stratify_meta),
-        phash_threshold=DEFAULT_PHASH_THRESHOLD if args.phash_threshold is None else args.phash_threshold,
+        phash_threshold=args.phash_threshold,
         drop_cross_duplicates=args.drop_cross_duplicates,
     )
     manifest.write(args.dir)
-    info = manifest.info["split"]
+    _print_split(stdout(), manifest.info["split"], manifest.classes)
+    return 0
+
+
+def _print_split(console, info, classes) -> None:
+    from defectlens.cli.output import table
+
     rep = info["report"]
-    print(f"split seed={info['seed']} official={info['official_splits']} fractions={info['fractions_used']}")
-    for split, counts in sorted(info["counts"].items()):
-        print(f"  {split}: {sum(counts.values())} images {dict(sorted(counts.items()))}")
-    print(
-        f"duplicate groups: {rep['duplicate_groups']} ({rep['images_in_duplicate_groups']} images, "
-        f"largest {rep['largest_groups'][:5]}); phash threshold {info['phash_threshold']}"
+    kept = f"; the source's own {', '.join(info['official_splits'])} kept" if info["official_splits"] else ""
+    counts = {s: info["counts"].get(s, {}) for s in ("train", "val", "test")}
+    rows = [[s, *(str(n.get(c, 0)) for c in classes), str(sum(n.values()))] for s, n in counts.items()]
+    console.print(table(f"split (seed {info['seed']}){kept}", ["split", *classes, "total"], rows))
+    console.print(
+        f"duplicate groups kept on one side: {rep['duplicate_groups']} ({rep['images_in_duplicate_groups']} images, "
+        f"largest {max(rep['largest_groups'], default=0)}); near-duplicate threshold {info['phash_threshold']}"
     )
     if rep["cross_split_groups"]:
-        print(f"WARNING: {rep['cross_split_groups']} duplicate group(s) straddle the source's own splits:")
-        for c in rep["cross_split_duplicates"]:
-            print("  " + ", ".join(f"{p} [{s}]" for p, s in c["paths"].items()))
-        print("  the official split is kept; --drop-cross-duplicates removes the train/val copies")
+        console.print(f"warning: {rep['cross_split_groups']} duplicate group(s) straddle the source's own splits:")
+        for c in rep["cross_split_duplicates"][:10]:
+            console.print("  " + ", ".join(f"{p} [{s}]" for p, s in c["paths"].items()))
+        console.print("  the official split is kept; --drop-cross-duplicates removes the train/val copies")
     if rep["mixed_label_groups"]:
-        print(f"note: {rep['mixed_label_groups']} duplicate group(s) mix labels (check those labels)")
+        console.print(f"note: {rep['mixed_label_groups']} duplicate group(s) mix labels (check those labels)")
     if info["dropped_cross_duplicates"]:
-        print(f"dropped {len(info['dropped_cross_duplicates'])} train/val copies of test images")
-    return 0
+        console.print(f"dropped {len(info['dropped_cross_duplicates'])} train/val copies of test images")
+    for w in info.get("warnings", []):
+        console.print(f"warning: {w}")
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -23,16 +23,18 @@ WIDTH = 100  # tables are laid out for this many columns when the terminal is wi
 
 def stdout() -> Console:
     """The console for results (tables, JSON, summaries)."""
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+    return Console(markup=False, highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
 
 
 def stderr() -> Console:
     """The console for progress, warnings and errors."""
-    return Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
+    return Console(
+        stderr=True, markup=False, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120
+    )
 
 
 def warn(message: str) -> None:
-    stderr().print(f"warning: {message}", markup=False)
+    stderr().print(f"warning: {message}")
 
 
 class _PlainPhase(Phase):
@@ -41,7 +43,7 @@ class _PlainPhase(Phase):
         self.done = 0
         self.start = time.perf_counter()
         size = f" ({total} {unit})" if total else ""
-        console.print(f"{name}{size} ...", markup=False)
+        console.print(f"{name}{size} ...")
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -50,7 +52,7 @@ class _PlainPhase(Phase):
         seconds = time.perf_counter() - self.start
         rate = f", {self.done / seconds:.0f} {self.unit}/s" if self.unit and self.done and seconds > 0 else ""
         status = "FAILED" if failed else "done"
-        self.console.print(f"{self.name}: {status} in {seconds:.1f}s{rate}", markup=False)
+        self.console.print(f"{self.name}: {status} in {seconds:.1f}s{rate}")
 
 
 class PlainProgress(Progress):
@@ -63,7 +65,7 @@ class PlainProgress(Progress):
         return _PlainPhase(self.console, name, total, unit)
 
     def note(self, message: str) -> None:
-        self.console.print(message, markup=False)
+        self.console.print(message)
 
 
 class _RichPhase(Phase):
@@ -79,9 +81,7 @@ class _RichPhase(Phase):
         self.owner.bar.remove_task(self.task)
         seconds = time.perf_counter() - self.start
         if failed or seconds >= 2.0:  # leave a line for the phases a user waited for
-            self.owner.bar.console.print(
-                f"{self.name}: {'FAILED' if failed else 'done'} in {seconds:.0f}s", markup=False
-            )
+            self.owner.bar.console.print(f"{self.name}: {'FAILED' if failed else 'done'} in {seconds:.0f}s")
 
 
 class RichProgress(Progress):
@@ -113,7 +113,7 @@ class RichProgress(Progress):
         return _RichPhase(self, name, total, unit)
 
     def note(self, message: str) -> None:
-        self.bar.console.print(message, markup=False)
+        self.bar.console.print(message)
 
 
 class progress_display:

@@ -65,12 +65,12 @@ def _print(summary, class_names) -> None:
     console = stdout()
     rows = [[key, str(summary.counts[key])] for key in [*class_names, "ERROR"] if summary.counts.get(key)]
     console.print(table(f"{summary.files} files", ["result", "count"], rows))
-    console.print("predictions:", markup=False)
-    console.print(str(summary.csv_path), markup=False, overflow="ignore", crop=False)
+    console.print("predictions:")
+    console.print(str(summary.csv_path), overflow="ignore", crop=False)
     m = summary.metrics
     if m:
         recall = ", ".join(f"{r['class']} {r['recall']:.3f}" for r in m["per_class"] if r["support"])
-        console.print(f"accuracy {fmt(m['accuracy'])} on {m['n']} labelled images; recall: {recall}", markup=False)
-        console.print(f"MISMATCH rows: {summary.mismatches}", markup=False)
+        console.print(f"accuracy {fmt(m['accuracy'])} on {m['n']} labelled images; recall: {recall}")
+        console.print(f"MISMATCH rows: {summary.mismatches}")
     for r in summary.errors:
-        console.print(f"error {r['file']}: {r['reason']}", markup=False)
+        console.print(f"error {r['file']}: {r['reason']}")

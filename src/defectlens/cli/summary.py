@@ -34,18 +34,15 @@ def metrics_table(title: str, metrics: dict[str, dict[str, Any]], keys: tuple[st
 
 def print_run(console: Console, result: RunResult, *, title: str = "training run") -> None:
     """Best epoch, evaluated metrics per split, the operating point and the run folder."""
-    console.print(f"{title}: best epoch {result.best_epoch}, val macro-F1 {result.best_val_macro_f1:.4f}", markup=False)
+    console.print(f"{title}: best epoch {result.best_epoch}, val macro-F1 {result.best_val_macro_f1:.4f}")
     if result.metrics:
         console.print(metrics_table("evaluated on", result.metrics))
     spec = result.spec
     if spec.threshold is not None:
-        console.print(
-            f"threshold {spec.threshold:.4f} on P({spec.positive_class}), temperature {spec.temperature:.3f}",
-            markup=False,
-        )
-    console.print(f"time {result.seconds:.0f}s", markup=False)
-    console.print("run folder:", markup=False)
-    console.print(str(result.run_dir), markup=False, overflow="ignore", crop=False)
+        console.print(f"threshold {spec.threshold:.4f} on P({spec.positive_class}), temperature {spec.temperature:.3f}")
+    console.print(f"time {result.seconds:.0f}s")
+    console.print("run folder:")
+    console.print(str(result.run_dir), overflow="ignore", crop=False)
 
 
 def print_evaluation(console: Console, result: EvaluationResult, report_path: Path) -> None:
@@ -54,16 +51,16 @@ def print_evaluation(console: Console, result: EvaluationResult, report_path: Pa
     console.print(metrics_table("defectlens evaluation", result.metrics, keys))
     thr = result.threshold
     if thr is not None:
-        console.print(f"threshold {thr.threshold:.4f} ({thr.method}): {thr.reason}", markup=False)
-    console.print(f"temperature {result.temperature:.4f}", markup=False)
+        console.print(f"threshold {thr.threshold:.4f} ({thr.method}): {thr.reason}")
+    console.print(f"temperature {result.temperature:.4f}")
     for note in result.notes:
-        console.print(f"note: {note}", markup=False)
+        console.print(f"note: {note}")
     main = "test" if "test" in result.splits else result.splits[-1]
     for key, rows in (result.slices or {}).get(main, {}).items():
         text = "; ".join(f"{r['value']} {r['errors']}/{r['n']}" for r in rows)
-        console.print(f"{main} errors by {key}: {text}", markup=False)
-    console.print("report:", markup=False)
-    console.print(str(report_path), markup=False, overflow="ignore", crop=False)
+        console.print(f"{main} errors by {key}: {text}")
+    console.print("report:")
+    console.print(str(report_path), overflow="ignore", crop=False)
 
 
 def _top(counter: dict[str, int], n: int = 4) -> str:
@@ -86,16 +83,15 @@ def print_stats(console: Console, stats: dict[str, Any]) -> None:
     console.print(
         table(f"{stats['name']} ({stats['format']}): {stats['images']} images", ["class", *splits, "total"], rows)
     )
-    console.print(f"sizes: {_top(stats['sizes'])}   modes: {_top(stats['modes'])}", markup=False)
+    console.print(f"sizes: {_top(stats['sizes'])}   modes: {_top(stats['modes'])}")
     cross = stats["cross_split_groups"]
     console.print(
         f"exact duplicate sets: {stats['exact_duplicate_sets']}   duplicate groups: {stats['duplicate_groups']}"
-        + (f"   groups across splits: {cross}" if cross is not None else ""),
-        markup=False,
+        + (f"   groups across splits: {cross}" if cross is not None else "")
     )
     for w in stats["warnings"]:
-        console.print(f"warning: {w}", markup=False)
+        console.print(f"warning: {w}")
     if stats["skipped"]:
-        console.print(f"{len(stats['skipped'])} file(s) skipped:", markup=False)
+        console.print(f"{len(stats['skipped'])} file(s) skipped:")
         for s in stats["skipped"]:
-            console.print(f"  {s['path']}: {s['reason']}", markup=False)
+            console.print(f"  {s['path']}: {s['reason']}")

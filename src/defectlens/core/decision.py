@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+#: How a binary operating threshold is chosen on validation: best defect F1, the highest threshold
+#: reaching a defect-recall target, or the lowest expected cost (see defectlens.evaluation.threshold).
+THRESHOLD_METHODS = ("f1", "recall", "cost")
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities of ``logits`` (N, K) scaled by the calibration ``temperature``."""

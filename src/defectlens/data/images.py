@@ -118,3 +118,17 @@ def preprocess(source: str | Path | bytes | Image.Image, spec: ModelSpec) -> np.
     """Decode (if needed) and preprocess one image exactly as the model ``spec`` records."""
     img = source if isinstance(source, Image.Image) else load_image(source)
     return to_array(img, size=spec.input_size, channels=spec.in_channels, interpolation=spec.interpolation)
+
+
+def displayable(arr: object) -> np.ndarray:
+    """An image to show: (H, W) or (H, W, 3) uint8 from a PIL image or an array in CHW or HWC
+    layout, with values in [0, 1] (floats) or [0, 255]."""
+    a = np.asarray(arr)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.dtype != np.uint8:
+        a = np.asarray(a, dtype=np.float64)
+        a = np.clip(a * 255.0 + 0.5 if a.max(initial=0.0) <= 1.0 else a, 0, 255).astype(np.uint8)
+    return a

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from defectlens.data.images import convert_mode, load_image
+from defectlens.data.images import convert_mode, displayable, load_image
 from defectlens.data.manifest import Manifest
 
 _CAPTION = 14  # pixels under each tile for its caption
@@ -21,17 +21,7 @@ _CAPTION = 14  # pixels under each tile for its caption
 
 def _tile(image: np.ndarray | Image.Image, size: int) -> Image.Image:
     """An RGB tile from a PIL image or an array (H, W), (H, W, C) or (C, H, W), uint8 or floats in [0, 1]."""
-    if isinstance(image, Image.Image):
-        img = convert_mode(image, 3)
-    else:
-        a = np.asarray(image)
-        if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-            a = a.transpose(1, 2, 0)
-        if a.ndim == 3 and a.shape[-1] == 1:
-            a = a[..., 0]
-        if a.dtype != np.uint8:
-            a = np.clip(np.asarray(a, dtype=np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        img = convert_mode(Image.fromarray(a), 3)
+    img = convert_mode(image if isinstance(image, Image.Image) else Image.fromarray(displayable(image)), 3)
     return img.resize((size, size), Image.Resampling.BILINEAR)
 
 

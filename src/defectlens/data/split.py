@@ -69,11 +69,61 @@ def _assign(sizes: list[int], fractions: dict[str, float], order: np.ndarray) ->
     return out
 
 
+#: Largest near-duplicate distance accepted: beyond a quarter of the 256 bits every image links to every other.
+MAX_PHASH_THRESHOLD = 64
+#: A split with fewer images of a class than this gets a warning (its figures rest on a handful).
+FEW_PER_CLASS = 5
+
+
+def check_split_settings(*, val: float, test: float, seed: int, phash_threshold: int) -> None:
+    """Refuse split settings that cannot make a usable split, naming the value.
+
+    Raises:
+        DefectlensError: for fractions outside [0, 1) or leaving under 10 % for train, a negative seed,
+            or a near-duplicate threshold outside -1 (off) .. 64.
+    """
+    for name, value in (("val", val), ("test", test)):
+        if not 0.0 <= value < 1.0:
+            raise DefectlensError(f"--{name} {value}: a fraction of the images must be in [0, 1)")
+    if val + test > 0.9:
+        raise DefectlensError(f"--val {val} + --test {test} leave {1 - val - test:.2f} for training; keep it >= 0.1")
+    if seed < 0:
+        raise DefectlensError(f"--seed {seed}: seeds are integers >= 0")
+    if not -1 <= phash_threshold <= MAX_PHASH_THRESHOLD:
+        raise DefectlensError(
+            f"--phash-threshold {phash_threshold}: the Hamming distance of 256-bit hashes must be in "
+            f"0..{MAX_PHASH_THRESHOLD} (-1 turns near-duplicate grouping off)"
+        )
+
+
+def _check_result(counts: dict[str, dict[str, int]], classes: list[str]) -> list[str]:
+    """Refuse a split that left train or val empty; warnings for classes thin in a split.
+
+    Raises:
+        DefectlensError: when the train or val split is empty.
+    """
+    if not counts.get("train"):
+        raise DefectlensError(f"the split left train empty (counts {counts}); lower --val and --test")
+    if not counts.get("val"):
+        raise DefectlensError(f"the split left val empty (counts {counts}); training needs validation: pass --val > 0")
+    thin = [
+        f"{split} {c} {counts[split].get(c, 0)}"
+        for split in SPLITS
+        for c in classes
+        if counts.get(split) and counts[split].get(c, 0) < FEW_PER_CLASS
+    ]
+    if not thin:
+        return []
+    return [
+        f"fewer than {FEW_PER_CLASS} images of a class in a split ({', '.join(thin)}): its figures rest on few images"
+    ]
+
+
 def _official_placement(records: list[Record], members: dict[str, list[int]], official: set[str]) -> dict[int, str]:
     """The splits fixed before dealing: the source's own val/test (and train, when it has val too),
     the rest of a group the source already placed, and official-train images of such a group."""
     fixed = {i: r.split for i, r in enumerate(records) if r.split in official and r.split in ("test", "val")}
-    if "val" in official:  # nothing left to carve from train
+    if {"val", "test"} <= official:  # nothing left to carve from train
         fixed.update({i: "train" for i, r in enumerate(records) if r.split == "train"})
     assigned = dict(fixed)
     # Unassigned images of a group that the source already placed follow that placement.
@@ -143,8 +193,7 @@ def split_manifest(
     Returns:
         A new Manifest with ``split`` and ``group`` set and ``info["split"]`` describing the result.
     """
-    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise DefectlensError(f"split fractions val={val}, test={test} must be >= 0 with val + test < 1")
+    check_split_settings(val=val, test=test, seed=seed, phash_threshold=phash_threshold)
     records = manifest.records
     groups, pair_counts = _groups(manifest, phash_threshold, workers)
     official = {r.split for r in records if r.split} if keep_official else set()
@@ -167,6 +216,7 @@ def split_manifest(
         dropped = [r.path for r in out if r.group in cross and r.split != "test"]
         out = [r for r in out if not (r.group in cross and r.split != "test")]
     report.pop("cross_split_duplicates_all")
+    counts = Manifest(out, manifest.info).counts()
     info = {
         "seed": seed,
         "val": val,
@@ -176,9 +226,10 @@ def split_manifest(
         "fractions_used": fractions,
         "stratify": ["label", *stratify_meta],
         "phash_threshold": phash_threshold,
-        "counts": Manifest(out, manifest.info).counts(),
+        "counts": counts,
         "dropped_cross_duplicates": dropped,
         "report": report,
+        "warnings": _check_result(counts, manifest.classes),
     }
     return manifest.with_records(out, split=info)
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from defectlens.core.decision import THRESHOLD_METHODS as METHODS
 from defectlens.core.decision import decide
 from defectlens.core.errors import DefectlensError
-
-METHODS = ("f1", "recall", "cost")
 
 
 @dataclass(frozen=True)

@@ -208,17 +208,26 @@ def forward_batches(
     *,
     batch_size: int = 32,
     prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    eval_mode: nn.Module | None = None,
 ) -> torch.Tensor:
     """``module`` applied to ``inputs`` in batches (inference mode), concatenated on the CPU.
 
     Args:
-        module: the network (callers put it in eval mode).
+        module: the network, or a bound method of it such as ``forward_features``.
         inputs: a tensor whose first axis is the sample axis.
         batch_size: samples per forward pass.
         prepare: applied to each batch first (device move, dtype, memory format).
+        eval_mode: a module put in eval mode for the passes and restored to its mode afterwards.
     """
-    out = []
-    for i in range(0, len(inputs), batch_size):
-        x = inputs[i : i + batch_size]
-        out.append(module(prepare(x) if prepare is not None else x).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+    was_training = eval_mode.training if eval_mode is not None else False
+    if eval_mode is not None:
+        eval_mode.eval()
+    try:
+        out = []
+        for i in range(0, len(inputs), batch_size):
+            x = inputs[i : i + batch_size]
+            out.append(module(prepare(x) if prepare is not None else x).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+    finally:
+        if eval_mode is not None:
+            eval_mode.train(was_training)

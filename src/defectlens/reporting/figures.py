@@ -13,23 +13,12 @@ from typing import Any
 import numpy as np
 
 from defectlens.core.decision import softmax
+from defectlens.data.images import displayable
 from defectlens.evaluation.evaluate import EvaluationResult, SplitScores
 from defectlens.inference.predictor import Predictor
 from defectlens.reporting import plots
 
 MAX_MISTAKES = 8
-
-
-def _as_image(arr: Any) -> np.ndarray:
-    """(H, W) or (H, W, 3) uint8 from a PIL image or an array in CHW/HWC, [0, 1] or [0, 255]."""
-    a = np.asarray(arr)
-    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-        a = a.transpose(1, 2, 0)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.dtype != np.uint8:
-        a = np.clip(a * 255.0 if a.max() <= 1.0 else a, 0, 255).astype(np.uint8)
-    return a
 
 
 def confident_mistakes(
@@ -57,12 +46,12 @@ def confident_mistakes(
         if explain is not None:
             try:
                 # explain the class the evaluation predicted (it may differ from the spec's own decision)
-                img = _as_image(explain(predictor, paths[i], target=int(pred[i]))[1])
+                img = displayable(explain(predictor, paths[i], target=int(pred[i]))[1])
             except Exception as exc:  # an explainer failure must not lose the evaluation
                 note = f"plain images (Grad-CAM failed: {type(exc).__name__}: {exc})"
                 explain = None
         if img is None:
-            img = _as_image(predictor.preprocess(paths[i]))
+            img = displayable(predictor.preprocess(paths[i]))
         images.append(img)
         captions.append(f"{paths[i].name}\ntrue {names[y[i]]} / pred {names[pred[i]]} ({probs[i, pred[i]]:.2f})")
     return images, captions, note
@@ -97,12 +86,18 @@ def render_figures(
         probs = softmax(s.logits, result.temperature)
         cm = result.metrics[split]["confusion_matrix"]
         figs[f"confusion_{split}"] = plots.confusion_png(cm, names, title=split, path=pdir / f"confusion_{split}.png")
-        figs[f"roc_{split}"] = plots.roc_png(
-            s.y, probs, names, positive_index=pos_idx, title=f"ROC ({split})", path=pdir / f"roc_{split}.png"
-        )
-        figs[f"pr_{split}"] = plots.pr_png(
-            s.y, probs, names, positive_index=pos_idx, title=f"PR ({split})", path=pdir / f"pr_{split}.png"
-        )
+        threshold = result.threshold.threshold if result.threshold is not None else None
+        for kind, label in (("roc", "ROC"), ("pr", "PR")):
+            figs[f"{kind}_{split}"] = plots.ranking_png(
+                kind,
+                s.y,
+                probs,
+                names,
+                positive_index=pos_idx,
+                threshold=threshold,
+                title=f"{label} ({split})",
+                path=pdir / f"{kind}_{split}.png",
+            )
     cal = result.calibration
     figs["reliability"] = plots.reliability_png(
         cal["before"]["bins"],

@@ -69,52 +69,61 @@ def _curve_classes(probs: np.ndarray, positive_index: int | None) -> list[int]:
     return list(range(probs.shape[1]))
 
 
-def roc_png(
+_CURVES = {
+    "roc": ("false positive rate", "true positive rate", "AUC", "lower right"),
+    "pr": ("recall", "precision", "AP", "lower left"),
+}
+
+
+def _curve(kind: str, yc: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    if kind == "roc":
+        fpr, tpr, _ = roc_curve(yc, scores)
+        return fpr, tpr, float(roc_auc_score(yc, scores))
+    prec, rec, _ = precision_recall_curve(yc, scores)
+    return rec, prec, float(average_precision_score(yc, scores))
+
+
+def _operating_point(kind: str, yc: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    """Where the decision ``score >= threshold`` sits on the curve."""
+    pred = scores >= threshold
+    tp, fp = int(np.sum(pred & (yc == 1))), int(np.sum(pred & (yc == 0)))
+    pos, neg = int(yc.sum()), int(len(yc) - yc.sum())
+    recall = tp / pos if pos else 0.0
+    if kind == "roc":
+        return fp / neg if neg else 0.0, recall
+    return recall, tp / (tp + fp) if tp + fp else 1.0
+
+
+def ranking_png(
+    kind: str,
     y: np.ndarray,
     probs: np.ndarray,
     class_names: Sequence[str],
     *,
     positive_index: int | None,
     title: str,
+    threshold: float | None = None,
     path: Any = None,
 ) -> bytes:
-    """ROC curve of the defect class (binary) or one-vs-rest per class (multi-class)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
+    """ROC (``kind="roc"``) or precision-recall (``"pr"``) curve of the defect class (binary) or
+    one-vs-rest per class (multi-class); a binary curve marks the operating threshold's point."""
+    xlabel, ylabel, score_name, legend = _CURVES[kind]
     fig, axes = _figure()
     ax = axes[0, 0]
     for c in _curve_classes(probs, positive_index):
         yc = (y == c).astype(int)
         if 0 < yc.sum() < len(yc):
-            fpr, tpr, _ = roc_curve(yc, probs[:, c])
-            ax.plot(fpr, tpr, label=f"{class_names[c]} (AUC {roc_auc_score(yc, probs[:, c]):.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="lower right", fontsize=7)
-    return _png(fig, path)
-
-
-def pr_png(
-    y: np.ndarray,
-    probs: np.ndarray,
-    class_names: Sequence[str],
-    *,
-    positive_index: int | None,
-    title: str,
-    path: Any = None,
-) -> bytes:
-    """Precision-recall curve of the defect class (binary) or one-vs-rest per class."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
-    fig, axes = _figure()
-    ax = axes[0, 0]
-    for c in _curve_classes(probs, positive_index):
-        yc = (y == c).astype(int)
-        if 0 < yc.sum() < len(yc):
-            prec, rec, _ = precision_recall_curve(yc, probs[:, c])
-            ax.plot(rec, prec, label=f"{class_names[c]} (AP {average_precision_score(yc, probs[:, c]):.3f})")
-    ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="lower left", fontsize=7)
+            xs, ys, area = _curve(kind, yc, probs[:, c])
+            ax.plot(xs, ys, label=f"{class_names[c]} ({score_name} {area:.3f})")
+            if threshold is not None and probs.shape[1] == 2:
+                px, py = _operating_point(kind, yc, probs[:, c], threshold)
+                ax.plot([px], [py], "o", color="crimson", label=f"operating point (threshold {threshold:.3g})")
+    if kind == "roc":
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc=legend, fontsize=7)
     return _png(fig, path)
 
 

@@ -11,11 +11,35 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.decision import THRESHOLD_METHODS
 from defectlens.core.errors import DefectlensError
-from defectlens.core.spec import TTA_VIEWS
+from defectlens.core.spec import CACHE_VIEWS, TTA_VIEWS
 
 AUGMENT_LEVELS = ("none", "flips", "light", "standard", "strong")
 BALANCE_MODES = ("weighted", "sampler", "none")
+CHANNELS = (1, 3)
+DEVICES = ("auto", "cpu", "cuda")
+
+#: The fixed choices of each setting, for validation and for the command line's --help.
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "augment": AUGMENT_LEVELS,
+    "balance": BALANCE_MODES,
+    "channels": CHANNELS,
+    "device": DEVICES,
+    "tta": tuple(TTA_VIEWS),
+    "cache_variants": tuple(CACHE_VIEWS),
+    "threshold_method": THRESHOLD_METHODS,
+}
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (float, int),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
+    "int | None": (int, type(None)),
+}
 
 
 @dataclass(frozen=True)
@@ -101,12 +125,11 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.channels not in (1, 3):
-            raise DefectlensError(f"channels must be 1 or 3, got {self.channels}")
-        if self.augment not in AUGMENT_LEVELS:
-            raise DefectlensError(f"augment must be one of {', '.join(AUGMENT_LEVELS)}, got {self.augment!r}")
-        if self.balance not in BALANCE_MODES:
-            raise DefectlensError(f"balance must be one of {', '.join(BALANCE_MODES)}, got {self.balance!r}")
+        self._check_types()
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(map(str, allowed))
+                raise DefectlensError(f"{name} must be one of {shown}, got {getattr(self, name)!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise DefectlensError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.lr <= 0:
@@ -118,12 +141,36 @@ class TrainConfig:
                 "cache_frozen needs freeze_stages >= 1, no freeze_backbone, and augment 'none' or 'flips' "
                 f"(got freeze_stages={self.freeze_stages}, augment={self.augment!r})"
             )
-        if self.cache_variants not in (2, 4, 8):
-            raise DefectlensError(f"cache_variants must be 2, 4 or 8, got {self.cache_variants}")
-        if self.tta not in TTA_VIEWS:
-            raise DefectlensError(f"tta must be one of {', '.join(TTA_VIEWS)}, got {self.tta!r}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise DefectlensError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        self._check_ranges()
+
+    def _check_types(self) -> None:
+        """Each value has its field's type (YAML can hold ``epochs: ten``); ints are accepted as floats."""
+        for f in fields(self):
+            value, kinds = getattr(self, f.name), _TYPES[str(f.type)]
+            ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+            if not ok:
+                expected = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+                raise DefectlensError(f"{f.name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+    def _check_ranges(self) -> None:
+        checks = (
+            ("label_smoothing", 0.0 <= self.label_smoothing < 1.0, "in [0, 1)"),
+            ("dropout", 0.0 <= self.dropout < 1.0, "in [0, 1)"),
+            ("input_size", self.input_size is None or 16 <= self.input_size <= 2048, "between 16 and 2048 pixels"),
+            ("target_recall", 0.0 < self.target_recall <= 1.0, "in (0, 1]"),
+            ("patience", self.patience >= 0, ">= 0 (0 turns early stopping off)"),
+            ("seed", self.seed >= 0, ">= 0"),
+            ("freeze_stages", self.freeze_stages >= 0, ">= 0"),
+            ("workers", self.workers >= 1, ">= 1"),
+            ("threads", self.threads is None or self.threads >= 1, ">= 1"),
+            ("warmup_epochs", self.warmup_epochs >= 0, ">= 0"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("backbone_lr_scale", self.backbone_lr_scale >= 0, ">= 0"),
+            ("cost_fn", self.cost_fn >= 0 and self.cost_fp >= 0, ">= 0 (and so must cost_fp)"),
+        )
+        for name, ok, rule in checks:
+            if not ok:
+                raise DefectlensError(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with ``changes`` applied; ``None`` values are ignored (unset CLI options)."""

@@ -110,12 +110,7 @@ def predict_logits(
         x = x.to(device).float().div_(255.0)
         return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
-    was_training = model.training
-    model.eval()
-    try:
-        return forward_batches(model, images, batch_size=batch_size, prepare=prepare)
-    finally:
-        model.train(was_training)
+    return forward_batches(model, images, batch_size=batch_size, prepare=prepare, eval_mode=model)
 
 
 def score(

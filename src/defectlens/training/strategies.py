@@ -36,6 +36,18 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class RunInputs:
+    """What a strategy prepares from: the model, the decoded splits and the run's settings."""
+
+    model: Classifier
+    train: CachedSplit
+    val: CachedSplit
+    config: TrainConfig
+    device: torch.device
+    log: logging.Logger
+
+
+@dataclass
 class Prepared:
     """Inputs of the training loop for one run."""
 
@@ -68,12 +80,7 @@ def _eval_logits(module: nn.Module, inputs: torch.Tensor, batch_size: int = 128)
         x = x.float()
         return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
-    was_training = module.training
-    module.eval()
-    try:
-        return forward_batches(module, inputs, batch_size=batch_size, prepare=prepare)
-    finally:
-        module.train(was_training)
+    return forward_batches(module, inputs, batch_size=batch_size, prepare=prepare, eval_mode=module)
 
 
 class WholeImages:
@@ -82,21 +89,14 @@ class WholeImages:
     name = "full"
     description = "whole images"
 
-    def prepare(
-        self,
-        model: Classifier,
-        train: CachedSplit,
-        val: CachedSplit,
-        config: TrainConfig,
-        device: torch.device,
-        log: logging.Logger,
-    ) -> Prepared:
+    def prepare(self, run: RunInputs) -> Prepared:
+        model, val = run.model, run.val
         return Prepared(
             train_model=model,
-            train_inputs=train.images,
+            train_inputs=run.train.images,
             val_inputs=val.images,
-            augment=build_augment(config.augment, rot90=config.rot90),
-            val_logits=lambda: predict_logits(model, val.images, device=device),
+            augment=build_augment(run.config.augment, rot90=run.config.rot90),
+            val_logits=lambda: predict_logits(model, val.images, device=run.device),
         )
 
 
@@ -106,16 +106,9 @@ class CachedFeatures:
     name = "features"
     description = "caching frozen backbone features"
 
-    def prepare(
-        self,
-        model: Classifier,
-        train: CachedSplit,
-        val: CachedSplit,
-        config: TrainConfig,
-        device: torch.device,
-        log: logging.Logger,
-    ) -> Prepared:
+    def prepare(self, run: RunInputs) -> Prepared:
         start = time.perf_counter()
+        model, device = run.model, run.device
         model.eval()
 
         def features(split: CachedSplit) -> torch.Tensor:
@@ -123,9 +116,11 @@ class CachedFeatures:
                 model.forward_features, split.images, batch_size=64, prepare=lambda x: x.to(device).float().div_(255.0)
             ).to(device)
 
-        train_inputs, val_inputs = features(train), features(val)
+        train_inputs, val_inputs = features(run.train), features(run.val)
         head = _Head(model.head_on_features())
-        log.info("frozen backbone: cached %d-d features in %.1fs", train_inputs.shape[1], time.perf_counter() - start)
+        run.log.info(
+            "frozen backbone: cached %d-d features in %.1fs", train_inputs.shape[1], time.perf_counter() - start
+        )
         return Prepared(head, train_inputs, val_inputs, _identity, lambda: _eval_logits(head, val_inputs))
 
 
@@ -135,24 +130,18 @@ class CachedPrefix:
     name = "partial"
     description = "caching frozen stages for each flip/rotation"
 
-    def prepare(
-        self,
-        model: Classifier,
-        train: CachedSplit,
-        val: CachedSplit,
-        config: TrainConfig,
-        device: torch.device,
-        log: logging.Logger,
-    ) -> Prepared:
+    def prepare(self, run: RunInputs) -> Prepared:
         from defectlens.training.partial import Suffix, cache_prefix, pick_variants, to_channels_last
 
         start = time.perf_counter()
-        to_channels_last(model)
+        config, model = run.config, to_channels_last(run.model)
         views = CACHE_VIEWS[config.cache_variants if config.rot90 else 2] if config.augment == "flips" else (0,)
-        cache = cache_prefix(model.to(device), train.images.to(device), config.freeze_stages, variants=views)
-        val_inputs = cache_prefix(model, val.images.to(device), config.freeze_stages)[0]
+        cache = cache_prefix(
+            model.to(run.device), run.train.images.to(run.device), config.freeze_stages, variants=views
+        )
+        val_inputs = cache_prefix(model, run.val.images.to(run.device), config.freeze_stages)[0]
         suffix = Suffix(model, config.freeze_stages)
-        log.info(
+        run.log.info(
             "frozen stages 0..%d: cached %s outputs of %d flips/rotations in %.1fs (%.0f MB)",
             config.freeze_stages - 1,
             tuple(cache.shape[2:]),
@@ -162,7 +151,11 @@ class CachedPrefix:
         )
         # the loop indexes image numbers; pick_variants maps them to one cached copy each
         return Prepared(
-            suffix, torch.arange(len(train)), val_inputs, pick_variants(cache), lambda: _eval_logits(suffix, val_inputs)
+            suffix,
+            torch.arange(len(run.train)),
+            val_inputs,
+            pick_variants(cache),
+            lambda: _eval_logits(suffix, val_inputs),
         )
 
 

@@ -40,7 +40,7 @@ from defectlens.training.optim import (
     seed_everything,
     set_train_mode,
 )
-from defectlens.training.strategies import Prepared, strategy_for
+from defectlens.training.strategies import Prepared, RunInputs, strategy_for
 
 
 def soft_targets(split: CachedSplit, key: str, positive: int | None, num_classes: int) -> torch.Tensor:
@@ -173,11 +173,40 @@ def _positive_index(manifest: Manifest) -> int | None:
     return manifest.classes.index(pos)
 
 
+#: Fewer validation images of a class than this and the threshold and the epoch ranking rest on a handful.
+MIN_VAL_PER_CLASS = 20
+
+
+def check_splits(manifest: Manifest, progress: Progress) -> None:
+    """Refuse a dataset whose training split lacks a class; warn when validation is thin.
+
+    Raises:
+        DefectlensError: when a class has no training images, saying what to do.
+    """
+    counts = manifest.counts()
+    train, val = counts.get("train", {}), counts.get("val", {})
+    missing = [c for c in manifest.classes if not train.get(c)]
+    if missing and train:
+        shown = ", ".join(f"{c} {train.get(c, 0)}" for c in manifest.classes)
+        raise DefectlensError(
+            f"class(es) {', '.join(missing)} have no training images (train: {shown}); a classifier learns only "
+            "classes it sees: add labelled images of them to train, or re-split with "
+            "'defectlens data split DIR --ignore-official' so every class reaches train"
+        )
+    thin = [f"{c} {val.get(c, 0)}" for c in manifest.classes if val and val.get(c, 0) < MIN_VAL_PER_CLASS]
+    if thin:
+        progress.note(
+            f"warning: validation has fewer than {MIN_VAL_PER_CLASS} images of: {', '.join(thin)}; the operating "
+            "threshold and the best epoch are chosen on these few images"
+        )
+
+
 def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | None, progress: Progress) -> _Setup:
     if not config.data:
         raise DefectlensError("no dataset given: pass --data DIR (a folder written by 'defectlens data import')")
     data_dir = Path(config.data).resolve()
     manifest = Manifest.read(data_dir)
+    check_splits(manifest, progress)
     device = _device(config.device)
     dist = D.init_distributed(device.type)
     if device.type == "cuda" and dist.enabled:
@@ -314,7 +343,7 @@ def _train(config: TrainConfig, resume: Path | None, progress: Progress, decisio
     if not s.dist.is_main:
         progress = Progress()
     with progress.phase(strategy.description) if strategy.name != "full" else nullcontext():
-        prepared = strategy.prepare(s.model, s.train_set, s.val_set, config, s.device, log)
+        prepared = strategy.prepare(RunInputs(s.model, s.train_set, s.val_set, config, s.device, log))
     train_model = _distribute(s, prepared, log)
     opt = _Optimisation(s, train_model)
     _write_hparams(s, strategy.name, opt, resume)

@@ -10,7 +10,7 @@ import pytest
 
 from defectlens.core.errors import DefectlensError
 from defectlens.data.importers import import_dataset
-from defectlens.data.manifest import Manifest, Record
+from defectlens.data.manifest import Manifest, Record, replace
 from defectlens.data.split import split_manifest
 from tests.unit.data.conftest import write_image
 
@@ -98,8 +98,27 @@ def test_split_computes_missing_phash_and_rejects_bad_fractions(tiny_dataset: Pa
     m = Manifest.read(tiny_dataset)
     s = split_manifest(m, keep_official=False, seed=3)
     assert {r.split for r in s.records} == {"train", "val", "test"} and all(r.group for r in s.records)
-    with pytest.raises(DefectlensError, match="fractions"):
-        split_manifest(m, val=0.5, test=0.5)
+    for bad, message in (
+        ({"val": 0.5, "test": 0.5}, "leave 0.00 for training"),
+        ({"val": 0.5, "test": 0.49}, "leave 0.01 for training"),
+        ({"val": 0.0, "test": 0.0, "keep_official": False}, "left val empty"),
+        ({"val": -0.1}, r"--val -0.1: a fraction"),
+        ({"seed": -1}, "seeds are integers >= 0"),
+        ({"phash_threshold": 100000}, "must be in 0..64"),
+        ({"phash_threshold": -5}, "-1 turns near-duplicate grouping off"),
+    ):
+        with pytest.raises(DefectlensError, match=message):
+            split_manifest(m, **bad)
+
+
+def test_a_train_val_layout_gets_a_test_split_carved_from_train(tiny_dataset: Path) -> None:
+    m = Manifest.read(tiny_dataset)
+    trainval = m.with_records([replace(r, split="train" if r.split == "test" else r.split) for r in m.records])
+    s = split_manifest(trainval, test=0.25, seed=0)
+    counts = {k: sum(v.values()) for k, v in s.counts().items()}
+    assert counts["val"] == 16  # the source's own val is kept
+    assert counts["test"] == 16 and counts["train"] == 48  # a quarter of the 64 train images
+    assert s.info["split"]["official_splits"] == ["train", "val"]
 
 
 def test_folds_test_every_image_once_and_keep_duplicates_together() -> None:

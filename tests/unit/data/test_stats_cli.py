@@ -33,7 +33,7 @@ def test_cli_import_split_stats(tmp_path: Path, capsys) -> None:
     m = Manifest.read(out)
     assert m.classes == ["defect", "good"] and m.info["positive_class"] == "defect"
     assert main(["data", "split", str(out), "--val", "0.2", "--test", "0.2", "--seed", "1"]) == 0
-    assert "duplicate groups: 1" in capsys.readouterr().out
+    assert "duplicate groups kept on one side: 1" in capsys.readouterr().out
     m = Manifest.read(out)
     assert {r.split for r in m.records} == {"train", "val", "test"}
     assert main(["data", "stats", str(out), "--json", "--grid", str(tmp_path / "grid.png")]) == 0

@@ -40,7 +40,7 @@ def test_shipped_demo_recipe_is_valid():
 def test_cli_train_on_a_missing_folder_exits_2(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not a defectlens dataset" in err
+    assert err.count("\n") == 1 and "no such folder or CSV file" in err
 
 
 @pytest.mark.slow

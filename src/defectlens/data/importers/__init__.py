@@ -17,14 +17,43 @@ from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
 from defectlens.core.version import __version__
 from defectlens.data.importers._probe import mode_note, probe_files
-from defectlens.data.importers._scan import Scan
+from defectlens.data.importers._scan import SPLIT_DIRS, Scan
 from defectlens.data.importers.neu import scan_neu
-from defectlens.data.importers.sources import scan_casting, scan_csv, scan_elpv, scan_folder
+from defectlens.data.importers.sources import CASTING_CLASSES, scan_casting, scan_csv, scan_elpv, scan_folder
 from defectlens.data.manifest import Manifest, Record
 
 FORMATS = ("folder", "casting", "neu-det", "elpv", "csv")
 #: Class names taken to be the defect side of a binary dataset when no --positive is given.
 DEFECT_NAMES = ("defect", "defects", "defective", "def", "ng", "nok", "bad", "anomaly", "def_front")
+
+
+def detect_format(src: str | Path) -> tuple[str, str]:
+    """The import format of ``src`` and the layout that gave it away, for ``--format auto``.
+
+    Raises:
+        DefectlensError: when ``src`` does not exist or holds no folder a format could read.
+    """
+    path = Path(src).expanduser()
+    if str(src).lower() in ("elpv", "elpv-dataset", "elpv_dataset"):
+        return "elpv", "the ELPV solar-cell images of the installed elpv-dataset package"
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "csv", "a CSV file of path,label[,split] rows"
+    if not path.is_dir():
+        raise DefectlensError(f"{path}: no such folder or CSV file")
+    subdirs = {c.name.lower(): c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")}
+    if {"images", "annotations"} <= set(subdirs):
+        return "neu-det", "IMAGES/ and ANNOTATIONS/ folders (NEU-DET, Pascal VOC)"
+    if (path / "labels.csv").is_file() and "images" in subdirs:
+        return "elpv", "labels.csv and images/ (ELPV)"
+    splits = sorted(set(subdirs) & set(SPLIT_DIRS))
+    if splits:
+        classes = sorted({c.name for s in splits for c in subdirs[s].iterdir() if c.is_dir()})
+        if classes and set(classes) <= set(CASTING_CLASSES):
+            return "casting", f"split folders {', '.join(splits)} with def_front/ok_front (Kaggle casting)"
+        return "folder", f"split folders {', '.join(splits)} with class subfolders {', '.join(classes) or '(none)'}"
+    if not subdirs:
+        raise DefectlensError(f"{path}: no subfolders; put the images in one subfolder per class (e.g. good/, bad/)")
+    return "folder", f"class folders {', '.join(sorted(c.name for c in subdirs.values()))}"
 
 
 def _scanner(fmt: str, elpv_classes: int, neu_labels: str) -> Callable[[str | Path], Scan]:
@@ -141,7 +170,7 @@ def import_dataset(
 
     Args:
         src: the source folder (a CSV file for ``csv``; the word ``elpv`` for the installed ELPV package).
-        fmt: one of ``folder``, ``casting``, ``neu-det``, ``elpv``, ``csv``.
+        fmt: one of ``folder``, ``casting``, ``neu-det``, ``elpv``, ``csv``, or ``auto`` (:func:`detect_format`).
         elpv_classes: 2 (functional/defective) or 4 (p000 p033 p067 p100) for ELPV.
         neu_labels: NEU-DET labels from the largest box area (``boxes``) or the file name (``file``).
         mapping: class remapping such as ``{"scratches": "defect", "*": "ok"}``.
@@ -152,6 +181,8 @@ def import_dataset(
     Raises:
         DefectlensError: the source is missing, malformed or holds no usable image.
     """
+    if fmt == "auto":
+        fmt = detect_format(src)[0]
     scan = _scanner(fmt, elpv_classes, neu_labels)(src)
     if not scan.candidates and not scan.skipped:
         raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
@@ -192,4 +223,12 @@ def import_dataset(
     return Manifest(records=records, info=info)
 
 
-__all__ = ["DEFECT_NAMES", "FORMATS", "choose_positive", "cross_split_duplicates", "import_dataset", "remap"]
+__all__ = [
+    "DEFECT_NAMES",
+    "FORMATS",
+    "choose_positive",
+    "cross_split_duplicates",
+    "detect_format",
+    "import_dataset",
+    "remap",
+]

@@ -22,6 +22,7 @@ from defectlens.data.importers._scan import (
 )
 
 CASTING_CLASSES = ("def_front", "ok_front")
+ELPV_CLASSES = (2, 4)
 ELPV_PACKAGE = "elpv_dataset"
 
 
@@ -114,7 +115,7 @@ def elpv_class(probability: float, classes: int) -> str:
 
 def scan_elpv(src: str | Path, *, classes: int = 2) -> Scan:
     """ELPV solar cells from the installed ``elpv-dataset`` package (``src="elpv"``) or a folder with labels.csv."""
-    if classes not in (2, 4):
+    if classes not in ELPV_CLASSES:
         raise DefectlensError(f"elpv classes must be 2 or 4, got {classes}")
     if str(src).lower() in ("elpv", ELPV_PACKAGE, "elpv-dataset"):
         try:

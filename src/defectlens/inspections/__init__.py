@@ -1,0 +1,7 @@
+"""The inspection log: every decision the web service or the desktop inspector made, and the
+operator's verdict on it, in one SQLite file both surfaces share (:class:`InspectionLog`)."""
+
+from defectlens.inspections.images import ImageStore
+from defectlens.inspections.store import SCHEMA_VERSION, VERDICTS, Filters, Inspection, InspectionLog, NewInspection
+
+__all__ = ["SCHEMA_VERSION", "VERDICTS", "Filters", "ImageStore", "Inspection", "InspectionLog", "NewInspection"]

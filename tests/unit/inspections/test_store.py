@@ -1,0 +1,110 @@
+"""The shared inspection log: durable inserts, verdicts, filters, CSV, schema versioning."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import threading
+
+import pytest
+
+from defectlens.core.errors import DefectlensError
+from defectlens.inspections import SCHEMA_VERSION, Filters, ImageStore, InspectionLog, NewInspection
+
+
+def item(name: str, prediction: str = "defect", **kw) -> NewInspection:
+    base = {
+        "source": "api",
+        "client_name": name,
+        "image_sha256": "ab" * 32,
+        "image_bytes": 10,
+        "prediction": prediction,
+        "probabilities": {"ok": 0.2, "defect": 0.8},
+        "defect_probability": 0.8,
+        "threshold": 0.5,
+        "temperature": 1.2,
+        "model_id": "m1",
+        "latency_ms": 3.5,
+    }
+    base.update(kw)
+    return NewInspection(**base)
+
+
+def test_record_get_and_verdicts(tmp_path):
+    log = InspectionLog(tmp_path / "log.sqlite")
+    (a,) = [log.record(item("../../etc/passwd"))]  # a client name is data, never a path
+    b = log.record(item("b.png", prediction="ok", probabilities={"ok": 0.9, "defect": 0.1}))
+    got = log.get(a)
+    assert got.client_name == "../../etc/passwd" and got.probabilities == {"ok": 0.2, "defect": 0.8}
+    assert log.set_verdict(a, "confirmed", comment="seen").verdict_label == "defect"
+    over = log.set_verdict(b, "overridden", label="defect", operator="anna")
+    assert (over.verdict, over.verdict_label, over.operator) == ("overridden", "defect", "anna") and over.verdict_utc
+    with pytest.raises(DefectlensError, match="needs the label"):
+        log.set_verdict(b, "overridden")
+    with pytest.raises(DefectlensError, match="verdict must be one of"):
+        log.set_verdict(b, "maybe")
+    with pytest.raises(DefectlensError, match="no inspection with id 99"):
+        log.set_verdict(99, "confirmed")
+    assert log.get(99) is None
+    assert [i.id for i in log.query()] == [b, a]  # newest first
+    assert [i.id for i in log.query(Filters(label="ok"))] == [b]
+    assert [i.id for i in log.query(Filters(verdict="overridden"))] == [b]
+    assert log.count(Filters(verdict="none")) == 0 and log.count() == 2
+    assert log.query(Filters(since="2999-01-01")) == []
+    assert log.integrity_check() == "ok"
+
+
+def test_rows_survive_reopening_and_csv_streams_every_row(tmp_path):
+    path = tmp_path / "log.sqlite"
+    with InspectionLog(path) as log:
+        ids = log.record_many([item(f"p{i}.png") for i in range(1203)])
+    with InspectionLog(path) as log:
+        assert log.count() == 1203 and log.get(ids[-1]).client_name == "p1202.png"
+        text = "".join(log.iter_csv(chunk=500))
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert len(rows) == 1203 and rows[0]["client_name"] == "p0.png" and rows[0]["verdict"] == ""
+        assert log.schema_version == SCHEMA_VERSION
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    log = InspectionLog(tmp_path / "log.sqlite")
+    ids: list[int] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        for i in range(50):
+            new = log.record(item(f"{k}-{i}.png"))
+            with lock:
+                ids.append(new)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 400 and log.count() == 400
+
+
+def test_newer_schema_and_non_databases_are_refused(tmp_path):
+    path = tmp_path / "log.sqlite"
+    InspectionLog(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(DefectlensError, match="newer than this defectlens"):
+        InspectionLog(path)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DefectlensError, match="not a usable inspection log"):
+        InspectionLog(junk)
+
+
+def test_image_store_is_content_addressed(tmp_path):
+    store = ImageStore(tmp_path / "images")
+    a = store.put(b"\x89PNG fake", image_format="PNG")
+    assert a == store.put(b"\x89PNG fake", image_format="PNG") and a.endswith(".png")
+    assert store.path(a).read_bytes() == b"\x89PNG fake"
+    assert store.put(b"other", image_format=None).endswith(".img")
