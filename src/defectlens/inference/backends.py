@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -21,12 +22,16 @@ if TYPE_CHECKING:
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-def onnx_runner(data: bytes, *, threads: int | None = None) -> tuple[Runner, Any]:
+def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
     """An ONNX Runtime CPU session for a serialised model; returns (runner, session).
 
     Args:
         data: the ONNX model bytes.
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        name: what to call the model in an error message.
+
+    Raises:
+        DefectlensError: when ONNX Runtime cannot load the bytes as a model.
     """
     import onnxruntime as ort
 
@@ -37,13 +42,30 @@ def onnx_runner(data: bytes, *, threads: int | None = None) -> tuple[Runner, Any
     if threads:
         opts.intra_op_num_threads = int(threads)
     opts.log_severity_level = 3  # warnings about unused initialisers are noise for users
-    session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own InvalidProtobuf, Fail, InvalidGraph... types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DefectlensError(f"{name}: ONNX Runtime cannot load this model ({first[:300]})") from None
     input_name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: batch})[0]
 
     return run, session
+
+
+def embedded_spec(session: Any) -> ModelSpec | None:
+    """The ModelSpec an exported defectlens graph carries in its metadata (None when absent or unreadable)."""
+    from defectlens.core.bundle import META_SPEC_KEY
+
+    text = session.get_modelmeta().custom_metadata_map.get(META_SPEC_KEY)
+    if not text:
+        return None
+    try:
+        return ModelSpec.from_json(text)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def torch_model_from_weights(data: bytes, spec: ModelSpec) -> Any:

@@ -163,6 +163,37 @@ class Predictor:
         run = backends.torch_runner(model, threads=threads)
         return cls(run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta)
 
+    @classmethod
+    def from_onnx(
+        cls, data: bytes, spec: ModelSpec | None = None, *, threads: int | None = None, name: str = "model.onnx"
+    ) -> Predictor:
+        """A plain ONNX graph (no bundle): its embedded spec, or ``spec`` when given (which overrides it).
+
+        The graph must take a float batch in [0, 1], (N, C, H, W), and return logits, as an exported
+        defectlens model does; a graph from elsewhere needs its preprocessing described in ``spec``
+        (the inspector's advanced panel). Such a predictor has no torch weights, so no Grad-CAM.
+
+        Raises:
+            DefectlensError: when the bytes are not an ONNX model, or no spec is embedded or given.
+        """
+        run, session = backends.onnx_runner(data, threads=threads, name=name)
+        embedded = backends.embedded_spec(session)
+        if spec is None and embedded is None:
+            raise DefectlensError(
+                f"{name}: the ONNX file carries no defectlens spec; give the class names, channels, input size "
+                "and normalisation it expects"
+            )
+        chosen = spec or embedded
+        assert chosen is not None
+        model_id = hashlib.sha256(data).hexdigest()
+        return cls(
+            run,
+            chosen,
+            backend="onnxruntime",
+            model_id=model_id,
+            meta={"source": name, "embedded_spec": embedded is not None},
+        )
+
     # -- the pipeline ---------------------------------------------------------------------------
 
     def preprocess(self, source: Any) -> np.ndarray:
