@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cost-fp", type=float, default=1.0, help="cost of a false alarm (per part)")
     p.add_argument("--refit", action="store_true", help="refit temperature and threshold on the val split")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="with --refit, keep the temperature")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval or MODEL-eval)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval-2, eval-3... if taken)")
+    p.add_argument("--force", action="store_true", help="replace an evaluation already in --out")
     p.set_defaults(func=run)
 
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out,
             splits=tuple(args.split or SPLITS),
             settings=settings,
+            force=args.force,
             progress=progress,
         )
     print_evaluation(stdout(), run.result, run.report_path)

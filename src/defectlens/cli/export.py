@@ -11,10 +11,10 @@ from defectlens.export.parity import TOLERANCE
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("export", help="export a trained model to a deployable bundle", description=__doc__)
     p.add_argument("source", metavar="RUN_OR_CKPT", help="run folder (with best.pt) or checkpoint file")
-    p.add_argument("--out", type=Path, required=True, help="bundle file to write (e.g. model.dlens)")
+    p.add_argument("--out", type=Path, default=None, help="bundle file to write (default: RUN/model.dlens)")
+    p.add_argument("--force", action="store_true", help="replace the bundle if --out exists")
     p.add_argument("--data", type=Path, default=None, help="dataset folder for the parity check (default: the run's)")
     p.add_argument("--int8", action="store_true", help="add an INT8 graph if it keeps validation accuracy")
-    p.add_argument("--torchscript", action="store_true", help="also write a TorchScript file beside the bundle")
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max |p_torch - p_onnx| allowed")
     p.set_defaults(func=run)
 
@@ -22,21 +22,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from defectlens.export.exporter import export_bundle
+    from defectlens.cli.output import stdout
+    from defectlens.core.errors import DefectlensError
+    from defectlens.export.exporter import default_bundle_path, export_bundle
 
-    result = export_bundle(
-        args.source, args.out, data=args.data, int8=args.int8, torchscript=args.torchscript, tolerance=args.tolerance
-    )
+    out = args.out or default_bundle_path(args.source)
+    if out.exists() and not args.force:
+        raise DefectlensError(f"{out} exists; pass --force to replace it, or --out another file")
+    result = export_bundle(args.source, out, data=args.data, int8=args.int8, tolerance=args.tolerance)
     parity = result.meta["parity"]
-    print(f"wrote {result.path} (model_id {result.model_id[:16]})")
-    print(
+    console = stdout()
+    console.print(f"wrote {result.path} (model_id {result.model_id[:16]})")
+    console.print(
         f"parity: max |p_torch - p_onnx| = {parity['max_abs_prob_diff']:.2e} on {parity['images']} "
         f"{parity['inputs']} images (tolerance {parity['tolerance']:g})"
     )
     if "warning" in parity:
-        print(f"WARNING: {parity['warning']}")
+        console.print(f"WARNING: {parity['warning']}")
     if "int8" in result.meta:
-        print("int8:", json.dumps(result.meta["int8"]))
-    for extra in result.extra_files:
-        print(f"wrote {extra}")
+        console.print("int8: " + json.dumps(result.meta["int8"]))
     return 0

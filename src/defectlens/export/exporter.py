@@ -9,7 +9,7 @@ every check passed.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,18 +19,16 @@ from defectlens.core.machine import versions
 from defectlens.export.parity import TOLERANCE, check_inputs, check_parity, compare_int8, quantize_int8
 
 if TYPE_CHECKING:
-    from defectlens.core.spec import ModelSpec
-    from defectlens.models import Classifier
+    pass
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Where the bundle went, its id, its ``spec.json`` and any extra files written beside it."""
+    """Where the bundle went, its id and its ``spec.json``."""
 
     path: Path
     model_id: str
     meta: dict[str, Any]
-    extra_files: list[Path] = field(default_factory=list)
 
 
 def _dataset_from_config(payload: dict[str, Any]) -> str | None:
@@ -50,13 +48,18 @@ def validation_metrics(payload: dict[str, Any]) -> dict[str, Any] | None:
     return {"split": "val", "evaluated": False, **payload["metrics"]} if payload.get("metrics") else None
 
 
+def default_bundle_path(source: str | Path) -> Path:
+    """Where ``defectlens export`` writes without ``--out``: ``RUN/model.dlens``, or ``<checkpoint>.dlens``."""
+    source = Path(source)
+    return source / "model.dlens" if source.is_dir() else source.with_suffix(SUFFIX)
+
+
 def export_bundle(
     source: str | Path,
     out: str | Path,
     *,
     data: str | Path | None = None,
     int8: bool = False,
-    torchscript: bool = False,
     tolerance: float = TOLERANCE,
     max_images: int = 64,
 ) -> ExportResult:
@@ -67,7 +70,6 @@ def export_bundle(
         out: bundle path (``.dlens`` is appended when it has no suffix).
         data: dataset folder for the parity check; default: the one the run trained on.
         int8: also quantise to INT8; shipped as the default graph only if it keeps accuracy.
-        torchscript: also write a TorchScript file beside the bundle (not inside: it holds pickles).
         tolerance: largest allowed |p_torch - p_onnx|.
         max_images: validation images used by the checks.
 
@@ -120,21 +122,6 @@ def export_bundle(
             meta["default_onnx"] = INT8_FILE
         else:
             warnings.warn(f"INT8 rejected, bundle keeps FP32 only: {meta['int8']}", stacklevel=2)
-    extra: list[Path] = []
-    if torchscript:
-        extra.append(_write_torchscript(model, spec, out.with_suffix(".torchscript.pt")))
-        meta["torchscript"] = extra[-1].name
     model_id = write_bundle(out, members=members, meta=meta)
     meta["model_id"] = model_id
-    return ExportResult(path=out, model_id=model_id, meta=meta, extra_files=extra)
-
-
-def _write_torchscript(model: Classifier, spec: ModelSpec, path: Path) -> Path:
-    import torch
-
-    example = torch.rand(1, spec.in_channels, spec.input_size, spec.input_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model.eval(), example)
-    traced.save(str(path))
-    return path
+    return ExportResult(path=out, model_id=model_id, meta=meta)

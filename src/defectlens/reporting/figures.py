@@ -18,7 +18,10 @@ from defectlens.evaluation.evaluate import EvaluationResult, SplitScores
 from defectlens.inference.predictor import Predictor
 from defectlens.reporting import plots
 
-MAX_MISTAKES = 8
+#: Mistakes shown in the report (every one up to this; the rest are in predictions.csv).
+MAX_MISTAKES = 200
+#: The most confident mistakes get a Grad-CAM overlay (each costs a backward pass); the rest a plain image.
+MAX_EXPLAINED = 24
 
 
 def confident_mistakes(
@@ -29,21 +32,26 @@ def confident_mistakes(
     pred: np.ndarray,
     *,
     limit: int = MAX_MISTAKES,
-) -> tuple[list[np.ndarray], list[str], str]:
-    """Images and captions of the ``limit`` wrong predictions with the highest confidence.
+    explained: int = MAX_EXPLAINED,
+) -> tuple[list[bytes], list[str], str]:
+    """PNG thumbnails and captions of the wrong predictions, most confident first (up to ``limit``).
 
     Returns:
-        images, captions, and a note saying whether Grad-CAM overlays were drawn.
+        thumbnails, captions, and a note saying how many have Grad-CAM overlays.
     """
     names = predictor.spec.class_names
     wrong = np.flatnonzero(pred != y)
     order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
     explain = _explainer(predictor)
-    note = "Grad-CAM overlays" if explain else "plain images (no torch weights for Grad-CAM)"
-    images, captions = [], []
-    for i in order:
+    note = (
+        f"the {min(explained, len(order))} most confident with Grad-CAM overlays"
+        if explain
+        else "plain images (no torch weights for Grad-CAM)"
+    )
+    thumbs, captions = [], []
+    for rank, i in enumerate(order):
         img = None
-        if explain is not None:
+        if explain is not None and rank < explained:
             try:
                 # explain the class the evaluation predicted (it may differ from the spec's own decision)
                 img = displayable(explain(predictor, paths[i], target=int(pred[i]))[1])
@@ -52,9 +60,9 @@ def confident_mistakes(
                 explain = None
         if img is None:
             img = displayable(predictor.preprocess(paths[i]))
-        images.append(img)
-        captions.append(f"{paths[i].name}\ntrue {names[y[i]]} / pred {names[pred[i]]} ({probs[i, pred[i]]:.2f})")
-    return images, captions, note
+        thumbs.append(plots.thumbnail_png(img))
+        captions.append(f"{paths[i].name}: true {names[y[i]]}, called {names[pred[i]]} (p={probs[i, pred[i]]:.3f})")
+    return thumbs, captions, note
 
 
 def _explainer(predictor: Predictor) -> Any:
@@ -117,9 +125,10 @@ def render_figures(
     split = "test" if "test" in result.splits else result.splits[-1]
     s = scores[split]
     probs, pred = result.decisions(s)
-    images, captions, note = confident_mistakes(predictor, s.paths, s.y, probs, pred)
-    png = plots.mistakes_png(images, captions, title=f"most confident mistakes ({split})", path=pdir / "mistakes.png")
-    if png:
-        figs["mistakes"] = png
-    figs["_mistakes_note"] = f"{len(images)} of {int((pred != s.y).sum())} mistakes on {split}; {note}"
+    thumbs, captions, note = confident_mistakes(predictor, s.paths, s.y, probs, pred)
+    figs["mistakes"] = list(zip(thumbs, captions, strict=True))
+    figs["_mistakes_note"] = (
+        f"{len(thumbs)} of {int((pred != s.y).sum())} mistakes on {split}, most confident first; {note}. "
+        "Every decision is in predictions.csv."
+    )
     return figs

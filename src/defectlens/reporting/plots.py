@@ -135,11 +135,17 @@ def reliability_png(
     ax = axes[0, 0]
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="perfect")
     for bins, label, marker in ((before, "before", "o"), (after, "after", "s")):
-        pts = [(b["confidence"], b["accuracy"]) for b in bins if b["count"]]
+        pts = [(b["confidence"], b["accuracy"], b["count"]) for b in bins if b["count"]]
         if pts:
-            xs, ys = zip(*pts, strict=True)
+            xs, ys, _ = zip(*pts, strict=True)
             ax.plot(xs, ys, marker=marker, label=label)
-    ax.set(xlabel="confidence", ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    for b in after:  # how many images each calibrated bin holds: a bin of 2 says little
+        if b["count"]:
+            ax.annotate(
+                f"n={b['count']}", (b["confidence"], b["accuracy"]), textcoords="offset points", xytext=(0, -11),
+                ha="center", fontsize=6, color="dimgrey",
+            )  # fmt: skip
+    ax.set(xlabel="confidence", ylabel="accuracy", title=f"{title}; n per bin after", xlim=(0, 1), ylim=(0, 1.05))
     ax.legend(loc="upper left", fontsize=8)
     return _png(fig, path)
 
@@ -198,22 +204,12 @@ def learning_png(history: dict[str, list[float]], *, path: Any = None) -> bytes 
     return _png(fig, path)
 
 
-def mistakes_png(images: list[np.ndarray], captions: list[str], *, title: str, path: Any = None) -> bytes | None:
-    """A grid of images (H, W) gray or (H, W, 3) RGB, uint8, with a caption under each."""
-    if not images:
-        return None
-    cols = min(4, len(images))
-    rows = (len(images) + cols - 1) // cols
-    import matplotlib
+def thumbnail_png(image: np.ndarray, size: int = 160) -> bytes:
+    """A small PNG of an image (H, W) or (H, W, 3) uint8, for the report's galleries (PIL, no plotting)."""
+    from PIL import Image
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.2 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, cap in zip(axes.flat, images, captions, strict=False):
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
-        ax.set_title(cap, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    return _png(fig, path)
+    img = Image.fromarray(image)
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ SECTIONS = (
     ("calibration", "Calibration"),
     ("threshold", "Operating threshold"),
     ("learning", "Learning curves"),
-    ("mistakes", "Most confident mistakes"),
+    ("mistakes", "Mistakes, most confident first"),
     ("dataset", "Dataset provenance"),
     ("model", "Model provenance"),
 )
@@ -40,7 +39,9 @@ th{background:#edf2f7;text-align:left}td.n{text-align:right;font-variant-numeric
 tr.chosen td{background:#fff3c4;font-weight:600}.ci{color:#5a6475;font-size:12px}
 img{max-width:100%;border:1px solid #e2e8f0;margin:6px 6px 6px 0}.note{color:#8a4b00}
 .kpi{display:inline-block;background:#edf2f7;border-radius:6px;padding:8px 14px;margin:4px 8px 4px 0}
-.kpi b{display:block;font-size:22px}nav a{margin-right:12px;font-size:13px}pre{white-space:pre-wrap;font-size:12px}
+.kpi b{display:block;font-size:22px}.gallery{display:flex;flex-wrap:wrap;gap:8px}
+figure.card{margin:0;width:170px;font-size:11px}figure.card img{max-width:160px}
+nav a{margin-right:12px;font-size:13px}pre{white-space:pre-wrap;font-size:12px}
 """
 
 
@@ -56,9 +57,9 @@ def _fmt(v: Any) -> str:
     return esc(v)
 
 
-def _img(png: bytes | None, alt: str) -> str:
+def _img(png: bytes | None, alt: str, missing: str = "") -> str:
     if not png:
-        return f'<p class="note">{esc(alt)}: not available</p>'
+        return f'<p class="note">{esc(missing or alt + ": not available")}</p>'
     return f'<img alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
@@ -204,25 +205,84 @@ def _threshold(p: dict[str, Any], figs: dict[str, Any]) -> str:
     )
 
 
-def _compact(v: Any, limit: int = 8) -> Any:
-    """Long lists cut to ``limit`` items plus a count, recursively (the full values are in metrics.json)."""
-    if isinstance(v, dict):
-        return {k: _compact(x, limit) for k, x in v.items()}
-    if isinstance(v, list):
-        head = [_compact(x, limit) for x in v[:limit]]
-        return head + ([f"... {len(v) - limit} more (see metrics.json)"] if len(v) > limit else [])
-    return v
+def _mistakes(f: dict[str, Any]) -> str:
+    cards = "".join(
+        f'<figure class="card">{_img(png, caption)}<figcaption>{esc(caption)}</figcaption></figure>'
+        for png, caption in f.get("mistakes") or []
+    )
+    return f"<p>{esc(f.get('_mistakes_note', ''))}</p>" + (f'<div class="gallery">{cards}</div>' if cards else "")
 
 
-def _kv(d: dict[str, Any]) -> str:
-    rows = []
-    for k, v in d.items():
-        text = json.dumps(_compact(v), indent=1) if isinstance(v, (dict, list)) else str(v)
-        cell = f"<pre>{esc(text)}</pre>"
-        if text.count("\n") > 30:  # long values fold away so the page stays readable
-            cell = f"<details><summary>{esc(text.count(chr(10)) + 1)} lines</summary>{cell}</details>"
-        rows.append([f"<td>{esc(k)}</td>", f"<td>{cell}</td>"])
-    return _table(["field", "value"], rows)
+def _rows(pairs: list[tuple[str, Any]]) -> str:
+    return _table(["field", "value"], [[f"<td>{esc(k)}</td>", f"<td>{_fmt(v)}</td>"] for k, v in pairs])
+
+
+def _dataset(p: dict[str, Any]) -> str:
+    ds = p["provenance"]["dataset"]
+    counts = ds.get("counts") or {}
+    count_rows = [
+        [
+            f"<td>{esc(split or 'unassigned')}</td>",
+            *(f'<td class="n">{c.get(k, 0)}</td>' for k in ds.get("classes", [])),
+        ]
+        for split, c in counts.items()
+    ]
+    leak = ds.get("leakage") or {}
+    pairs = [
+        ("name", ds.get("name")),
+        ("format", ds.get("format")),
+        ("source", ds.get("source")),
+        ("classes", ", ".join(ds.get("classes", []))),
+        ("defect class", ds.get("positive_class")),
+        ("imported", ds.get("created")),
+        ("skipped files", len(ds.get("skipped") or [])),
+        ("byte-identical files across the source's splits", leak.get("images", 0)),
+        ("split seed", (ds.get("split") or {}).get("seed")),
+    ]
+    warnings = "".join(f'<li class="note">{esc(w)}</li>' for w in ds.get("warnings") or [])
+    return (
+        _rows(pairs)
+        + "<h3>images per split and class</h3>"
+        + _table(["split", *ds.get("classes", [])], count_rows)
+        + (f"<h3>import warnings</h3><ul>{warnings}</ul>" if warnings else "")
+    )
+
+
+def _model(p: dict[str, Any]) -> str:
+    model = p["provenance"]["model"]
+    spec = model["spec"]
+    thr = p.get("threshold") or {}
+    decided = [
+        ("temperature used in this report", p["temperature"]),
+        ("threshold used in this report", thr.get("threshold")),
+        ("how the threshold was set", thr.get("method")),
+        ("temperature stored with the model", spec.get("temperature")),
+        ("threshold stored with the model", spec.get("threshold")),
+    ]
+    pairs = [
+        ("architecture", spec.get("arch")),
+        ("input", f"{spec.get('input_size')} px, {spec.get('in_channels')} channel(s), {spec.get('resize')}"),
+        ("classes (output order)", ", ".join(spec.get("class_names", []))),
+        ("defect class", spec.get("positive_class")),
+        ("test-time augmentation", spec.get("tta")),
+        ("model id", model.get("model_id")),
+        ("runtime", model.get("backend")),
+    ]
+    settings = [(k.replace("_", " "), v) for k, v in p["settings"].items()]
+    run = [(k, v) for k, v in (p["provenance"].get("run") or {}).items() if not isinstance(v, (dict, list))]
+    config = (p["provenance"].get("run") or {}).get("config") or {}
+    versions = list(p["provenance"]["versions"].items())
+    return (
+        _rows(pairs)
+        + "<h3>decisions</h3>"
+        + _rows(decided)
+        + "<h3>evaluation settings</h3>"
+        + _rows(settings)
+        + (f"<h3>run</h3>{_rows(run)}" if run else "")
+        + (f"<h3>training configuration</h3>{_rows(list(config.items()))}" if config else "")
+        + "<h3>versions</h3>"
+        + _rows(versions)
+    )
 
 
 def write_report(payload: dict[str, Any], figures: dict[str, Any], path: str | Path) -> Path:
@@ -262,19 +322,12 @@ def write_report(payload: dict[str, Any], figures: dict[str, Any], path: str | P
         "curves": "".join(_img(f.get(f"roc_{s}"), f"ROC {s}") + _img(f.get(f"pr_{s}"), f"PR {s}") for s in splits),
         "calibration": _calibration(p, f),
         "threshold": _threshold(p, f),
-        "learning": _img(f.get("learning"), "learning curves (no history.csv in the run folder)"),
-        "mistakes": f"<p>{esc(f.get('_mistakes_note', ''))}</p>"
-        + (_img(f.get("mistakes"), "mistakes") if f.get("mistakes") else ""),
-        "dataset": _kv(ds),
-        "model": _kv(
-            {
-                "spec": p["provenance"]["model"]["spec"],
-                "backend": p["provenance"]["model"]["backend"],
-                "run": p["provenance"]["run"],
-                "versions": p["provenance"]["versions"],
-                "settings": p["settings"],
-            }
+        "learning": _img(
+            f.get("learning"), "learning curves: loss and metrics per epoch", "no history.csv beside the model"
         ),
+        "mistakes": _mistakes(f),
+        "dataset": _dataset(p),
+        "model": _model(p),
     }
     nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS)
     sections = "".join(f'<section id="{k}"><h2>{esc(t)}</h2>{body[k]}</section>' for k, t in SECTIONS)

@@ -136,12 +136,17 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     splits: Sequence[str] = ("train", "val", "test"),
     settings: EvalSettings | None = None,
+    force: bool = False,
     progress: Progress | None = None,
 ) -> EvaluationRun:
     """Evaluate a run folder, checkpoint or bundle; ``data`` defaults to the dataset the run trained on.
 
+    Earlier output is never replaced silently: without ``out_dir`` the results go to ``RUN/eval``, or
+    ``RUN/eval-2``, ``eval-3``... when that exists; an ``out_dir`` holding an evaluation needs ``force``.
+
     Raises:
-        DefectlensError: when no dataset is given and the model records none that exists here.
+        DefectlensError: when no dataset is given and the model records none that exists here, or
+            ``out_dir`` holds an earlier evaluation and ``force`` is not set.
     """
     source = Path(source)
     predictor = Predictor.load(source)
@@ -152,13 +157,30 @@ def evaluate_run(
     if source.is_dir():
         run_info["run_dir"] = str(source.resolve())
         history = source / "history.csv"
-    out = (
-        Path(out_dir) if out_dir else (source / "eval" if source.is_dir() else source.with_name(f"{source.stem}-eval"))
-    )
+    out = _output_folder(source, out_dir, force=force)
     return evaluate_model(
         predictor, manifest, out_dir=out, splits=splits, settings=settings, run_info=run_info, history=history,
         progress=progress,
     )  # fmt: skip
+
+
+def next_free(base: Path) -> Path:
+    """``base`` when it does not exist, else ``base-2``, ``base-3``... (as Ultralytics numbers its runs)."""
+    if not base.exists():
+        return base
+    k = 2
+    while base.with_name(f"{base.name}-{k}").exists():
+        k += 1
+    return base.with_name(f"{base.name}-{k}")
+
+
+def _output_folder(source: Path, out_dir: str | Path | None, *, force: bool) -> Path:
+    if out_dir is None:
+        return next_free(source / "eval" if source.is_dir() else source.with_name(f"{source.stem}-eval"))
+    out = Path(out_dir)
+    if (out / "metrics.json").exists() and not force:
+        raise DefectlensError(f"{out} holds an earlier evaluation; pass --force to replace it, or another --out")
+    return out
 
 
 def _recorded_dataset(source: Path, predictor: Predictor) -> str:
