@@ -35,6 +35,7 @@ def test_export_and_predict_folder_with_class_subfolders(tmp_path, capsys):
     assert all(r["match"] == ("MATCH" if r["prediction"] == r["truth"] else "MISMATCH") for r in rows)
     assert len(list((out / "gradcam").glob("*.png"))) == 6
     assert "accuracy" in capsys.readouterr().out
+    assert {"confidence", "defect_probability", "warning"} <= set(rows[0])
 
     # one image: JSON on stdout
     assert main(["predict", str(folder / "ok" / "0.png"), "--model", str(bundle)]) == 0
@@ -43,7 +44,9 @@ def test_export_and_predict_folder_with_class_subfolders(tmp_path, capsys):
 
     # a bad file makes exit code 1 while the good ones are still predicted
     (folder / "ok" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    assert main(["predict", str(folder), "--model", str(bundle), "--out", str(out)]) == 1
+    assert main(["predict", str(folder), "--model", str(bundle), "--out", str(out)]) == 2  # never overwrites
+    assert "--force" in capsys.readouterr().err
+    assert main(["predict", str(folder), "--model", str(bundle), "--out", str(out), "--force"]) == 1
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert sum(r["status"] == "error" for r in rows) == 1 and sum(r["status"] == "ok" for r in rows) == 6
     capsys.readouterr()

@@ -30,7 +30,7 @@ _EXTRAS = {
         "train",
     ),
     **dict.fromkeys(("efficientnet_lite_pytorch", "elpv_dataset"), "train"),
-    **dict.fromkeys(("fastapi", "uvicorn", "multipart", "prometheus_client"), "serve"),
+    **dict.fromkeys(("fastapi", "fastapi_offline", "uvicorn", "multipart", "prometheus_client"), "serve"),
     "openvino": "openvino",
 }
 

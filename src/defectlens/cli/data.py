@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--positive", help="the defect class of a binary dataset")
     p.add_argument("--workers", type=int, default=None, help="decode/hash processes (default 2)")
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="csv: read paths outside the CSV's folder (refused by default, so a CSV cannot point at system files)",
+    )
     p.set_defaults(func=run_import)
 
     p = sub.add_parser("split", help="assign train/val/test in place, keeping duplicates together")
@@ -93,6 +98,7 @@ def run_import(args: argparse.Namespace) -> int:
             positive=args.positive,
             workers=args.workers,
             progress=progress,
+            allow_outside_root=args.allow_outside_root,
         )
     out = manifest.write(args.out)
     console = stdout()

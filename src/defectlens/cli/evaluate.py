@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from defectlens.data.manifest import SPLITS
+from defectlens.data.shifts import KINDS
 from defectlens.evaluation.threshold import METHODS
 
 
@@ -26,6 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="with --refit, keep the temperature")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval-2, eval-3... if taken)")
     p.add_argument("--force", action="store_true", help="replace an evaluation already in --out")
+    p.add_argument(
+        "--shifts",
+        nargs="*",
+        choices=KINDS,
+        metavar="KIND",
+        help=f"also score the test split under lighting and camera shifts ({', '.join(KINDS)}; none named: all) "
+        "at mild, moderate and strong strength; writes robustness.json",
+    )
     p.set_defaults(func=run)
 
 
@@ -54,4 +63,22 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     print_evaluation(stdout(), run.result, run.report_path)
+    if args.shifts is not None:
+        _shifts(args, run.out_dir)
     return 0
+
+
+def _shifts(args: argparse.Namespace, out_dir) -> None:
+    from defectlens.cli.output import progress_display, stdout
+    from defectlens.cli.summary import print_shifts
+    from defectlens.data.manifest import Manifest
+    from defectlens.data.shifts import KINDS, family
+    from defectlens.inference.predictor import Predictor
+    from defectlens.workflows.evaluate import recorded_dataset
+    from defectlens.workflows.robustness import evaluate_shifts, write_shift_report
+
+    predictor = Predictor.load(args.model)
+    manifest = Manifest.read(args.data or recorded_dataset(args.model, predictor))
+    with progress_display() as progress:
+        result = evaluate_shifts(predictor, manifest, shifts=family(tuple(args.shifts or KINDS)), progress=progress)
+    print_shifts(stdout(), result, write_shift_report(result, out_dir))

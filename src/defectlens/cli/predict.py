@@ -8,18 +8,35 @@ from pathlib import Path
 
 from defectlens.inference.predictor import BACKENDS
 
+_EPILOG = """\
+output: one image prints JSON; a folder or glob writes OUT/predictions.csv row by row (an unreadable
+file is an error row with its reason) and prints a summary. Without --out each run gets a new folder
+(./predictions, ./predictions-2, ...); an --out already holding predictions.csv needs --force.
+columns: confidence is the probability of the PREDICTED class (a defect call at a low threshold can
+have a confidence under 0.5); defect_probability (binary models) is the probability of the defect
+class, the number compared with the threshold; warning notes a file decoded despite a problem
+(corrupt JPEG data); reason says why an error row could not be used.
+exit codes: 0 all files classified, 1 some files failed (error rows), 2 bad arguments, model or input."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("predict", help="classify images with a model bundle", description=__doc__)
+    p = subparsers.add_parser(
+        "predict",
+        help="classify images with a model bundle",
+        description=__doc__,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "target", metavar="IMAGE|DIR|GLOB", help="one image, a folder (class subfolders add ground truth) or a glob"
     )
     p.add_argument("--model", required=True, help="model bundle (.dlens), run folder or checkpoint")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold on the defect probability")
-    p.add_argument("--explain", action="store_true", help="write a Grad-CAM overlay PNG per image")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: ./predictions for folders)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--explain", action="store_true", help="write a Grad-CAM overlay PNG per image into the output")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: a new ./predictions[-N])")
+    p.add_argument("--force", action="store_true", help="replace the predictions already in --out")
+    p.add_argument("--backend", choices=BACKENDS, default="auto", help="model runtime (default: auto)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per model call (default: 16)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     p.set_defaults(func=run)
 
@@ -28,23 +45,17 @@ def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import progress_display
     from defectlens.core.errors import DefectlensError
     from defectlens.inference.predictor import Predictor
-    from defectlens.workflows.predict import collect_inputs, predict_files
+    from defectlens.workflows.predict import collect_inputs, output_folder, predict_files
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise DefectlensError(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.batch_size < 1:
+        raise DefectlensError(f"--batch-size must be at least 1, got {args.batch_size}")
     predictor = Predictor.load(args.model, backend=args.backend, threads=args.threads)
     inputs = collect_inputs(args.target, predictor.spec.class_names)
     if inputs.kind == "file":
-        pred = next(predictor.predict_many([str(inputs.files[0])], threshold=args.threshold))
-        result = pred.to_dict()
-        if args.explain and pred.ok:
-            from defectlens.explain.gradcam import save_overlay
-
-            target = (args.out or Path()) / f"{inputs.files[0].stem}_gradcam.png"
-            result["overlay"] = str(save_overlay(predictor, inputs.files[0], target, target=pred.prediction))
-        print(json.dumps(result, indent=2))
-        return 0 if pred.ok else 1
-    out = args.out or Path("predictions")
+        return _one(args, predictor, inputs.files[0])
+    out = output_folder(args.out, force=args.force)
     with progress_display() as progress:
         summary = predict_files(
             predictor,
@@ -59,6 +70,24 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.errors else 0
 
 
+def _one(args: argparse.Namespace, predictor, file: Path) -> int:
+    """One image: its result as JSON on stdout; the Grad-CAM overlay (--explain) into the output folder."""
+    from defectlens.workflows.predict import output_folder
+
+    pred = next(predictor.predict_many([str(file)], threshold=args.threshold))
+    result = pred.to_dict()
+    positive = predictor.spec.positive_class
+    if pred.ok and positive is not None and len(predictor.spec.class_names) == 2:
+        result["defect_probability"] = pred.probabilities[positive]
+    if args.explain and pred.ok:
+        from defectlens.explain.gradcam import save_overlay
+
+        target = output_folder(args.out, force=args.force) / f"{file.stem}_gradcam.png"
+        result["overlay"] = str(save_overlay(predictor, file, target, target=pred.prediction))
+    print(json.dumps(result, indent=2))
+    return 0 if pred.ok else 1
+
+
 def _print(summary, class_names) -> None:
     from defectlens.cli.output import fmt, stdout, table
 
@@ -66,11 +95,13 @@ def _print(summary, class_names) -> None:
     rows = [[key, str(summary.counts[key])] for key in [*class_names, "ERROR"] if summary.counts.get(key)]
     console.print(table(f"{summary.files} files", ["result", "count"], rows))
     console.print("predictions:")
-    console.print(str(summary.csv_path), overflow="ignore", crop=False)
+    console.print(str(summary.csv_path), overflow="ignore", crop=False, soft_wrap=True)  # one line, never split
     m = summary.metrics
     if m:
         recall = ", ".join(f"{r['class']} {r['recall']:.3f}" for r in m["per_class"] if r["support"])
         console.print(f"accuracy {fmt(m['accuracy'])} on {m['n']} labelled images; recall: {recall}")
         console.print(f"MISMATCH rows: {summary.mismatches}")
+    for r in summary.warnings:
+        console.print(f"warning {r['file']}: {r['warning']}")
     for r in summary.errors:
         console.print(f"error {r['file']}: {r['reason']}")

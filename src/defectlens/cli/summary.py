@@ -95,3 +95,18 @@ def print_stats(console: Console, stats: dict[str, Any]) -> None:
         console.print(f"{len(stats['skipped'])} file(s) skipped:")
         for s in stats["skipped"]:
             console.print(f"  {s['path']}: {s['reason']}")
+
+
+def print_shifts(console: Console, result: dict[str, Any], path: Path) -> None:
+    """Per shift kind, the worst accuracy (and its change from clean) at each strength."""
+    rows = []
+    for kind, by_strength in result["worst_by_kind"].items():
+        cells = [
+            f"{r['accuracy']:.4f} ({r['accuracy_change']:+.3f})" if (r := by_strength.get(s)) else "-"
+            for s in ("mild", "moderate", "strong")
+        ]
+        rows.append([kind, *cells])
+    title = f"{result['split']} under shifts (clean accuracy {result['clean']['accuracy']:.4f}; worst direction)"
+    console.print(table(title, ["shift", "mild", "moderate", "strong"], rows))
+    console.print("robustness:")
+    console.print(str(path), overflow="ignore", crop=False)

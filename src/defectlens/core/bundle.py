@@ -7,7 +7,14 @@ it is pickled, so opening a bundle from an untrusted path cannot run code.
 
 The ``model_id`` is the sha256 of every member's bytes plus ``spec.json`` without the id itself;
 loading recomputes it, so a member changed after export (by accident or on purpose) is refused.
-This is an integrity check, not a signature: whoever can rewrite the file can rewrite the hash.
+This is an integrity check, not a signature: whoever can rewrite the file can rewrite the hash, so
+reading also refuses what a crafted bundle could use to hurt the reader, before reading a byte of
+it: members larger than :data:`MAX_MEMBER_BYTES` (declared size in the zip directory), compressed
+more than :data:`MAX_RATIO` times (a zip bomb), encrypted or stored with an unknown method; and
+``spec.json`` is checked against the :class:`ModelSpec` schema before anything is built from it.
+
+A bundle travels to other machines and people, so :func:`write_bundle` replaces every absolute path
+in ``spec.json`` (training config, notes) by its last component: no machine's folder layout ships.
 
 This module imports neither torch nor onnxruntime, so a serving process can inspect a bundle cheaply.
 """
@@ -16,13 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import struct
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from defectlens.core.errors import DefectlensError
-from defectlens.core.spec import ModelSpec
+from defectlens.core.spec import ModelSpec, SpecError
 
 FORMAT = "defectlens-bundle/1"
 SPEC_FILE = "spec.json"
@@ -35,6 +45,15 @@ SUFFIX = ".dlens"
 # The ONNX metadata_props keys carrying the spec, so other runtimes can read the model on its own.
 META_SPEC_KEY = "defectlens.spec"
 META_FORMAT_KEY = "defectlens.format"
+#: Largest uncompressed member, as declared in the zip directory (ONNX Runtime's protobuf limit is 2 GiB;
+#: the largest model in the zoo is well under 100 MiB).
+MAX_MEMBER_BYTES = 1 << 30
+#: Largest ``spec.json`` (it holds the spec, metrics and provenance: kilobytes).
+MAX_SPEC_BYTES = 16 << 20
+#: Largest compression ratio of a member over 1 MiB: weights compress about 1.1 times, a bomb 1000 times.
+MAX_RATIO = 100
+_RATIO_FLOOR = 1 << 20
+_ABSOLUTE = re.compile(r"""(?<![\w.~:/-])(?:/|[A-Za-z]:[\\/]|\\\\)[^\s'"]*""")
 
 
 @dataclass(frozen=True)
@@ -83,65 +102,173 @@ def write_bundle(path: str | Path, *, members: dict[str, bytes], meta: dict[str,
     missing = {ONNX_FILE, WEIGHTS_FILE} - set(members)
     if unknown or missing:
         raise ValueError(f"bundle members: unknown {sorted(unknown)}, missing {sorted(missing)}")
-    meta = {**meta, "format": FORMAT, "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(members.items())}}
+    meta = {**without_paths(meta), "format": FORMAT}
+    meta["files"] = {n: hashlib.sha256(b).hexdigest() for n, b in sorted(members.items())}
     meta["model_id"] = content_hash(members, meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(SPEC_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        for name, data in sorted(members.items()):
-            zf.writestr(name, data)
+    with tmp.open("wb") as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(SPEC_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            for name, data in sorted(members.items()):
+                zf.writestr(name, data)
+        fh.flush()
+        os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
     tmp.replace(path)  # never leave half a bundle behind
     return str(meta["model_id"])
 
 
+def without_paths(value: Any) -> Any:
+    """``value`` with every absolute path in its strings cut to the path's last component.
+
+    ``/home/ana/data/casting`` becomes ``casting``, also inside a sentence; relative paths, names and
+    numbers are kept. Used on ``spec.json`` so a shipped bundle does not reveal the training machine.
+    """
+    if isinstance(value, dict):
+        return {k: without_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_paths(v) for v in value]
+    if isinstance(value, str):
+        return _ABSOLUTE.sub(lambda m: _last_part(m.group(0)), value)
+    return value
+
+
+def _last_part(path: str) -> str:
+    cut = path.rstrip("/\\.,;:)")
+    tail = path[len(cut) :]
+    name = PureWindowsPath(cut).name if "\\" in cut or re.match(r"^[A-Za-z]:", cut) else Path(cut).name
+    return (name or "/") + tail
+
+
 def is_bundle(path: str | Path) -> bool:
-    """True when ``path`` is a file that looks like a bundle (zip with ``spec.json``)."""
-    p = Path(path)
-    if not p.is_file() or not zipfile.is_zipfile(p):
-        return False
-    with zipfile.ZipFile(p) as zf:
-        return SPEC_FILE in zf.namelist()
+    """True when ``path`` is a file meant as a bundle: named ``.dlens``, or a zip holding ``spec.json``.
 
-
-def read_bundle(path: str | Path) -> Bundle:
-    """Open and validate a bundle: members, format version and content hash.
-
-    Raises:
-        DefectlensError: naming the file and what is wrong (missing, not a zip, unexpected or
-            missing members, unknown format, or contents that do not match the recorded hash).
+    A ``.dlens`` file counts even when empty or broken, so that :func:`read_bundle` says what is wrong
+    with it instead of a loader trying it as something else.
     """
     p = Path(path)
     if not p.is_file():
-        raise DefectlensError(f"{p}: model bundle not found")
+        return False
+    if p.suffix.lower() == SUFFIX:
+        return True
+    try:
+        if not zipfile.is_zipfile(p):
+            return False
+        with zipfile.ZipFile(p) as zf:
+            return SPEC_FILE in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def read_bundle(path: str | Path) -> Bundle:
+    """Open and validate a bundle: sizes, members, format version, content hash and spec schema.
+
+    Raises:
+        DefectlensError: naming the file and what is wrong (missing, empty, not a zip, truncated,
+            oversized or over-compressed members, unexpected or missing members, unknown format,
+            contents that do not match the recorded hash, or a spec outside the schema).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DefectlensError(f"{p}: model bundle not found" + ("" if not p.exists() else " (not a file)"))
+    size = p.stat().st_size
+    if size == 0:
+        raise DefectlensError(f"{p}: empty file (0 bytes), not a bundle; re-export it with 'defectlens export'")
+    with p.open("rb") as fh:
+        head = fh.read(4)
     if not zipfile.is_zipfile(p):
-        raise DefectlensError(f"{p}: not a defectlens bundle (not a zip file); create one with 'defectlens export'")
+        what = "truncated or damaged zip" if head.startswith(b"PK") else f"not a zip file (starts with {head!r})"
+        raise DefectlensError(f"{p}: not a defectlens bundle: {what}; create one with 'defectlens export'")
     try:
         with zipfile.ZipFile(p) as zf:
-            names = zf.namelist()
-            unexpected = sorted(set(names) - set(ALLOWED))
-            missing = sorted(set(REQUIRED) - set(names))
-            if unexpected or missing or len(names) != len(set(names)):
-                raise DefectlensError(
-                    f"{p}: refused: bundle members are wrong (unexpected {unexpected}, missing {missing}); "
-                    "re-export it with 'defectlens export'"
-                )
+            names = _check_directory(p, zf)
             meta = json.loads(zf.read(SPEC_FILE))
             members = {n: zf.read(n) for n in names if n != SPEC_FILE}
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DefectlensError(f"{p}: refused: corrupt bundle ({exc})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        raise DefectlensError(f"{p}: refused: truncated or corrupt bundle ({exc})") from None
+    return Bundle(spec=_check_meta(p, meta, members), meta=meta, members=members)
+
+
+def _check_directory(p: Path, zf: zipfile.ZipFile) -> list[str]:
+    """Member names, after refusing anything unsafe that the zip directory declares (nothing read yet)."""
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    unexpected = sorted(set(names) - set(ALLOWED))
+    missing = sorted(set(REQUIRED) - set(names))
+    if unexpected or missing or len(names) != len(set(names)):
+        raise DefectlensError(
+            f"{p}: refused: bundle members are wrong (unexpected {unexpected}, missing {missing}"
+            f"{', duplicated names' if len(names) != len(set(names)) else ''}); re-export it with 'defectlens export'"
+        )
+    for info in infos:
+        limit = MAX_SPEC_BYTES if info.filename == SPEC_FILE else MAX_MEMBER_BYTES
+        if info.file_size > limit:
+            raise DefectlensError(
+                f"{p}: refused: member {info.filename} declares {info.file_size:,} bytes (limit {limit:,})"
+            )
+        if info.file_size > _RATIO_FLOOR and info.file_size > MAX_RATIO * max(1, info.compress_size):
+            raise DefectlensError(
+                f"{p}: refused: member {info.filename} expands {info.file_size / max(1, info.compress_size):,.0f} "
+                f"times (limit {MAX_RATIO}; a zip bomb?)"
+            )
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise DefectlensError(f"{p}: refused: member {info.filename} is encrypted or uses an unknown compression")
+    return names
+
+
+def _check_meta(p: Path, meta: Any, members: dict[str, bytes]) -> ModelSpec:
+    """The bundle's spec, after checking format, recorded hashes, model id and the spec schema."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise DefectlensError(f"{p}: unsupported bundle format {found!r} (this defectlens reads {FORMAT})")
-    recorded = meta.get("files", {})
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DefectlensError(f"{p}: unsupported bundle format {found!r:.60} (this defectlens reads {FORMAT})")
+    recorded = meta.get("files")
+    if not isinstance(recorded, dict):
+        raise DefectlensError(f"{p}: refused: spec.json has no 'files' table of member hashes")
     for name, data in members.items():
         if recorded.get(name) != hashlib.sha256(data).hexdigest():
             raise DefectlensError(f"{p}: refused: {name} does not match its recorded sha256 (bundle was modified)")
     if content_hash(members, meta) != meta.get("model_id"):
         raise DefectlensError(f"{p}: refused: spec.json does not match the bundle's model_id (bundle was modified)")
+    problem = safetensors_problem(members[WEIGHTS_FILE])
+    if problem:
+        raise DefectlensError(f"{p}: refused: {WEIGHTS_FILE} is not a safetensors file ({problem})")
+    default = meta.get("default_onnx", ONNX_FILE)
+    if default not in (ONNX_FILE, INT8_FILE) or default not in members:
+        raise DefectlensError(f"{p}: refused: default_onnx {default!r:.60} names no ONNX member of the bundle")
     try:
-        spec = ModelSpec.from_dict(meta["spec"])
-    except (KeyError, TypeError) as exc:
-        raise DefectlensError(f"{p}: refused: spec.json has no valid model spec ({exc})") from None
-    return Bundle(spec=spec, meta=meta, members=members)
+        return ModelSpec.from_dict(meta.get("spec"))
+    except SpecError as exc:
+        raise DefectlensError(f"{p}: refused: spec.json: {exc}") from None
+
+
+def safetensors_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a well-formed safetensors file (header size, JSON header, tensor offsets), or None.
+
+    Checked without torch or the safetensors package, so a bundle with broken weights is refused at
+    load rather than when Grad-CAM first needs them.
+    """
+    if len(data) < 8:
+        return "shorter than its 8-byte header size"
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8 or size > MAX_SPEC_BYTES:
+        return f"header of {size} bytes does not fit the file"
+    try:
+        header = json.loads(data[8 : 8 + size])
+    except (ValueError, UnicodeDecodeError):
+        return "header is not JSON"
+    if not isinstance(header, dict):
+        return "header is not an object"
+    body = len(data) - 8 - size
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body
+        ):
+            return f"tensor {name!r:.60} has bad data offsets"
+    return None

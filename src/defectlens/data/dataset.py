@@ -110,8 +110,8 @@ def load_split(
     labels = torch.tensor([manifest.label_index(r) for r in records], dtype=torch.int64)
     start = time.perf_counter()
     cached = Path(cache_dir) / f"{split}-{cache_key(records, spec)}.npy" if cache_dir else None
-    if cached is not None and cached.is_file():
-        arr = np.load(cached)
+    arr = _read_cache(cached, (len(records), spec.in_channels, spec.input_size, spec.input_size))
+    if arr is not None:
         return CachedSplit(torch.from_numpy(arr), labels, records, 0.0)
     paths = [str(manifest.resolve(r)) for r in records]
     arr = decode_all(paths, spec, workers=workers, progress=progress, label=f"{split} split")
@@ -124,6 +124,20 @@ def load_split(
         except OSError:
             pass  # a read-only dataset folder only costs the next run a re-decode
     return CachedSplit(torch.from_numpy(arr), labels, records, time.perf_counter() - start)
+
+
+def _read_cache(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached split, or None when there is none or it is unusable (truncated by a crash, another
+    shape or type): the split is then decoded again and the cache rewritten, never trusted blindly."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != shape:
+        return None
+    return arr
 
 
 def data_fingerprint(manifest: Manifest) -> str:

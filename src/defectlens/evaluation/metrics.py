@@ -173,6 +173,8 @@ def _classification(y: np.ndarray, pred: np.ndarray, names: list[str], present: 
             "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
             "mcc": float(matthews_corrcoef(y, pred)),
         }
+        # one class present (a folder scored halfway) makes scikit-learn warn; the notes say it instead
+        out["confusion_matrix"] = confusion_matrix(y, pred, labels=labels).tolist()
     out["per_class"] = [
         {
             "class": names[c],
@@ -183,7 +185,6 @@ def _classification(y: np.ndarray, pred: np.ndarray, names: list[str], present: 
         }
         for c in labels
     ]
-    out["confusion_matrix"] = confusion_matrix(y, pred, labels=labels).tolist()
     return out
 
 

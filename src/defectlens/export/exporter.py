@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, write_bundle
+from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, without_paths, write_bundle
 from defectlens.core.machine import versions
 from defectlens.export.parity import TOLERANCE, check_inputs, check_parity, compare_int8, quantize_int8
 
@@ -123,5 +123,5 @@ def export_bundle(
         else:
             warnings.warn(f"INT8 rejected, bundle keeps FP32 only: {meta['int8']}", stacklevel=2)
     model_id = write_bundle(out, members=members, meta=meta)
-    meta["model_id"] = model_id
-    return ExportResult(path=out, model_id=model_id, meta=meta)
+    # what spec.json holds: absolute paths cut to names (the bundle leaves this machine)
+    return ExportResult(path=out, model_id=model_id, meta={**without_paths(meta), "model_id": model_id})

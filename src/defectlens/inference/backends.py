@@ -55,6 +55,17 @@ def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.o
     return run, session
 
 
+def normalizing(run: Runner, *, mean: tuple[float, ...], std: tuple[float, ...]) -> Runner:
+    """``run`` fed ``(x - mean) / std`` per channel, for a graph that does not normalise its input itself."""
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+
+    def normalized(batch: np.ndarray) -> np.ndarray:
+        return run((batch - m) / s)
+
+    return normalized
+
+
 def embedded_spec(session: Any) -> ModelSpec | None:
     """The ModelSpec an exported defectlens graph carries in its metadata (None when absent or unreadable)."""
     from defectlens.core.bundle import META_SPEC_KEY

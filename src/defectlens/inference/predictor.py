@@ -24,7 +24,7 @@ from defectlens.core.bundle import is_bundle, read_bundle
 from defectlens.core.decision import decide, softmax
 from defectlens.core.errors import DefectlensError, ImageError
 from defectlens.core.spec import ModelSpec
-from defectlens.data.images import preprocess
+from defectlens.data.images import Source, prepare, source_label
 from defectlens.inference import backends
 
 if TYPE_CHECKING:
@@ -36,7 +36,13 @@ BACKENDS = ("auto", "onnx", "torch")
 
 @dataclass(frozen=True)
 class Prediction:
-    """Result for one image; ``status`` is ``"ok"`` or ``"error"`` (then ``reason`` says why)."""
+    """Result for one image; ``status`` is ``"ok"`` or ``"error"`` (then ``reason`` says why).
+
+    ``confidence`` is the probability of the predicted class, not of "defect": with a binary model
+    decided at a low threshold a part can be called defective at a confidence below 0.5. ``warning``
+    notes a problem that did not stop decoding (corrupt JPEG data, bad EXIF); the verdict is given but
+    deserves a look.
+    """
 
     file: str
     prediction: str
@@ -47,6 +53,7 @@ class Prediction:
     extra: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
     reason: str = ""
+    warning: str = ""
 
     @property
     def ok(self) -> bool:
@@ -70,6 +77,8 @@ class Prediction:
         }
         if self.reason:
             d["reason"] = self.reason
+        if self.warning:
+            d["warning"] = self.warning
         return d
 
 
@@ -138,13 +147,19 @@ class Predictor:
             weights = bundle.members["model.safetensors"]
 
             def factory() -> Any:
-                return backends.torch_model_from_weights(weights, spec)
+                try:
+                    return backends.torch_model_from_weights(weights, spec)
+                except DefectlensError:
+                    raise
+                except Exception as exc:  # safetensors or load_state_dict on weights that do not fit the spec
+                    raise DefectlensError(f"{p}: refused: model.safetensors does not fit {spec.arch} ({exc})") from None
 
             if backend == "torch":
                 run = backends.torch_runner(factory(), threads=threads)
                 name = "torch"
             else:
-                run, _ = backends.onnx_runner(bundle.onnx, threads=threads)
+                run, session = backends.onnx_runner(bundle.onnx, threads=threads, name=str(p))
+                check_graph(session, spec, str(p))
                 name = "onnxruntime"
             return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)
         if backend == "onnx":
@@ -169,9 +184,10 @@ class Predictor:
     ) -> Predictor:
         """A plain ONNX graph (no bundle): its embedded spec, or ``spec`` when given (which overrides it).
 
-        The graph must take a float batch in [0, 1], (N, C, H, W), and return logits, as an exported
-        defectlens model does; a graph from elsewhere needs its preprocessing described in ``spec``
-        (the inspector's advanced panel). Such a predictor has no torch weights, so no Grad-CAM.
+        An exported defectlens graph takes a float batch in [0, 1], (N, C, H, W), and normalises inside
+        itself. A graph from elsewhere (no embedded spec) gets its input normalised here with
+        ``spec.mean``/``spec.std``, as ``(x - mean) / std``: describe it in ``spec`` (the inspector's
+        advanced panel does). Such a predictor has no torch weights, so no Grad-CAM.
 
         Raises:
             DefectlensError: when the bytes are not an ONNX model, or no spec is embedded or given.
@@ -185,7 +201,10 @@ class Predictor:
             )
         chosen = spec or embedded
         assert chosen is not None
+        check_graph(session, chosen.check(), name)
         model_id = hashlib.sha256(data).hexdigest()
+        if embedded is None:  # a foreign graph expects normalised input; ours normalise inside
+            run = backends.normalizing(run, mean=chosen.mean, std=chosen.std)
         return cls(
             run,
             chosen,
@@ -196,9 +215,16 @@ class Predictor:
 
     # -- the pipeline ---------------------------------------------------------------------------
 
-    def preprocess(self, source: Any) -> np.ndarray:
-        """One image (path, bytes or PIL image) to a uint8 array (C, H, W)."""
-        return preprocess(source, self.spec)
+    def preprocess(self, source: Source) -> np.ndarray:
+        """One image (path, bytes, PIL image or numpy array) to a uint8 array (C, H, W).
+
+        Every input type gets the same decode rule (format allow-list, pixel limit, EXIF rotation):
+        see :mod:`defectlens.data.images`.
+
+        Raises:
+            ImageError: when the input cannot be used.
+        """
+        return prepare(source, self.spec)[0]
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits (before temperature) for a uint8 batch (N, C, H, W)."""
@@ -234,7 +260,9 @@ class Predictor:
         t = self.spec.threshold if threshold is None else threshold
         return decide(probs, positive_index=self.spec.positive_index, threshold=t)
 
-    def _result(self, name: str, probs: np.ndarray, idx: int, threshold: float | None, latency: float) -> Prediction:
+    def _result(
+        self, name: str, probs: np.ndarray, idx: int, threshold: float | None, latency: float, warning: str = ""
+    ) -> Prediction:
         names = self.spec.class_names
         return Prediction(
             file=name,
@@ -243,16 +271,18 @@ class Predictor:
             probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
             threshold=self.spec.threshold if threshold is None else threshold,
             latency_ms=latency,
+            warning=warning,
         )
 
-    def predict(self, source: Any, *, threshold: float | None = None, name: str | None = None) -> Prediction:
-        """Classify one image (path, bytes or PIL image); unreadable input raises ImageError."""
+    def predict(self, source: Source, *, threshold: float | None = None, name: str | None = None) -> Prediction:
+        """Classify one image (path, bytes, PIL image or array); unreadable input raises ImageError."""
         start = time.perf_counter()
-        arr = self.preprocess(source)
+        label = name or _name_of(source)
+        arr, notes = prepare(source, self.spec, name=label)
         probs = self.probabilities(self.logits(arr[None]))
         idx = int(self.decide(probs, threshold)[0])
         latency = (time.perf_counter() - start) * 1000.0
-        return self._result(name or _name_of(source), probs[0], idx, threshold, latency)
+        return self._result(label, probs[0], idx, threshold, latency, "; ".join(notes))
 
     def predict_many(
         self, sources: Iterable[Any], *, batch_size: int = 16, threshold: float | None = None
@@ -264,29 +294,38 @@ class Predictor:
             batch_size: images per model call.
             threshold: overrides the spec's decision threshold (binary tasks).
 
-        An input that cannot be read yields an error row (``status="error"``, ``reason``) and the
-        run goes on. ``latency_ms`` of a row is its own decoding time plus its share of the batch.
+        An input that cannot be read, for whatever reason, yields an error row (``status="error"``,
+        ``reason``) and the run goes on; one that decodes with a problem (corrupt JPEG data) yields its
+        verdict with ``warning`` set. ``latency_ms`` of a row is its own decoding time plus its share
+        of the batch.
         """
         if batch_size < 1:
             raise DefectlensError(f"batch_size must be at least 1, got {batch_size}")
         t = self.spec.threshold if threshold is None else threshold
-        chunk: list[tuple[str, np.ndarray | str, float]] = []
+        chunk: list[_Item] = []
         for i, item in enumerate(sources):
             name, source = item if isinstance(item, tuple) else (_name_of(item, i), item)
-            start = time.perf_counter()
-            try:
-                arr: np.ndarray | str = preprocess(source, self.spec)
-            except ImageError as exc:
-                arr = exc.reason
-            chunk.append((name, arr, (time.perf_counter() - start) * 1000.0))
+            chunk.append(self._prepare_one(name, source))
             if len(chunk) == batch_size:
                 yield from self._flush(chunk, t)
                 chunk = []
         if chunk:
             yield from self._flush(chunk, t)
 
-    def _flush(self, chunk: list[tuple[str, np.ndarray | str, float]], threshold: float | None) -> list[Prediction]:
-        good = [arr for _, arr, _ in chunk if isinstance(arr, np.ndarray)]
+    def _prepare_one(self, name: str, source: Source) -> _Item:
+        """Decode one input for a batch: its array and warnings, or the reason it cannot be used."""
+        start = time.perf_counter()
+        try:
+            arr, notes = prepare(source, self.spec, name=name)
+            result: np.ndarray | str = arr
+        except ImageError as exc:
+            result, notes = exc.reason, ()
+        except Exception as exc:  # never lose the batch over one input, whatever went wrong with it
+            result, notes = f"cannot read this input ({type(exc).__name__}: {exc})", ()
+        return _Item(name, result, "; ".join(notes), (time.perf_counter() - start) * 1000.0)
+
+    def _flush(self, chunk: list[_Item], threshold: float | None) -> list[Prediction]:
+        good = [item.array for item in chunk if isinstance(item.array, np.ndarray)]
         share, probs, idx = 0.0, np.empty((0, 0)), np.empty(0, dtype=int)
         if good:
             start = time.perf_counter()
@@ -294,11 +333,12 @@ class Predictor:
             idx = self.decide(probs, threshold)
             share = (time.perf_counter() - start) * 1000.0 / len(good)
         out, k = [], 0
-        for name, arr, decode_ms in chunk:
-            if isinstance(arr, str):
-                out.append(Prediction.error(name, arr, threshold=threshold, latency_ms=decode_ms))
+        for item in chunk:
+            if isinstance(item.array, str):
+                out.append(Prediction.error(item.name, item.array, threshold=threshold, latency_ms=item.decode_ms))
             else:
-                out.append(self._result(name, probs[k], int(idx[k]), threshold, decode_ms + share))
+                latency = item.decode_ms + share
+                out.append(self._result(item.name, probs[k], int(idx[k]), threshold, latency, item.warning))
                 k += 1
         return out
 
@@ -334,7 +374,45 @@ class Predictor:
         }
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One input of a batch after decoding: its array, or the reason it could not be used."""
+
+    name: str
+    array: np.ndarray | str
+    warning: str
+    decode_ms: float
+
+
 def _name_of(source: Any, index: int | None = None) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
-    return "<image>" if index is None else f"<image {index}>"
+    label = source_label(source).strip("<>")
+    return f"<{label}>" if index is None else f"<{label} {index}>"
+
+
+def check_graph(session: Any, spec: ModelSpec, name: str) -> None:
+    """Refuse an ONNX graph whose input or output shape contradicts ``spec`` (fixed dimensions only).
+
+    The graph must take (N, in_channels, input_size, input_size) floats and return (N, classes)
+    logits; a mismatch would otherwise fail on every image, or silently read the wrong outputs.
+
+    Raises:
+        DefectlensError: naming the graph, the shapes it declares and what the spec says.
+    """
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    want_in = [None, spec.in_channels, spec.input_size, spec.input_size]
+    shape_in = list(inputs[0].shape) if inputs else []
+    shape_out = list(outputs[0].shape) if outputs else []
+    problems = []
+    if len(inputs) != 1 or len(shape_in) != 4 or "float" not in str(inputs[0].type):
+        problems.append(f"it takes {len(inputs)} input(s), the first {inputs[0].type if inputs else '-'} {shape_in}")
+    elif any(isinstance(g, int) and w is not None and g != w for g, w in zip(shape_in, want_in, strict=True)):
+        problems.append(f"its input is {shape_in}")
+    if len(shape_out) != 2 or (isinstance(shape_out[1], int) and shape_out[1] != spec.num_classes):
+        problems.append(f"its output is {shape_out}")
+    if problems:
+        raise DefectlensError(
+            f"{name}: refused: the ONNX graph does not match its spec ({'; '.join(problems)}; the spec expects input "
+            f"[N, {spec.in_channels}, {spec.input_size}, {spec.input_size}] and output [N, {spec.num_classes}])"
+        )

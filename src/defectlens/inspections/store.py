@@ -24,7 +24,7 @@ from typing import Any
 
 from defectlens.core.errors import DefectlensError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: An operator's verdict on a decision: the model was right, or the part is in fact ``verdict_label``.
 VERDICTS = ("confirmed", "overridden")
 
@@ -59,6 +59,8 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX inspections_prediction ON inspections (prediction);
     CREATE INDEX inspections_model ON inspections (model_id);
     """,
+    # 2: what decoding noticed but did not stop for (corrupt JPEG data, bad EXIF...)
+    2: "ALTER TABLE inspections ADD COLUMN warning TEXT NOT NULL DEFAULT '';",
 }
 
 #: Columns in the order the CSV export writes them.
@@ -73,6 +75,7 @@ COLUMNS = (
     "height",
     "status",
     "reason",
+    "warning",
     "prediction",
     "probabilities",
     "defect_probability",
@@ -87,6 +90,16 @@ COLUMNS = (
     "comment",
     "operator",
 )
+
+
+def _csv_cell(value: Any) -> Any:
+    """A value for the CSV export; text a spreadsheet would run as a formula (a client file name such as
+    ``=HYPERLINK(...)``) gets a leading apostrophe, as OWASP advises against CSV injection."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def utc_now() -> str:
@@ -104,6 +117,7 @@ class NewInspection:
     image_bytes: int
     status: str = "ok"
     reason: str = ""
+    warning: str = ""
     prediction: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     defect_probability: float | None = None
@@ -130,6 +144,7 @@ class Inspection:
     height: int | None
     status: str
     reason: str
+    warning: str
     prediction: str | None
     probabilities: dict[str, float]
     defect_probability: float | None
@@ -318,7 +333,7 @@ class InspectionLog:
             buf = io.StringIO()
             writer = csv.writer(buf)
             for row in rows:
-                writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
+                writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
             last = int(rows[-1]["id"])
             yield buf.getvalue()
 

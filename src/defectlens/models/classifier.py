@@ -18,7 +18,7 @@ from torch import nn
 
 from defectlens.core.checkpoint import read_checkpoint
 from defectlens.core.errors import DefectlensError
-from defectlens.core.spec import TTA_VIEWS, ModelSpec
+from defectlens.core.spec import ILLUMINATION_MODES, TTA_VIEWS, ModelSpec
 from defectlens.models.registry import default_spec, get_entry
 
 
@@ -36,10 +36,13 @@ class Classifier(nn.Module):
         head: module mapping the feature map to logits.
         mean, std: per-channel normalisation for inputs in [0, 1].
         tta: test-time augmentation in eval mode (a key of :data:`~defectlens.core.spec.TTA_VIEWS`).
+        illumination: ``standardize`` maps each image's mean and standard deviation to the reference
+            ones (``illumination_ref``, set from the training images) before the normalisation.
     """
 
     mean: torch.Tensor
     std: torch.Tensor
+    illumination_ref: torch.Tensor
 
     def __init__(
         self,
@@ -49,10 +52,16 @@ class Classifier(nn.Module):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         tta: str = "none",
+        illumination: str = "none",
     ):
         super().__init__()
+        if illumination not in ILLUMINATION_MODES:
+            raise DefectlensError(f"illumination must be one of {', '.join(ILLUMINATION_MODES)}, got {illumination!r}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.illumination = illumination
+        if illumination == "standardize":  # only then: older weights keep their exact set of tensors
+            self.register_buffer("illumination_ref", torch.tensor([0.5, 0.25], dtype=torch.float32))
         self.features = features
         self.head = head
         self.tta = tta
@@ -79,13 +88,36 @@ class Classifier(nn.Module):
         views = torch.cat([dihedral(x, k) for k in ks])
         return self.forward_single(views).view(len(ks), x.shape[0], -1).mean(dim=0)
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Input in [0, 1] to what the backbone expects: illumination standardised (when on), then mean/std.
+
+        Standardising divides by the image's own standard deviation (plus 1e-5, so a flat image maps to
+        the reference mean instead of dividing by zero); the exported graph carries this step, so every
+        runtime applies it.
+        """
+        if self.illumination == "standardize":
+            dims = tuple(range(1, x.ndim))
+            centred = x - x.mean(dim=dims, keepdim=True)
+            spread = centred.square().mean(dim=dims, keepdim=True).sqrt() + 1e-5
+            x = centred / spread * self.illumination_ref[1] + self.illumination_ref[0]
+        return (x - self.mean) / self.std
+
+    @torch.no_grad()
+    def set_illumination_reference(self, images: torch.Tensor) -> tuple[float, float]:
+        """Set the reference brightness and contrast to the typical ones of ``images`` (uint8 NCHW):
+        the mean of the per-image means and of the per-image standard deviations, in [0, 1]."""
+        x = images.float().div(255.0).flatten(1)
+        ref = torch.stack([x.mean(dim=1).mean(), x.std(dim=1, unbiased=False).mean()])
+        self.illumination_ref.copy_(ref)
+        return float(ref[0]), float(ref[1])
+
     def forward_single(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` as it is (no test-time augmentation): what Grad-CAM explains."""
-        return self.head(self.features((x - self.mean) / self.std))
+        return self.head(self.features(self.normalize(x)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled (or flattened) features before the final linear layer, for frozen-backbone probes."""
-        fmap = self.features((x - self.mean) / self.std)
+        fmap = self.features(self.normalize(x))
         if isinstance(self.head, PooledHead):
             return fmap.mean(dim=(2, 3))
         return torch.flatten(fmap, 1)
@@ -139,6 +171,7 @@ def create_model(
     pretrained: bool = False,
     input_size: int | None = None,
     dropout: float = 0.2,
+    illumination: str = "none",
 ) -> Classifier:
     """Build a registered backbone with a fresh head.
 
@@ -150,6 +183,7 @@ def create_model(
         pretrained: load ImageNet weights, offline; raises a clear error when they cannot be had.
         input_size: side of the square input (only ``simple_cnn``'s dense head depends on it).
         dropout: dropout before the last linear layer.
+        illumination: ``none`` or ``standardize`` (see :class:`Classifier`).
     """
     entry = get_entry(name)
     if num_classes < 2:
@@ -166,7 +200,7 @@ def create_model(
         head: nn.Module = DenseHead(int(fmap[0].numel()), num_classes, dropout)
     else:
         head = PooledHead(num_features, num_classes, dropout)
-    return Classifier(features, head, mean=spec.mean, std=spec.std)
+    return Classifier(features, head, mean=spec.mean, std=spec.std, illumination=illumination)
 
 
 def _to_grayscale(features: nn.Module) -> None:
@@ -188,6 +222,7 @@ def model_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> Cl
         in_channels=spec.in_channels,
         input_size=spec.input_size,
         pretrained=False,
+        illumination=spec.illumination,
     )
     model.load_state_dict(state_dict, strict=True)
     model.tta = spec.tta

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from defectlens.data.manifest import SPLITS
 from defectlens.evaluation.evaluate import EvaluationResult, SplitScores
 from defectlens.inference.predictor import Predictor
 from defectlens.reporting.figures import render_figures
@@ -49,6 +50,8 @@ def write_predictions(
         writer = csv.writer(fh)
         writer.writerow(["split", "path", "label", "prediction", "correct", *(f"p_{c}" for c in names)])
         for split in result.splits:
+            if split not in SPLITS:  # a subset of a split (test_unseen): its rows are already written
+                continue
             sc = scores[split]
             probs, pred = result.decisions(sc)
             for p, y, k, row in zip(sc.paths, sc.y, pred, probs, strict=True):

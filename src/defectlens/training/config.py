@@ -13,7 +13,7 @@ from typing import Any
 
 from defectlens.core.decision import THRESHOLD_METHODS
 from defectlens.core.errors import DefectlensError
-from defectlens.core.spec import CACHE_VIEWS, TTA_VIEWS
+from defectlens.core.spec import CACHE_VIEWS, ILLUMINATION_MODES, TTA_VIEWS
 
 AUGMENT_LEVELS = ("none", "flips", "light", "standard", "strong")
 BALANCE_MODES = ("weighted", "sampler", "none")
@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "tta": tuple(TTA_VIEWS),
     "cache_variants": tuple(CACHE_VIEWS),
     "threshold_method": THRESHOLD_METHODS,
+    "illumination": ILLUMINATION_MODES,
 }
 
 
@@ -75,6 +76,9 @@ class TrainConfig:
         tta: test-time augmentation built into the final model (``none``, ``flips``: 4 mirrored views,
             ``dihedral``: all 8 flips/rotations): logits are averaged over the views in evaluation,
             calibration, threshold choice and the exported ONNX graph; costs that many forward passes.
+        illumination: ``none``, or ``standardize``: each image's brightness and contrast are brought to
+            those typical of the training images inside the network (and its exported graph), so a lamp
+            that ages or an exposure that drifts changes nothing the model sees; free with cached stages.
         patience: early stopping after this many epochs without a better validation macro-F1 (0: off).
         seed: seed of every random generator; CPU runs with the same seed are bit-identical.
         threshold_method: how the binary operating threshold is chosen on validation (f1, recall, cost).
@@ -111,6 +115,7 @@ class TrainConfig:
     cache_variants: int = 8
     soft_label: str | None = None
     tta: str = "none"
+    illumination: str = "none"
     patience: int = 5
     seed: int = 0
     threshold_method: str = "f1"

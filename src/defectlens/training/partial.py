@@ -32,7 +32,7 @@ class Prefix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m: Any = self.model
-        x = (x - m.mean) / m.std
+        x = m.normalize(x)
         if _is_lite(m):
             net = m.features.net
             x = net._swish(net._bn0(net._conv_stem(x)))

@@ -80,20 +80,43 @@ def append_history(run_dir: Path, row: dict[str, Any]) -> None:
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The epochs recorded in ``history.jsonl``; unreadable lines (a crash mid-write, an editor) are skipped."""
+    return _history_lines(run_dir)[0]
+
+
+def _history_lines(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     path = run_dir / "history.jsonl"
     if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [], 0
+    rows, bad = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
 
 
-def truncate_history(run_dir: Path, last_epoch: int) -> list[dict[str, Any]]:
-    """Keep only epochs ``<= last_epoch`` (a resumed run rewrites what happened after its checkpoint)."""
-    rows = [r for r in read_history(run_dir) if r["epoch"] <= last_epoch]
+def truncate_history(run_dir: Path, last_epoch: int) -> tuple[list[dict[str, Any]], int]:
+    """Keep only epochs ``<= last_epoch`` (a resumed run rewrites what happened after its checkpoint).
+
+    Returns:
+        The rows kept, and how many unreadable lines were dropped.
+    """
+    rows, bad = _history_lines(run_dir)
+    rows = [r for r in rows if r["epoch"] <= last_epoch]
     for name in ("history.csv", "history.jsonl"):
         (run_dir / name).unlink(missing_ok=True)
     for r in rows:
         append_history(run_dir, r)
-    return rows
+    return rows, bad
 
 
 def save_samples(run_dir: Path, batch: np.ndarray, labels: list[str]) -> Path:

@@ -9,8 +9,10 @@ the best checkpoint afterwards and passes in how a binary validation split is de
 
 from __future__ import annotations
 
+import json
 import math
 import time
+import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,10 +162,70 @@ def _device(name: str) -> torch.device:
 
 
 def config_from_run(run_dir: str | Path) -> TrainConfig:
-    """The config a run was started with (from its ``last.pt``), for ``--resume``."""
-    payload = read_checkpoint(Path(run_dir) / "last.pt")
+    """The config a run was started with (from its ``last.pt``), for ``--resume``.
+
+    Raises:
+        DefectlensError: when ``last.pt`` cannot be resumed from (see :func:`resume_payload`).
+    """
+    payload = resume_payload(run_dir)
     cfg = {k: v for k, v in payload["config"].items() if k not in ("train_fingerprint", "data_fingerprint")}
     return TrainConfig.from_dict(cfg, source=str(Path(run_dir) / "last.pt"))
+
+
+#: What ``last.pt`` must hold to continue a run (``best.pt`` has no optimizer state).
+RESUME_KEYS = (
+    "state_dict", "config", "epoch", "optimizer", "scheduler", "generator", "torch_rng",
+    "best_val_macro_f1", "best_epoch", "bad_epochs",
+)  # fmt: skip
+
+
+def resume_payload(run_dir: str | Path) -> dict[str, Any]:
+    """``run_dir/last.pt``, checked to be a complete checkpoint of this very run before anything is written.
+
+    The checkpoint's digest is verified (see :mod:`defectlens.core.checkpoint`), its resume state must
+    be complete, and its run id must be the one in the folder's ``hparams.json`` (runs from before run
+    ids: its training-data fingerprint must match instead).
+
+    Raises:
+        DefectlensError: naming what is wrong and what to do.
+    """
+    run_dir = Path(run_dir)
+    last = run_dir / "last.pt"
+    if not run_dir.is_dir():
+        raise DefectlensError(f"{run_dir}: not a run folder (give the folder 'defectlens train' created)")
+    if not last.is_file():
+        raise DefectlensError(f"{last}: not found; the run saved no epoch to resume from (start it again)")
+    payload = read_checkpoint(last)
+    missing = [k for k in RESUME_KEYS if k not in payload]
+    if missing:
+        raise DefectlensError(
+            f"{last}: cannot resume: it lacks {', '.join(missing)} (best.pt keeps the weights only; was it copied "
+            "over last.pt?). Start a new run, or fine-tune from best.pt"
+        )
+    if not isinstance(payload["config"], dict) or not isinstance(payload["epoch"], int) or payload["epoch"] < 1:
+        raise DefectlensError(f"{last}: cannot resume: its config or epoch is malformed")
+    hparams = _read_hparams(run_dir)
+    mine, theirs = hparams.get("run_id"), payload.get("run_id")
+    if mine or theirs:
+        if mine != theirs:
+            raise DefectlensError(
+                f"{last}: refused: this checkpoint belongs to another run (run id {theirs or 'none'}, the folder's "
+                f"hparams.json says {mine or 'none'}); nothing was changed. Resume the run folder it came from"
+            )
+    elif hparams.get("data_fingerprint") not in (None, payload.get("data_fingerprint")):
+        raise DefectlensError(
+            f"{last}: refused: this checkpoint was trained on other data than this run folder records "
+            "(data fingerprints differ); nothing was changed. Resume the run folder it came from"
+        )
+    return payload
+
+
+def _read_hparams(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((run_dir / "hparams.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _positive_index(manifest: Manifest) -> int | None:
@@ -206,6 +268,12 @@ def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | N
         raise DefectlensError("no dataset given: pass --data DIR (a folder written by 'defectlens data import')")
     data_dir = Path(config.data).resolve()
     manifest = Manifest.read(data_dir)
+    fingerprint = data_fingerprint(manifest)
+    if payload is not None and payload.get("data_fingerprint") not in (None, fingerprint):
+        raise DefectlensError(
+            f"{data_dir}: the dataset changed since the run started (its training images differ from those "
+            f"last.pt was trained on); nothing was changed. Start a new run on it instead of --resume"
+        )
     check_splits(manifest, progress)
     device = _device(config.device)
     dist = D.init_distributed(device.type)
@@ -218,7 +286,11 @@ def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | N
     classes = tuple(manifest.classes)
     positive = _positive_index(manifest)
     spec = default_spec(config.model, in_channels=config.channels, input_size=config.input_size, class_names=classes)
-    spec = spec.replace(positive_class=classes[positive] if positive is not None else None, tta=config.tta)
+    spec = spec.replace(
+        positive_class=classes[positive] if positive is not None else None,
+        tta=config.tta,
+        illumination=config.illumination,
+    )
     splits = {
         name: load_split(manifest, name, spec, workers=config.workers, cache_dir=data_dir / ".cache", progress=progress)
         for name in ("train", "val")
@@ -233,9 +305,15 @@ def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | N
         pretrained=config.pretrained and payload is None,
         input_size=spec.input_size,
         dropout=config.dropout,
+        illumination=config.illumination,
     )
     if payload is not None:  # before any feature cache is computed from the weights
-        model.load_state_dict(payload["state_dict"])
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except (RuntimeError, TypeError) as exc:
+            raise DefectlensError(f"last.pt weights do not fit model {config.model}: {str(exc)[:200]}") from None
+    elif config.illumination == "standardize":
+        model.set_illumination_reference(splits["train"].images)
     frozen = freeze_stages(model, -1 if config.freeze_backbone else config.freeze_stages)
     model.to(device)
     if device.type == "cuda":
@@ -244,7 +322,8 @@ def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | N
     if dist.is_main:
         run_dir = resume or R.new_run_dir(config.out, config.name or f"{data_dir.name}-{config.model}")
         config.replace(data=str(data_dir)).to_yaml(run_dir / "config.yaml")
-    ckpt = {"config": config.replace(data=str(data_dir)).to_dict(), "data_fingerprint": data_fingerprint(manifest)}
+    run_id = (payload or {}).get("run_id") or uuid.uuid4().hex  # ties every checkpoint to this run folder
+    ckpt = {"config": config.replace(data=str(data_dir)).to_dict(), "data_fingerprint": fingerprint, "run_id": run_id}
     return _Setup(
         config, data_dir, manifest, device, dist, spec, positive, splits["train"], splits["val"], targets, model,
         frozen, run_dir, ckpt,
@@ -324,7 +403,7 @@ def train(
 
 def _train(config: TrainConfig, resume: Path | None, progress: Progress, decisions: ValDecisions) -> RunResult:
     start = time.perf_counter()
-    payload = read_checkpoint(resume / "last.pt") if resume else None
+    payload = resume_payload(resume) if resume else None
     s = _setup(config, resume, payload, progress)
     log = R.get_logger(s.run_dir)
     log.info(
@@ -347,12 +426,19 @@ def _train(config: TrainConfig, resume: Path | None, progress: Progress, decisio
     train_model = _distribute(s, prepared, log)
     opt = _Optimisation(s, train_model)
     _write_hparams(s, strategy.name, opt, resume)
-    selector, history, first_epoch = EpochSelector(), [], 1
+    selector, first_epoch = EpochSelector(), 1
+    history: list[dict[str, Any]] = []
     if payload is not None:
-        opt.restore(payload)
-        selector = EpochSelector.from_state(payload)
+        try:
+            opt.restore(payload)
+            selector = EpochSelector.from_state(payload)
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise DefectlensError(f"{resume}/last.pt: its optimizer state does not fit this run ({exc})") from None
         first_epoch = int(payload["epoch"]) + 1
-        history = R.truncate_history(s.run_dir, first_epoch - 1) if s.run_dir else []
+        history, dropped = R.truncate_history(s.run_dir, first_epoch - 1) if s.run_dir else ([], 0)
+        if dropped:
+            log.info("history.jsonl: %d unreadable line(s) dropped", dropped)
+            progress.note(f"warning: history.jsonl had {dropped} unreadable line(s); they were dropped")
         log.info("resumed from %s at epoch %d", resume, first_epoch)
     if s.run_dir is not None and first_epoch == 1 and strategy.name != "features":
         _save_samples(s, s.run_dir)
@@ -396,6 +482,7 @@ def _write_hparams(s: _Setup, mode: str, opt: _Optimisation, resume: Path | None
         {
             "config": s.ckpt["config"],
             "data_fingerprint": s.ckpt["data_fingerprint"],
+            "run_id": s.ckpt["run_id"],
             "mode": mode,
             "device": str(s.device),
             "world_size": s.dist.world_size,

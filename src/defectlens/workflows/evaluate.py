@@ -24,6 +24,22 @@ from defectlens.evaluation.evaluate import EvalSettings, EvaluationResult, Split
 from defectlens.inference.predictor import Predictor
 from defectlens.reporting.results import write_evaluation
 
+#: The test images with no byte-identical copy in train or val, reported beside the whole test split
+#: when the source's own splits leak (64 of the Kaggle casting test images are copies of train images).
+UNSEEN = "test_unseen"
+
+
+def unseen_subset(manifest: Manifest, test: SplitScores) -> SplitScores | None:
+    """``test`` without its images whose exact copy (sha256) is in train or val; None when nothing leaks."""
+    seen = {r.sha256 for r in manifest.records if r.split in ("train", "val") and r.sha256}
+    keep = [i for i, r in enumerate(test.records) if r.sha256 not in seen]
+    if len(keep) == len(test.records) or not keep:
+        return None
+    return SplitScores(
+        logits=test.logits[keep], y=test.y[keep], paths=[test.paths[i] for i in keep],
+        records=[test.records[i] for i in keep],
+    )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class EvaluationRun:
@@ -103,6 +119,8 @@ def evaluate_model(
         raise DefectlensError(f"no images in split(s) {list(splits)} of the dataset; check its split column")
     needed = [s for s in SPLITS if s in report or (s == "val" and settings.refit)]
     scores = score_splits(predictor, manifest, needed, batch_size=batch_size, progress=progress)
+    if "test" in scores and (unseen := unseen_subset(manifest, scores["test"])) is not None:
+        scores[UNSEEN], report = unseen, [*report, UNSEEN]
     result = evaluate(
         scores,
         spec=predictor.spec,
@@ -150,7 +168,7 @@ def evaluate_run(
     """
     source = Path(source)
     predictor = Predictor.load(source)
-    data = data or _recorded_dataset(source, predictor)
+    data = data or recorded_dataset(source, predictor)
     manifest = Manifest.read(data)
     run_info: dict[str, Any] = {"model": source.name, "data": str(Path(data).resolve())}
     history = None
@@ -183,7 +201,12 @@ def _output_folder(source: Path, out_dir: str | Path | None, *, force: bool) -> 
     return out
 
 
-def _recorded_dataset(source: Path, predictor: Predictor) -> str:
+def recorded_dataset(source: str | Path, predictor: Predictor) -> str:
+    """The dataset folder a model was trained on, when it exists here.
+
+    Raises:
+        DefectlensError: when the model records none, or it is not present.
+    """
     recorded = (predictor.meta.get("config") or predictor.meta.get("training_config") or {}).get("data")
     if recorded and Path(recorded).is_dir():
         return str(recorded)

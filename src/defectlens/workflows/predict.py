@@ -2,8 +2,18 @@
 
 This is the library behind ``defectlens predict``; the CLI only parses arguments and prints.
 Every input gets a row, written to ``predictions.csv`` as soon as it is decided: an unreadable file
-becomes an error row (``status="error"``) and the run goes on, so one bad file from a line camera
-never hides the verdicts on the rest, and a crash never loses the rows already written.
+(whatever the reason: corrupt, an odd pixel mode, a dangling symlink, a FIFO, a folder that cannot
+be listed) becomes an error row (``status="error"``, ``reason``) and the run goes on, so one bad file
+from a line camera never hides the verdicts on the rest, and a crash never loses the rows already
+written. Hidden files and folders (names starting with ``.``) are not inputs.
+
+The columns of ``predictions.csv`` (:data:`CSV_COLUMNS` documents each): ``confidence`` is the
+probability of the predicted class, so at a low threshold a "defect" call can have a confidence
+under 0.5; ``defect_probability`` (binary models) is the calibrated probability of the defect class,
+the number the threshold is compared with.
+
+Output never overwrites: without ``--out`` each run gets a new folder (``predictions``,
+``predictions-2``, ...); a folder that already holds a ``predictions.csv`` is refused unless forced.
 """
 
 from __future__ import annotations
@@ -20,10 +30,30 @@ import numpy as np
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
+from defectlens.data.walk import IMAGE_SUFFIXES, inspect, walk
 from defectlens.evaluation.metrics import compute_metrics
 from defectlens.inference.predictor import Prediction, Predictor
 
 CSV_FILE = "predictions.csv"
+DEFAULT_OUT = "predictions"
+GRADCAM_DIR = "gradcam"
+
+#: The columns of predictions.csv and what each holds (``p_<class>``: one per class).
+CSV_COLUMNS = {
+    "file": "the input file",
+    "status": "ok, or error when the file could not be used (see reason)",
+    "prediction": "the decided class",
+    "confidence": "probability of the predicted class (can be under 0.5 for a defect call at a low threshold)",
+    "defect_probability": "binary models: calibrated probability of the defect class, compared with the threshold",
+    "p_<class>": "calibrated probability of each class",
+    "threshold": "the decision threshold on defect_probability (binary models)",
+    "latency_ms": "decoding plus this file's share of its batch",
+    "truth": "the class named by the file's class subfolder, when there is one",
+    "match": "MATCH or MISMATCH against truth",
+    "reason": "why the file could not be used (error rows)",
+    "warning": "a problem that did not stop decoding (corrupt JPEG data, bad EXIF): check the image",
+    "overlay": "the Grad-CAM overlay PNG (--explain)",
+}
 
 
 @dataclass
@@ -33,6 +63,7 @@ class Inputs:
     files: list[Path]
     truth: dict[Path, str] = field(default_factory=dict)
     kind: str = "file"  # "file", "folder" or "glob"
+    problems: dict[Path, str] = field(default_factory=dict)  # entries that cannot be read, and why
 
 
 def collect_inputs(target: str | Path, class_names: Iterable[str] = ()) -> Inputs:
@@ -43,40 +74,83 @@ def collect_inputs(target: str | Path, class_names: Iterable[str] = ()) -> Input
         DefectlensError: when nothing matches.
     """
     p = Path(target)
-    if p.is_file():
-        return Inputs([p], kind="file")
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not _hidden(f.relative_to(p)) and f.name != CSV_FILE)
+        entries = [e for e in walk(p, skip_hidden=True) if e.path.name != CSV_FILE]
+        files = [e.path for e in entries]
+        problems = {e.path: e.problem for e in entries if e.problem is not None}
         classes = set(class_names)
         truth = {}
         for f in files:
-            top = f.relative_to(p).parts[0]
-            if top in classes and len(f.relative_to(p).parts) > 1:
-                truth[f] = top
+            parts = f.relative_to(p).parts
+            if parts[0] in classes and len(parts) > 1 and f not in problems:
+                truth[f] = parts[0]
         if not files:
             raise DefectlensError(f"{p}: folder has no files to predict")
-        return Inputs(files, truth, "folder")
+        return Inputs(files, truth, "folder", problems)
+    if p.exists() or p.is_symlink():  # a file, or a FIFO, device or dangling link: its row says which
+        return Inputs([p], kind="file")
     if glob.has_magic(str(target)):
         # absolute or relative patterns alike; Path.glob cannot take an absolute pattern
-        files = sorted(Path(f) for f in glob.glob(str(target), recursive=True) if Path(f).is_file())  # noqa: PTH207
+        matches = sorted(Path(f) for f in glob.glob(str(target), recursive=True))  # noqa: PTH207
+        files, problems = [], {}
+        for f in matches:
+            kind, problem = inspect(f)
+            if kind == "dir" and f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue  # the pattern named a folder, not an input
+            files.append(f)
+            if kind != "file":
+                problems[f] = problem or "a folder named like an image file"
         if not files:
             raise DefectlensError(f"{target}: the pattern matches no files")
-        return Inputs(files, kind="glob")
+        return Inputs(files, kind="glob", problems=problems)
     raise DefectlensError(f"{target}: no such file or folder (give an image, a folder or a glob pattern)")
 
 
-def _hidden(rel: Path) -> bool:
-    return any(part.startswith(".") for part in rel.parts)
+def output_folder(out: str | Path | None, *, force: bool = False, base: str | Path = DEFAULT_OUT) -> Path:
+    """Where a prediction run writes, created here; never a folder holding earlier predictions.
+
+    Args:
+        out: the folder asked for; None: ``base``, or ``base-2``, ``base-3``... the first that does not exist.
+        force: reuse an ``out`` that already holds a ``predictions.csv`` (its Grad-CAM PNGs are removed).
+        base: the default folder name.
+
+    Raises:
+        DefectlensError: when ``out`` holds earlier predictions and ``force`` is off.
+    """
+    if out is None:
+        for i in range(1, 10_000):
+            folder = Path(f"{base}-{i}" if i > 1 else base)
+            try:
+                folder.mkdir(parents=True)  # claims the name atomically, even against a parallel run
+                return folder
+            except FileExistsError:
+                continue
+        raise DefectlensError(f"{base}: 9999 numbered output folders exist already; pass --out")
+    folder = Path(out)
+    if (folder / CSV_FILE).exists():
+        if not force:
+            raise DefectlensError(
+                f"{folder} already holds {CSV_FILE} from an earlier run; pass --force to replace it, or another --out"
+            )
+        for png in (folder / GRADCAM_DIR).glob("[0-9][0-9][0-9][0-9][0-9]_*.png"):
+            png.unlink()  # overlays of the replaced run would otherwise sit beside the new ones
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
-def row_of(pred: Prediction, class_names: Iterable[str], truth: str | None) -> dict[str, Any]:
-    """A flat CSV row: status, prediction, confidence, one probability column per class, truth."""
+def row_of(
+    pred: Prediction, class_names: Iterable[str], truth: str | None, positive_class: str | None = None
+) -> dict[str, Any]:
+    """A flat CSV row (see :data:`CSV_COLUMNS`): status, prediction, confidence, the defect probability
+    (binary models, ``positive_class`` given), one probability column per class, truth."""
     row: dict[str, Any] = {
         "file": pred.file,
         "status": pred.status,
         "prediction": pred.prediction,
         "confidence": round(pred.confidence, 6) if pred.ok else "",
     }
+    if positive_class is not None:
+        row["defect_probability"] = round(pred.probabilities[positive_class], 6) if pred.ok else ""
     for c in class_names:
         row[f"p_{c}"] = round(pred.probabilities[c], 6) if pred.ok else ""
     row["threshold"] = "" if pred.threshold is None else pred.threshold
@@ -84,6 +158,7 @@ def row_of(pred: Prediction, class_names: Iterable[str], truth: str | None) -> d
     row["truth"] = truth or ""
     row["match"] = ("MATCH" if pred.prediction == truth else "MISMATCH") if truth and pred.ok else ""
     row["reason"] = pred.reason
+    row["warning"] = pred.warning
     row["overlay"] = pred.extra.get("overlay", "")
     return row
 
@@ -96,6 +171,7 @@ class FolderResult:
     files: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     mismatches: int = 0
     metrics: dict[str, Any] | None = None
 
@@ -125,24 +201,34 @@ def predict_files(
     batch_size: int = 16,
     progress: Progress | None = None,
 ) -> FolderResult:
-    """Predict every input, writing each row of ``predictions.csv`` (and Grad-CAM PNGs) into ``out`` as it comes."""
+    """Predict every input, writing each row of ``predictions.csv`` (and Grad-CAM PNGs) into ``out`` as it comes.
+
+    Entries of ``inputs.problems`` (a FIFO, a dangling symlink...) get their error row without being opened.
+    """
     names = list(predictor.spec.class_names)
+    positive = predictor.spec.positive_class if len(names) == 2 else None
     out_dir = Path(out) if out is not None else None
     result = FolderResult(csv_path=out_dir / CSV_FILE if out_dir is not None else None)
     labelled: list[tuple[str, Prediction]] = []
     counts: Counter[str] = Counter()
-    results = predictor.predict_many([str(f) for f in inputs.files], batch_size=batch_size, threshold=threshold)
+    readable = [str(f) for f in inputs.files if f not in inputs.problems]
+    results = iter(predictor.predict_many(readable, batch_size=batch_size, threshold=threshold))
+    t = predictor.spec.threshold if threshold is None else threshold
     with (
         _CsvSink(result.csv_path) as sink,
         (progress or Progress()).phase("predicting", total=len(inputs.files), unit="img") as phase,
     ):
-        for i, (f, pred) in enumerate(zip(inputs.files, results, strict=True)):
+        for i, f in enumerate(inputs.files):
+            problem = inputs.problems.get(f)
+            pred = Prediction.error(str(f), problem, threshold=t) if problem is not None else next(results)
             if explain and pred.ok and out_dir is not None:
-                pred = _with_overlay(predictor, f, pred, out_dir / "gradcam" / f"{i:05d}_{f.stem}.png")
+                pred = _with_overlay(predictor, f, pred, out_dir / GRADCAM_DIR / f"{i:05d}_{f.stem}.png")
             truth = inputs.truth.get(f)
-            row = row_of(pred, names, truth)
+            row = row_of(pred, names, truth, positive)
             sink.write(row)
             counts[pred.prediction if pred.ok else "ERROR"] += 1
+            if pred.warning:
+                result.warnings.append(row)
             if not pred.ok:
                 result.errors.append(row)
             elif truth:

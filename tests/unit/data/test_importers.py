@@ -75,7 +75,9 @@ def test_csv_relative_absolute_split_and_missing(tmp_path: Path) -> None:
     b = write_image(tmp_path / "elsewhere" / "b.png", 2)
     csv = tmp_path / "imgs" / "labels.csv"
     csv.write_text(f"path,label,split\na.png,ok,train\n{b},ng,test\nmissing.png,ng,\nc.png,,\n")
-    m = import_dataset(csv, fmt="csv")
+    refused = import_dataset(csv, fmt="csv")  # b lies outside the CSV's folder: refused by default
+    assert {s["path"]: s["reason"] for s in refused.info["skipped"]}[str(b)].endswith("--allow-outside-root to read it")
+    m = import_dataset(csv, fmt="csv", allow_outside_root=True)
     assert {r.path: (r.label, r.split) for r in m.records} == {"a.png": ("ok", "train"), str(b): ("ng", "test")}
     assert m.resolve(m.records[0]) == a
     assert m.info["positive_class"] == "ng"

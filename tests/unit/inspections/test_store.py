@@ -108,3 +108,32 @@ def test_image_store_is_content_addressed(tmp_path):
     assert a == store.put(b"\x89PNG fake", image_format="PNG") and a.endswith(".png")
     assert store.path(a).read_bytes() == b"\x89PNG fake"
     assert store.put(b"other", image_format=None).endswith(".img")
+
+
+def test_csv_export_defuses_spreadsheet_formulas(tmp_path):
+    log = InspectionLog(tmp_path / "log.sqlite")
+    log.record(item('=HYPERLINK("http://x")'))
+    log.record(item("@SUM(A1).png"))
+    rows = list(csv.DictReader(io.StringIO("".join(log.iter_csv()))))
+    assert [r["client_name"] for r in rows] == ['\'=HYPERLINK("http://x")', "'@SUM(A1).png"]
+    assert log.get(1).client_name == '=HYPERLINK("http://x")'  # the log keeps the name as given
+
+
+def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):
+    from defectlens.inspections.store import _MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[1] + "\nPRAGMA user_version = 1;")
+    db.execute(
+        "INSERT INTO inspections (created_utc, source, client_name, image_sha256, image_bytes, status, prediction) "
+        "VALUES ('2026-01-01T00:00:00.000+00:00', 'web', 'old.png', 'aa', 3, 'ok', 'defect')"
+    )
+    db.commit()
+    db.close()
+    log = InspectionLog(path)
+    assert log.schema_version == SCHEMA_VERSION == 2
+    old = log.get(1)
+    assert (old.client_name, old.prediction, old.warning) == ("old.png", "defect", "")
+    new = log.record(item("new.jpg", warning="corrupt JPEG data"))
+    assert log.get(new).warning == "corrupt JPEG data"

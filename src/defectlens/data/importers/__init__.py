@@ -15,6 +15,7 @@ from typing import Any
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
+from defectlens.core.spec import name_problem
 from defectlens.core.version import __version__
 from defectlens.data.importers._probe import mode_note, probe_files
 from defectlens.data.importers._scan import SPLIT_DIRS, Scan
@@ -56,12 +57,12 @@ def detect_format(src: str | Path) -> tuple[str, str]:
     return "folder", f"class folders {', '.join(sorted(c.name for c in subdirs.values()))}"
 
 
-def _scanner(fmt: str, elpv_classes: int, neu_labels: str) -> Callable[[str | Path], Scan]:
+def _scanner(fmt: str, elpv_classes: int, neu_labels: str, outside_ok: bool) -> Callable[[str | Path], Scan]:
     scanners: dict[str, Callable[[str | Path], Scan]] = {
         "folder": scan_folder,
         "casting": scan_casting,
         "neu-det": lambda src: scan_neu(src, labels=neu_labels),
-        "csv": scan_csv,
+        "csv": lambda src: scan_csv(src, allow_outside_root=outside_ok),
         "elpv": lambda src: scan_elpv(src, classes=elpv_classes),
     }
     if fmt not in scanners:
@@ -126,11 +127,15 @@ def _records(
     plus one warning per unusual image mode that was kept."""
     records: list[Record] = []
     odd_modes: dict[str, list[str]] = {}
+    flagged: list[str] = []
     for cand, probe in zip(scan.candidates, probes, strict=True):
-        if "reason" in probe:
-            scan.skipped.append({"path": cand.ref, "reason": probe["reason"]})
-            continue
         label = remap(cand.label, mapping)
+        problem = name_problem("label", label)
+        if problem or "reason" in probe:
+            scan.skipped.append({"path": cand.ref, "reason": problem or probe["reason"]})
+            continue
+        if probe.get("warning"):
+            flagged.append(f"{cand.ref} ({probe['warning']})")
         meta = {**cand.meta, "phash": probe["phash"]}
         if label != cand.label:
             meta["source_label"] = cand.label
@@ -152,6 +157,9 @@ def _records(
     for mode, paths in sorted(odd_modes.items()):
         shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
         warnings.append(f"{len(paths)} image(s) in mode {mode} kept ({mode_note(mode)}): {shown}")
+    if flagged:
+        more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+        warnings.append(f"{len(flagged)} image(s) kept although decoding warned: {'; '.join(flagged[:5])}{more}")
     return records, warnings
 
 
@@ -165,6 +173,7 @@ def import_dataset(
     positive: str | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    allow_outside_root: bool = False,
 ) -> Manifest:
     """Import a dataset source into a (not yet written) Manifest.
 
@@ -177,13 +186,14 @@ def import_dataset(
         positive: the defect class of a binary dataset, when it cannot be inferred.
         workers: decode/hash processes (default 2).
         progress: receives the hashing phase.
+        allow_outside_root: let a CSV name files outside its own folder (refused by default).
 
     Raises:
         DefectlensError: the source is missing, malformed or holds no usable image.
     """
     if fmt == "auto":
         fmt = detect_format(src)[0]
-    scan = _scanner(fmt, elpv_classes, neu_labels)(src)
+    scan = _scanner(fmt, elpv_classes, neu_labels, allow_outside_root)(src)
     if not scan.candidates and not scan.skipped:
         raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
     probes = probe_files([str(c.file) for c in scan.candidates], workers=workers, progress=progress)

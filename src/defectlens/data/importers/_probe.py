@@ -9,13 +9,13 @@ so one bad file never stops an import.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.checkpoint import file_sha256
 from defectlens.core.errors import ImageError
 from defectlens.core.progress import Progress
 
@@ -52,35 +52,38 @@ def mode_note(mode: str) -> str | None:
 
 
 def probe_file(path: str) -> dict[str, Any]:
-    """Everything the manifest records about one file, or ``{"reason": ...}`` if it is unusable."""
+    """Everything the manifest records about one file, or ``{"reason": ...}`` if it is unusable.
+
+    The image is decoded from the file (never read whole into memory first) and the sha256 is computed
+    a block at a time, so a 2 GB file costs a few megabytes.
+    """
     from defectlens.data.dedup import phash_hex
-    from defectlens.data.images import convert_mode, load_image
+    from defectlens.data.images import convert_mode, decode_image
 
     p = Path(path)
     if is_system_file(p):
         return {"reason": "system file, not an image"}
-    if not p.is_file():
-        return {"reason": "file not found"}
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        return {"reason": f"cannot read file: {exc.strerror or exc}"}
     mode = "?"
     try:
-        img = load_image(data, name=path)
+        decoded = decode_image(p, name=path)
+        img = decoded.image
         mode = img.mode
         convert_mode(img, 3)  # proves the mode is one training can use
         phash = phash_hex(img)
+        digest = file_sha256(p)
     except ImageError as exc:
         return {"reason": exc.reason}
+    except PermissionError:
+        return {"reason": "permission denied"}
     except (OSError, ValueError) as exc:
         return {"reason": f"unsupported image mode or content ({mode}): {exc}"}
     return {
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": digest,
         "width": img.width,
         "height": img.height,
         "mode": img.mode,
         "phash": phash,
+        "warning": decoded.warning,
     }
 
 

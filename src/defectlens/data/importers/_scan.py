@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from defectlens.core.errors import DefectlensError
+from defectlens.data.walk import inspect, walk
 
 #: Folder names accepted as splits (lower case) and the split each stands for.
 SPLIT_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -58,16 +59,26 @@ def require_dir(src: str | Path, what: str) -> Path:
     return path.resolve()
 
 
-def files_under(folder: Path) -> list[Path]:
-    """Every file below ``folder``, sorted, following no symlinked folders."""
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+def files_under(folder: Path, scan: Scan) -> list[Path]:
+    """Every regular file below ``folder``, sorted; what cannot be read (dangling or looping symlinks,
+    FIFOs, unlistable folders, a folder named like an image) joins ``scan.skipped`` with its reason."""
+    files = []
+    for entry in walk(folder):
+        if entry.problem is None:
+            files.append(entry.path)
+        else:
+            scan.skip(entry.path, entry.problem)
+    return files
 
 
 def scan_class_folders(scan: Scan, folder: Path, *, split: str) -> None:
     """Add every file in ``folder/<class>/...`` as a candidate of that class; loose files are skipped."""
     for entry in sorted(folder.iterdir()):
-        if entry.is_dir():
-            for f in files_under(entry):
+        kind, problem = inspect(entry)
+        if kind == "dir":
+            for f in files_under(entry, scan):
                 scan.candidates.append(Candidate(file=f, ref=rel(f, scan.root), label=entry.name, split=split))
-        elif entry.is_file():
+        elif kind == "file":
             scan.skip(entry, f"not inside a class folder (expected {rel(folder, scan.root) or '.'}/<class>/<image>)")
+        else:
+            scan.skip(entry, problem or "not a file or folder")

@@ -10,6 +10,7 @@ figures come from) does; the XML then only fills in for a file name that names n
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -48,11 +49,22 @@ def parse_voc(path: Path) -> tuple[str, list[list[Any]]]:
             name = (obj.findtext("name") or "").strip()
             if bb is None or not name:
                 raise ValueError("an <object> without <name> or <bndbox>")
-            coords = [round(float(bb.findtext(k) or "nan")) for k in ("xmin", "ymin", "xmax", "ymax")]
+            coords = [_coordinate(bb.findtext(k), k) for k in ("xmin", "ymin", "xmax", "ymax")]
             boxes.append([name, *coords])
     except (ET.ParseError, ValueError) as exc:
         raise DefectlensError(f"{path}: bad VOC XML ({exc})") from None
     return (root.findtext("filename") or "").strip(), boxes
+
+
+def _coordinate(text: str | None, key: str) -> int:
+    """A box coordinate as an integer pixel; a missing, non-numeric or non-finite one is an error."""
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        raise ValueError(f"<{key}> {text!r:.40} is not a number") from None
+    if not math.isfinite(value) or abs(value) > 1e7:
+        raise ValueError(f"<{key}> {text!r:.40} is not a finite pixel coordinate")
+    return round(value)
 
 
 def box_label(boxes: list[list[Any]], fallback: str | None) -> str | None:
@@ -91,9 +103,9 @@ def scan_neu(src: str | Path, *, labels: str = "boxes") -> Scan:
         "xml_without_image": [],
         "bad_xml": [],
     }
-    images = {f.stem: f for f in files_under(images_dir)}
+    images = {f.stem: f for f in files_under(images_dir, scan)}
     xmls: dict[str, Path] = {}
-    for f in files_under(xml_dir):
+    for f in files_under(xml_dir, scan):
         if f.suffix.lower() == ".xml":
             xmls[f.stem] = f
         else:

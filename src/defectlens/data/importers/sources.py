@@ -8,8 +8,11 @@ hashing and refusing broken files happens once, in the shared pipeline of
 from __future__ import annotations
 
 import csv
+import io
+import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from defectlens.core.errors import DefectlensError
 from defectlens.data.importers._scan import (
@@ -44,7 +47,7 @@ def scan_folder(src: str | Path) -> Scan:
         scan_class_folders(scan, folder, split=split)
     for entry in sorted(root.iterdir()):
         if entry not in splits:
-            for f in files_under(entry) if entry.is_dir() else [entry]:
+            for f in files_under(entry, scan) if entry.is_dir() else [entry]:
                 scan.skip(f, "outside the train/val/test folders")
     return scan
 
@@ -69,41 +72,89 @@ def scan_casting(src: str | Path) -> Scan:
     return scan
 
 
-def scan_csv(src: str | Path) -> Scan:
-    """A CSV with a header ``path,label[,split]``; paths relative to the CSV's folder or absolute.
+def scan_csv(src: str | Path, *, allow_outside_root: bool = False) -> Scan:
+    """A CSV with a header ``path,label[,split]``; paths relative to the CSV's folder (or absolute).
 
     Any other column (camera, line, shift, lot...) is kept as per-image metadata, so evaluation can
-    count errors by it.
+    count errors by it. A CSV that is not UTF-8 is read as Windows-1252 (what spreadsheet programs
+    write), with a warning. Rows are refused, each with its reason in the skipped list, when they have
+    more fields than the header, name a path outside the CSV's folder (unless ``allow_outside_root``:
+    a CSV from elsewhere must not make the import read ``/etc/passwd``), or list a path again: with
+    the same label the repeat is dropped, with another label every row of that path is a conflict.
+
+    Raises:
+        DefectlensError: when the file is missing or its header lacks path and label.
     """
     path = Path(src).expanduser()
     if path.is_dir():
         raise DefectlensError(f"{path}: is a folder; the csv format expects the path of a .csv file")
     if not path.is_file():
         raise DefectlensError(f"{path}: CSV file not found")
-    root = path.resolve().parent
-    scan = Scan(root=root, name=path.stem)
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if "path" not in fields or "label" not in fields:
-            raise DefectlensError(f"{path}: header must name the columns path,label[,split]; found {fields}")
-        for lineno, raw in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
-            ref, label, split = row.get("path", ""), row.get("label", ""), row.get("split", "").lower()
-            if not ref:
-                scan.skipped.append({"path": f"{path.name}:{lineno}", "reason": "empty path"})
-                continue
-            if not label:
-                scan.skip(ref, f"empty label ({path.name} line {lineno})")
-                continue
-            if split and split not in SPLIT_DIRS:
-                raise DefectlensError(f"{path} line {lineno}: split {split!r} must be train, val, test or empty")
-            file = Path(ref) if Path(ref).is_absolute() else root / ref
-            extra = {k: v for k, v in row.items() if k and k not in ("path", "label", "split")}
-            scan.candidates.append(
-                Candidate(file=file, ref=ref, label=label, split=SPLIT_DIRS.get(split, ""), meta=extra)
-            )
+    scan = Scan(root=path.resolve().parent, name=path.stem)
+    text, encoding = _read_text(path)
+    if encoding != "utf-8":
+        scan.warnings.append(f"{path.name} is not UTF-8; read as {encoding} (save it as UTF-8 to be sure of names)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = [(f or "").strip().lower() for f in reader.fieldnames or []]
+    if "path" not in fields or "label" not in fields:
+        raise DefectlensError(f"{path}: header must name the columns path,label[,split]; found {fields}")
+    rows: dict[str, list[tuple[int, Candidate]]] = {}
+    for lineno, raw in enumerate(reader, start=2):
+        cand = _csv_row(scan, path, lineno, raw, allow_outside_root)
+        if cand is not None:
+            rows.setdefault(os.path.normpath(cand.file), []).append((lineno, cand))
+    for listed in rows.values():
+        _add_listed(scan, path.name, listed)
     return scan
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """The CSV's text and the encoding it was read with (UTF-8, else Windows-1252, else Latin-1)."""
+    data = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding), encoding.replace("-sig", "")
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
+def _csv_row(scan: Scan, path: Path, lineno: int, raw: dict[Any, Any], outside_ok: bool) -> Candidate | None:
+    """One CSV row as a candidate, or None after recording why it was skipped."""
+    where = f"{path.name}:{lineno}"
+    if None in raw:  # csv.DictReader files surplus fields under the key None
+        scan.skipped.append({"path": where, "reason": f"more fields than the header ({len(raw) - 1 + len(raw[None])})"})
+        return None
+    row = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+    ref, label, split = row.get("path", ""), row.get("label", ""), row.get("split", "").lower()
+    if not ref:
+        scan.skipped.append({"path": where, "reason": "empty path"})
+        return None
+    if not label:
+        scan.skip(ref, f"empty label ({path.name} line {lineno})")
+        return None
+    if split and split not in SPLIT_DIRS:
+        raise DefectlensError(f"{path} line {lineno}: split {split!r} must be train, val, test or empty")
+    file = Path(os.path.normpath(Path(ref) if Path(ref).is_absolute() else scan.root / ref))
+    if not outside_ok and not file.is_relative_to(scan.root):
+        scan.skip(ref, f"outside the CSV's folder {scan.root} ({where}); pass --allow-outside-root to read it")
+        return None
+    extra = {k: v for k, v in row.items() if k and k not in ("path", "label", "split")}
+    return Candidate(file=file, ref=ref, label=label, split=SPLIT_DIRS.get(split, ""), meta=extra)
+
+
+def _add_listed(scan: Scan, csv_name: str, listed: list[tuple[int, Candidate]]) -> None:
+    """Add a path listed once; drop exact repeats; refuse every row of a path listed with other labels."""
+    labels = sorted({c.label for _, c in listed})
+    first_line, first = listed[0]
+    if len(labels) > 1:
+        lines = ", ".join(str(n) for n, _ in listed)
+        scan.skip(first.ref, f"conflict: listed {len(listed)} times with labels {', '.join(labels)} (lines {lines})")
+        scan.warnings.append(f"{first.ref}: listed with conflicting labels {labels} in {csv_name}; not imported")
+        return
+    scan.candidates.append(first)
+    for lineno, cand in listed[1:]:
+        scan.skip(cand.ref, f"listed again on line {lineno} (first on line {first_line}); kept once")
 
 
 def elpv_class(probability: float, classes: int) -> str:
@@ -145,7 +196,7 @@ def scan_elpv(src: str | Path, *, classes: int = 2) -> Scan:
             Candidate(file=data / inner, ref=prefix + inner, label=elpv_class(probability, classes), meta=meta)
         )
     listed = {c.file for c in scan.candidates}
-    for f in files_under(data / "images") if (data / "images").is_dir() else []:
+    for f in files_under(data / "images", scan) if (data / "images").is_dir() else []:
         if f not in listed:
             scan.skip(f, "image not listed in labels.csv")
     if prefix:

@@ -1,0 +1,296 @@
+"""Load benchmark of the web service: concurrent clients on loopback against ``defectlens serve``.
+
+Starts the real server (``python -m defectlens serve``) once with micro-batching on and once with it
+off, drives it with concurrent clients (threads, one httpx client each, one image per request), and
+records requests per second, client-side p50/p95/p99 latency, errors, the mean model batch size
+(read from ``/metrics``) and the rows in the inspection log. In the same run it measures the same
+bundle's model-only throughput (``Predictor.logits`` on a batch of 32, images per second) and the
+ratio of served to model-only throughput. Writes ``benchmarks/results/serve.json``.
+
+    .venv/bin/python benchmarks/bench_serve.py BUNDLE [--clients 16] [--seconds 10] [--images DIR]
+    .venv/bin/python benchmarks/bench_serve.py --random-arch efficientnet_lite0 --input-size 192 --channels 1
+    .venv/bin/python benchmarks/bench_serve.py BUNDLE --smoke        # a few seconds, for the tests
+
+Images: real casting JPEGs from ../shared/datasets when present (or ``--images``), else synthetic
+300 px JPEGs. Goals (issue 16, 2-core CPU): served >= 70 % of model-only throughput, p99 <= 50 ms
+at 16 clients, 0 errors, every request logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from machine import describe
+
+ROOT = Path(__file__).resolve().parents[1]
+CASTING = ROOT.parent / "shared" / "datasets" / "casting" / "test"
+
+
+def load_images(folder: Path | None, limit: int = 64) -> list[tuple[str, bytes]]:
+    """Encoded images to upload: from ``folder`` (recursively), else synthetic 300 px JPEGs."""
+    if folder is not None and folder.is_dir():
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:limit]
+        if files:
+            return [(p.name, p.read_bytes()) for p in files]
+    from PIL import Image
+
+    rng, out = np.random.default_rng(0), []
+    for i in range(16):
+        img = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).resize((300, 300), Image.Resampling.BICUBIC)
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        out.append((f"synthetic_{i}.jpg", buf.getvalue()))
+    return out
+
+
+def random_bundle(arch: str, *, input_size: int, channels: int, folder: Path) -> Path:
+    """A random-init bundle of ``arch`` (speed does not depend on the weights)."""
+    import torch
+
+    from defectlens.core.checkpoint import save_checkpoint
+    from defectlens.export import export_bundle
+    from defectlens.models import create_model, default_spec
+
+    torch.manual_seed(0)
+    spec = default_spec(arch, in_channels=channels, input_size=input_size, class_names=("ok", "defect"))
+    spec = spec.replace(positive_class="defect", threshold=0.5)
+    model = create_model(arch, num_classes=2, in_channels=channels, input_size=input_size)
+    save_checkpoint(folder / "best.pt", model, spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights, synthetic parity inputs: expected here
+        return export_bundle(folder, folder / "model.dlens").path
+
+
+def model_only(bundle: Path, images: list[tuple[str, bytes]], seconds: float, threads: int | None) -> dict[str, Any]:
+    """Images per second of ``Predictor.logits`` on a preprocessed batch of 32 (no decoding, no HTTP)."""
+    from defectlens.inference.predictor import Predictor
+
+    predictor = Predictor.load(bundle, threads=threads)
+    arrays = [predictor.preprocess(data) for _, data in images]
+    batch = np.stack([arrays[i % len(arrays)] for i in range(32)])
+    predictor.logits(batch)  # warm-up
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        predictor.logits(batch)
+        n += len(batch)
+    return {"batch_size": 32, "img_s": round(n / (time.perf_counter() - start), 1), "model_id": predictor.model_id}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(bundle: Path, db: Path, *, batching: bool, extra: list[str]) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "defectlens", "serve", "--model", str(bundle), "--port", str(port), "--db", str(db)]
+    cmd += [*([] if batching else ["--no-batching"]), *extra]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "DEFECTLENS_API_KEY": ""}
+    )
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not become ready in 120 s")
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body with one file in the ``files`` field, and its content type."""
+    boundary = "defectlens-bench-boundary"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+    head += "Content-Type: image/jpeg\r\n\r\n"
+    return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` threads posting one image per request for ``seconds``; latencies seen by the clients.
+
+    Each client is one keep-alive ``http.client`` connection sending pre-encoded bodies: a load
+    generator as light as wrk's, so the clients take little of the CPU they share with the server.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    bodies = [multipart(name, data) for name, data in images]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    stop = threading.Event()
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        i = k
+        while not stop.is_set():
+            body, content_type = bodies[i % len(bodies)]
+            i += clients
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": content_type})
+                response = conn.getresponse()
+                ok = response.status == 200 and json.loads(response.read())["ok"] == 1
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                ok = False
+            latencies[k].append((time.perf_counter() - t0) * 1000.0)
+            errors[k] += 0 if ok else 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    flat = np.asarray([x for lat in latencies for x in lat])
+    pct = {f"p{q}_ms": round(float(np.percentile(flat, q)), 2) for q in (50, 95, 99)} if len(flat) else {}
+    return {"requests": len(flat), "errors": sum(errors), "req_s": round(len(flat) / elapsed, 1), **pct}
+
+
+def scrape(url: str) -> dict[str, Any]:
+    """Mean model batch size from ``/metrics`` and the log's row count from ``/v1/inspections``."""
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("defectlens_batch_size_sum", "defectlens_batch_size_count")):
+            name, value = line.split()
+            values[name] = float(value)
+    count = values.get("defectlens_batch_size_count", 0.0)
+    rows = httpx.get(url + "/v1/inspections", params={"limit": 1}, timeout=10).json()["total"]
+    return {
+        "mean_batch_size": round(values["defectlens_batch_size_sum"] / count, 2) if count else None,
+        "rows_logged": rows,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_mode(bundle: Path, images, *, batching: bool, clients: int, seconds: float, extra: list[str], tmp: Path):
+    db = tmp / f"log_{'batched' if batching else 'unbatched'}.sqlite"
+    proc, url = start_server(bundle, db, batching=batching, extra=extra)
+    try:
+        drive(url, images, clients=clients, seconds=min(1.0, seconds / 4))  # warm-up (counted in the log)
+        before, cpu_before = scrape(url)["rows_logged"], cpu_seconds(proc.pid)
+        result = drive(url, images, clients=clients, seconds=seconds)
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        scraped = scrape(url)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    logged = scraped["rows_logged"] - before
+    per_request = round(cpu * 1000.0 / result["requests"], 2) if result["requests"] else None
+    return {**result, "mean_batch_size": scraped["mean_batch_size"], "rows_logged": logged,
+            "server_cpu_ms_per_request": per_request,
+            "every_request_logged": logged == result["requests"]}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", nargs="?", type=Path, help="model bundle to serve")
+    parser.add_argument("--random-arch", help="instead of BUNDLE: a random-init bundle of this architecture")
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--images", type=Path, default=CASTING)
+    parser.add_argument("--server-args", default="", help="extra 'defectlens serve' flags, e.g. '--threads 2'")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 4 clients, 1.5 s per mode")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.smoke:
+        args.clients, args.seconds = 4, 1.5
+    if (args.bundle is None) == (args.random_arch is None):
+        parser.error("give a BUNDLE or --random-arch ARCH")
+    machine = describe()
+    images = load_images(args.images)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        bundle = args.bundle or random_bundle(
+            args.random_arch, input_size=args.input_size, channels=args.channels, folder=tmp
+        )
+        extra = args.server_args.split()
+        modes = {
+            name: run_mode(
+                bundle, images, batching=on, clients=args.clients, seconds=args.seconds, extra=extra, tmp=tmp
+            )
+            for name, on in (("batching_on", True), ("batching_off", False))
+        }
+        threads = int(extra[extra.index("--threads") + 1]) if "--threads" in extra else None  # as the server runs
+        base = model_only(bundle, images, seconds=0.5 if args.smoke else 5.0, threads=threads)
+    result = summarise(args, modes, base, machine, images)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def summarise(args, modes: dict[str, dict[str, Any]], base: dict[str, Any], machine, images) -> dict[str, Any]:
+    on = modes["batching_on"]
+    ratio = round(on["req_s"] / base["img_s"], 3) if base["img_s"] else None
+    return {
+        "command": "python benchmarks/bench_serve.py " + shlex.join(args.argv),
+        "model": str(args.bundle) if args.bundle else f"random-init {args.random_arch} (speed only)",
+        "model_id": base["model_id"],
+        "images": "casting test JPEGs" if args.images == CASTING and CASTING.is_dir() else f"{len(images)} images",
+        "clients": args.clients,
+        "seconds_per_mode": args.seconds,
+        "smoke": args.smoke,
+        **modes,
+        "model_only": base,
+        "served_over_model_only": ratio,
+        "batching_speedup": round(on["req_s"] / modes["batching_off"]["req_s"], 2)
+        if modes["batching_off"]["req_s"]
+        else None,
+        "goals": {
+            "served>=0.7*model_only": ratio is not None and ratio >= 0.7,
+            "p99<=50ms": on.get("p99_ms", 1e9) <= 50.0,
+            "zero_errors": on["errors"] == 0,
+            "every_request_logged": on["every_request_logged"],
+        },
+        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
+        "server_args": args.server_args,
+        "note": "clients share the CPU with the server; load averages tell whether other work shared it too, and "
+        "server_cpu_ms_per_request is the server's own CPU cost, whatever the load",
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""``defectlens inspector``: the desktop QA Inspector window (Tk).
+
+Load a model (bundle, run folder or plain ONNX), step through an image folder, move the threshold
+with its missed-defect / false-alarm trade-off in view, see Grad-CAM, record verdicts in the
+inspection log and export the batch. Needs a display; on a headless machine use ``predict`` or ``serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("inspector", help="open the desktop QA Inspector window", description=__doc__)
+    p.add_argument("--model", type=Path, default=None, help="model bundle (.dlens), run folder or .onnx file")
+    p.add_argument("--folder", type=Path, default=None, help="image folder (class subfolders give ground truth)")
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="inspection log (SQLite; default: the user data folder)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from defectlens.core.errors import DefectlensError
+
+    for flag, path in (("--model", args.model), ("--folder", args.folder)):
+        if path is not None and not path.exists():
+            raise DefectlensError(f"{flag} {path}: no such file or folder")
+    try:
+        from defectlens.gui.launch import run_inspector
+    except ImportError as exc:
+        if exc.name not in ("tkinter", "_tkinter", "PIL.ImageTk", "PIL._tkinter_finder"):
+            raise
+        raise DefectlensError(
+            "the inspector needs Tk, which this Python lacks: install python3-tk (Debian/Ubuntu) or a Python with Tk"
+        ) from None
+    run_inspector(model=args.model, folder=args.folder, db=args.db)
+    return 0

@@ -1,0 +1,53 @@
+"""``defectlens serve``: the inspection web service (upload page, REST API, inspection log)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="serve a model bundle over HTTP with an upload page", description=__doc__)
+    p.add_argument("--model", default=None, help="model bundle (.dlens), run folder or checkpoint to serve")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind; anything but loopback needs --api-key")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--db", type=Path, default=Path("inspections.sqlite"), help="SQLite inspection log")
+    p.add_argument("--api-key", default=None, help="require this key on /v1 and /metrics (or env DEFECTLENS_API_KEY)")
+    p.add_argument("--store-images", type=Path, default=None, metavar="DIR", help="keep uploads, by content hash")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
+    p.add_argument("--workers-threads", type=int, default=None, metavar="N", help="decoding/log threads")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model call")
+    p.add_argument("--max-batch", type=int, default=32, help="most images per model call")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
+    p.add_argument("--no-batching", action="store_true", help="one model call per image (for comparison)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this browser origin")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from defectlens.cli.output import stderr, warn
+    from defectlens.core.errors import DefectlensError
+    from defectlens.serve import API_KEY_ENV, ServeConfig
+    from defectlens.serve.server import serve
+
+    if not args.model:
+        raise DefectlensError("serve needs a model: --model BUNDLE (a .dlens file from 'defectlens export RUN')")
+    config = ServeConfig(
+        host=args.host,
+        port=args.port,
+        db=args.db,
+        api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        store_images=args.store_images,
+        max_upload_mb=args.max_upload_mb,
+        worker_threads=args.workers_threads,
+        inference_threads=args.threads,
+        batching=not args.no_batching,
+        max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+        cors_origins=tuple(args.cors_origin),
+    )
+    if config.exposed:
+        warn(f"listening on {config.host} without an API key: anyone who can reach it can use it and read the log")
+    serve(args.model, config, on_ready=lambda url: stderr().print(f"serving {args.model} at {url} (log: {args.db})"))
+    return 0

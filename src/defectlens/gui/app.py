@@ -1,0 +1,321 @@
+"""The inspector's controller: the state the window shows and every action it offers, without Tk.
+
+:class:`Inspector` owns the loaded model, the batch (:class:`~defectlens.gui.session.Session`), the
+shared inspection log, the settings and the background :class:`~defectlens.gui.scoring.Worker`.
+The window calls its actions (open a model, a folder or an image, move the threshold, ask for a
+Grad-CAM map, give a verdict, export) and calls :meth:`Inspector.poll` from its ``after()`` loop to
+receive what background work finished, as :class:`Event` values to draw. Tests drive it the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from defectlens.core.errors import DefectlensError
+from defectlens.explain.gradcam import explain
+from defectlens.gui import report, settings
+from defectlens.gui.model import Advanced, LoadedModel, load_model
+from defectlens.gui.scoring import Failed, Figures, Finished, JobDone, Message, Scored, Worker
+from defectlens.gui.session import Session
+from defectlens.inspections import Inspection, InspectionLog
+from defectlens.workflows.predict import collect_inputs
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something for the window to draw: ``kind`` is ``loading``, ``model``, ``model_error``, ``progress``,
+    ``scored``, ``score_error``, ``gradcam`` or ``gradcam_error``; ``text`` is for the status line."""
+
+    kind: str
+    text: str = ""
+    data: Any = None
+
+
+class Inspector:
+    """Everything the inspector window does, testable without a display.
+
+    Args:
+        db: the inspection log (default: :func:`~defectlens.gui.settings.default_db_path`).
+        settings_file: the settings JSON (default: the user's config folder).
+        threads: CPU threads for inference (default: all cores but one, which stays with the window).
+        batch_size: images per model call while scoring a folder.
+        seed: seed of the Random button.
+    """
+
+    def __init__(
+        self,
+        *,
+        db: str | Path | None = None,
+        settings_file: Path | None = None,
+        threads: int | None = None,
+        batch_size: int = 32,
+        seed: int | None = None,
+    ):
+        self.settings_file = settings_file
+        self.settings, warning = settings.load_settings(settings_file)
+        self.notices = [warning] if warning else []
+        self.db_path = Path(db) if db else settings.default_db_path()
+        self.log = InspectionLog(self.db_path)
+        self.worker = Worker()
+        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 2) - 1)
+        self.batch_size, self.seed = batch_size, seed
+        self.model: LoadedModel | None = None
+        self.advanced: Advanced | None = None
+        self.session = Session(seed=seed)
+        self.source: Path | None = None  # the folder or single image of the batch
+        self.scoring, self.loading = False, False
+        self.last_rate: float | None = None  # images/s of the last completed scoring run
+        self._overlays: dict[tuple[int, str], Image.Image] = {}
+        self._asked: set[tuple[int, str]] = set()
+        self._figures = Figures(self.worker)  # submits the scikit-learn warm-up job
+        self.jobs = 1
+
+    # -- opening things ----------------------------------------------------------------------------
+
+    def start(self, *, model: str | Path | None = None, folder: str | Path | None = None) -> None:
+        """Open what the command line named, else what the settings remember (when it still exists)."""
+        model = model or _existing(self.settings.last_model)
+        folder = folder or _existing(self.settings.last_folder)
+        if folder:
+            self.open_source(folder)
+        if model:
+            same = str(Path(model)) == self.settings.last_model and self.settings.advanced
+            self.open_model(model, advanced=Advanced.from_dict(self.settings.advanced or {}) if same else None)
+
+    def open_model(self, path: str | Path, *, advanced: Advanced | None = None) -> Event:
+        """Load a model in the background; an ``model`` or ``model_error`` event follows from :meth:`poll`."""
+        self.loading, self.jobs = True, self.jobs + 1
+        path = Path(path)
+
+        def job() -> tuple[LoadedModel, Advanced | None]:
+            return load_model(path, advanced=advanced, threads=self.threads), advanced
+
+        self.worker.submit("model", job)
+        return Event("loading", f"loading {path.name}...")
+
+    def open_source(self, path: str | Path) -> None:
+        """Open an image or a folder (class subfolders named after model classes give ground truth); scores it
+        when a model is loaded.
+
+        Raises:
+            DefectlensError: when the path does not exist or the folder holds no files.
+        """
+        self.source = Path(path)
+        self._collect()
+
+    def _collect(self) -> None:
+        if self.source is None:
+            return
+        inputs = collect_inputs(self.source, self.session.class_names)
+        self.session.set_inputs(inputs.files, inputs.truth)
+        self._overlays.clear()
+        self._asked.clear()
+        if self.model is not None and self.session.items:
+            self.scoring = True
+            self.worker.score(self.model.predictor, inputs.files, batch_size=self.batch_size)
+
+    def _install(self, loaded: LoadedModel, advanced: Advanced | None) -> None:
+        spec = loaded.spec
+        remembered = str(loaded.path) == self.settings.last_model
+        positive = spec.positive_class
+        if remembered and self.settings.positive_class in spec.class_names:
+            positive = self.settings.positive_class
+        threshold = self.settings.threshold if remembered and self.settings.threshold is not None else spec.threshold
+        if threshold is None and positive is not None:
+            threshold = 0.5
+        self.model, self.advanced = loaded, advanced
+        self.session = Session(
+            spec.class_names, positive_class=positive, threshold=threshold, costs=loaded.costs, seed=self.seed
+        )
+        self.save_settings()
+        self._collect()
+
+    # -- background results --------------------------------------------------------------------------
+
+    def poll(self, limit: int = 200) -> list[Event]:
+        """Apply what background work reported since the last call; returns what to draw (never blocks)."""
+        events: list[Event] = []
+        for message in self.worker.drain(limit):
+            event = self._handle(message)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _handle(self, message: Message) -> Event | None:
+        if isinstance(message, JobDone):
+            self.jobs -= 1
+            return self._job_done(message)
+        if message.generation != self.worker.generation:
+            return None  # a folder the operator has since replaced
+        if isinstance(message, Scored):
+            for k, prediction in enumerate(message.predictions):
+                self.session.apply(message.start + k, prediction)
+            return Event("progress", data=(self.session.scored, len(self.session.items)))
+        self.scoring = False
+        if isinstance(message, Failed):
+            return Event("score_error", f"scoring stopped: {message.reason}")
+        assert isinstance(message, Finished)
+        self.last_rate = message.count / message.seconds if message.seconds > 0 else None
+        errors = sum(bool(item.error) for item in self.session.items)
+        rate = f" ({self.last_rate:.0f} img/s)" if self.last_rate else ""
+        return Event("scored", f"scored {message.count} images in {message.seconds:.1f} s{rate}; {errors} unreadable")
+
+    def _job_done(self, job: JobDone) -> Event | None:
+        if job.kind in ("warmup", "metrics"):
+            if self._figures.done(job):
+                self.request_metrics()
+            if job.error:
+                return Event("metrics_error", f"figures not computed: {job.error}")
+            return Event("ready" if job.kind == "warmup" else "metrics")
+        if job.kind == "model":
+            self.loading = False
+            if job.error is not None:
+                return Event("model_error", f"model not loaded: {job.error}")
+            loaded, advanced = job.result
+            self._install(loaded, advanced)
+            return Event("model", f"model loaded: {loaded.describe()}")
+        index, target, model = job.token
+        self._asked.discard((index, target))
+        if model is not self.model:
+            return None  # the model changed while the map was computed
+        if job.error is not None:
+            return Event("gradcam_error", f"Grad-CAM failed: {job.error}")
+        self._overlays[(index, target)] = job.result[1]
+        return Event("gradcam", data=index)
+
+    @property
+    def busy(self) -> bool:
+        return self.scoring or self.loading or self.jobs > 0
+
+    def wait(self, timeout: float = 60.0) -> list[Event]:
+        """Poll until no background work is left (for scripts and tests; the window uses :meth:`poll`)."""
+        events, deadline = self.poll(), time.monotonic() + timeout
+        while self.busy:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"inspector still busy after {timeout} s")
+            time.sleep(0.01)
+            events += self.poll()
+        return events
+
+    def request_metrics(self) -> None:
+        """Recompute :attr:`figures` at the current threshold in the background; a ``metrics`` event
+        says when they are in."""
+        if self._figures.request(self._figures_key(), self.session.metrics_input):
+            self.jobs += 1
+
+    def _figures_key(self) -> tuple[object, ...]:
+        s = self.session
+        return (id(s), s.threshold, s.positive_class, s.scored)
+
+    @property
+    def figures(self) -> dict[str, Any] | None:
+        """The last metrics computed (see :meth:`request_metrics`); None without labelled images."""
+        return self._figures.value
+
+    @property
+    def metrics_ready(self) -> bool:
+        return self._figures.ready
+
+    @property
+    def figures_current(self) -> bool:
+        """True when :attr:`figures` are those of the batch and threshold shown now."""
+        return self._figures.key == self._figures_key()
+
+    # -- threshold ------------------------------------------------------------------------------------
+
+    def set_threshold(self, value: float) -> None:
+        self.session.set_threshold(value)
+
+    def set_positive_class(self, name: str | None) -> None:
+        self.session.set_positive_class(name)
+        if name is not None and self.session.threshold is None:
+            self.session.set_threshold(0.5)
+
+    def restore_validated(self) -> None:
+        """Back to the positive class and threshold the model was validated with."""
+        if self.model is None or self.model.validated_threshold is None:
+            raise DefectlensError("this model carries no validated threshold")
+        self.session.set_positive_class(self.model.validated_positive)
+        self.session.set_threshold(self.model.validated_threshold)
+
+    # -- Grad-CAM -------------------------------------------------------------------------------------
+
+    def gradcam_unavailable(self) -> str | None:
+        return "load a model first" if self.model is None else self.model.gradcam_unavailable()
+
+    def overlay(self, index: int) -> Image.Image | None:
+        """The Grad-CAM overlay of image ``index`` for its current decision; asks for it when missing."""
+        view = self.session.view(index)
+        if view.prediction is None or self.model is None or self.gradcam_unavailable():
+            return None
+        key = (index, view.prediction)
+        if key not in self._overlays and key not in self._asked:
+            self._asked.add(key)
+            self.jobs += 1
+            job = functools.partial(explain, self.model.predictor, view.item.path, target=view.prediction)
+            self.worker.submit("gradcam", job, token=(*key, self.model))
+        return self._overlays.get(key)
+
+    # -- verdicts, export, settings ----------------------------------------------------------------------
+
+    def record_verdict(self, verdict: str, *, label: str | None = None, comment: str = "") -> Inspection:
+        """The operator's verdict on the current image, into the inspection log."""
+        if self.model is None or self.session.position is None:
+            raise DefectlensError("no image to judge: load a model and open an image or a folder")
+        return report.record_verdict(
+            self.log,
+            self.session,
+            self.model.spec,
+            self.model.predictor.model_id,
+            self.session.position,
+            verdict,
+            label=label,
+            comment=comment,
+            operator=_login(),
+        )
+
+    def export(self, path: str | Path) -> Path:
+        """Write the batch CSV to ``path`` and the summary beside it; returns the summary's path."""
+        described = self.model.describe() if self.model else ""
+        validated = self.model.validated_threshold if self.model else None
+        return report.export(self.session, path, model=described, validated_threshold=validated)
+
+    def save_settings(self, *, geometry: str | None = None) -> None:
+        folder = self.source if self.source is not None and self.source.is_dir() else None
+        self.settings = self.settings.replace(
+            last_model=str(self.model.path) if self.model else self.settings.last_model,
+            last_folder=str(folder) if folder else self.settings.last_folder,
+            last_db=str(self.db_path),
+            threshold=self.session.threshold,
+            positive_class=self.session.positive_class,
+            geometry=geometry or self.settings.geometry,
+            advanced=self.advanced.to_dict() if self.advanced and not self.advanced.empty else None,
+        )
+        settings.save_settings(self.settings, self.settings_file)
+
+    def reset_settings(self) -> None:
+        """Remove the settings file; the current model and batch stay open."""
+        self.settings = settings.reset_settings(self.settings_file)
+
+    def close(self) -> None:
+        self.worker.cancel()
+        self.log.close()
+
+
+def _existing(path: str | None) -> str | None:
+    return path if path and Path(path).exists() else None
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment (containers, services)
+        return ""

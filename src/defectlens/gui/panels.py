@@ -1,0 +1,176 @@
+"""Tk pieces of the inspector besides the main window: file dialogs, the advanced panel, image fitting.
+
+The advanced panel describes a plain ONNX graph (class names typed or loaded from a text file,
+channels, input size, mean/std, resize policy, class order) or overrides a bundle's settings; it
+only gathers values into an :class:`~defectlens.gui.model.Advanced` and hands them to a callback.
+"""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from pathlib import Path
+from tkinter import filedialog, ttk
+
+from PIL import Image
+
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import ModelSpec
+from defectlens.gui.model import CHANNELS, RESIZE_CHOICES, Advanced, read_class_names, supported_resize
+
+IMAGE_TYPES = [("Images", "*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.gif"), ("All files", "*")]
+
+
+class Dialogs:
+    """The file choosers the window opens (a class so a test or another front end can answer them)."""
+
+    def __init__(self, parent: tk.Misc):
+        self.parent = parent
+
+    def model(self) -> str:
+        types = [("Models", "*.dlens *.onnx *.pt"), ("All files", "*")]
+        return filedialog.askopenfilename(parent=self.parent, title="Open model", filetypes=types)
+
+    def model_folder(self) -> str:
+        return filedialog.askdirectory(parent=self.parent, title="Open run folder", mustexist=True)
+
+    def image(self) -> str:
+        return filedialog.askopenfilename(parent=self.parent, title="Open image", filetypes=IMAGE_TYPES)
+
+    def folder(self) -> str:
+        return filedialog.askdirectory(parent=self.parent, title="Open image folder", mustexist=True)
+
+    def save_csv(self) -> str:
+        types = [("CSV", "*.csv")]
+        return filedialog.asksaveasfilename(
+            parent=self.parent, title="Export batch", defaultextension=".csv", filetypes=types
+        )
+
+    def class_file(self) -> str:
+        types = [("Text", "*.txt"), ("All files", "*")]
+        return filedialog.askopenfilename(parent=self.parent, title="Class names", filetypes=types)
+
+
+def fit(image: Image.Image, box: tuple[int, int]) -> Image.Image:
+    """``image`` scaled to fit ``box`` (up or down) keeping its aspect ratio, as RGB."""
+    scale = min(box[0] / image.width, box[1] / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+
+
+class AdvancedPanel(tk.Toplevel):
+    """The advanced settings dialog.
+
+    Args:
+        parent: the main window.
+        spec: the settings shown at first (the loaded model's, or None for blank fields).
+        advanced: the overrides in force (their swap flag is shown).
+        on_apply: called with the new overrides (None: clear them) when the operator presses Apply.
+        dialogs: where the "load class names" file chooser comes from.
+    """
+
+    def __init__(
+        self,
+        parent: tk.Misc,
+        *,
+        spec: ModelSpec | None,
+        advanced: Advanced | None,
+        on_apply: Callable[[Advanced | None], None],
+        dialogs: Dialogs,
+    ):
+        super().__init__(parent)
+        self.title("Advanced model settings")
+        self.on_apply, self.dialogs = on_apply, dialogs
+        self.vars = {k: tk.StringVar(self) for k in ("class_names", "channels", "size", "mean", "std", "resize")}
+        self.swap = tk.BooleanVar(self, value=bool(advanced and advanced.swap_classes))
+        self.error = tk.StringVar(self)
+        self._fill(spec)
+        self._build()
+
+    def _fill(self, spec: ModelSpec | None) -> None:
+        if spec is None:
+            self.vars["channels"].set("gray")
+            self.vars["resize"].set("squash")
+            return
+        self.vars["class_names"].set(", ".join(spec.class_names))
+        self.vars["channels"].set("gray" if spec.in_channels == 1 else "RGB")
+        self.vars["size"].set(str(spec.input_size))
+        self.vars["mean"].set(", ".join(f"{v:g}" for v in spec.mean))
+        self.vars["std"].set(", ".join(f"{v:g}" for v in spec.std))
+        self.vars["resize"].set(spec.resize)
+
+    def _build(self) -> None:
+        frame = ttk.Frame(self, padding=10)
+        frame.grid(sticky="nsew")
+        rows = [
+            ("Class names (output order)", ttk.Entry(frame, textvariable=self.vars["class_names"], width=40)),
+            (
+                "Channels",
+                ttk.Combobox(frame, textvariable=self.vars["channels"], values=list(CHANNELS), state="readonly"),
+            ),
+            ("Input size (px)", ttk.Entry(frame, textvariable=self.vars["size"], width=8)),
+            ("Mean (per channel)", ttk.Entry(frame, textvariable=self.vars["mean"], width=24)),
+            ("Std (per channel)", ttk.Entry(frame, textvariable=self.vars["std"], width=24)),
+            ("Resize", ttk.Combobox(frame, textvariable=self.vars["resize"], values=RESIZE_CHOICES, state="readonly")),
+        ]
+        for r, (label, widget) in enumerate(rows):
+            ttk.Label(frame, text=label).grid(row=r, column=0, sticky="w", pady=2)
+            widget.grid(row=r, column=1, sticky="we", pady=2)
+        ttk.Button(frame, text="Load names...", command=self._load_names).grid(row=0, column=2, padx=4)
+        missing = [m for m in RESIZE_CHOICES if m not in supported_resize()]
+        note = f"not implemented by preprocessing yet: {', '.join(missing)}" if missing else ""
+        ttk.Label(frame, text=note, foreground="gray40").grid(row=5, column=2, sticky="w")
+        ttk.Checkbutton(frame, text="Swap class order", variable=self.swap).grid(row=6, column=1, sticky="w")
+        ttk.Label(frame, text="A defectlens graph normalises inside; mean/std are recorded in the spec.",
+                  foreground="gray40").grid(row=7, column=0, columnspan=3, sticky="w")  # fmt: skip
+        ttk.Label(frame, textvariable=self.error, foreground="red", wraplength=420).grid(row=8, column=0, columnspan=3)
+        buttons = ttk.Frame(frame)
+        buttons.grid(row=9, column=0, columnspan=3, pady=(8, 0))
+        self.buttons: dict[str, ttk.Button] = {}
+        for label, command in (("Apply", self._apply), ("Clear overrides", self._clear), ("Cancel", self.destroy)):
+            self.buttons[label] = ttk.Button(buttons, text=label, command=command)
+            self.buttons[label].pack(side="left", padx=4)
+
+    def _load_names(self) -> None:
+        path = self.dialogs.class_file()
+        if path:
+            try:
+                self.vars["class_names"].set(", ".join(read_class_names(Path(path))))
+            except DefectlensError as exc:
+                self.error.set(str(exc))
+
+    def values(self) -> Advanced:
+        """The panel's fields as overrides; raises DefectlensError naming a field that does not parse."""
+        v = {k: var.get().strip() for k, var in self.vars.items()}
+
+        def numbers(key: str) -> tuple[float, ...] | None:
+            try:
+                return tuple(float(x) for x in v[key].replace(",", " ").split()) or None
+            except ValueError:
+                raise DefectlensError(f"{key} must be numbers separated by commas, got {v[key]!r}") from None
+
+        if v["size"] and not v["size"].isdigit():
+            raise DefectlensError(f"input size must be a whole number of pixels, got {v['size']!r}")
+        names = tuple(n.strip() for n in v["class_names"].split(",") if n.strip())
+        return Advanced(
+            class_names=names or None,
+            in_channels=CHANNELS.get(v["channels"]),
+            input_size=int(v["size"]) if v["size"] else None,
+            mean=numbers("mean"),
+            std=numbers("std"),
+            resize=v["resize"] or None,
+            swap_classes=self.swap.get(),
+        )
+
+    def _apply(self) -> None:
+        try:
+            advanced = self.values()
+        except DefectlensError as exc:
+            self.error.set(str(exc))
+            return
+        self.on_apply(advanced)
+        self.destroy()
+
+    def _clear(self) -> None:
+        self.on_apply(None)
+        self.destroy()

@@ -1,0 +1,177 @@
+"""The inspector's records: operator verdicts into the shared inspection log, and the batch export.
+
+A verdict first records the inspection (``source="inspector"``, the decision at the operator's
+current threshold) in the same :class:`InspectionLog` the web service writes, then sets the verdict
+on that row; an image re-labelled by a new threshold since gets a fresh row, so every verdict sits
+beside the decision it judged. The export is a CSV (file, ground truth, prediction, every class
+probability, threshold, verdict) and a JSON summary (counts, false-negative and false-positive
+lists, metrics at the current threshold).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import ModelSpec
+from defectlens.gui.session import Session
+from defectlens.inspections import Inspection, InspectionLog, NewInspection
+
+#: The figures of :func:`compute_metrics` the summary keeps.
+SUMMARY_METRICS = (
+    "n",
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "defect_recall",
+    "false_alarm_rate",
+    "expected_cost",
+    "cost_fn",
+    "cost_fp",
+)
+
+
+def record_verdict(
+    log: InspectionLog,
+    session: Session,
+    spec: ModelSpec,
+    model_id: str | None,
+    index: int,
+    verdict: str,
+    *,
+    label: str | None = None,
+    comment: str = "",
+    operator: str = "",
+) -> Inspection:
+    """Record image ``index``'s inspection (when not already recorded with this decision) and its verdict.
+
+    Raises:
+        DefectlensError: for an image without a prediction, or an override to an unknown class.
+    """
+    view = session.view(index)
+    item = view.item
+    if view.prediction is None:
+        raise DefectlensError(f"{item.path.name}: no prediction to judge ({item.error or 'not scored yet'})")
+    if verdict == "overridden" and label not in session.class_names:
+        raise DefectlensError(f"override label must be one of {', '.join(session.class_names)}, got {label!r}")
+    threshold = session.threshold if session.uses_threshold else None
+    if item.inspection_id is None or item.recorded != (view.prediction, threshold):
+        item.inspection_id = log.record(_inspection(session, spec, model_id, index, threshold))
+        item.recorded = (view.prediction, threshold)
+    row = log.set_verdict(item.inspection_id, verdict, label=label, comment=comment, operator=operator)
+    item.verdict, item.verdict_label, item.comment = row.verdict, row.verdict_label, comment
+    return row
+
+
+def _inspection(
+    session: Session, spec: ModelSpec, model_id: str | None, index: int, threshold: float | None
+) -> NewInspection:
+    view = session.view(index)
+    data = view.item.path.read_bytes()
+    width: int | None
+    height: int | None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except OSError:
+        width = height = None  # scored before, so readable; a file changed since keeps the row honest
+    pos = session.positive_class
+    return NewInspection(
+        source="inspector",
+        client_name=str(view.item.path),
+        image_sha256=hashlib.sha256(data).hexdigest(),
+        image_bytes=len(data),
+        prediction=view.prediction,
+        probabilities=view.probabilities,
+        defect_probability=view.probabilities.get(pos) if pos is not None else None,
+        threshold=threshold,
+        temperature=spec.temperature,
+        model_id=model_id,
+        latency_ms=view.item.latency_ms,
+        width=width,
+        height=height,
+    )
+
+
+def csv_rows(session: Session) -> list[dict[str, Any]]:
+    """One row per image of the batch, at the current threshold."""
+    rows = []
+    threshold = session.threshold if session.uses_threshold else None
+    for i in range(len(session.items)):
+        v = session.view(i)
+        row: dict[str, Any] = {
+            "file": str(v.item.path),
+            "ground_truth": v.item.truth or "",
+            "prediction": v.prediction or "",
+            "match": v.match or "",
+            "status": "error" if v.item.error else ("ok" if v.prediction else "not scored"),
+            "reason": v.item.error,
+        }
+        for c in session.class_names:
+            row[f"p_{c}"] = "" if v.prediction is None else round(v.probabilities[c], 6)
+        row["confidence"] = "" if v.confidence is None else round(v.confidence, 6)
+        row["threshold"] = "" if threshold is None else threshold
+        row["positive_class"] = session.positive_class or ""
+        row["latency_ms"] = "" if v.item.latency_ms is None else round(v.item.latency_ms, 3)
+        row["verdict"] = v.item.verdict or ""
+        row["verdict_label"] = v.item.verdict_label or ""
+        row["comment"] = v.item.comment
+        row["inspection_id"] = v.item.inspection_id or ""
+        rows.append(row)
+    return rows
+
+
+def summary(session: Session, *, model: str = "", validated_threshold: float | None = None) -> dict[str, Any]:
+    """Counts per decision, unreadable files, FN/FP lists and the metrics at the current threshold."""
+    rows = csv_rows(session)
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r["prediction"] or ("ERROR" if r["status"] == "error" else "NOT SCORED")
+        counts[key] = counts.get(key, 0) + 1
+    metrics = session.metrics()
+    verdicts = {"confirmed": 0, "overridden": 0, "none": 0}
+    for item in session.items:
+        verdicts[item.verdict or "none"] += 1
+    lists = {name: [str(session.items[i].path) for i in session.select(name)] for name in ("missed", "false_alarms")}
+    return {
+        "model": model,
+        "files": len(rows),
+        "counts": counts,
+        "threshold": session.threshold if session.uses_threshold else None,
+        "positive_class": session.positive_class,
+        "validated_threshold": validated_threshold,
+        "labelled": int((session.truth_indices() >= 0).sum()),
+        "metrics": None if metrics is None else {k: metrics.get(k) for k in SUMMARY_METRICS if k in metrics},
+        "false_negatives": lists["missed"],
+        "false_positives": lists["false_alarms"],
+        "errors": [{"file": r["file"], "reason": r["reason"]} for r in rows if r["status"] == "error"],
+        "verdicts": verdicts,
+    }
+
+
+def export(session: Session, path: str | Path, *, model: str = "", validated_threshold: float | None = None) -> Path:
+    """Write the batch CSV to ``path`` and its summary beside it (``<stem>.summary.json``); returns the summary path."""
+    path = Path(path)
+    rows = csv_rows(session)
+    if not rows:
+        raise DefectlensError("nothing to export: open an image or a folder first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = path.with_name(f"{path.stem}.summary.json")
+    data = summary(session, model=model, validated_threshold=validated_threshold)
+    out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,82 @@
+"""The web service's settings (:class:`ServeConfig`) and the checks made on them before it starts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from defectlens.core.errors import DefectlensError
+
+#: Environment variable read for the API key when none is given on the command line.
+API_KEY_ENV = "DEFECTLENS_API_KEY"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """How the service runs; every field has the command line's default.
+
+    Attributes:
+        host: interface to bind (loopback unless the operator chooses otherwise).
+        port: TCP port.
+        db: the SQLite inspection log.
+        api_key: when set, every ``/v1`` call and ``/metrics`` need it.
+        store_images: folder for content-addressed copies of uploads (None: keep only the hash).
+        max_upload_mb: largest request body accepted (413 above it).
+        worker_threads: threads that decode uploads and write the log (None: up to 4, one per core).
+        inference_threads: ONNX Runtime intra-op threads (None: the runtime's default).
+        batching: gather concurrent requests into one model call (off: one call per request).
+        max_batch: most images in one model call.
+        batch_wait_ms: longest a first image waits for others while more are still being decoded.
+        cors_origins: origins allowed to call the API from a browser (empty: CORS off).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: Path = Path("inspections.sqlite")
+    api_key: str | None = None
+    store_images: Path | None = None
+    max_upload_mb: float = 20.0
+    worker_threads: int | None = None
+    inference_threads: int | None = None
+    batching: bool = True
+    max_batch: int = 32
+    batch_wait_ms: float = 5.0
+    cors_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_upload_mb <= 1024:
+            raise DefectlensError(f"--max-upload-mb must be in (0, 1024], got {self.max_upload_mb}")
+        if self.max_batch < 1:
+            raise DefectlensError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.batch_wait_ms < 0:
+            raise DefectlensError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
+        if self.worker_threads is not None and self.worker_threads < 1:
+            raise DefectlensError(f"--workers-threads must be at least 1, got {self.worker_threads}")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise DefectlensError("the API key must be at least 8 characters; use a long random string")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def threads(self) -> int:
+        """Worker threads actually used (decoding, Grad-CAM and the log)."""
+        return self.worker_threads or max(2, min(4, os.cpu_count() or 1))
+
+    @property
+    def exposed(self) -> bool:
+        """True when bound beyond this machine with no API key (the command line warns)."""
+        return not is_loopback(self.host) and not self.api_key
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,105 @@
+"""The inspection log over HTTP: list with filters, one row, operator verdicts, CSV export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, time, timezone
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from defectlens.inspections import Filters
+from defectlens.serve.schemas import ErrorOut, Inspection, InspectionPage, VerdictIn
+from defectlens.serve.service import Service
+
+
+def parse_time(value: str | None, *, end: bool = False) -> str | None:
+    """An ISO 8601 date or time as the log's UTC text; a bare date means its start (or its end, ``end=True``).
+
+    Times without a zone are taken as UTC.
+
+    Raises:
+        HTTPException: 422 naming the value when it is not ISO 8601.
+    """
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{value!r} is not an ISO 8601 date or time (e.g. 2026-11-27T08:00:00Z)") from None
+    if len(value.strip()) == 10 and end:  # a bare date: up to the end of that day
+        when = datetime.combine(when.date(), time.max)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def filters(
+    label: Annotated[str | None, Query(description="the model's prediction")] = None,
+    verdict: Annotated[Literal["confirmed", "overridden", "none"] | None, Query(description="none: unreviewed")] = None,
+    since: Annotated[str | None, Query(description="ISO 8601 date or time (UTC unless zoned)")] = None,
+    until: Annotated[str | None, Query(description="ISO 8601; a bare date includes that whole day")] = None,
+    model_id: str | None = None,
+    status: Literal["ok", "error"] | None = None,
+) -> Filters:
+    """The query parameters every listing shares, as log :class:`Filters`."""
+    return Filters(
+        label=label,
+        verdict=verdict,
+        since=parse_time(since),
+        until=parse_time(until, end=True),
+        model_id=model_id,
+        status=status,
+    )
+
+
+def router(service: Service, check: Callable[..., None]) -> APIRouter:
+    api = APIRouter(tags=["inspections"], dependencies=[Depends(check)])
+    log = service.log
+    classes = service.predictor.spec.class_names
+
+    @api.get("/v1/inspections", response_model=InspectionPage, responses={401: {"model": ErrorOut}})
+    def list_inspections(
+        found: Annotated[Filters, Depends(filters)],
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> InspectionPage:
+        """Inspections matching the filters, newest first, ``limit`` from ``offset``."""
+        rows = log.query(found, limit=limit, offset=offset)
+        items = [Inspection(**r.to_dict()) for r in rows]
+        return InspectionPage(total=log.count(found), limit=limit, offset=offset, items=items)
+
+    @api.get("/v1/inspections.csv", responses={200: {"content": {"text/csv": {}}}, 401: {"model": ErrorOut}})
+    def export_csv(found: Annotated[Filters, Depends(filters)]) -> StreamingResponse:
+        """Every matching inspection as CSV, oldest first, streamed in chunks."""
+        headers = {"Content-Disposition": 'attachment; filename="inspections.csv"'}
+        return StreamingResponse(log.iter_csv(found), media_type="text/csv; charset=utf-8", headers=headers)
+
+    @api.get("/v1/inspections/{inspection_id}", response_model=Inspection, responses={404: {"model": ErrorOut}})
+    def get_inspection(inspection_id: int) -> Inspection:
+        """One inspection by id."""
+        row = log.get(inspection_id)
+        if row is None:
+            raise HTTPException(404, f"no inspection with id {inspection_id}")
+        return Inspection(**row.to_dict())
+
+    @api.post(
+        "/v1/inspections/{inspection_id}/verdict",
+        response_model=Inspection,
+        responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
+    )
+    def record_verdict(inspection_id: int, body: VerdictIn) -> Inspection:
+        """Confirm the model's decision, or override it with the part's true class (committed before the answer)."""
+        row = log.get(inspection_id)
+        if row is None:
+            raise HTTPException(404, f"no inspection with id {inspection_id}")
+        if body.verdict == "overridden" and body.label not in classes:
+            raise HTTPException(422, f"an override needs a label, one of {', '.join(classes)}; got {body.label!r}")
+        if row.status != "ok":
+            raise HTTPException(422, f"inspection {inspection_id} has no decision to review ({row.reason})")
+        label = body.label if body.verdict == "overridden" else None
+        done = log.set_verdict(inspection_id, body.verdict, label=label, comment=body.comment, operator=body.operator)
+        return Inspection(**done.to_dict())
+
+    return api

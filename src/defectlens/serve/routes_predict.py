@@ -1,0 +1,86 @@
+"""``POST /v1/predict``: classify one or many uploaded images, log each, answer per file.
+
+Status of the whole request: 200 when at least one file was classified (each file carries its own
+``http_status``, like a 207 multi-status); when every file failed, their common status (415 or
+422), or 422 when they failed differently. Either way the body has one result per file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from defectlens.serve.schemas import ErrorOut, PredictResponse
+from defectlens.serve.service import Service
+from defectlens.serve.uploads import Upload, client_name
+
+#: Most files one request may carry.
+MAX_FILES = 64
+#: Request header the upload page sets, so the log tells page uploads ("web") from API calls ("api").
+CLIENT_HEADER = "x-defectlens-client"
+
+
+def request_status(results: list[dict[str, Any]]) -> int:
+    """200 if any file succeeded; else the files' common error status, or 422 when they differ."""
+    if any(r["status"] == "ok" for r in results):
+        return 200
+    codes = {int(r["http_status"]) for r in results}
+    return codes.pop() if len(codes) == 1 else 422
+
+
+def router(service: Service, check: Callable[..., None]) -> APIRouter:
+    api = APIRouter(tags=["predict"], dependencies=[Depends(check)])
+
+    @api.post(
+        "/v1/predict",
+        summary="Classify uploaded images",
+        response_model=None,
+        responses={
+            200: {"model": PredictResponse, "description": "at least one file classified (see each http_status)"},
+            401: {"model": ErrorOut, "description": "API key missing or wrong"},
+            413: {"model": ErrorOut, "description": "request body over --max-upload-mb"},
+            415: {"model": PredictResponse, "description": "every file was not an image we read"},
+            422: {"model": PredictResponse, "description": "every file failed (corrupt, truncated, too large)"},
+        },
+    )
+    async def predict(
+        request: Request,
+        files: Annotated[list[UploadFile], File(description="one or more images (repeat the field)")],
+        threshold: Annotated[float | None, Form(ge=0.0, le=1.0, description="decision threshold for this call")] = None,
+        explain: Annotated[bool, Form(description="add a Grad-CAM overlay per file")] = False,
+        threshold_q: Annotated[float | None, Query(alias="threshold", ge=0.0, le=1.0)] = None,
+        explain_q: Annotated[bool, Query(alias="explain")] = False,
+    ) -> JSONResponse:
+        """Classify every uploaded file with the served model; each is logged before the answer.
+
+        ``threshold`` and ``explain`` may be sent as form fields or as query parameters.
+        """
+        start = time.perf_counter()
+        if len(files) > MAX_FILES:
+            return JSONResponse(
+                {"error": "too_many_files", "detail": f"{len(files)} files; send at most {MAX_FILES} per request"},
+                status_code=422,
+            )
+        uploads = [Upload(client_name(f.filename, i), await f.read()) for i, f in enumerate(files)]
+        chosen = threshold if threshold is not None else threshold_q
+        source = "web" if request.headers.get(CLIENT_HEADER) == "page" else "api"
+        results = await service.inspect(uploads, threshold=chosen, explain=explain or explain_q, source=source)
+        spec = service.predictor.spec
+        n_ok = sum(r["status"] == "ok" for r in results)
+        body = {
+            "model_id": service.predictor.model_id,
+            "threshold": spec.threshold if chosen is None else chosen,
+            "temperature": spec.temperature,
+            "files": len(results),
+            "ok": n_ok,
+            "errors": len(results) - n_ok,
+            "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
+            "results": results,
+        }
+        return JSONResponse(body, status_code=request_status(results))
+
+    return api

@@ -1,0 +1,122 @@
+"""Request and response shapes of the REST API, as they appear in the OpenAPI schema at ``/docs``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class FileResult(BaseModel):
+    """One uploaded file's outcome. ``status`` says which half of the fields is filled."""
+
+    file: str = Field(description="the client's file name, as data (never used as a path)")
+    status: Literal["ok", "error"]
+    http_status: int = Field(description="200, or 415 (not an image / unsupported mode) or 422 (corrupt, too large)")
+    inspection_id: int = Field(description="row id in the inspection log (committed before this answer)")
+    model_id: str | None
+    image_sha256: str
+    threshold: float | None = Field(description="decision threshold used on the defect probability")
+    temperature: float | None
+    latency_ms: float | None = Field(description="decoding, queueing and inference for this file")
+    prediction: str | None = None
+    confidence: float | None = Field(None, description="probability of the predicted class")
+    probabilities: dict[str, float] | None = None
+    defect_probability: float | None = None
+    positive_class: str | None = None
+    width: int | None = None
+    height: int | None = None
+    image_path: str | None = Field(None, description="stored copy, relative to --store-images")
+    error: str | None = Field(None, description="error kind: not_an_image, unsupported_image, corrupt_image, ...")
+    reason: str | None = None
+    warning: str | None = Field(None, description="what decoding noticed but did not stop for (corrupt JPEG data...)")
+    overlay_png: str | None = Field(None, description="Grad-CAM overlay, base64 PNG (explain=true)")
+    explain_note: str | None = Field(None, description="why there is no overlay (explain=true)")
+
+
+class PredictResponse(BaseModel):
+    """All files of one request, in upload order."""
+
+    model_id: str | None
+    threshold: float | None
+    temperature: float
+    files: int
+    ok: int
+    errors: int
+    latency_ms: float
+    results: list[FileResult]
+
+
+class ModelInfo(BaseModel):
+    """What the served bundle is and how it decides."""
+
+    model_id: str | None
+    backend: str
+    arch: str
+    classes: list[str]
+    positive_class: str | None
+    threshold: float | None
+    temperature: float
+    input_size: int
+    in_channels: int
+    interpolation: str
+    tta: str
+    data_fingerprint: str | None
+    metrics: dict[str, Any] | None = Field(description="validation metrics recorded in the bundle")
+    created: str | None
+    explain_available: bool = Field(description="the model carries torch weights for Grad-CAM")
+    ready: bool
+
+
+class Inspection(BaseModel):
+    """One row of the inspection log."""
+
+    id: int
+    created_utc: str
+    source: str
+    client_name: str
+    image_sha256: str
+    image_bytes: int
+    width: int | None
+    height: int | None
+    status: str
+    reason: str
+    prediction: str | None
+    probabilities: dict[str, float]
+    defect_probability: float | None
+    warning: str = ""
+    threshold: float | None
+    temperature: float | None
+    model_id: str | None
+    latency_ms: float | None
+    image_path: str | None
+    verdict: str | None
+    verdict_label: str | None
+    verdict_utc: str | None
+    comment: str | None
+    operator: str | None
+
+
+class InspectionPage(BaseModel):
+    """A page of inspections, newest first, and how many match the filters in all."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[Inspection]
+
+
+class VerdictIn(BaseModel):
+    """An operator's verdict: ``confirmed`` (the model was right) or ``overridden`` with the true label."""
+
+    verdict: Literal["confirmed", "overridden"]
+    label: str | None = Field(None, description="the part's true class (required to override)")
+    comment: str = Field("", max_length=2000)
+    operator: str = Field("", max_length=200)
+
+
+class ErrorOut(BaseModel):
+    """Every error the API returns: a short kind and a sentence saying what to do."""
+
+    error: str
+    detail: Any

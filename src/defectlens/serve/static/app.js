@@ -1,0 +1,238 @@
+// defectlens upload page. Plain browser JavaScript: no build step, no CDN, works offline.
+// Every client-supplied string (file names, reasons, comments) reaches the page through
+// textContent or element properties, never innerHTML.
+"use strict";
+
+const KEY_STORE = "defectlens-api-key";
+const state = { model: null, threshold: null, shown: [] };
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, props, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props || {});
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function setStatus(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+async function api(path, options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = Object.assign({ "X-Defectlens-Client": "page" }, opts.headers || {});
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (key) opts.headers["X-API-Key"] = key;
+  const response = await fetch(path, opts);
+  if (response.status === 401) {
+    $("key-panel").hidden = false;
+    throw new Error("this service needs an API key: enter it above");
+  }
+  return response;
+}
+
+function errorText(body, response) {
+  if (body && typeof body.detail === "string") return body.detail;
+  if (body && Array.isArray(body.detail)) return body.detail.map((d) => d.msg).join("; ");
+  return "HTTP " + response.status;
+}
+
+// --- the decision shown at the slider's threshold --------------------------------------------
+// Mirrors defectlens.core.decision.decide for binary models: the positive (defect) class when its
+// probability reaches the threshold (p >= threshold), else the other class. Models with more than
+// two classes keep the server's decision (the most probable class); the slider is hidden for them.
+function isBinary() {
+  const m = state.model;
+  return Boolean(m && m.classes.length === 2 && m.positive_class && m.threshold !== null);
+}
+
+function labelAt(result, threshold) {
+  if (!isBinary()) return result.prediction;
+  const pos = state.model.positive_class;
+  const neg = state.model.classes.find((c) => c !== pos);
+  return result.probabilities[pos] >= threshold ? pos : neg;
+}
+
+// --- model ----------------------------------------------------------------------------------
+async function loadModel() {
+  const response = await api("/v1/model");
+  const model = await response.json();
+  if (!response.ok) throw new Error(errorText(model, response));
+  state.model = model;
+  const metrics = model.metrics || {};
+  const acc = typeof metrics.accuracy === "number" ? ", validation accuracy " + metrics.accuracy.toFixed(3) : "";
+  $("model-info").textContent = model.arch + " · classes " + model.classes.join(", ") + " · threshold " +
+    (model.threshold === null ? "none" : model.threshold) + " · T " + model.temperature + acc +
+    " · model " + String(model.model_id).slice(0, 12);
+  $("key-panel").hidden = true;
+  if (isBinary()) {
+    $("threshold-box").hidden = false;
+    $("threshold-note").hidden = false;
+    $("positive-name").textContent = model.positive_class;
+    setThreshold(model.threshold);
+  }
+}
+
+function setThreshold(value) {
+  state.threshold = Number(value);
+  $("threshold").value = String(value);
+  $("threshold-value").textContent = state.threshold.toFixed(2);
+  relabel();
+}
+
+// --- upload and results -----------------------------------------------------------------------
+async function upload(files) {
+  if (!files.length) return;
+  const form = new FormData();
+  for (const f of files) form.append("files", f, f.name);
+  if ($("explain").checked) form.append("explain", "true");
+  setStatus("inspecting " + files.length + " image(s)…");
+  try {
+    const response = await api("/v1/predict", { method: "POST", body: form });
+    const body = await response.json();
+    if (!body.results) throw new Error(errorText(body, response));
+    const previews = Array.from(files, (f) => URL.createObjectURL(f));
+    body.results.forEach((r, i) => state.shown.unshift({ result: r, preview: previews[i] }));
+    renderResults();
+    setStatus(body.ok + " inspected, " + body.errors + " failed (" + body.latency_ms.toFixed(0) + " ms)", body.ok === 0);
+    loadRecent();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function bars(result) {
+  const box = el("div", { className: "bars" });
+  for (const name of state.model.classes) {
+    const p = result.probabilities[name] || 0;
+    const fill = el("div", { className: "fill" });
+    fill.style.width = (100 * p).toFixed(1) + "%";
+    box.append(el("div", { className: "bar" }, el("span", {}, name), el("div", { className: "track" }, fill),
+      el("span", {}, (100 * p).toFixed(1) + "%")));
+  }
+  return box;
+}
+
+function card(item) {
+  const r = item.result;
+  const node = el("article", { className: "result" }, el("h3", { className: "file" }, r.file));
+  node.dataset.inspectionId = String(r.inspection_id);
+  const images = el("div", { className: "images" }, el("img", { src: item.preview, alt: "upload" }));
+  if (r.overlay_png) images.append(el("img", { src: "data:image/png;base64," + r.overlay_png, alt: "Grad-CAM" }));
+  node.append(images);
+  if (r.status !== "ok") {
+    node.append(el("span", { className: "decision error" }, "error " + r.http_status), el("p", { className: "note" }, r.reason));
+    return node;
+  }
+  const decision = el("span", { className: "decision" });
+  node.append(decision, el("span", { className: "relabelled" }), bars(r));
+  node.append(el("div", { className: "meta" }, "confidence ", el("span", { className: "confidence" }),
+    " · inspection #" + r.inspection_id + " · " + r.latency_ms.toFixed(1) + " ms · decided at threshold " + r.threshold));
+  if (r.explain_note) node.append(el("p", { className: "note" }, r.explain_note));
+  return node;
+}
+
+function renderResults() {
+  const box = $("results");
+  box.replaceChildren(...state.shown.map((item) => { item.node = card(item); return item.node; }));
+  relabel();
+}
+
+function relabel() {
+  for (const item of state.shown) {
+    const r = item.result;
+    if (r.status !== "ok" || !item.node) continue;
+    const label = isBinary() ? labelAt(r, state.threshold) : r.prediction;
+    const decision = item.node.querySelector(".decision");
+    decision.textContent = label;
+    decision.classList.toggle("positive", label === state.model.positive_class);
+    item.node.querySelector(".confidence").textContent = (100 * r.probabilities[label]).toFixed(1) + "%";
+    const moved = label !== r.prediction ? "(logged as " + r.prediction + " at " + r.threshold + ")" : "";
+    item.node.querySelector(".relabelled").textContent = moved;
+  }
+}
+
+// --- recent inspections and verdicts ------------------------------------------------------------
+async function loadRecent() {
+  try {
+    const response = await api("/v1/inspections?limit=15");
+    const page = await response.json();
+    if (!response.ok) throw new Error(errorText(page, response));
+    $("recent").tBodies[0].replaceChildren(...page.items.map(recentRow));
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function recentRow(row) {
+  const p = row.defect_probability === null ? "" : row.defect_probability.toFixed(3);
+  const verdict = row.verdict ? row.verdict + (row.verdict_label ? " → " + row.verdict_label : "") : "";
+  const tr = el("tr", {}, el("td", {}, row.id), el("td", {}, row.created_utc.slice(0, 19).replace("T", " ")),
+    el("td", { className: "file", title: row.client_name }, row.client_name),
+    el("td", {}, row.status === "ok" ? row.prediction : "error: " + row.reason), el("td", {}, p),
+    el("td", { className: "verdict" }, verdict));
+  tr.dataset.inspectionId = String(row.id);
+  const review = el("td", { className: "review" });
+  if (row.status === "ok") {
+    const others = state.model.classes.filter((c) => c !== row.prediction);
+    const choice = el("select", { title: "true class" }, ...others.map((c) => el("option", { value: c }, c)));
+    review.append(
+      el("button", { type: "button", className: "confirm", onclick: () => verdict_(row.id, "confirmed") }, "Confirm"), " ",
+      choice, el("button", { type: "button", className: "override", onclick: () => verdict_(row.id, "overridden", choice.value) }, "Override"));
+  }
+  tr.append(review);
+  return tr;
+}
+
+async function verdict_(id, verdict, label) {
+  try {
+    const response = await api("/v1/inspections/" + encodeURIComponent(id) + "/verdict", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ verdict: verdict, label: label || null }),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(errorText(body, response));
+    setStatus("inspection #" + id + " " + verdict + (label ? " as " + label : ""));
+    loadRecent();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+// --- wiring --------------------------------------------------------------------------------------
+async function start() {
+  try {
+    await loadModel();
+    await loadRecent();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+function wire() {
+  const drop = $("drop");
+  $("files").addEventListener("change", (e) => { upload(Array.from(e.target.files)); e.target.value = ""; });
+  drop.addEventListener("click", (e) => { if (e.target === drop) $("files").click(); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("files").click(); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    upload(Array.from(e.dataTransfer.files));
+  });
+  $("threshold").addEventListener("input", (e) => setThreshold(e.target.value));
+  $("threshold-reset").addEventListener("click", () => setThreshold(state.model.threshold));
+  $("refresh").addEventListener("click", loadRecent);
+  $("key-save").addEventListener("click", () => {
+    sessionStorage.setItem(KEY_STORE, $("api-key").value);
+    start();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { wire(); start(); });

@@ -1,0 +1,22 @@
+"""The serve load benchmark runs end to end in its smoke mode (no speed is asserted here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmark_scripts import load_benchmark
+
+
+@pytest.mark.slow
+def test_bench_serve_smoke_writes_its_figures(bundle, tmp_path):
+    bench = load_benchmark("bench_serve")
+    out = tmp_path / "serve.json"
+    result = bench.main([str(bundle), "--smoke", "--images", str(tmp_path / "none"), "--out", str(out)])
+    assert out.is_file()
+    for mode in ("batching_on", "batching_off"):
+        r = result[mode]
+        assert r["requests"] > 0 and r["errors"] == 0 and r["every_request_logged"] is True
+        assert r["mean_batch_size"] >= 1.0 and {"p50_ms", "p95_ms", "p99_ms", "req_s"} <= set(r)
+    assert result["batching_off"]["mean_batch_size"] == 1.0
+    assert result["model_only"]["img_s"] > 0 and result["served_over_model_only"] > 0
+    assert set(result["goals"]) == {"served>=0.7*model_only", "p99<=50ms", "zero_errors", "every_request_logged"}

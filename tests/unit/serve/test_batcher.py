@@ -1,0 +1,90 @@
+"""The micro-batcher: concurrent items share one call, bounded by max_batch; errors reach every caller."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from defectlens.serve.batcher import Batcher
+from tests.unit.serve.conftest import png_bytes
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _gather(n, *, max_batch, announce=True, fail=False):
+    sizes = []
+
+    def fn(items):
+        sizes.append(len(items))
+        if fail:
+            raise ValueError("model exploded")
+        return [x * 10 for x in items]
+
+    b = Batcher(fn, max_batch=max_batch, max_wait=5.0, name="test")
+    b.start()
+    try:
+        if announce:
+            b.announce(n)
+        results = await asyncio.gather(*(b.submit(i) for i in range(n)), return_exceptions=True)
+    finally:
+        await b.stop()
+    return results, sizes
+
+
+def test_concurrent_items_share_calls_up_to_max_batch_in_order():
+    results, sizes = run(_gather(10, max_batch=4))
+    assert results == [i * 10 for i in range(10)]
+    assert sizes == [4, 4, 2]
+
+
+def test_a_lone_item_does_not_wait_for_company():
+    # nothing else announced: the first item runs at once although max_wait is 5 s
+    results, sizes = run(_gather(1, max_batch=8, announce=False))
+    assert results == [0] and sizes == [1]
+
+
+def test_a_failed_batch_fails_each_of_its_callers():
+    results, _ = run(_gather(3, max_batch=8, fail=True))
+    assert all(isinstance(r, ValueError) and "model exploded" in str(r) for r in results)
+
+
+def test_submit_before_start_is_an_error():
+    b = Batcher(lambda items: items, max_batch=2)
+    with pytest.raises(RuntimeError, match="start"):
+        run(b.submit(1))
+
+
+def test_service_batches_the_files_of_concurrent_requests_into_one_model_call(predictor, tmp_path):
+    from defectlens.inspections import InspectionLog
+    from defectlens.serve import ServeConfig
+    from defectlens.serve.service import Service
+    from defectlens.serve.uploads import Upload
+
+    images = [png_bytes(i) for i in range(6)]
+
+    async def main():
+        with InspectionLog(tmp_path / "log.sqlite") as log:
+            service = Service(predictor, log, config=ServeConfig(batch_wait_ms=2000, worker_threads=2))
+            await service.start()
+            try:
+                requests = [[Upload(f"{i}.png", images[i]) for i in (j, j + 1)] for j in (0, 2, 4)]
+                out = await asyncio.gather(
+                    *(service.inspect(r, threshold=None, explain=False, source="api") for r in requests)
+                )
+            finally:
+                await service.stop()
+            return out, service.metrics.batch_size.collect()[0].samples, log.count()
+
+    out, samples, logged = run(main())
+    values = {s.name: s.value for s in samples}
+    assert values["defectlens_batch_size_count"] == 1 and values["defectlens_batch_size_sum"] == 6
+    assert logged == 6
+    flat = [r for request in out for r in request]
+    for img, r in zip(images, flat, strict=True):  # the same numbers as the Predictor's own path
+        expected = predictor.predict(img)
+        assert r["prediction"] == expected.prediction
+        assert np.allclose(list(r["probabilities"].values()), list(expected.probabilities.values()), atol=1e-6)
