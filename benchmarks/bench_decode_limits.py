@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from defectlens.data.images import jpeg_problem, to_array
+from defectlens.data.images import to_array
+from defectlens.data.jpeg import jpeg_problem
 from machine import describe
 
 HERE = Path(__file__).resolve().parent

@@ -3,7 +3,9 @@
 Levels: ``none``; ``flips`` (label-preserving flips and 90-degree rotations only); ``light``
 (horizontal flip, mild brightness/contrast); ``standard`` (flips,
 90-degree rotations when the part has no fixed orientation, +-5 degree rotation, brightness/contrast);
-``strong`` (adds small shifts/scales, blur and sensor noise). Geometry that is label-preserving for
+``strong`` (adds small shifts/scales, blur and sensor noise); ``line`` (flips and rot90, then what
+drifts on a production line: pose, lighting, focus, noise and JPEG quality, see
+:mod:`defectlens.training.acquisition`; also usable with cached frozen stages). Geometry that is label-preserving for
 a part (flips, rot90) is cheap tensor indexing done per sample; the rest uses
 ``torchvision.transforms.v2`` per sample, because v2 draws one set of parameters per call.
 """
@@ -15,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from defectlens.core.errors import DefectlensError
+from defectlens.training.acquisition import acquisition_shift
 from defectlens.training.config import AUGMENT_LEVELS
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -23,7 +26,7 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 def _photometric(level: str):
     from torchvision.transforms import v2
 
-    if level in ("none", "flips"):
+    if level in ("none", "flips", "line"):
         return None
     if level == "light":
         ops = [v2.ColorJitter(brightness=0.1, contrast=0.1)]
@@ -66,6 +69,8 @@ def build_augment(level: str, *, rot90: bool = True) -> Augment:
                     out[sel] = torch.rot90(out[sel], k, dims=(-2, -1))
         if photometric is not None:
             out = torch.stack([photometric(img) for img in out])
+        if level == "line":
+            out = acquisition_shift(out, gen)
         x = out.float().div_(255.0)
         if noise:
             sigma = torch.rand(n, 1, 1, 1, generator=gen) * 0.03

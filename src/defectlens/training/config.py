@@ -15,7 +15,9 @@ from defectlens.core.decision import THRESHOLD_METHODS
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import CACHE_VIEWS, ILLUMINATION_MODES, TTA_VIEWS
 
-AUGMENT_LEVELS = ("none", "flips", "light", "standard", "strong")
+AUGMENT_LEVELS = ("none", "flips", "light", "standard", "strong", "line")
+#: Augmentations the cached frozen stages can hold (computed once per cached copy).
+CACHEABLE_AUGMENT = ("none", "flips", "line")
 BALANCE_MODES = ("weighted", "sampler", "none")
 CHANNELS = (1, 3)
 DEVICES = ("auto", "cpu", "cuda")
@@ -61,13 +63,15 @@ class TrainConfig:
         warmup_epochs: linear warmup length in epochs (fractions allowed).
         label_smoothing: cross-entropy label smoothing.
         dropout: dropout before the last linear layer.
-        augment: ``none``, ``flips`` (flips and rot90 only), ``light``, ``standard`` or ``strong``.
+        augment: ``none``, ``flips`` (flips and rot90 only), ``light``, ``standard``, ``strong``, or ``line``
+            (flips and rot90 plus random pose, lighting, focus, noise and JPEG drift, as on a line).
         rot90: allow 90-degree rotations and vertical flips (parts without a fixed orientation).
         balance: class imbalance handling: ``weighted`` loss, balanced ``sampler`` or ``none``.
         freeze_backbone: train only the head; features are computed once when ``augment`` is none.
         freeze_stages: freeze the first N backbone stages, the stem being stage 0 (saves backward compute).
         cache_frozen: compute the frozen stages' output once for every flip/rotation of each training
-            image and train the upper stages on it (needs ``freeze_stages`` > 0 and augment none or flips).
+            image and train the upper stages on it (needs ``freeze_stages`` > 0 and augment none, flips
+            or line; with line each cached copy is also drawn with its own random drift).
         cache_variants: how many flips/rotations are cached per image with ``augment: flips``: 8 (all),
             4 (identity, both flips, 180-degree rotation) or 2 (identity, horizontal flip).
         soft_label: binary only: a metadata field holding each training image's probability of being
@@ -140,10 +144,10 @@ class TrainConfig:
         if self.lr <= 0:
             raise DefectlensError(f"lr must be positive, got {self.lr}")
         if self.cache_frozen and (
-            self.freeze_stages < 1 or self.freeze_backbone or self.augment not in ("none", "flips")
+            self.freeze_stages < 1 or self.freeze_backbone or self.augment not in CACHEABLE_AUGMENT
         ):
             raise DefectlensError(
-                "cache_frozen needs freeze_stages >= 1, no freeze_backbone, and augment 'none' or 'flips' "
+                "cache_frozen needs freeze_stages >= 1, no freeze_backbone, and augment 'none', 'flips' or 'line' "
                 f"(got freeze_stages={self.freeze_stages}, augment={self.augment!r})"
             )
         self._check_ranges()

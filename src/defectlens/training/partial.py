@@ -74,15 +74,28 @@ def to_channels_last(model: nn.Module) -> nn.Module:
 
 @torch.inference_mode()
 def cache_prefix(
-    model: nn.Module, images: torch.Tensor, n: int, *, variants: tuple[int, ...] = (0,), batch_size: int = 32
+    model: nn.Module,
+    images: torch.Tensor,
+    n: int,
+    *,
+    variants: tuple[int, ...] = (0,),
+    batch_size: int = 32,
+    perturb: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Prefix outputs for each :func:`dihedral` variant, shape (V, N, C', h, w), as bfloat16 (half the memory)."""
+    """Prefix outputs for each :func:`dihedral` variant, shape (V, N, C', h, w), as bfloat16 (half the memory).
+
+    ``perturb(batch, variant_number, batch_start)`` (uint8 in, uint8 out) redraws each cached copy,
+    e.g. with :func:`~defectlens.training.acquisition.acquisition_shift`.
+    """
     prefix = Prefix(model, n).eval()
     out = []
-    for k in variants:
+    for v, k in enumerate(variants):
         parts = []
         for i in range(0, len(images), batch_size):
-            x = dihedral(images[i : i + batch_size], k).float().div_(255.0)
+            batch = dihedral(images[i : i + batch_size], k)
+            if perturb is not None:
+                batch = perturb(batch, v, i)
+            x = batch.float().div_(255.0)
             parts.append(prefix(x.contiguous(memory_format=torch.channels_last)).to(torch.bfloat16).contiguous())
         out.append(torch.cat(parts))
     return torch.stack(out)

@@ -26,6 +26,7 @@ from torch import nn
 from defectlens.core.spec import CACHE_VIEWS
 from defectlens.data.dataset import CachedSplit
 from defectlens.models import Classifier, forward_batches
+from defectlens.training.acquisition import acquisition_shift
 from defectlens.training.augment import Augment, build_augment
 from defectlens.training.loop import predict_logits
 
@@ -135,9 +136,10 @@ class CachedPrefix:
 
         start = time.perf_counter()
         config, model = run.config, to_channels_last(run.model)
-        views = CACHE_VIEWS[config.cache_variants if config.rot90 else 2] if config.augment == "flips" else (0,)
+        views = CACHE_VIEWS[config.cache_variants if config.rot90 else 2] if config.augment != "none" else (0,)
+        perturb = _line_drift(config.seed) if config.augment == "line" else None
         cache = cache_prefix(
-            model.to(run.device), run.train.images.to(run.device), config.freeze_stages, variants=views
+            model.to(run.device), run.train.images.to(run.device), config.freeze_stages, variants=views, perturb=perturb
         )
         val_inputs = cache_prefix(model, run.val.images.to(run.device), config.freeze_stages)[0]
         suffix = Suffix(model, config.freeze_stages)
@@ -157,6 +159,16 @@ class CachedPrefix:
             pick_variants(cache),
             lambda: _eval_logits(suffix, val_inputs),
         )
+
+
+def _line_drift(seed: int) -> Callable[[torch.Tensor, int, int], torch.Tensor]:
+    """Each cached copy of each batch redrawn with its own seeded acquisition drift (reproducible)."""
+
+    def perturb(batch: torch.Tensor, variant: int, start: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + variant * 100_003 + start)
+        return acquisition_shift(batch.cpu(), gen).to(batch.device)
+
+    return perturb
 
 
 def strategy_for(config: TrainConfig) -> WholeImages | CachedFeatures | CachedPrefix:
