@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench bench-real clean install sysdeps
+.PHONY: demo test lint format bench bench-real clean install sysdeps peers
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,3 +53,14 @@ sysdeps:
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# The benchmark-only peer (Ultralytics, AGPL-3.0) in its own virtualenv, never in .venv: see
+# benchmarks/peers/README.md. CI builds it so the peer smoke test runs there.
+PEERS_VENV ?= .venv-peers
+$(PEERS_VENV)/bin/python: benchmarks/peers/requirements.txt
+	$(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/pip install -q -r benchmarks/peers/requirements.txt
+	touch $@
+
+peers: $(PEERS_VENV)/bin/python

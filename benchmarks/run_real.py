@@ -34,6 +34,7 @@ import yaml
 from defectlens.workflows.demo import TEST_FRACTION as ELPV_TEST
 from defectlens.workflows.demo import VAL_FRACTION as ELPV_VAL
 from machine import describe
+from peer_rows import BUDGET_MIN, peer_python, run_peer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -109,6 +110,9 @@ DATASETS = {
         ),
     )
 }
+
+#: The tool users would pick instead (benchmarks/peers): trained by its own code, scored by ours.
+PEER = "yolo11n_cls"
 
 # The common approaches, as overrides of our dataset recipe (same split, same evaluation).
 APPROACHES: dict[str, dict[str, Any]] = {
@@ -385,6 +389,14 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
             result["approaches"].update(kept)
             result["commands"] = [*old.get("commands", [old.get("command")]), result["command"]]
     for approach in args.approaches:
+        if approach == PEER:
+            if peer_python() is None:
+                print(f"skip {ds.name} / {PEER}: no peers virtualenv (see benchmarks/peers/README.md)")
+                continue
+            print(f"== {ds.name} / {PEER}: Ultralytics, from scratch, {BUDGET_MIN:g} min budget", flush=True)
+            result["approaches"][PEER] = run_peer(data, work / ds.name, seed=args.seed, smoke=args.smoke)
+            (out_dir / f"{ds.name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+            continue
         config = recipe(ds, approach, data=data, work=work, smoke=args.smoke, seed=args.seed)
         print(f"== {ds.name} / {approach}: {config.model} pretrained={config.pretrained}", flush=True)
         run = train(config, quiet=args.quiet)
@@ -414,6 +426,18 @@ def fmt(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _row(name: str, approach: str, e: dict[str, Any], t: dict[str, Any]) -> str:
+    ci = (t.get("ci") or {}).get("accuracy")
+    acc = fmt(t.get("accuracy")) + (f" [{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]" if ci else "")
+    weights = "ImageNet" if e.get("pretrained") else "from scratch"
+    tool = " (Ultralytics)" if approach.startswith(PEER) else ""
+    return (
+        f"| {name} | {approach}{tool} | {e['model']} ({weights}, {e['input_size']} px) | {acc} "
+        f"| {fmt(t.get('macro_f1'))} | {fmt(t.get('defect_recall'))} | {fmt(t.get('ece'))} "
+        f"| {e['train_seconds'] / 60:.1f} min | {fmt(e.get('latency_ms_p50'), 1)} ms |"
+    )
+
+
 def results_table(results_dir: Path) -> str:
     """Markdown table of every ``<dataset>.json`` in ``results_dir``."""
     lines = [
@@ -441,15 +465,10 @@ def results_table(results_dir: Path) -> str:
             }
             approaches = {"ours (make demo)": demo, **approaches}
         for approach, e in approaches.items():
-            t = e["test"]
-            ci = (t.get("ci") or {}).get("accuracy")
-            acc = fmt(t.get("accuracy")) + (f" [{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]" if ci else "")
-            weights = "ImageNet" if e.get("pretrained") else "from scratch"
-            lines.append(
-                f"| {name} | {approach} | {e['model']} ({weights}, {e['input_size']} px) | {acc} "
-                f"| {fmt(t.get('macro_f1'))} | {fmt(t.get('defect_recall'))} | {fmt(t.get('ece'))} "
-                f"| {e['train_seconds'] / 60:.1f} min | {fmt(e.get('latency_ms_p50'), 1)} ms |"
-            )
+            lines.append(_row(name, approach, e, e["test"]))
+            if e.get("test_unseen"):  # the test images with no byte-identical copy in train
+                u = e["test_unseen"]
+                lines.append(_row(name, f"{approach}, {u['n']} unseen test images", e, u))
     notes = []
     for name in DATASETS:
         path = results_dir / f"{name}.json"
@@ -525,7 +544,7 @@ def update_readme(results_dir: Path, readme: Path = ROOT / "README.md") -> None:
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--approaches", nargs="+", default=["ours"], choices=list(APPROACHES))
+    p.add_argument("--approaches", nargs="+", default=["ours"], choices=[*APPROACHES, PEER])
     p.add_argument("--shared", default=str(ROOT.parent / "shared" / "datasets"), help="real datasets folder")
     p.add_argument("--work", default=str(RESULTS / "work"), help="imported datasets and run folders")
     p.add_argument("--out", default=str(RESULTS), help="where <dataset>.json and .dlens go")
