@@ -61,16 +61,16 @@ class PlainProgress(Progress):
     def __init__(self, console: Console | None = None):
         self.console = console or stderr()
 
-    def phase(self, name: str, *, total: int | None = None, unit: str = "") -> Phase:
-        return _PlainPhase(self.console, name, total, unit)
+    def phase(self, name: str, *, total: int | None = None, unit: str = "", transient: bool = False) -> Phase:
+        return Phase() if transient else _PlainPhase(self.console, name, total, unit)
 
     def note(self, message: str) -> None:
         self.console.print(message)
 
 
 class _RichPhase(Phase):
-    def __init__(self, owner: RichProgress, name: str, total: int | None, unit: str):
-        self.owner, self.name = owner, name
+    def __init__(self, owner: RichProgress, name: str, total: int | None, unit: str, *, transient: bool = False):
+        self.owner, self.name, self.transient = owner, name, transient
         self.start = time.perf_counter()
         self.task = owner.bar.add_task(name, total=total, unit=unit)
 
@@ -80,7 +80,7 @@ class _RichPhase(Phase):
     def close(self, *, failed: bool = False) -> None:
         self.owner.bar.remove_task(self.task)
         seconds = time.perf_counter() - self.start
-        if failed or seconds >= 2.0:  # leave a line for the phases a user waited for
+        if failed or (seconds >= 2.0 and not self.transient):  # a line for the phases a user waited for
             self.owner.bar.console.print(f"{self.name}: {'FAILED' if failed else 'done'} in {seconds:.0f}s")
 
 
@@ -109,8 +109,8 @@ class RichProgress(Progress):
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
 
-    def phase(self, name: str, *, total: int | None = None, unit: str = "") -> Phase:
-        return _RichPhase(self, name, total, unit)
+    def phase(self, name: str, *, total: int | None = None, unit: str = "", transient: bool = False) -> Phase:
+        return _RichPhase(self, name, total, unit, transient=transient)
 
     def note(self, message: str) -> None:
         self.bar.console.print(message)

@@ -92,7 +92,9 @@ def _print(summary, class_names) -> None:
     from defectlens.cli.output import fmt, stdout, table
 
     console = stdout()
-    rows = [[key, str(summary.counts[key])] for key in [*class_names, "ERROR"] if summary.counts.get(key)]
+    # every class, even at 0 (a count that is missing reads as a bug); errors only when there are some
+    rows = [[key, str(summary.counts.get(key, 0))] for key in class_names]
+    rows += [["ERROR", str(summary.counts["ERROR"])]] if summary.counts.get("ERROR") else []
     console.print(table(f"{summary.files} files", ["result", "count"], rows))
     console.print("predictions:")
     console.print(str(summary.csv_path), overflow="ignore", crop=False, soft_wrap=True)  # one line, never split

@@ -33,8 +33,12 @@ class Phase:
 class Progress:
     """Receiver of progress events; this one does nothing (the library default)."""
 
-    def phase(self, name: str, *, total: int | None = None, unit: str = "") -> Phase:
-        """Start a step called ``name`` of ``total`` ``unit`` (None when the size is unknown)."""
+    def phase(self, name: str, *, total: int | None = None, unit: str = "", transient: bool = False) -> Phase:
+        """Start a step called ``name`` of ``total`` ``unit`` (None when the size is unknown).
+
+        A ``transient`` phase is shown while it runs but leaves no line behind (an epoch, whose
+        figures follow as a note).
+        """
         return Phase()
 
     def note(self, message: str) -> None:

@@ -257,10 +257,7 @@ def check_splits(manifest: Manifest, progress: Progress) -> None:
         )
     thin = [f"{c} {val.get(c, 0)}" for c in manifest.classes if val and val.get(c, 0) < MIN_VAL_PER_CLASS]
     if thin:
-        progress.note(
-            f"warning: validation has fewer than {MIN_VAL_PER_CLASS} images of: {', '.join(thin)}; the operating "
-            "threshold and the best epoch are chosen on these few images"
-        )
+        progress.note(f"warning: few validation images ({', '.join(thin)}); threshold and best epoch rest on them")
 
 
 def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | None, progress: Progress) -> _Setup:
@@ -522,7 +519,7 @@ def _run_epoch(
     t_epoch = time.perf_counter()
     order = _epoch_order(config, s.train_set, epoch, s.dist)
     set_train_mode(opt.train_model, s.frozen)
-    with progress.phase(f"epoch {epoch}/{config.epochs}", total=len(order), unit="img") as phase:
+    with progress.phase(f"epoch {epoch}/{config.epochs}", total=len(order), unit="img", transient=True) as phase:
         stats = train_one_epoch(
             opt.train_model,
             images=prepared.train_inputs,
