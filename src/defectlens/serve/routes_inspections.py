@@ -67,7 +67,7 @@ def router(service: Service, check: Callable[..., None]) -> APIRouter:
     ) -> InspectionPage:
         """Inspections matching the filters, newest first, ``limit`` from ``offset``."""
         rows = log.query(found, limit=limit, offset=offset)
-        items = [Inspection(**r.to_dict()) for r in rows]
+        items = rows
         return InspectionPage(total=log.count(found), limit=limit, offset=offset, items=items)
 
     @api.get("/v1/inspections.csv", responses={200: {"content": {"text/csv": {}}}, 401: {"model": ErrorOut}})
@@ -82,7 +82,7 @@ def router(service: Service, check: Callable[..., None]) -> APIRouter:
         row = log.get(inspection_id)
         if row is None:
             raise HTTPException(404, f"no inspection with id {inspection_id}")
-        return Inspection(**row.to_dict())
+        return row
 
     @api.post(
         "/v1/inspections/{inspection_id}/verdict",
@@ -100,6 +100,6 @@ def router(service: Service, check: Callable[..., None]) -> APIRouter:
             raise HTTPException(422, f"inspection {inspection_id} has no decision to review ({row.reason})")
         label = body.label if body.verdict == "overridden" else None
         done = log.set_verdict(inspection_id, body.verdict, label=label, comment=body.comment, operator=body.operator)
-        return Inspection(**done.to_dict())
+        return done
 
     return api

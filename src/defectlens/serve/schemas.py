@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from defectlens.inspections.store import Inspection  # one definition: the log's row, as the API shows it
+
 
 class FileResult(BaseModel):
     """One uploaded file's outcome. ``status`` says which half of the fields is filled."""
@@ -66,35 +68,6 @@ class ModelInfo(BaseModel):
     created: str | None
     explain_available: bool = Field(description="the model carries torch weights for Grad-CAM")
     ready: bool
-
-
-class Inspection(BaseModel):
-    """One row of the inspection log."""
-
-    id: int
-    created_utc: str
-    source: str
-    client_name: str
-    image_sha256: str
-    image_bytes: int
-    width: int | None
-    height: int | None
-    status: str
-    reason: str
-    prediction: str | None
-    probabilities: dict[str, float]
-    defect_probability: float | None
-    warning: str = ""
-    threshold: float | None
-    temperature: float | None
-    model_id: str | None
-    latency_ms: float | None
-    image_path: str | None
-    verdict: str | None
-    verdict_label: str | None
-    verdict_utc: str | None
-    comment: str | None
-    operator: str | None
 
 
 class InspectionPage(BaseModel):
