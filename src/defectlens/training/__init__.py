@@ -13,6 +13,10 @@ __all__ = ["RunResult", "config_from_run", "train"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "config_from_run":
+        from defectlens.training.resume import config_from_run
+
+        return config_from_run
     if name in __all__:
         from defectlens.training import trainer
 

@@ -9,7 +9,6 @@ the best checkpoint afterwards and passes in how a binary validation split is de
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from defectlens.core.checkpoint import read_checkpoint, save_checkpoint
+from defectlens.core.checkpoint import save_checkpoint
 from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
 from defectlens.core.runtime import tune_cpu_allocator
@@ -42,78 +41,10 @@ from defectlens.training.optim import (
     seed_everything,
     set_train_mode,
 )
+from defectlens.training.resume import resume_payload
+from defectlens.training.selection import EpochSelector
 from defectlens.training.strategies import Prepared, RunInputs, strategy_for
-
-
-def soft_targets(split: CachedSplit, key: str, positive: int | None, num_classes: int) -> torch.Tensor:
-    """Class-probability targets (N, 2) from each record's ``meta[key]`` (probability of the positive class).
-
-    Raises:
-        DefectlensError: for a multi-class task, or a record without a probability in [0, 1].
-    """
-    if positive is None or num_classes != 2:
-        raise DefectlensError(f"soft_label={key!r} needs a binary task with a positive class")
-    probs = []
-    for r in split.records:
-        try:
-            p = float(r.meta[key])
-        except (KeyError, TypeError, ValueError):
-            raise DefectlensError(f"{r.path}: soft_label needs a numeric meta field {key!r}, got {r.meta}") from None
-        if not 0.0 <= p <= 1.0:
-            raise DefectlensError(f"{r.path}: meta {key}={p} is not a probability in [0, 1]")
-        probs.append(p)
-    pos = torch.tensor(probs, dtype=torch.float32)
-    out = torch.empty(len(probs), 2)
-    out[:, positive], out[:, 1 - positive] = pos, 1.0 - pos
-    return out
-
-
-def rank_epoch(val_f1: float, best_f1: float, tol: float = 1e-9) -> tuple[bool, bool]:
-    """``(becomes_best, strictly_better)`` for an epoch's validation macro-F1: ties go to the later epoch."""
-    return val_f1 >= best_f1 - tol, val_f1 > best_f1 + tol
-
-
-@dataclass
-class EpochSelector:
-    """Which epoch is best so far, and early stopping.
-
-    A tie in macro-F1 (common once validation is saturated, e.g. 1.0 on casting) goes to the later
-    epoch: a saturated split cannot rank the epochs, and under the cosine schedule the later model has
-    trained longer at a lower rate. (Breaking ties by validation loss kept an under-trained epoch-2
-    casting model: train accuracy 0.995, while its unsmoothed val loss rose from a few over-confident
-    samples.) Only a strict gain resets early stopping.
-    """
-
-    best_f1: float = -1.0
-    best_epoch: int = 0
-    best_loss: float = float("inf")
-    bad_epochs: int = 0
-
-    def update(self, epoch: int, row: dict[str, Any]) -> bool:
-        """Rank one epoch; returns True when it becomes the best."""
-        best, strict = rank_epoch(row["val_macro_f1"], self.best_f1)
-        if best:
-            self.best_f1, self.best_epoch = max(self.best_f1, row["val_macro_f1"]), epoch
-            self.best_loss = row["val_loss"]
-        self.bad_epochs = 0 if strict else self.bad_epochs + 1
-        return self.best_epoch == epoch
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "best_val_macro_f1": self.best_f1,
-            "best_val_loss": self.best_loss,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
-        }
-
-    @classmethod
-    def from_state(cls, payload: dict[str, Any]) -> EpochSelector:
-        return cls(
-            best_f1=float(payload["best_val_macro_f1"]),
-            best_epoch=int(payload["best_epoch"]),
-            best_loss=float(payload.get("best_val_loss", float("inf"))),
-            bad_epochs=int(payload["bad_epochs"]),
-        )
+from defectlens.training.targets import check_splits, positive_index, soft_targets
 
 
 @dataclass
@@ -161,105 +92,6 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def config_from_run(run_dir: str | Path) -> TrainConfig:
-    """The config a run was started with (from its ``last.pt``), for ``--resume``.
-
-    Raises:
-        DefectlensError: when ``last.pt`` cannot be resumed from (see :func:`resume_payload`).
-    """
-    payload = resume_payload(run_dir)
-    cfg = {k: v for k, v in payload["config"].items() if k not in ("train_fingerprint", "data_fingerprint")}
-    return TrainConfig.from_dict(cfg, source=str(Path(run_dir) / "last.pt"))
-
-
-#: What ``last.pt`` must hold to continue a run (``best.pt`` has no optimizer state).
-RESUME_KEYS = (
-    "state_dict", "config", "epoch", "optimizer", "scheduler", "generator", "torch_rng",
-    "best_val_macro_f1", "best_epoch", "bad_epochs",
-)  # fmt: skip
-
-
-def resume_payload(run_dir: str | Path) -> dict[str, Any]:
-    """``run_dir/last.pt``, checked to be a complete checkpoint of this very run before anything is written.
-
-    The checkpoint's digest is verified (see :mod:`defectlens.core.checkpoint`), its resume state must
-    be complete, and its run id must be the one in the folder's ``hparams.json`` (runs from before run
-    ids: its training-data fingerprint must match instead).
-
-    Raises:
-        DefectlensError: naming what is wrong and what to do.
-    """
-    run_dir = Path(run_dir)
-    last = run_dir / "last.pt"
-    if not run_dir.is_dir():
-        raise DefectlensError(f"{run_dir}: not a run folder (give the folder 'defectlens train' created)")
-    if not last.is_file():
-        raise DefectlensError(f"{last}: not found; the run saved no epoch to resume from (start it again)")
-    payload = read_checkpoint(last)
-    missing = [k for k in RESUME_KEYS if k not in payload]
-    if missing:
-        raise DefectlensError(
-            f"{last}: cannot resume: it lacks {', '.join(missing)} (best.pt keeps the weights only; was it copied "
-            "over last.pt?). Start a new run, or fine-tune from best.pt"
-        )
-    if not isinstance(payload["config"], dict) or not isinstance(payload["epoch"], int) or payload["epoch"] < 1:
-        raise DefectlensError(f"{last}: cannot resume: its config or epoch is malformed")
-    hparams = _read_hparams(run_dir)
-    mine, theirs = hparams.get("run_id"), payload.get("run_id")
-    if mine or theirs:
-        if mine != theirs:
-            raise DefectlensError(
-                f"{last}: refused: this checkpoint belongs to another run (run id {theirs or 'none'}, the folder's "
-                f"hparams.json says {mine or 'none'}); nothing was changed. Resume the run folder it came from"
-            )
-    elif hparams.get("data_fingerprint") not in (None, payload.get("data_fingerprint")):
-        raise DefectlensError(
-            f"{last}: refused: this checkpoint was trained on other data than this run folder records "
-            "(data fingerprints differ); nothing was changed. Resume the run folder it came from"
-        )
-    return payload
-
-
-def _read_hparams(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((run_dir / "hparams.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _positive_index(manifest: Manifest) -> int | None:
-    pos = manifest.info.get("positive_class")
-    if len(manifest.classes) != 2 or pos is None:
-        return None
-    return manifest.classes.index(pos)
-
-
-#: Fewer validation images of a class than this and the threshold and the epoch ranking rest on a handful.
-MIN_VAL_PER_CLASS = 20
-
-
-def check_splits(manifest: Manifest, progress: Progress) -> None:
-    """Refuse a dataset whose training split lacks a class; warn when validation is thin.
-
-    Raises:
-        DefectlensError: when a class has no training images, saying what to do.
-    """
-    counts = manifest.counts()
-    train, val = counts.get("train", {}), counts.get("val", {})
-    missing = [c for c in manifest.classes if not train.get(c)]
-    if missing and train:
-        shown = ", ".join(f"{c} {train.get(c, 0)}" for c in manifest.classes)
-        raise DefectlensError(
-            f"class(es) {', '.join(missing)} have no training images (train: {shown}); a classifier learns only "
-            "classes it sees: add labelled images of them to train, or re-split with "
-            "'defectlens data split DIR --ignore-official' so every class reaches train"
-        )
-    thin = [f"{c} {val.get(c, 0)}" for c in manifest.classes if val and val.get(c, 0) < MIN_VAL_PER_CLASS]
-    if thin:
-        progress.note(f"warning: few validation images ({', '.join(thin)}); threshold and best epoch rest on them")
-
-
 def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | None, progress: Progress) -> _Setup:
     if not config.data:
         raise DefectlensError("no dataset given: pass --data DIR (a folder written by 'defectlens data import')")
@@ -281,7 +113,7 @@ def _setup(config: TrainConfig, resume: Path | None, payload: dict[str, Any] | N
     tune_cpu_allocator()
     seed_everything(config.seed + dist.rank)
     classes = tuple(manifest.classes)
-    positive = _positive_index(manifest)
+    positive = positive_index(manifest)
     spec = default_spec(config.model, in_channels=config.channels, input_size=config.input_size, class_names=classes)
     spec = spec.replace(
         positive_class=classes[positive] if positive is not None else None,

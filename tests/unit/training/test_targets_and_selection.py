@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from defectlens.core.errors import DefectlensError
 from defectlens.data.dataset import CachedSplit
 from defectlens.data.manifest import Record
-from defectlens.training.trainer import soft_targets
+from defectlens.training.targets import soft_targets
 
 
 def _split(probs, metas=None):
@@ -49,7 +49,7 @@ def test_multiclass_is_refused():
 
 
 def test_saturated_validation_keeps_the_later_epoch_but_stops_early_only_on_gains():
-    from defectlens.training.trainer import rank_epoch
+    from defectlens.training.selection import rank_epoch
 
     assert rank_epoch(1.0, 1.0) == (True, False)  # a tie: newest checkpoint, no early-stopping reset
     assert rank_epoch(0.91, 0.90) == (True, True)
