@@ -58,16 +58,39 @@ def test_export_and_predict_folder_with_class_subfolders(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bench_cli_writes_json(tmp_path, capsys):
+def test_bench_cli_prints_tables_and_writes_json(tmp_path, capsys):
+    """Every installed backend and torch, on the real images of a class-named folder, with a human table."""
     run = make_checkpoint(tmp_path / "run", size=32)
     bundle = tmp_path / "model.dlens"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         main(["export", str(run), "--out", str(bundle)])
+    capsys.readouterr()
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "parts"
+    for label in ("ok", "defect"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):  # real files at their own size (40 x 36), not the model's 32 px
+            Image.fromarray(rng.integers(0, 256, (36, 40), dtype=np.uint8)).save(folder / label / f"{i}.jpg")
     out = tmp_path / "bench.json"
-    code = main(["bench", "--model", str(bundle), "--batch-sizes", "1,4", "--repeats", "20", "--json", str(out)])
+    argv = ["bench", "--model", str(bundle), "--images", str(folder), "--batch-sizes", "1,4"]
+    code = main([*argv, "--repeats", "10", "--seconds", "0.05", "--json", str(out)])
     assert code == 0
+    printed = capsys.readouterr()
     result = json.loads(out.read_text())
-    assert result["onnx"]["single_image_end_to_end_ms"]["p50"] > 0
-    assert set(result["onnx"]["throughput"]) == {"1", "4"} and "speedup_vs_torch" in result
+    from defectlens.inference.backends import installed_runtimes
+
+    labels = {"onnx": "onnxruntime", "openvino": "openvino"}
+    backends = [r["backend"] for r in result["rows"]]
+    assert backends == [labels[r] for r in installed_runtimes()] + ["torch"]
+    for row in result["rows"]:
+        assert row["end_to_end_ms"]["p50"] > 0 and row["end_to_end_ms"]["p99"] >= row["end_to_end_ms"]["p50"]
+        assert set(row["throughput"]) == {"1", "4"} and row["throughput"]["4"]["model_only_img_s"] > 0
+        assert row["accuracy"] is not None and row["agreement_with_first_row"] == 1.0  # exact backends agree
+    assert result["labelled_images"] == 6 and result["images"].startswith("6 images of")
+    assert set(result["speedup_vs_torch"]) == set(backends[:-1])
+    assert result["load_average"]["before"] and result["machine"]["cpu"]
+    assert "One image, end to end (ms)" in printed.out and "Images per second" in printed.out
+    assert "onnxruntime" in printed.out and "e2e b4" in printed.out and "{" not in printed.out
+    assert "one-image latency" in printed.err  # progress on stderr, not silence
     assert main(["bench", "--model", str(bundle), "--batch-sizes", "x"]) == 2

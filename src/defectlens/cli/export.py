@@ -14,14 +14,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="bundle file to write (default: RUN/model.dlens)")
     p.add_argument("--force", action="store_true", help="replace the bundle if --out exists")
     p.add_argument("--data", type=Path, default=None, help="dataset folder for the parity check (default: the run's)")
-    p.add_argument("--int8", action="store_true", help="add an INT8 graph if it keeps validation accuracy")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="add an INT8 graph (static, calibrated on training images); it becomes the default graph only if it "
+        "loses nothing on validation, else it is opt-in (--precision int8)",
+    )
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max |p_torch - p_onnx| allowed")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     from defectlens.cli.output import stdout
     from defectlens.core.errors import DefectlensError
     from defectlens.export.exporter import default_bundle_path, export_bundle
@@ -37,8 +40,29 @@ def run(args: argparse.Namespace) -> int:
         f"parity: max |p_torch - p_onnx| = {parity['max_abs_prob_diff']:.2e} on {parity['images']} "
         f"{parity['inputs']} images (tolerance {parity['tolerance']:g})"
     )
+    checks = parity.get("backends", {})
+    console.print("parity on every installed backend: " + ", ".join(_check(r, c) for r, c in checks.items()))
     if "warning" in parity:
         console.print(f"WARNING: {parity['warning']}")
     if "int8" in result.meta:
-        console.print("int8: " + json.dumps(result.meta["int8"]))
+        console.print(_int8_line(result.meta["int8"]))
     return 0
+
+
+def _check(runtime: str, check: dict) -> str:
+    if check.get("ok"):
+        return f"{runtime} {check['max_abs_prob_diff']:.2e} ok"
+    return f"{runtime} REFUSED ({check.get('reason', 'see spec.json')})"
+
+
+def _int8_line(q: dict) -> str:
+    """INT8 against FP32 on validation, decided at the stored threshold, and whether it became the default."""
+    state = "INT8 is the default graph" if q["accepted"] else "INT8 kept opt-in (--precision int8)"
+    rule = "argmax" if q.get("threshold") is None else f"threshold {q['threshold']:.4g}"
+    if q.get("accuracy_fp32") is None:
+        return f"int8: no labelled validation images to judge it on; {state}"
+    return (
+        f"int8: validation accuracy {q['accuracy_fp32']:.4f} FP32 -> {q['accuracy_int8']:.4f} INT8 ({rule}), "
+        f"{q['newly_wrong']} of {q['images']} images newly wrong, size "
+        f"{q['size_bytes']['fp32'] / 1e6:.1f} -> {q['size_bytes']['int8'] / 1e6:.1f} MB: {state}"
+    )

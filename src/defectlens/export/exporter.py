@@ -1,8 +1,9 @@
 """``export_bundle``: checkpoint or run folder -> a verified ``.dlens`` bundle.
 
-Steps: load the checkpoint, export ONNX (spec in its metadata), check torch vs ONNX Runtime
-parity on validation images (refusing the bundle above the tolerance), optionally quantise to
-INT8 and measure what that costs, then write the zip with ``spec.json``. Nothing is written unless
+Steps: load the checkpoint, export ONNX (spec in its metadata), check torch vs ONNX Runtime (and
+every other installed runtime) parity on validation images (refusing the bundle when ONNX Runtime is
+above the tolerance), optionally quantise to INT8 (calibrated on training images) and measure what
+that costs on the validation split, then write the zip with ``spec.json``. Nothing is written unless
 every check passed.
 """
 
@@ -12,14 +13,23 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, without_paths, write_bundle
+from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import versions
-from defectlens.export.parity import TOLERANCE, check_inputs, check_parity, compare_int8, quantize_int8
+from defectlens.core.spec import ModelSpec
+from defectlens.export.parity import (
+    TOLERANCE,
+    calibration_inputs,
+    check_inputs,
+    check_parity,
+    compare_int8,
+    quantize_int8,
+)
 
-if TYPE_CHECKING:
-    pass
+#: Most validation images the INT8 graph is judged on (the whole split of the datasets at hand).
+INT8_VALIDATION_IMAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -69,12 +79,14 @@ def export_bundle(
         source: run folder (with ``best.pt``) or checkpoint file.
         out: bundle path (``.dlens`` is appended when it has no suffix).
         data: dataset folder for the parity check; default: the one the run trained on.
-        int8: also quantise to INT8; shipped as the default graph only if it keeps accuracy.
+        int8: also quantise to INT8 (static, calibrated on training images): shipped as an opt-in graph,
+            and as the default one only if it loses nothing on validation (see :mod:`defectlens.export.parity`).
         tolerance: largest allowed |p_torch - p_onnx|.
         max_images: validation images used by the checks.
 
     Raises:
-        DefectlensError: bad checkpoint or dataset; ParityError when the ONNX graph disagrees.
+        DefectlensError: bad checkpoint or dataset, or ``int8`` without a dataset to calibrate on;
+            ParityError when the ONNX graph disagrees.
     """
     from safetensors.torch import save
 
@@ -91,6 +103,11 @@ def export_bundle(
         if data is not None and not Path(data).is_dir():
             data_note = f"training dataset {data} recorded in the checkpoint is not present here"
             data = None
+    if int8 and data is None:
+        raise DefectlensError(
+            f"--int8 needs the training dataset to calibrate on and to judge INT8 on ({data_note or 'none given'}); "
+            "pass --data DIR"
+        )
     inputs = check_inputs(spec, data, max_images=max_images)
     if inputs.source == "synthetic":
         warnings.warn(
@@ -99,6 +116,9 @@ def export_bundle(
         )
     onnx_bytes, exporter = to_onnx(model, spec)
     parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
+    refused = {r: c.get("reason") for r, c in parity["backends"].items() if not c.get("ok")}
+    if refused:
+        warnings.warn(f"these backends disagree with torch and will refuse this bundle: {refused}", stacklevel=2)
     if data_note:
         parity["note"] = data_note
     members = {ONNX_FILE: onnx_bytes, WEIGHTS_FILE: save({k: v.contiguous() for k, v in model.state_dict().items()})}
@@ -115,13 +135,18 @@ def export_bundle(
         "default_onnx": ONNX_FILE,
     }
     if int8:
-        q = quantize_int8(onnx_bytes)
-        meta["int8"] = compare_int8(onnx_bytes, q, spec, inputs)
+        assert data is not None
+        members[INT8_FILE], meta["int8"] = _int8(onnx_bytes, spec, data)
         if meta["int8"]["accepted"]:
-            members[INT8_FILE] = q
             meta["default_onnx"] = INT8_FILE
-        else:
-            warnings.warn(f"INT8 rejected, bundle keeps FP32 only: {meta['int8']}", stacklevel=2)
     model_id = write_bundle(out, members=members, meta=meta)
     # what spec.json holds: absolute paths cut to names (the bundle leaves this machine)
     return ExportResult(path=out, model_id=model_id, meta={**without_paths(meta), "model_id": model_id})
+
+
+def _int8(onnx_bytes: bytes, spec: ModelSpec, data: str | Path) -> tuple[bytes, dict[str, Any]]:
+    """The INT8 graph (calibrated on training images) and its comparison with FP32 on the validation split."""
+    calibration = calibration_inputs(spec, data)
+    graph = quantize_int8(onnx_bytes, calibration)
+    validation = check_inputs(spec, data, max_images=INT8_VALIDATION_IMAGES)
+    return graph, compare_int8(onnx_bytes, graph, spec, validation, calibration=calibration)

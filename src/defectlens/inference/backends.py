@@ -1,14 +1,44 @@
-"""Model runners behind a :class:`~defectlens.inference.predictor.Predictor`.
+"""Model runners behind a :class:`~defectlens.inference.predictor.Predictor`: ONNX Runtime, OpenVINO, eager torch.
 
-Each builder returns a function mapping a float32 batch in [0, 1] (N, C, H, W) to logits (N, K).
-ONNX Runtime's ``InferenceSession.run`` and a torch module in inference mode without hooks are both
-safe to call from several threads at once, which is what a web service needs; Grad-CAM, which adds
-hooks, gets its own copy of the network (see :meth:`Predictor.torch_model`).
+Each builder returns a function mapping a float32 batch in [0, 1] (N, C, H, W) to logits (N, K). The
+ONNX Runtime and OpenVINO runners, and a torch module in inference mode without hooks, are all safe to
+call from several threads at once, which is what a web service needs; Grad-CAM, which adds hooks, gets
+its own copy of the network (see :meth:`Predictor.torch_model`).
+
+How the CPU is used (measured on the 2-core AMD EPYC (Zen 4) this project is developed on with the
+casting bundle, EfficientNet-Lite0 at 192 px; ``benchmarks/bench_peers.py`` re-measures it):
+
+* **One image runs on one core.** Splitting each layer of one image across cores (ONNX Runtime's
+  ``intra_op`` threads) gained 10-12% on an idle machine, and only with ONNX Runtime's spinning worker
+  threads; with anything else running (a training job) those spinning threads doubled the latency
+  (14.8-15.0 vs 6.8-6.9 ms) and the CPU spent per image (13.8 vs 7.8 ms), and the web service measured
+  9.6 ms of CPU per request against 4.0 ms single-threaded.
+  Without spinning, two threads were slower than one (7.3 vs 6.9 ms). So every session here is
+  single-threaded: no intra-op pool, nothing spins.
+* **A batch runs on ``threads`` cores at once** (data parallel): it is cut into slices of at most
+  :data:`SLICE` images, run concurrently from a small thread pool (both runtimes release the GIL). A
+  slice of a few images keeps a core's activations in its cache (the largest layer of one 192 px image
+  is 3.5 MB; a whole batch of 32 is over 100 MB, past the 32 MB L3), so batching pays on a multi-core
+  CPU instead of streaming every layer of the whole batch through memory. Concurrent callers (the web
+  service's requests) likewise run side by side, one core each.
+
+The backend ``auto`` picks (:func:`auto_backend`) is the fastest exact runtime measured on this kind of
+CPU for the graph at hand: ONNX Runtime for the FP32 graph (OpenVINO in f32 was 4-8% slower on one
+image, level on batches), OpenVINO for the INT8 graph when it is installed and the export checked it there (its
+VNNI kernels were 8-12% faster). OpenVINO always runs with ``INFERENCE_PRECISION_HINT=f32``: its
+default on CPUs with AVX512-BF16 (this one) is bfloat16, 1.7x faster, but it moved casting test
+probabilities by up to 0.06 and changed one of 715 decisions, far outside the 1e-4 parity every
+backend must keep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+import os
+import queue
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,13 +51,84 @@ if TYPE_CHECKING:
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
+#: The ONNX runtimes a bundle can run on (``torch`` runs its safetensors weights instead).
+ONNX_RUNTIMES = ("onnx", "openvino")
+#: What a Predictor reports as its backend for each runtime name.
+RUNTIME_LABELS = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+#: Most images one core works on in one call: small enough that its activations stay in cache.
+SLICE = 4
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | None) -> int:
+    """Cores a batch is spread over: ``threads``, or every usable core when None.
+
+    Raises:
+        DefectlensError: for a count below 1.
+    """
+    if threads is None:
+        return usable_cores()
+    if int(threads) < 1:
+        raise DefectlensError(f"threads must be at least 1, got {threads}")
+    return int(threads)
+
+
+def installed(runtime: str) -> bool:
+    """Whether ``runtime`` (``onnx``, ``openvino`` or ``torch``) can be imported here, without importing it."""
+    module = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}[runtime]
+    return importlib.util.find_spec(module) is not None
+
+
+def installed_runtimes() -> tuple[str, ...]:
+    """The ONNX runtimes installed here, in :data:`ONNX_RUNTIMES` order."""
+    return tuple(r for r in ONNX_RUNTIMES if installed(r))
+
+
+def auto_backend(*, int8: bool, verified: Collection[str] = ONNX_RUNTIMES) -> str:
+    """The runtime ``backend="auto"`` uses for a bundle graph (see the module docstring for the measurements).
+
+    Args:
+        int8: the graph is the INT8 one.
+        verified: runtimes the export checked this graph on (a bundle's ``spec.json`` records them).
+    """
+    if int8 and "openvino" in verified and installed("openvino"):
+        return "openvino"
+    return "onnx"
+
+
+def parallel(run_one: Runner, threads: int, *, slice_size: int = SLICE) -> Runner:
+    """``run_one`` applied to slices of a batch on ``threads`` cores at once, outputs concatenated in order.
+
+    A batch of one image, or ``threads == 1``, runs on the calling thread.
+    """
+    if threads <= 1:
+        return run_one
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="defectlens-infer")
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if n < 2:
+            return run_one(batch)
+        size = max(1, min(slice_size, -(-n // threads)))  # every core gets work before any gets two slices
+        parts = [batch[i : i + size] for i in range(0, n, size)]
+        return np.concatenate(list(pool.map(run_one, parts)))
+
+    return run
+
 
 def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
     """An ONNX Runtime CPU session for a serialised model; returns (runner, session).
 
     Args:
         data: the ONNX model bytes.
-        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        threads: cores a batch is spread over (None: every usable core); one image uses one core.
         name: what to call the model in an error message.
 
     Raises:
@@ -38,21 +139,98 @@ def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.o
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = 1  # see the module docstring: cores go to images, not to layers
     opts.inter_op_num_threads = 1
-    if threads:
-        opts.intra_op_num_threads = int(threads)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3  # warnings about unused initialisers are noise for users
     try:
         session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own InvalidProtobuf, Fail, InvalidGraph... types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DefectlensError(f"{name}: ONNX Runtime cannot load this model ({first[:300]})") from None
+        raise DefectlensError(f"{name}: ONNX Runtime cannot load this model ({_first_line(exc)})") from None
     input_name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: batch})[0]
 
-    return run, session
+    return parallel(run, resolve_threads(threads)), session
+
+
+@dataclass(frozen=True)
+class GraphPort:
+    """An input or output of a compiled graph, described as ONNX Runtime's ``NodeArg`` is (for checks)."""
+
+    name: str
+    shape: list[int | str | None]
+    type: str
+
+
+class OpenVinoGraph:
+    """The ports of an OpenVINO compiled model, with ONNX Runtime's ``get_inputs``/``get_outputs`` shape."""
+
+    def __init__(self, compiled: Any):
+        self.compiled = compiled
+
+    @staticmethod
+    def _port(port: Any) -> GraphPort:
+        shape: list[int | str | None] = [int(d.get_length()) if d.is_static else None for d in port.get_partial_shape()]
+        kind = "tensor(float)" if port.get_element_type().get_type_name() == "f32" else str(port.get_element_type())
+        return GraphPort(port.get_any_name(), shape, kind)
+
+    def get_inputs(self) -> list[GraphPort]:
+        return [self._port(p) for p in self.compiled.inputs]
+
+    def get_outputs(self) -> list[GraphPort]:
+        return [self._port(p) for p in self.compiled.outputs]
+
+
+def openvino_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
+    """An OpenVINO CPU model for serialised ONNX bytes, in f32; returns (runner, graph ports).
+
+    One stream per core, one thread per stream (as :func:`onnx_runner`): one image runs on one core and a
+    batch's slices run on ``threads`` streams at once; a pool of infer requests makes it thread-safe.
+
+    Raises:
+        DefectlensError: when OpenVINO is not installed or cannot read or compile the model.
+    """
+    if not installed("openvino"):
+        raise DefectlensError("the openvino backend needs OpenVINO: pip install 'defectlens[openvino]'")
+    import openvino as ov
+
+    workers = resolve_threads(threads)
+    config = {
+        "INFERENCE_PRECISION_HINT": "f32",  # never bf16: see the module docstring
+        "NUM_STREAMS": workers,
+        "INFERENCE_NUM_THREADS": workers,
+        "ENABLE_CPU_PINNING": False,  # on a shared machine a pinned thread cannot move off a busy core
+    }
+    try:
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(data), "CPU", config)
+    except Exception as exc:  # OpenVINO raises RuntimeError and its own types
+        raise DefectlensError(f"{name}: OpenVINO cannot load this model ({_first_line(exc)})") from None
+    requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for _ in range(workers):
+        requests.put(compiled.create_infer_request())
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        request = requests.get()  # an infer request serves one call at a time
+        try:
+            return np.array(request.infer({0: batch})[0], dtype=np.float32, copy=True)
+        finally:
+            requests.put(request)
+
+    return parallel(run, workers), OpenVinoGraph(compiled)
+
+
+def runtime_runner(runtime: str, data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> Runner:
+    """The runner of ONNX ``data`` on ``runtime`` (``onnx`` or ``openvino``)."""
+    build = {"onnx": onnx_runner, "openvino": openvino_runner}[runtime]
+    return build(data, threads=threads, name=name)[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
 def normalizing(run: Runner, *, mean: tuple[float, ...], std: tuple[float, ...]) -> Runner:

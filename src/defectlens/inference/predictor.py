@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from defectlens.core.bundle import is_bundle, read_bundle
+from defectlens.core.bundle import INT8_FILE, ONNX_FILE, WEIGHTS_FILE, is_bundle, read_bundle
 from defectlens.core.decision import decide, softmax
 from defectlens.core.errors import DefectlensError, ImageError
 from defectlens.core.spec import ModelSpec
@@ -30,8 +30,11 @@ from defectlens.inference import backends
 if TYPE_CHECKING:
     from defectlens.models import Classifier
 
-#: Model runtimes a Predictor can use; ``auto`` takes ONNX Runtime for bundles, torch for checkpoints.
-BACKENDS = ("auto", "onnx", "torch")
+#: Model runtimes a Predictor can use; ``auto`` takes the fastest exact runtime for a bundle's graph
+#: (:func:`defectlens.inference.backends.auto_backend`), torch for checkpoints.
+BACKENDS = ("auto", "onnx", "openvino", "torch")
+#: Which graph of a bundle to run: ``auto`` (the one the export chose), ``fp32`` or ``int8`` (opt-in).
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 @dataclass(frozen=True)
@@ -127,43 +130,34 @@ class Predictor:
         )
 
     @classmethod
-    def load(cls, path: str | Path, *, backend: str = "auto", threads: int | None = None) -> Predictor:
-        """Load a ``.dlens`` bundle (ONNX Runtime by default), a run folder or a ``.pt`` checkpoint (torch).
+    def load(
+        cls, path: str | Path, *, backend: str = "auto", threads: int | None = None, precision: str = "auto"
+    ) -> Predictor:
+        """Load a ``.dlens`` bundle (ONNX Runtime or OpenVINO), a run folder or a ``.pt`` checkpoint (torch).
 
         Args:
             path: bundle file, run folder (holding ``best.pt``) or checkpoint file.
-            backend: ``auto`` (ONNX Runtime for bundles, torch for checkpoints), ``onnx`` or ``torch``.
-            threads: intra-op CPU threads (None: the runtime's default).
+            backend: ``auto`` (for a bundle the fastest exact runtime for its graph, see
+                :func:`~defectlens.inference.backends.auto_backend`; torch for a checkpoint), ``onnx``,
+                ``openvino`` or ``torch``.
+            threads: CPU cores a batch is spread over (None: every usable core); one image uses one core
+                with ``onnx``/``openvino``. For ``torch``, its intra-op threads (None: torch's default).
+            precision: for a bundle, ``auto`` runs the graph its export chose (INT8 only when it lost
+                nothing on validation), ``fp32`` or ``int8`` (a bundle exported with ``--int8``).
 
         Raises:
-            DefectlensError: for a missing, tampered or unsupported file, or an impossible backend.
+            DefectlensError: for a missing, tampered or unsupported file, or an impossible backend or precision.
         """
         if backend not in BACKENDS:
             raise DefectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if precision not in PRECISIONS:
+            raise DefectlensError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         p = Path(path)
         if is_bundle(p):
-            bundle = read_bundle(p)
-            spec = bundle.spec
-            weights = bundle.members["model.safetensors"]
-
-            def factory() -> Any:
-                try:
-                    return backends.torch_model_from_weights(weights, spec)
-                except DefectlensError:
-                    raise
-                except Exception as exc:  # safetensors or load_state_dict on weights that do not fit the spec
-                    raise DefectlensError(f"{p}: refused: model.safetensors does not fit {spec.arch} ({exc})") from None
-
-            if backend == "torch":
-                run = backends.torch_runner(factory(), threads=threads)
-                name = "torch"
-            else:
-                run, session = backends.onnx_runner(bundle.onnx, threads=threads, name=str(p))
-                check_graph(session, spec, str(p))
-                name = "onnxruntime"
-            return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)
-        if backend == "onnx":
-            raise DefectlensError(f"{p}: ONNX Runtime needs a bundle; create one with 'defectlens export {p}'")
+            return cls._from_bundle(p, backend=backend, threads=threads, precision=precision)
+        if backend in backends.ONNX_RUNTIMES or precision == "int8":
+            what = "an INT8 graph" if precision == "int8" else f"the {backend} backend"
+            raise DefectlensError(f"{p}: {what} needs a bundle; create one with 'defectlens export {p}'")
         from defectlens.models import load_checkpoint, model_from_state
 
         ckpt = p / "best.pt" if p.is_dir() else p
@@ -177,6 +171,34 @@ class Predictor:
         meta: dict[str, Any] = {k: payload[k] for k in ("config", "metrics", "data_fingerprint") if k in payload}
         run = backends.torch_runner(model, threads=threads)
         return cls(run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta)
+
+    @classmethod
+    def _from_bundle(cls, p: Path, *, backend: str, threads: int | None, precision: str) -> Predictor:
+        bundle = read_bundle(p)
+        spec = bundle.spec
+        weights = bundle.members[WEIGHTS_FILE]
+
+        def factory() -> Any:
+            try:
+                return backends.torch_model_from_weights(weights, spec)
+            except DefectlensError:
+                raise
+            except Exception as exc:  # safetensors or load_state_dict on weights that do not fit the spec
+                raise DefectlensError(f"{p}: refused: model.safetensors does not fit {spec.arch} ({exc})") from None
+
+        if backend == "torch":  # the FP32 weights, whichever graph the export made the default
+            if precision == "int8":
+                raise DefectlensError(f"{p}: the torch backend runs the FP32 weights; use --precision fp32")
+            run = backends.torch_runner(factory(), threads=threads)
+            name = "torch"
+        else:
+            member = _graph_member(bundle.meta, bundle.members, precision, p)
+            runtime = _runtime_for(bundle.meta, member, backend, p)
+            build = backends.openvino_runner if runtime == "openvino" else backends.onnx_runner
+            run, graph = build(bundle.members[member], threads=threads, name=f"{p}:{member}")
+            check_graph(graph, spec, str(p))
+            name = backends.RUNTIME_LABELS[runtime] + ("-int8" if member == INT8_FILE else "")
+        return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)
 
     @classmethod
     def from_onnx(
@@ -416,3 +438,30 @@ def check_graph(session: Any, spec: ModelSpec, name: str) -> None:
             f"{name}: refused: the ONNX graph does not match its spec ({'; '.join(problems)}; the spec expects input "
             f"[N, {spec.in_channels}, {spec.input_size}, {spec.input_size}] and output [N, {spec.num_classes}])"
         )
+
+
+def _graph_member(meta: dict[str, Any], members: dict[str, bytes], precision: str, path: Path) -> str:
+    """The bundle member holding the graph for ``precision`` (``auto``: the one the export chose)."""
+    if precision == "int8":
+        if INT8_FILE not in members:
+            raise DefectlensError(f"{path}: this bundle has no INT8 graph; export it again with --int8")
+        return INT8_FILE
+    if precision == "fp32":
+        return ONNX_FILE
+    chosen = str(meta.get("default_onnx", ONNX_FILE))
+    return chosen if chosen in members else ONNX_FILE
+
+
+def _runtime_for(meta: dict[str, Any], member: str, backend: str, path: Path) -> str:
+    """The ONNX runtime for ``member``: ``auto``'s rule, or the one asked for unless the export found it wrong."""
+    int8 = member == INT8_FILE
+    checks = ((meta.get("int8") if int8 else meta.get("parity")) or {}).get("backends") or {}
+    verified = [r for r, c in checks.items() if isinstance(c, dict) and c.get("ok")]
+    runtime = backends.auto_backend(int8=int8, verified=verified) if backend == "auto" else backend
+    check = checks.get(runtime)
+    if isinstance(check, dict) and check.get("ok") is False:
+        raise DefectlensError(
+            f"{path}: refused: this graph failed its export check on the {runtime} backend "
+            f"({check.get('reason', 'see spec.json')}); use --backend onnx"
+        )
+    return runtime

@@ -1,0 +1,148 @@
+"""Backends: every runtime gives the same decisions, batches spread over cores keep their order, the ``auto``
+rule, precision selection, and a backend the export found wrong is refused."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defectlens.core.bundle import read_bundle, write_bundle
+from defectlens.core.errors import DefectlensError
+from defectlens.inference import backends
+from defectlens.inference.predictor import BACKENDS, Predictor
+
+needs_openvino = pytest.mark.skipif(not backends.installed("openvino"), reason="openvino extra not installed")
+
+
+def _images(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 1, 32, 32), dtype=np.uint8)
+
+
+def test_parallel_keeps_order_and_runs_one_image_on_the_caller():
+    callers: list[tuple[int, str]] = []
+
+    def run_one(batch):
+        callers.append((len(batch), threading.current_thread().name))
+        return batch.reshape(len(batch), -1)[:, :2].astype(np.float32)
+
+    run = backends.parallel(run_one, 2, slice_size=4)
+    x = np.arange(11 * 4, dtype=np.float32).reshape(11, 1, 2, 2)
+    np.testing.assert_array_equal(run(x), run_one(x))  # 11 images: slices of 4, 4, 3, in order
+    assert sorted(n for n, _ in callers[:-1]) == [3, 4, 4]
+    assert all(name.startswith("defectlens-infer") for _, name in callers[:-1])
+    callers.clear()
+    run(x[:1])
+    assert callers == [(1, threading.current_thread().name)]
+    assert backends.parallel(run_one, 1) is run_one
+
+
+def test_two_images_on_two_cores_go_one_each():
+    sizes = []
+    run = backends.parallel(lambda b: sizes.append(len(b)) or np.zeros((len(b), 2), np.float32), 2)
+    run(np.zeros((2, 1, 4, 4), np.float32))
+    assert sizes == [1, 1]
+
+
+def test_threads_must_be_positive():
+    assert backends.resolve_threads(None) == backends.usable_cores() >= 1
+    with pytest.raises(DefectlensError, match="threads"):
+        backends.resolve_threads(0)
+
+
+def test_auto_rule():
+    assert backends.auto_backend(int8=False) == "onnx"
+    assert backends.auto_backend(int8=True, verified=["onnx"]) == "onnx"
+    expected = "openvino" if backends.installed("openvino") else "onnx"
+    assert backends.auto_backend(int8=True, verified=["onnx", "openvino"]) == expected
+
+
+def test_backend_choices_come_from_one_list():
+    assert BACKENDS == ("auto", "onnx", "openvino", "torch")
+    assert set(backends.ONNX_RUNTIMES) < set(BACKENDS)
+
+
+def test_batches_spread_over_cores_give_the_same_logits(bundle):
+    one = Predictor.load(bundle, backend="onnx", threads=1)
+    two = Predictor.load(bundle, backend="onnx", threads=2)
+    x = _images(13)
+    np.testing.assert_array_equal(one.logits(x), two.logits(x))
+    assert one.backend == two.backend == "onnxruntime"
+
+
+@needs_openvino
+def test_openvino_agrees_with_onnxruntime_and_torch(bundle, tmp_path):
+    files = []
+    for i, img in enumerate(_images(5, seed=1)):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(img[0]).resize((40, 30)).save(files[-1])
+    ov = Predictor.load(bundle, backend="openvino", threads=2)
+    assert ov.backend == "openvino" and ov.model_id == read_bundle(bundle).model_id
+    for other in (Predictor.load(bundle, backend="onnx"), Predictor.load(bundle, backend="torch")):
+        for f in files:
+            a, b = ov.predict(f), other.predict(f)
+            assert a.prediction == b.prediction
+            assert max(abs(a.probabilities[k] - b.probabilities[k]) for k in a.probabilities) < 1e-5
+    batch = _images(9, seed=2)
+    np.testing.assert_allclose(ov.logits(batch), Predictor.load(bundle, backend="onnx").logits(batch), atol=1e-5)
+
+
+@needs_openvino
+def test_openvino_is_safe_to_share_between_threads(bundle):
+    predictor = Predictor.load(bundle, backend="openvino", threads=2)
+    x = _images(3, seed=3)
+    expected = predictor.logits(x)
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: predictor.logits(x), range(24)))
+    for r in results:
+        np.testing.assert_allclose(r, expected, atol=1e-6)
+
+
+def test_bundle_records_parity_for_every_installed_backend(bundle):
+    checks = read_bundle(bundle).meta["parity"]["backends"]
+    assert set(checks) == set(backends.installed_runtimes())
+    assert all(c["ok"] and c["max_abs_prob_diff"] <= 1e-4 for c in checks.values())
+
+
+def test_a_backend_the_export_found_wrong_is_refused(bundle, tmp_path):
+    original = read_bundle(bundle)
+    meta = {k: v for k, v in original.meta.items() if k not in ("model_id", "files", "format")}
+    meta["parity"] = {**meta["parity"], "backends": {**meta["parity"]["backends"]}}
+    meta["parity"]["backends"]["openvino"] = {"ok": False, "reason": "probabilities differ from torch by 0.3"}
+    bad = tmp_path / "bad.dlens"
+    write_bundle(bad, members=original.members, meta=meta)
+    with pytest.raises(DefectlensError, match=r"refused.*openvino.*differ"):
+        Predictor.load(bad, backend="openvino")
+    assert Predictor.load(bad).backend == "onnxruntime"  # auto never picks it
+
+
+def test_precision_choices(bundle, run_dir):
+    with pytest.raises(DefectlensError, match="no INT8 graph"):
+        Predictor.load(bundle, precision="int8")
+    with pytest.raises(DefectlensError, match="precision"):
+        Predictor.load(bundle, precision="fp16")
+    with pytest.raises(DefectlensError, match="INT8 graph needs a bundle"):
+        Predictor.load(run_dir, precision="int8")
+    assert Predictor.load(bundle, precision="fp32").backend == "onnxruntime"
+
+
+def test_an_accepted_int8_graph_is_the_default_and_torch_still_runs_the_weights(bundle, tmp_path):
+    from defectlens.core.bundle import INT8_FILE, ONNX_FILE
+
+    original = read_bundle(bundle)
+    meta = {k: v for k, v in original.meta.items() if k not in ("model_id", "files", "format")}
+    checked = {r: {"ok": True, "newly_wrong": 0} for r in backends.installed_runtimes()}
+    meta.update(default_onnx=INT8_FILE, int8={"accepted": True, "backends": checked})
+    members = {**original.members, INT8_FILE: original.members[ONNX_FILE]}  # any valid graph stands in
+    int8 = tmp_path / "int8.dlens"
+    write_bundle(int8, members=members, meta=meta)
+    auto = Predictor.load(int8)
+    assert auto.backend == backends.RUNTIME_LABELS[backends.auto_backend(int8=True, verified=list(checked))] + "-int8"
+    assert Predictor.load(int8, precision="fp32").backend == "onnxruntime"
+    assert Predictor.load(int8, backend="torch").backend == "torch"
+    with pytest.raises(DefectlensError, match="FP32 weights"):
+        Predictor.load(int8, backend="torch", precision="int8")
