@@ -63,7 +63,7 @@ def test_one_command_training_then_evaluate_export_predict(parts):
         "--epochs", "2", "--patience", "0", "--name", "parts", cwd=parts,
     )  # fmt: skip
     assert "detected folder: class folders bad, good" in train.stderr
-    assert "warning" not in train.stderr.lower().replace("warning: validation has fewer", "")
+    assert "warning" not in train.stderr.lower().replace("warning: few validation images", "")
     assert "Warning" not in train.stderr  # no library warnings leak (matplotlib, torch)
     run = next((parts / "runs").glob("parts-*"))
     assert run.name in train.stdout
