@@ -118,6 +118,7 @@ PEER = "yolo11n_cls"
 APPROACHES: dict[str, dict[str, Any]] = {
     "ours": {},
     "simple_cnn": {
+        "illumination": "none",
         "model": "simple_cnn",
         "pretrained": False,
         "input_size": 128,
@@ -130,6 +131,7 @@ APPROACHES: dict[str, dict[str, Any]] = {
         "batch_size": 32,
     },
     "frozen_lite0": {
+        "illumination": "none",
         "model": "efficientnet_lite0",
         "pretrained": True,
         "freeze_backbone": True,
@@ -141,6 +143,7 @@ APPROACHES: dict[str, dict[str, Any]] = {
         "patience": 0,
     },
     "resnet18": {
+        "illumination": "none",
         "model": "resnet18",
         "input_size": 160,
         "freeze_stages": 0,
@@ -151,6 +154,7 @@ APPROACHES: dict[str, dict[str, Any]] = {
         "epochs": 8,
     },
     "efficientnet_b0": {
+        "illumination": "none",
         "model": "efficientnet_b0",
         "input_size": 160,
         "freeze_stages": 0,
@@ -279,6 +283,24 @@ def recipe(ds: DatasetDef, approach: str, *, data: Path, work: Path, smoke: bool
     return config
 
 
+#: Settings that say where and how a run was made, not what was trained.
+_NOT_RECIPE = {"data", "out", "name", "seed", "workers", "threads", "resume", "quiet"}
+
+
+def recipe_changes(ds: DatasetDef, approach: str, entry: dict[str, Any]) -> str:
+    """What the recipe of ``approach`` has changed since ``entry`` was measured ("" when nothing has or
+    the entry does not record its configuration), as ``key: then, now ...``."""
+    from defectlens.training.config import TrainConfig
+
+    if approach not in APPROACHES or not entry.get("config"):
+        return ""
+    now = recipe(ds, approach, data=Path(), work=Path(), smoke=False, seed=0).to_dict()
+    then = {**TrainConfig().to_dict(), **entry["config"]}  # a setting added since kept its default
+    ignore = _NOT_RECIPE | ({"cache_variants"} if not now.get("cache_frozen") else set())
+    keys = sorted(k for k in now if k not in ignore and k in then and then[k] != now[k])
+    return "; ".join(f"{k}: {then[k]}, now {now[k]}" for k in keys)
+
+
 def torchvision_weights_available(arch: str) -> bool:
     """True when torchvision's ImageNet weights for ``arch`` are already on disk (never downloads)."""
     import torchvision.models as tvm
@@ -388,6 +410,8 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
             kept = {k: v for k, v in old.get("approaches", {}).items() if k not in args.approaches}
             result["approaches"].update(kept)
             result["commands"] = [*old.get("commands", [old.get("command")]), result["command"]]
+        if "ours" in args.approaches or old.get("split") != result["split"]:
+            result.pop("cv", None)  # cross-validation of the recipe or split being replaced
     for approach in args.approaches:
         if approach == PEER:
             if peer_python() is None:
@@ -445,6 +469,7 @@ def results_table(results_dir: Path) -> str:
         "| test ECE (temperature fitted on val) | train time | latency p50 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    stale: list[str] = []
     for name in DATASETS:
         path = results_dir / f"{name}.json"
         if not path.is_file():
@@ -465,18 +490,26 @@ def results_table(results_dir: Path) -> str:
             }
             approaches = {"ours (make demo)": demo, **approaches}
         for approach, e in approaches.items():
-            lines.append(_row(name, approach, e, e["test"]))
+            changed = recipe_changes(DATASETS[name], approach, e)
+            if changed:
+                stale.append(
+                    f"- {name} `{approach}` was measured with an earlier recipe ({changed}); "
+                    f"`python benchmarks/run_real.py --datasets {name} --approaches {approach}` refreshes it."
+                )
+            lines.append(_row(name, f"{approach} (earlier recipe)" if changed else approach, e, e["test"]))
             if e.get("test_unseen"):  # the test images with no byte-identical copy in train
                 u = e["test_unseen"]
                 lines.append(_row(name, f"{approach}, {u['n']} unseen test images", e, u))
-    notes = []
+    notes = list(stale)
     for name in DATASETS:
         path = results_dir / f"{name}.json"
         res = json.loads(path.read_text()) if path.is_file() else {}
         cv = res.get("cv")
         if cv and not res.get("smoke"):
+            ours = (res.get("approaches") or {}).get("ours", {})
+            which = "earlier recipe" if recipe_changes(DATASETS[name], "ours", ours) else "recipe"
             notes.append(
-                f"- {name}, our recipe under {cv['folds']}-fold cross-validation (leakage-safe, stratified): "
+                f"- {name}, our {which} under {cv['folds']}-fold cross-validation (leakage-safe, stratified): "
                 f"mean test accuracy {fmt(cv['accuracy_mean'])} (worst fold {fmt(cv['accuracy_min'])}); "
                 f"{cv['errors']} errors in {cv['images']} test images, pooled {fmt(cv['pooled_accuracy'])}"
                 + (

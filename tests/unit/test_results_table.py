@@ -136,3 +136,22 @@ def test_readme_table_is_replaced_between_markers(tmp_path):
     text = readme.read_text()
     assert "old table" not in text and "| casting | ours |" in text
     assert text.startswith("intro\n") and text.endswith("outro\n")
+
+
+def test_a_row_measured_with_an_earlier_recipe_says_so_and_what_changed(tmp_path):
+    rr = _run_real()
+    current = rr.recipe(rr.DATASETS["casting"], "ours", data=tmp_path, work=tmp_path, smoke=False, seed=0).to_dict()
+    fresh = _entry(0.99, ece=0.01, val_ece=0.01) | {"config": current}
+    older = _entry(0.98, ece=0.01, val_ece=0.01) | {"config": {**current, "epochs": current["epochs"] - 1}}
+    cv = {"folds": 5, "accuracy_mean": 0.99, "accuracy_min": 0.98, "errors": 1, "images": 100, "pooled_accuracy": 0.99}
+    for payload, label in ((fresh, "| casting | ours |"), (older, "| casting | ours (earlier recipe) |")):
+        (tmp_path / "casting.json").write_text(json.dumps({"smoke": False, "approaches": {"ours": payload}, "cv": cv}))
+        table = rr.results_table(tmp_path)
+        assert label in table
+        earlier = payload is older
+        assert (f"epochs: {current['epochs'] - 1}, now {current['epochs']}" in table) is earlier
+        assert ("our earlier recipe under 5-fold" in table) is earlier
+    # a run folder or a worker count is not a recipe change; an entry that recorded no config is not judged
+    moved = _entry(0.99, ece=0.01, val_ece=0.01) | {"config": {**current, "out": "/elsewhere", "workers": 7}}
+    assert rr.recipe_changes(rr.DATASETS["casting"], "ours", moved) == ""
+    assert rr.recipe_changes(rr.DATASETS["casting"], "ours", _entry(0.9, ece=0.1, val_ece=0.1)) == ""

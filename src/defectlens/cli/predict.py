@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from defectlens.inference.predictor import BACKENDS
+from defectlens.inference.predictor import BACKENDS, PRECISIONS
 
 _EPILOG = """\
 output: one image prints JSON; a folder or glob writes OUT/predictions.csv row by row (an unreadable
@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: a new ./predictions[-N])")
     p.add_argument("--force", action="store_true", help="replace the predictions already in --out")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="model runtime (default: auto)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="graph in the bundle to run: auto (the bundle's default), fp32, or int8 when exported with --int8",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per model call (default: 16)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     p.set_defaults(func=run)
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise DefectlensError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch_size < 1:
         raise DefectlensError(f"--batch-size must be at least 1, got {args.batch_size}")
-    predictor = Predictor.load(args.model, backend=args.backend, threads=args.threads)
+    predictor = Predictor.load(args.model, backend=args.backend, threads=args.threads, precision=args.precision)
     inputs = collect_inputs(args.target, predictor.spec.class_names)
     if inputs.kind == "file":
         return _one(args, predictor, inputs.files[0])

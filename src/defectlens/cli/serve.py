@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from defectlens.inference.predictor import PRECISIONS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="serve a model bundle over HTTP with an upload page", description=__doc__)
@@ -17,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store-images", type=Path, default=None, metavar="DIR", help="keep uploads, by content hash")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
     p.add_argument("--workers-threads", type=int, default=None, metavar="N", help="decoding/log threads")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per model call")
+    p.add_argument("--threads", type=int, default=None, help="CPU cores one model call is spread over (default: all)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bundle graph: auto, fp32 or int8")
     p.add_argument("--max-batch", type=int, default=32, help="most images per model call")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     p.add_argument("--no-batching", action="store_true", help="one model call per image (for comparison)")
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb,
         worker_threads=args.workers_threads,
         inference_threads=args.threads,
+        precision=args.precision,
         batching=not args.no_batching,
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,

@@ -25,7 +25,8 @@ class ServeConfig:
         store_images: folder for content-addressed copies of uploads (None: keep only the hash).
         max_upload_mb: largest request body accepted (413 above it).
         worker_threads: threads that decode uploads and write the log (None: up to 4, one per core).
-        inference_threads: ONNX Runtime intra-op threads (None: the runtime's default).
+        inference_threads: CPU cores one model call (a batch) is spread over (None: every usable core).
+        precision: the bundle graph to serve (``auto``: its default; ``fp32``; ``int8`` when exported with it).
         batching: gather concurrent requests into one model call (off: one call per request).
         max_batch: most images in one model call.
         batch_wait_ms: longest a first image waits for others while more are still being decoded.
@@ -40,6 +41,7 @@ class ServeConfig:
     max_upload_mb: float = 20.0
     worker_threads: int | None = None
     inference_threads: int | None = None
+    precision: str = "auto"
     batching: bool = True
     max_batch: int = 32
     batch_wait_ms: float = 5.0

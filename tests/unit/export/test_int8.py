@@ -94,3 +94,23 @@ def test_int8_needs_a_dataset(run_dir, tmp_path):
     with pytest.raises(DefectlensError, match="--int8 needs the training dataset"):
         export_bundle(run_dir, tmp_path / "m.dlens", int8=True)
     assert not (tmp_path / "m.dlens").exists()
+
+
+def test_predict_runs_the_graph_its_precision_names(strict, tiny_dataset, capsys):
+    """`defectlens predict --precision int8` (which the export message points users to) runs the INT8 graph."""
+    import json
+
+    from defectlens.cli import main
+
+    manifest = Manifest.read(tiny_dataset)
+    image = manifest.resolve(manifest.split("val")[0])
+    printed = {}
+    for precision in ("fp32", "int8"):
+        assert (
+            main(["predict", str(image), "--model", str(strict.path), "--backend", "onnx", "--precision", precision])
+            == 0
+        )
+        printed[precision] = json.loads(capsys.readouterr().out)["probabilities"]
+        graph = Predictor.load(strict.path, backend="onnx", precision=precision)
+        assert printed[precision] == next(graph.predict_many([str(image)])).probabilities
+    assert printed["fp32"] != printed["int8"]  # two graphs, not one graph printed twice
