@@ -410,8 +410,10 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
             kept = {k: v for k, v in old.get("approaches", {}).items() if k not in args.approaches}
             result["approaches"].update(kept)
             result["commands"] = [*old.get("commands", [old.get("command")]), result["command"]]
-        if "ours" in args.approaches or old.get("split") != result["split"]:
-            result.pop("cv", None)  # cross-validation of the recipe or split being replaced
+        if "cv" in result:  # the cross-validation stays, tagged with the recipe and split it was run on
+            cv = result["cv"] = dict(result["cv"])
+            cv.setdefault("config", (old.get("approaches", {}).get("ours") or {}).get("config"))
+            cv.setdefault("split", old.get("split"))
     for approach in args.approaches:
         if approach == PEER:
             if peer_python() is None:
@@ -506,8 +508,8 @@ def results_table(results_dir: Path) -> str:
         res = json.loads(path.read_text()) if path.is_file() else {}
         cv = res.get("cv")
         if cv and not res.get("smoke"):
-            ours = (res.get("approaches") or {}).get("ours", {})
-            which = "earlier recipe" if recipe_changes(DATASETS[name], "ours", ours) else "recipe"
+            ran = cv if "config" in cv else (res.get("approaches") or {}).get("ours", {})
+            which = "earlier recipe" if recipe_changes(DATASETS[name], "ours", ran) else "recipe"
             notes.append(
                 f"- {name}, our {which} under {cv['folds']}-fold cross-validation (leakage-safe, stratified): "
                 f"mean test accuracy {fmt(cv['accuracy_mean'])} (worst fold {fmt(cv['accuracy_min'])}); "
@@ -520,7 +522,9 @@ def results_table(results_dir: Path) -> str:
                 )
             )
             if "contradicted" in cv:
-                notes.append(label_review_note(name, res))
+                notes.append(
+                    label_review_note(name, res, same_split=cv.get("split", res.get("split")) == res.get("split"))
+                )
         for key, rows in (res.get("test_slices") or {}).items():
             if not res.get("smoke"):
                 notes.append(slice_note(name, key, rows))
@@ -537,7 +541,7 @@ def slice_note(name: str, key: str, rows: list[dict[str, Any]]) -> str:
     return f"- {name}, our recipe's test errors by `{key}`: " + "; ".join(parts) + "."
 
 
-def label_review_note(name: str, res: dict[str, Any]) -> str:
+def label_review_note(name: str, res: dict[str, Any], *, same_split: bool = True) -> str:
     """How many cross-validation errors contradict their label with confidence, and how the fixed
     split's errors relate to them and to each other (the same images missed by every approach?)."""
     cv = res["cv"]
@@ -552,7 +556,7 @@ def label_review_note(name: str, res: dict[str, Any]) -> str:
         for a, v in (res.get("approaches") or {}).items()
         if v.get("test_errors") is not None
     }
-    if per_approach.get("ours"):
+    if per_approach.get("ours") and same_split:  # the fixed split's errors are comparable only on its own split
         ours = per_approach["ours"]
         every = set.intersection(*per_approach.values())
         note += (
@@ -607,7 +611,11 @@ def main(args: argparse.Namespace) -> int:
                 print(f"skip {name} CV: run it without --cv first ({path} not found)")
                 continue
             res = json.loads(path.read_text())
-            res["cv"] = cross_validate(ds, args) | {"command": " ".join([Path(sys.executable).name, *sys.argv])}
+            res["cv"] = cross_validate(ds, args) | {
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "config": recipe(ds, "ours", data=Path(), work=Path(), smoke=False, seed=args.seed).to_dict(),
+                "split": res.get("split"),
+            }
             path.write_text(json.dumps(res, indent=2, default=str) + "\n")
         else:
             run_dataset(ds, args)

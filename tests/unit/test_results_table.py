@@ -155,3 +155,14 @@ def test_a_row_measured_with_an_earlier_recipe_says_so_and_what_changed(tmp_path
     moved = _entry(0.99, ece=0.01, val_ece=0.01) | {"config": {**current, "out": "/elsewhere", "workers": 7}}
     assert rr.recipe_changes(rr.DATASETS["casting"], "ours", moved) == ""
     assert rr.recipe_changes(rr.DATASETS["casting"], "ours", _entry(0.9, ece=0.1, val_ece=0.1)) == ""
+
+
+def test_cross_validation_is_judged_by_the_recipe_it_ran(tmp_path):
+    rr = _run_real()
+    current = rr.recipe(rr.DATASETS["casting"], "ours", data=tmp_path, work=tmp_path, smoke=False, seed=0).to_dict()
+    cv = {"folds": 5, "accuracy_mean": 0.99, "accuracy_min": 0.98, "errors": 1, "images": 100, "pooled_accuracy": 0.99}
+    ours = {"ours": _entry(0.99, ece=0.01, val_ece=0.01) | {"config": current}}
+    for cv_config, phrase in ((current, "our recipe under"), ({**current, "epochs": 1}, "our earlier recipe under")):
+        payload = {"smoke": False, "approaches": ours, "cv": cv | {"config": cv_config}}
+        (tmp_path / "casting.json").write_text(json.dumps(payload))
+        assert phrase in rr.results_table(tmp_path)
