@@ -454,6 +454,10 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 def _row(name: str, approach: str, e: dict[str, Any], t: dict[str, Any]) -> str:
     ci = (t.get("ci") or {}).get("accuracy")
+    if t.get("n") and t.get("accuracy") is not None:  # exact binomial, also for results stored with a bootstrap one
+        from defectlens.evaluation.metrics import exact_interval
+
+        ci = exact_interval(round(t["accuracy"] * t["n"]), t["n"])
     acc = fmt(t.get("accuracy")) + (f" [{fmt(ci[0], 3)}, {fmt(ci[1], 3)}]" if ci else "")
     weights = "ImageNet" if e.get("pretrained") else "from scratch"
     tool = " (Ultralytics)" if approach.startswith(PEER) else ""
@@ -467,7 +471,7 @@ def _row(name: str, approach: str, e: dict[str, Any], t: dict[str, Any]) -> str:
 def results_table(results_dir: Path) -> str:
     """Markdown table of every ``<dataset>.json`` in ``results_dir``."""
     lines = [
-        "| dataset | approach | backbone (weights) | test accuracy [95 % CI] | macro-F1 | defect recall "
+        "| dataset | approach | backbone (weights) | test accuracy [95 % exact CI] | macro-F1 | defect recall "
         "| test ECE (temperature fitted on val) | train time | latency p50 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]

@@ -166,3 +166,12 @@ def test_cross_validation_is_judged_by_the_recipe_it_ran(tmp_path):
         payload = {"smoke": False, "approaches": ours, "cv": cv | {"config": cv_config}}
         (tmp_path / "casting.json").write_text(json.dumps(payload))
         assert phrase in rr.results_table(tmp_path)
+
+
+def test_accuracy_interval_is_exact_binomial_from_the_counts(tmp_path):
+    rr = _run_real()
+    perfect = _entry(1.0, ece=0.001, val_ece=0.001)
+    perfect["test"] |= {"n": 715, "ci": {"accuracy": [1.0, 1.0]}}  # what a percentile bootstrap stored
+    (tmp_path / "casting.json").write_text(json.dumps({"smoke": False, "approaches": {"ours": perfect}}))
+    row = next(line for line in rr.results_table(tmp_path).splitlines() if line.startswith("| casting"))
+    assert row.split(" | ")[3] == "1.0000 [0.995, 1.000]"

@@ -96,8 +96,8 @@ def _metrics_section(p: dict[str, Any]) -> str:
     notes = "".join(f'<li class="note">{esc(", ".join(ss))}: {esc(n)}</li>' for n, ss in by_note.items())
     return (
         _table(["metric", *[s.capitalize() for s in splits]], rows)
-        + '<p class="ci">[brackets]: 95 % bootstrap interval (percentile, seeded)</p>'
-        + (f"<ul>{notes}</ul>" if notes else "")
+        + '<p class="ci">[brackets]: 95 % intervals, exact binomial (Clopper-Pearson) for accuracy and defect recall,'
+        " percentile bootstrap (seeded) for macro-F1</p>" + (f"<ul>{notes}</ul>" if notes else "")
     )
 
 

@@ -127,7 +127,9 @@ def test_one_class_only_gives_nulls_with_notes():
 def test_all_correct_and_all_wrong():
     y = np.array([0, 1, 0, 1])
     right = compute_metrics(y, binary_probs([0.1, 0.9, 0.2, 0.8]), class_names=NAMES, positive_index=1, threshold=0.5)
-    assert right["accuracy"] == 1.0 and right["mcc"] == 1.0 and right["ci"]["accuracy"] == [1.0, 1.0]
+    assert right["accuracy"] == 1.0 and right["mcc"] == 1.0
+    # 4 of 4 right says little: the exact interval's lower end is 0.025^(1/4), not 1
+    assert right["ci"]["accuracy"] == pytest.approx([0.025**0.25, 1.0])
     wrong = compute_metrics(y, binary_probs([0.9, 0.1, 0.8, 0.2]), class_names=NAMES, positive_index=1, threshold=0.5)
     assert wrong["accuracy"] == 0.0 and wrong["mcc"] == -1.0 and wrong["defect_recall"] == 0.0
     strict_json(right)
@@ -174,3 +176,23 @@ def test_binary_bootstrap_defect_recall():
     m = compute_metrics(y, binary_probs(p), class_names=NAMES, positive_index=1, threshold=0.5, bootstrap=300)
     lo, hi = m["ci"]["defect_recall"]
     assert lo <= m["defect_recall"] <= hi
+
+
+def test_proportion_intervals_are_exact_binomial_and_honest_at_zero_errors():
+    from scipy.stats import binomtest
+
+    y = np.array([1] * 453 + [0] * 262)  # the official casting test split, every part decided right
+    p = np.where(y == 1, 0.9, 0.1)
+    m = compute_metrics(y, binary_probs(p), class_names=NAMES, positive_index=1, threshold=0.5, bootstrap=200)
+    assert m["accuracy"] == 1.0 and m["ci"]["accuracy"][1] == 1.0
+    assert m["ci"]["accuracy"][0] == pytest.approx(0.025 ** (1 / 715))  # about 0.9949: not [1, 1]
+    assert m["ci"]["defect_recall"][0] == pytest.approx(0.025 ** (1 / 453))
+    assert m["ci_method"]["accuracy"].startswith("Clopper-Pearson")
+    # with errors it is scipy's exact interval of the counts
+    wrong = p.copy()
+    wrong[:7] = 0.2  # 7 defects missed
+    m = compute_metrics(y, binary_probs(wrong), class_names=NAMES, positive_index=1, threshold=0.5, bootstrap=200)
+    ref = binomtest(446, 453).proportion_ci(0.95, method="exact")
+    assert m["ci"]["defect_recall"] == pytest.approx([ref.low, ref.high])
+    ref = binomtest(708, 715).proportion_ci(0.95, method="exact")
+    assert m["ci"]["accuracy"] == pytest.approx([ref.low, ref.high])
