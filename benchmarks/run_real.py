@@ -483,7 +483,10 @@ def results_table(results_dir: Path) -> str:
         res = json.loads(path.read_text())
         if res.get("smoke"):
             continue
-        approaches = dict(res.get("approaches") or {})
+        found = res.get("approaches") or {}
+        # our recipe first, the common approaches in their listed order, the peer last
+        order = {name: i for i, name in enumerate([*APPROACHES, PEER])}
+        approaches = {k: found[k] for k in sorted(found, key=lambda k: order.get(k, len(order)))}
         if "test" in res and "ours" not in approaches:  # our ELPV recipe is the demo (bench_demo.py)
             demo_recipe = yaml.safe_load(res.get("recipe") or "") or {}
             demo = {
@@ -517,7 +520,9 @@ def results_table(results_dir: Path) -> str:
             notes.append(
                 f"- {name}, our {which} under {cv['folds']}-fold cross-validation (leakage-safe, stratified): "
                 f"mean test accuracy {fmt(cv['accuracy_mean'])} (worst fold {fmt(cv['accuracy_min'])}); "
-                f"{cv['errors']} errors in {cv['images']} test images, pooled {fmt(cv['pooled_accuracy'])}"
+                f"{cv['errors']} errors in {cv['images']} test images"
+                + (" of the dataset as it was then" if cv.get("split", res.get("split")) != res.get("split") else "")
+                + f", pooled {fmt(cv['pooled_accuracy'])}"
                 + (
                     f"; defect recall {fmt(cv['pooled_defect_recall'])} ({cv['missed_defects']} of {cv['defects']} "
                     "defects missed)."
