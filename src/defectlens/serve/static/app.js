@@ -58,6 +58,9 @@ function labelAt(result, threshold) {
 }
 
 // --- model ----------------------------------------------------------------------------------
+// A stored threshold or temperature to 4 significant digits (0.10102643442970272 -> "0.101").
+const short = (x) => (typeof x === "number" ? String(Number(x.toPrecision(4))) : "none");
+
 async function loadModel() {
   const response = await api("/v1/model");
   const model = await response.json();
@@ -66,7 +69,7 @@ async function loadModel() {
   const metrics = model.metrics || {};
   const acc = typeof metrics.accuracy === "number" ? ", validation accuracy " + metrics.accuracy.toFixed(3) : "";
   $("model-info").textContent = model.arch + " · classes " + model.classes.join(", ") + " · threshold " +
-    (model.threshold === null ? "none" : model.threshold) + " · T " + model.temperature + acc +
+    short(model.threshold) + " · T " + short(model.temperature) + acc +
     " · model " + String(model.model_id).slice(0, 12);
   $("key-panel").hidden = true;
   if (isBinary()) {
@@ -131,7 +134,7 @@ function card(item) {
   const decision = el("span", { className: "decision" });
   node.append(decision, el("span", { className: "relabelled" }), bars(r));
   node.append(el("div", { className: "meta" }, "confidence ", el("span", { className: "confidence" }),
-    " · inspection #" + r.inspection_id + " · " + r.latency_ms.toFixed(1) + " ms · decided at threshold " + r.threshold));
+    " · inspection #" + r.inspection_id + " · " + r.latency_ms.toFixed(1) + " ms · decided at threshold " + short(r.threshold)));
   if (r.explain_note) node.append(el("p", { className: "note" }, r.explain_note));
   return node;
 }
