@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from defectlens.core.archive import EMPTY, zip_problem
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec, SpecError
 
@@ -172,14 +173,11 @@ def read_bundle(path: str | Path) -> Bundle:
     p = Path(path)
     if not p.is_file():
         raise DefectlensError(f"{p}: model bundle not found" + ("" if not p.exists() else " (not a file)"))
-    size = p.stat().st_size
-    if size == 0:
-        raise DefectlensError(f"{p}: empty file (0 bytes), not a bundle; re-export it with 'defectlens export'")
-    with p.open("rb") as fh:
-        head = fh.read(4)
-    if not zipfile.is_zipfile(p):
-        what = "truncated or damaged zip" if head.startswith(b"PK") else f"not a zip file (starts with {head!r})"
-        raise DefectlensError(f"{p}: not a defectlens bundle: {what}; create one with 'defectlens export'")
+    problem = zip_problem(p)
+    if problem == EMPTY:
+        raise DefectlensError(f"{p}: {EMPTY}, not a bundle; re-export it with 'defectlens export'")
+    if problem:
+        raise DefectlensError(f"{p}: not a defectlens bundle: {problem}; create one with 'defectlens export'")
     try:
         with zipfile.ZipFile(p) as zf:
             names = _check_directory(p, zf)

@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from defectlens.core.archive import EMPTY, zip_problem
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 
@@ -143,13 +144,11 @@ def _check_file(path: Path) -> None:
     """Refuse, with the right reason, a file that cannot be a checkpoint, before torch parses it."""
     if not path.is_file():
         raise DefectlensError(f"{path}: checkpoint not found")
-    if path.stat().st_size == 0:
-        raise DefectlensError(f"{path}: empty file (0 bytes), not a checkpoint (a copy or a disk that filled up?)")
-    with path.open("rb") as fh:
-        head = fh.read(4)
-    if not zipfile.is_zipfile(path):
-        what = "truncated or damaged" if head.startswith(b"PK") else f"not a checkpoint (starts with {head!r})"
-        raise DefectlensError(f"{path}: refused: {what}; a defectlens checkpoint is a torch zip archive")
+    problem = zip_problem(path)
+    if problem == EMPTY:
+        raise DefectlensError(f"{path}: {EMPTY}, not a checkpoint (a copy or a disk that filled up?)")
+    if problem:
+        raise DefectlensError(f"{path}: refused: {problem}; a defectlens checkpoint is a torch zip archive")
     with zipfile.ZipFile(path) as zf:
         if "spec.json" in zf.namelist():
             raise DefectlensError(f"{path}: this is a model bundle, not a checkpoint; load it as a bundle (.dlens)")
