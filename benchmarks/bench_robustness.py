@@ -9,6 +9,7 @@ directions) with the bundle's stored threshold, and writes
 
     python benchmarks/bench_robustness.py --datasets casting neu-6-file
     python benchmarks/bench_robustness.py --bundle model.dlens --data DATASET_DIR --name mine
+    python benchmarks/bench_robustness.py --bundle cand.dlens --data DATASET_DIR --name cand --split val --out /tmp/r
     python benchmarks/bench_robustness.py --smoke --out /tmp/smoke   # a tiny model, 2 shifts: a pipeline check
 """
 
@@ -28,7 +29,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 MODERATE_BUDGET = 0.01
 
 
-def run(bundle: Path, data: Path, *, name: str, out: Path, kinds: tuple[str, ...] | None, smoke: bool) -> dict:
+def run(
+    bundle: Path, data: Path, *, name: str, out: Path, kinds: tuple[str, ...] | None, smoke: bool, split: str = "test"
+) -> dict:
     from defectlens.cli.output import progress_display
     from defectlens.data.manifest import Manifest
     from defectlens.data.shifts import KINDS, family
@@ -39,7 +42,7 @@ def run(bundle: Path, data: Path, *, name: str, out: Path, kinds: tuple[str, ...
     shifts = family(kinds or KINDS, ("moderate",) if smoke else ("mild", "moderate", "strong"))
     start = time.perf_counter()
     with progress_display() as progress:
-        result = evaluate_shifts(predictor, Manifest.read(data), shifts=shifts, progress=progress)
+        result = evaluate_shifts(predictor, Manifest.read(data), split=split, shifts=shifts, progress=progress)
     moderate = [r for r in result["shifts"] if r["strength"] == "moderate"]
     result.update(
         dataset=name,
@@ -67,7 +70,8 @@ def table(results_dir: Path) -> str:
         res = json.loads(path.read_text())
         if res.get("smoke"):
             continue
-        lines.append(f"| {res['dataset']} | clean | {res['clean']['accuracy']:.4f} | | |")
+        label = res["dataset"] if res.get("split", "test") == "test" else f"{res['dataset']} ({res['split']})"
+        lines.append(f"| {label} | clean | {res['clean']['accuracy']:.4f} | | |")
         for kind, by_strength in res["worst_by_kind"].items():
             cells = []
             for strength in ("mild", "moderate", "strong"):
@@ -75,7 +79,7 @@ def table(results_dir: Path) -> str:
                 cells.append(
                     "" if r is None else f"{r['accuracy']:.4f} ({r['accuracy_change']:+.4f}, {r['name'].split()[-1]})"
                 )
-            lines.append(f"| {res['dataset']} | {kind} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label} | {kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -114,6 +118,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, help="the dataset folder whose test split --bundle is scored on")
     p.add_argument("--name", default="custom", help="the name in robustness-<name>.json for --bundle")
     p.add_argument("--kinds", nargs="*", default=None, help="shift kinds (default: all)")
+    p.add_argument(
+        "--split", default="test", help="split to score: test, or val to judge a recipe change on validation"
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--smoke", action="store_true", help="a random tiny model, moderate strength only")
     p.add_argument("--table", action="store_true", help="only print the markdown table of the results")
@@ -140,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
         if not bundle.is_file() or not (data / "manifest.csv").is_file():
             print(f"skip {name}: {bundle} or {data} not found (run benchmarks/run_real.py --datasets {name} first)")
             continue
-        res = run(bundle, data, name=name, out=args.out, kinds=kinds, smoke=False)
+        res = run(bundle, data, name=name, out=args.out, kinds=kinds, smoke=False, split=args.split)
         print(
             f"{name}: clean {res['clean']['accuracy']:.4f}; worst moderate change {res['moderate_worst_change']:+.4f}"
         )
