@@ -72,7 +72,7 @@ class TrainConfig:
         cache_frozen: compute the frozen stages' output once for every flip/rotation of each training
             image and train the upper stages on it (needs ``freeze_stages`` > 0 and augment none, flips
             or line; with line each cached copy is also drawn with its own random drift).
-        cache_variants: how many flips/rotations are cached per image with ``augment: flips``: 8 (all),
+        cache_variants: how many flips/rotations are cached per image with ``augment: flips`` or ``line``: 8 (all),
             4 (identity, both flips, 180-degree rotation) or 2 (identity, horizontal flip).
         soft_label: binary only: a metadata field holding each training image's probability of being
             the positive class (ELPV: the experts' defect probability 0, 1/3, 2/3, 1); the loss then

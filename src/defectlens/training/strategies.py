@@ -126,7 +126,7 @@ class CachedFeatures:
 
 
 class CachedPrefix:
-    """Frozen lower stages and flips/rot90 only: their output per flip/rotation once, upper stages train."""
+    """Frozen lower stages cached once per flip/rotation (each with a line drift when asked); upper stages train."""
 
     name = "partial"
     description = "caching frozen stages for each flip/rotation"
@@ -144,10 +144,11 @@ class CachedPrefix:
         val_inputs = cache_prefix(model, run.val.images.to(run.device), config.freeze_stages)[0]
         suffix = Suffix(model, config.freeze_stages)
         run.log.info(
-            "frozen stages 0..%d: cached %s outputs of %d flips/rotations in %.1fs (%.0f MB)",
+            "frozen stages 0..%d: cached %s outputs of %d flips/rotations%s in %.1fs (%.0f MB)",
             config.freeze_stages - 1,
             tuple(cache.shape[2:]),
             len(views),
+            ", each with its own line drift" if perturb is not None else "",
             time.perf_counter() - start,
             cache.numel() * cache.element_size() / 2**20,
         )
