@@ -1,7 +1,7 @@
 """Load benchmark of the web service: concurrent clients on loopback against ``defectlens serve``.
 
 Starts the real server (``python -m defectlens serve``) once with micro-batching on and once with it
-off, drives it with concurrent clients (threads, one httpx client each, one image per request), and
+off, drives it with concurrent clients (one keep-alive connection each, one image per request), and
 records requests per second, client-side p50/p95/p99 latency, errors, the mean model batch size
 (read from ``/metrics``) and the rows in the inspection log. In the same run it measures the same
 bundle's model-only throughput (``Predictor.logits`` on a batch of 32, images per second) and the
@@ -19,7 +19,7 @@ at 16 clients, 0 errors, every request logged.
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import io
 import json
 import os
@@ -29,7 +29,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -131,48 +130,69 @@ def multipart(name: str, data: bytes) -> tuple[bytes, str]:
 
 
 def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: float) -> dict[str, Any]:
-    """``clients`` threads posting one image per request for ``seconds``; latencies seen by the clients.
+    """``clients`` concurrent connections posting one image per request for ``seconds``; client-side latencies.
 
-    Each client is one keep-alive ``http.client`` connection sending pre-encoded bodies: a load
-    generator as light as wrk's, so the clients take little of the CPU they share with the server.
+    The load generator is as light as wrk's, since it shares the CPU with the server it measures: one
+    asyncio thread, one keep-alive connection per client, each request pre-encoded as raw HTTP bytes,
+    the answer read by its Content-Length and checked (status 200, ``"ok": 1`` in the JSON). Its own CPU
+    time per request is reported beside the server's.
     """
     host, port = url.removeprefix("http://").split(":")
-    bodies = [multipart(name, data) for name, data in images]
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    stop = threading.Event()
+    requests = []
+    for name, data in images:
+        body, content_type = multipart(name, data)
+        head = f"POST /v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+        requests.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    latencies: list[float] = []
+    errors = 0
 
-    def client(k: int) -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    async def client(k: int, stop: asyncio.Event) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
         i = k
         while not stop.is_set():
-            body, content_type = bodies[i % len(bodies)]
+            request = requests[i % len(requests)]
             i += clients
             t0 = time.perf_counter()
             try:
-                conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": content_type})
-                response = conn.getresponse()
-                ok = response.status == 200 and json.loads(response.read())["ok"] == 1
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = await reader.readexactly(content_length(head))
+                ok = head[9:12] == b"200" and json.loads(body)["ok"] == 1
+            except (OSError, ValueError, KeyError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, int(port))
                 ok = False
-            latencies[k].append((time.perf_counter() - t0) * 1000.0)
-            errors[k] += 0 if ok else 1
-        conn.close()
+            latencies.append((time.perf_counter() - t0) * 1000.0)
+            errors += 0 if ok else 1
+        writer.close()
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    flat = np.asarray([x for lat in latencies for x in lat])
+    async def run() -> float:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(client(k, stop)) for k in range(clients)]
+        start = time.perf_counter()
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - start
+
+    cpu = time.process_time()
+    elapsed = asyncio.run(run())
+    cpu = time.process_time() - cpu
+    flat = np.asarray(latencies)
     pct = {f"p{q}_ms": round(float(np.percentile(flat, q)), 2) for q in (50, 95, 99)} if len(flat) else {}
-    return {"requests": len(flat), "errors": sum(errors), "req_s": round(len(flat) / elapsed, 1), **pct}
+    per_request = round(cpu * 1000.0 / len(flat), 2) if len(flat) else None
+    return {"requests": len(flat), "errors": errors, "req_s": round(len(flat) / elapsed, 1), **pct,
+            "client_cpu_ms_per_request": per_request}  # fmt: skip
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of a response head (ValueError when it has none)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    raise ValueError("response without Content-Length")
 
 
 def scrape(url: str) -> dict[str, Any]:
@@ -200,6 +220,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_stack() -> dict[str, str]:
+    """The HTTP parser and event loop uvicorn picks in this Python (its "auto": the C ones when installed)."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    return {"http": "httptools" if have("httptools") else "h11", "loop": "uvloop" if have("uvloop") else "asyncio"}
 
 
 def run_mode(bundle: Path, images, *, batching: bool, clients: int, seconds: float, extra: list[str], tmp: Path):
@@ -287,7 +317,9 @@ def summarise(args, modes: dict[str, dict[str, Any]], base: dict[str, Any], mach
         },
         "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
         "server_args": args.server_args,
-        "note": "clients share the CPU with the server; load averages tell whether other work shared it too, and "
+        "http_stack": http_stack(),
+        "note": "clients share the CPU with the server (client_cpu_ms_per_request: their cost); load averages tell "
+        "whether other work shared it too, and "
         "server_cpu_ms_per_request is the server's own CPU cost, whatever the load",
     }
 
