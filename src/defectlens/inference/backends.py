@@ -8,13 +8,19 @@ its own copy of the network (see :meth:`Predictor.torch_model`).
 How the CPU is used (measured on the 2-core AMD EPYC (Zen 4) this project is developed on with the
 casting bundle, EfficientNet-Lite0 at 192 px; ``benchmarks/bench_peers.py`` re-measures it):
 
-* **One image runs on one core.** Splitting each layer of one image across cores (ONNX Runtime's
-  ``intra_op`` threads) gained 10-12% on an idle machine, and only with ONNX Runtime's spinning worker
-  threads; with anything else running (a training job) those spinning threads doubled the latency
-  (14.8-15.0 vs 6.8-6.9 ms) and the CPU spent per image (13.8 vs 7.8 ms), and the web service measured
-  9.6 ms of CPU per request against 4.0 ms single-threaded.
-  Without spinning, two threads were slower than one (7.3 vs 6.9 ms). So every session here is
-  single-threaded: no intra-op pool, nothing spins.
+* **A lone image on an idle machine runs on every core; otherwise one image runs on one core.**
+  ONNX Runtime can split each layer of one image over its ``intra_op`` threads: on an idle 2-core
+  machine that took the casting INT8 graph from 2.9 to 1.7 ms and the FP32 one from 6.8 to 3.7 ms,
+  with its worker threads spinning during a call (without spinning: 2.1-2.3 and 4.2-4.3 ms). With a
+  second process keeping about one core busy, the same split made FP32 slower (8.0 against 6.8 ms,
+  p95 15 ms) and cost 10.8 ms of CPU per image against 6.8, and a web service's concurrent requests
+  gain nothing from it (each already has a core). So a single-image call takes the split session only
+  when no other call of the same model is in flight and no other thread on the machine is running
+  on the cores it would take at that instant (:func:`others_running`, from ``/proc/loadavg``;
+  elsewhere it never splits), and its threads stop spinning at the end of each call. A trailing
+  average of the other processes' CPU would not do: a process that ran a moment ago and now waits
+  (a camera driver, or the peer in a benchmark) would keep the split off while the cores sit idle.
+  (One-off probes with the casting bundle; ``benchmarks/bench_peers.py`` measures the shipped path.)
 * **A batch runs on ``threads`` cores at once** (data parallel): it is cut into slices of at most
   :data:`SLICE` images, run concurrently from a small thread pool (both runtimes release the GIL). A
   slice of a few images keeps a core's activations in its cache (the largest layer of one 192 px image
@@ -22,10 +28,11 @@ casting bundle, EfficientNet-Lite0 at 192 px; ``benchmarks/bench_peers.py`` re-m
   CPU instead of streaming every layer of the whole batch through memory. Concurrent callers (the web
   service's requests) likewise run side by side, one core each.
 
-The backend ``auto`` picks (:func:`auto_backend`) is the fastest exact runtime measured on this kind of
-CPU for the graph at hand: ONNX Runtime for the FP32 graph (OpenVINO in f32 was 4-8% slower on one
-image, level on batches), OpenVINO for the INT8 graph when it is installed and the export checked it there (its
-VNNI kernels were 8-12% faster). OpenVINO always runs with ``INFERENCE_PRECISION_HINT=f32``: its
+The backend ``auto`` picks (:func:`auto_backend`) is ONNX Runtime for both graphs: OpenVINO in f32
+was 4-8% slower on one image and level on batches; on the INT8 graph its kernels were about 5% faster
+on one image on one core and on batches, but it cannot split a lone image over idle cores as ONNX
+Runtime does (2.7 ms on 1 or 2 threads), so ONNX Runtime is the faster choice wherever there is more
+than one core. OpenVINO always runs with ``INFERENCE_PRECISION_HINT=f32``: its
 default on CPUs with AVX512-BF16 (this one) is bfloat16, 1.7x faster, but it moved casting test
 probabilities by up to 0.06 and changed one of 715 decisions, far outside the 1e-4 parity every
 backend must keep.
@@ -36,9 +43,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import queue
+import threading
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,68 +100,128 @@ def installed_runtimes() -> tuple[str, ...]:
     return tuple(r for r in ONNX_RUNTIMES if installed(r))
 
 
-def auto_backend(*, int8: bool, verified: Collection[str] = ONNX_RUNTIMES) -> str:
+def auto_backend(*, verified: Collection[str] = ONNX_RUNTIMES) -> str:
     """The runtime ``backend="auto"`` uses for a bundle graph (see the module docstring for the measurements).
 
     Args:
-        int8: the graph is the INT8 one.
-        verified: runtimes the export checked this graph on (a bundle's ``spec.json`` records them).
+        verified: runtimes the export checked this graph on (a bundle's ``spec.json`` records them):
+            ONNX Runtime unless the export checked only OpenVINO and OpenVINO is installed.
     """
-    if int8 and "openvino" in verified and installed("openvino"):
+    if "onnx" not in verified and "openvino" in verified and installed("openvino"):
         return "openvino"
     return "onnx"
 
 
-def parallel(run_one: Runner, threads: int, *, slice_size: int = SLICE) -> Runner:
+def others_running() -> int | None:
+    """Threads on the machine running or ready to run right now, besides the caller (None off Linux).
+
+    From ``/proc/loadavg``: the kernel's count of runnable threads at this instant, which includes
+    the calling thread. A training job, a second service or this process's own decoding threads
+    show up here; threads waiting for I/O or a lock do not.
+    """
+    try:
+        running = Path("/proc/loadavg").read_text(encoding="ascii").split()[3].split("/")[0]
+        return max(0, int(running) - 1)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def parallel(
+    run_one: Runner,
+    threads: int,
+    *,
+    slice_size: int = SLICE,
+    lone: Runner | None = None,
+    others: Callable[[], int | None] | None = None,
+) -> Runner:
     """``run_one`` applied to slices of a batch on ``threads`` cores at once, outputs concatenated in order.
 
-    A batch of one image, or ``threads == 1``, runs on the calling thread.
+    A batch of one image, or ``threads == 1``, runs on the calling thread with ``run_one``, or with
+    ``lone`` (a runner that spreads one image's layers over ``threads`` cores) when no other call of
+    this runner is in flight and ``others()`` (default :func:`others_running`) says the cores it
+    needs are free right now: a single image on an idle machine uses every core, while concurrent
+    calls (a web service's requests) and a busy machine keep one core per image.
     """
     if threads <= 1:
         return run_one
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="defectlens-infer")
+    lock, inflight = threading.Lock(), [0]
+    spare = usable_cores() - threads  # cores this runner leaves to others
+
+    def idle() -> bool:
+        busy = (others or others_running)()
+        return busy is not None and busy <= spare
 
     def run(batch: np.ndarray) -> np.ndarray:
         n = len(batch)
-        if n < 2:
-            return run_one(batch)
-        size = max(1, min(slice_size, -(-n // threads)))  # every core gets work before any gets two slices
-        parts = [batch[i : i + size] for i in range(0, n, size)]
-        return np.concatenate(list(pool.map(run_one, parts)))
+        with lock:
+            inflight[0] += 1
+            alone = inflight[0] == 1
+        try:
+            if n < 2:
+                return (lone if lone is not None and alone and idle() else run_one)(batch)
+            size = max(1, min(slice_size, -(-n // threads)))  # every core gets work before any gets two slices
+            parts = [batch[i : i + size] for i in range(0, n, size)]
+            return np.concatenate(list(pool.map(run_one, parts)))
+        finally:
+            with lock:
+                inflight[0] -= 1
 
     return run
 
 
-def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
+def onnx_runner(
+    data: bytes, *, threads: int | None = None, name: str = "model.onnx", split_single: bool = True
+) -> tuple[Runner, Any]:
     """An ONNX Runtime CPU session for a serialised model; returns (runner, session).
 
     Args:
         data: the ONNX model bytes.
-        threads: cores a batch is spread over (None: every usable core); one image uses one core.
+        threads: cores a batch is spread over (None: every usable core); one image uses one core,
+            or all ``threads`` when it is alone on idle cores and ``split_single`` (module docstring).
         name: what to call the model in an error message.
+        split_single: allow that split (a second session with ``threads`` intra-op threads).
 
     Raises:
         DefectlensError: when ONNX Runtime cannot load the bytes as a model.
+    """
+    workers = resolve_threads(threads)
+    session = _ort_session(data, intra_op=1, name=name)  # see the module docstring: one image, one core
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: batch})[0]
+
+    if workers <= 1 or not split_single:
+        return parallel(run, workers), session
+    wide = _ort_session(data, intra_op=workers, name=name)  # a lone image's layers over every core
+
+    def run_wide(batch: np.ndarray) -> np.ndarray:
+        return wide.run(None, {input_name: batch})[0]
+
+    return parallel(run, workers, lone=run_wide), session
+
+
+def _ort_session(data: bytes, *, intra_op: int, name: str) -> Any:
+    """An ONNX Runtime CPU session with ``intra_op`` threads per call.
+
+    With more than one, its worker threads spin while a call runs (the layers' parallel sections
+    hand over in microseconds) and stop at the end of each call, so an idle model takes no CPU.
     """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = 1  # see the module docstring: cores go to images, not to layers
+    opts.intra_op_num_threads = intra_op
     opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if intra_op > 1 else "0")
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.log_severity_level = 3  # warnings about unused initialisers are noise for users
     try:
-        session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own InvalidProtobuf, Fail, InvalidGraph... types
         raise DefectlensError(f"{name}: ONNX Runtime cannot load this model ({_first_line(exc)})") from None
-    input_name = session.get_inputs()[0].name
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: batch})[0]
-
-    return parallel(run, resolve_threads(threads)), session
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,12 @@ rule, precision selection, and a backend the export found wrong is refused."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,10 +59,88 @@ def test_threads_must_be_positive():
 
 
 def test_auto_rule():
-    assert backends.auto_backend(int8=False) == "onnx"
-    assert backends.auto_backend(int8=True, verified=["onnx"]) == "onnx"
+    assert backends.auto_backend() == "onnx"
+    assert backends.auto_backend(verified=["onnx", "openvino"]) == "onnx"
     expected = "openvino" if backends.installed("openvino") else "onnx"
-    assert backends.auto_backend(int8=True, verified=["onnx", "openvino"]) == expected
+    assert backends.auto_backend(verified=["openvino"]) == expected
+
+
+def _recording_runners():
+    used: list[str] = []
+
+    def runner(name):
+        def run(batch):
+            used.append(name)
+            return np.zeros((len(batch), 2), np.float32)
+
+        return run
+
+    return used, runner("one core"), runner("every core")
+
+
+def test_a_lone_image_on_an_idle_machine_is_spread_over_the_cores(monkeypatch):
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)
+    used, one, wide = _recording_runners()
+    running = [0]
+    run = backends.parallel(one, 2, lone=wide, others=lambda: running[0])
+    run(np.zeros((1, 1, 4, 4), np.float32))
+    run(np.zeros((3, 1, 4, 4), np.float32))  # a batch: slices, one core each
+    running[0] = 1  # another thread is running on the machine right now
+    run(np.zeros((1, 1, 4, 4), np.float32))
+    running[0] = None  # no reading (not Linux): never split
+    run(np.zeros((1, 1, 4, 4), np.float32))
+    assert used == ["every core", "one core", "one core", "one core", "one core"]
+
+
+def test_concurrent_single_images_keep_one_core_each():
+    entered, release = threading.Event(), threading.Event()
+    used: list[str] = []
+
+    def wide(batch):
+        used.append("every core")
+        entered.set()
+        release.wait(5)
+        return np.zeros((1, 2), np.float32)
+
+    def one(batch):
+        used.append("one core")
+        return np.zeros((1, 2), np.float32)
+
+    run = backends.parallel(one, 2, lone=wide, others=lambda: 0)
+    first = threading.Thread(target=run, args=(np.zeros((1, 1, 4, 4), np.float32),))
+    first.start()
+    assert entered.wait(5)
+    run(np.zeros((1, 1, 4, 4), np.float32))  # while the first is in flight
+    release.set()
+    first.join(5)
+    assert used == ["every core", "one core"]
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").is_file(), reason="reads /proc/loadavg (Linux)")
+def test_another_process_running_is_seen():
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    try:
+        time.sleep(0.3)
+        seen = []
+        for _ in range(20):
+            seen.append(backends.others_running())
+            time.sleep(0.02)
+    finally:
+        busy.wait(10)
+    assert all(n is not None and n >= 0 for n in seen)
+    assert max(seen) >= 1  # the busy process (its core is not free for a split)
+
+
+def test_a_lone_image_split_over_the_cores_gives_the_same_logits(bundle, monkeypatch):
+    asked: list[int] = []
+    monkeypatch.setattr(backends, "others_running", lambda: asked.append(0) or 0)  # an idle machine
+    monkeypatch.setattr(backends, "usable_cores", lambda: 2)
+    one = Predictor.load(bundle, backend="onnx", threads=1)
+    split = Predictor.load(bundle, backend="onnx", threads=2)
+    for image in _images(4, seed=5):
+        x = image[None]
+        np.testing.assert_allclose(split.logits(x), one.logits(x), atol=1e-5)
+    assert len(asked) == 4  # each lone image found the cores free and was split
 
 
 def test_backend_choices_come_from_one_list():
@@ -141,8 +223,16 @@ def test_an_accepted_int8_graph_is_the_default_and_torch_still_runs_the_weights(
     int8 = tmp_path / "int8.dlens"
     write_bundle(int8, members=members, meta=meta)
     auto = Predictor.load(int8)
-    assert auto.backend == backends.RUNTIME_LABELS[backends.auto_backend(int8=True, verified=list(checked))] + "-int8"
+    assert auto.backend == backends.RUNTIME_LABELS[backends.auto_backend(verified=list(checked))] + "-int8"
     assert Predictor.load(int8, precision="fp32").backend == "onnxruntime"
     assert Predictor.load(int8, backend="torch").backend == "torch"
     with pytest.raises(DefectlensError, match="FP32 weights"):
         Predictor.load(int8, backend="torch", precision="int8")
+
+
+def test_a_service_keeps_one_core_per_image(bundle, monkeypatch):
+    asked: list[int] = []
+    monkeypatch.setattr(backends, "others_running", lambda: asked.append(0) or 0)
+    served = Predictor.load(bundle, backend="onnx", threads=2, split_single=False)
+    served.logits(_images(1, seed=6))
+    assert asked == []  # never considered splitting
