@@ -290,6 +290,8 @@ def load_model(weights_or_onnx, threads: int | None = None, imgsz: int = 224, wa
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(threads)
         so.inter_op_num_threads = 1
+        # spinning stops at the end of each call, so this process does not slow the configuration timed next
+        so.add_session_config_entry("session.force_spinning_stop", "1")
         be = model.predictor.model.backend
         be.session = ort.InferenceSession(str(weights_or_onnx), so, providers=["CPUExecutionProvider"])
     if threads:
