@@ -147,7 +147,8 @@ class Predictor:
                 :func:`~defectlens.inference.backends.auto_backend`; torch for a checkpoint), ``onnx``,
                 ``openvino`` or ``torch``.
             threads: CPU cores a batch is spread over (None: every usable core); one image uses one core
-                with ``onnx``/``openvino``. For ``torch``, its intra-op threads (None: torch's default).
+                with ``openvino``, and with ``onnx`` unless ``split_single`` applies. For ``torch``, its
+                intra-op threads (None: torch's default).
             split_single: with ``onnx``, a lone single image on otherwise idle cores is split over
                 ``threads`` cores (see :mod:`~defectlens.inference.backends`); False keeps one core per
                 image always (a web service, whose concurrent requests already fill the cores).
