@@ -10,15 +10,19 @@ Prometheus sends it with ``authorization: {credentials: KEY}`` in its scrape con
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request
 
 
-def key_checker(api_key: str | None) -> Callable[[Request], None]:
-    """A FastAPI dependency that raises 401 unless the request carries ``api_key`` (no-op without a key)."""
+def key_checker(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency that raises 401 unless the request carries ``api_key`` (no-op without a key).
 
-    def check(request: Request) -> None:
+    A coroutine, though nothing in it waits: FastAPI runs a plain function dependency on a worker
+    thread, a thread hop per request for a header comparison.
+    """
+
+    async def check(request: Request) -> None:
         if api_key is None:
             return
         given = request.headers.get("x-api-key")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timezone
 from typing import Annotated, Literal
 
@@ -54,7 +54,7 @@ def filters(
     )
 
 
-def router(service: Service, check: Callable[..., None]) -> APIRouter:
+def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter:
     api = APIRouter(tags=["inspections"], dependencies=[Depends(check)])
     log = service.log
     classes = service.predictor.spec.class_names

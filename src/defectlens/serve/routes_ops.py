@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
@@ -35,7 +35,7 @@ def model_info(service: Service) -> ModelInfo:
     )
 
 
-def router(service: Service, check: Callable[..., None]) -> APIRouter:
+def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter:
     api = APIRouter(tags=["operations"])
 
     @api.get("/healthz", summary="Liveness: the process is up (always open)")

@@ -8,7 +8,7 @@ Status of the whole request: 200 when at least one file was classified (each fil
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
@@ -32,7 +32,7 @@ def request_status(results: list[dict[str, Any]]) -> int:
     return codes.pop() if len(codes) == 1 else 422
 
 
-def router(service: Service, check: Callable[..., None]) -> APIRouter:
+def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter:
     api = APIRouter(tags=["predict"], dependencies=[Depends(check)])
 
     @api.post(
