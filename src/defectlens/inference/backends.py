@@ -9,20 +9,22 @@ How the CPU is used (measured on the 2-core AMD EPYC (Zen 4) this project is dev
 casting bundle, EfficientNet-Lite0 at 192 px; ``benchmarks/bench_peers.py`` re-measures it):
 
 * **A lone image on an idle machine runs on every core; otherwise one image runs on one core.**
-  ONNX Runtime can split each layer of one image over its ``intra_op`` threads: on an idle 2-core
-  machine that took the casting INT8 graph from 2.9 to 1.7 ms and the FP32 one from 6.8 to 3.7 ms,
-  with its worker threads spinning during a call (without spinning: 2.1-2.3 and 4.2-4.3 ms). With a
-  second process keeping about one core busy, the same split made FP32 slower (8.0 against 6.8 ms,
-  p95 15 ms) and cost 10.8 ms of CPU per image against 6.8, and a web service's concurrent requests
-  gain nothing from it (each already has a core). So a single-image call takes the split session only
-  when no other call of the same model is in flight and no other thread on the machine is running
-  on the cores it would take at that instant (:func:`others_running`, from ``/proc/loadavg``;
-  elsewhere it never splits), and its threads stop spinning at the end of each call. With a busy
-  process on the other core the gated path stayed at one core (FP32 7.0 against 6.6 ms single-core,
-  INT8 3.1 against 2.9), and idle it split (3.7 and 1.7 ms). A trailing
+  ONNX Runtime can split each layer of one image over its ``intra_op`` threads, its worker threads
+  spinning during the call (and stopping at its end, so an idle model takes no CPU). On an idle
+  2-core machine that took the casting FP32 graph from 6.6 to 3.5 ms and the INT8 one from 2.9 to
+  1.7 ms (p50). With a second process keeping one core busy the same split gained little or nothing
+  at p50 (FP32 6.6 against 6.3 ms, INT8 2.8 against 3.1), but its p95 doubled (FP32 14.9 against
+  6.5 ms, INT8 7.1 against 3.8) and it spent 1.5-1.6x the CPU per image, which that
+  other process (a training job, the line's camera software) needs; and a web service's concurrent
+  requests gain nothing from it (each already has a core). So a single-image call takes the split
+  session only when no other call of the same model is in flight and no other thread on the machine
+  is running on the cores it would take at that instant (:func:`others_running`, from
+  ``/proc/loadavg``; elsewhere it never splits): idle, 3.8 and 2.1 ms (a transient kernel thread
+  sometimes keeps it on one core); busy, 6.6 and 3.3 ms at the single-core CPU cost. A trailing
   average of the other processes' CPU would not do: a process that ran a moment ago and now waits
   (a camera driver, or the peer in a benchmark) would keep the split off while the cores sit idle.
-  (One-off probes with the casting bundle; ``benchmarks/bench_peers.py`` measures the shipped path.)
+  (``benchmarks/bench_split.py BUNDLE --precision fp32|int8``; results in
+  ``benchmarks/results/split-*.json``.)
 * **A batch runs on ``threads`` cores at once** (data parallel): it is cut into slices of at most
   :data:`SLICE` images, run concurrently from a small thread pool (both runtimes release the GIL). A
   slice of a few images keeps a core's activations in its cache (the largest layer of one 192 px image
@@ -31,10 +33,10 @@ casting bundle, EfficientNet-Lite0 at 192 px; ``benchmarks/bench_peers.py`` re-m
   service's requests) likewise run side by side, one core each.
 
 The backend ``auto`` picks (:func:`auto_backend`) is ONNX Runtime for both graphs: OpenVINO in f32
-was 4-8% slower on one image and level on batches; on the INT8 graph its kernels were about 5% faster
-on one image on one core and on batches, but it cannot split a lone image over idle cores as ONNX
-Runtime does (2.7 ms on 1 or 2 threads), so ONNX Runtime is the faster choice wherever there is more
-than one core. OpenVINO always runs with ``INFERENCE_PRECISION_HINT=f32``: its
+was 4-8% slower on one image and level on batches; on the INT8 graph it was level with ONNX Runtime
+on one core and about 5% faster on batches, but :func:`openvino_runner` gives each image one stream
+on one core, so only the ONNX Runtime runner splits a lone image over idle cores, and that is the
+faster choice wherever there is more than one core. OpenVINO always runs with ``INFERENCE_PRECISION_HINT=f32``: its
 default on CPUs with AVX512-BF16 (this one) is bfloat16, 1.7x faster, but it moved casting test
 probabilities by up to 0.06 and changed one of 715 decisions, far outside the 1e-4 parity every
 backend must keep.
@@ -147,24 +149,30 @@ def parallel(
     if threads <= 1:
         return run_one
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="defectlens-infer")
+
+    def sliced(batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if n < 2:
+            return run_one(batch)
+        size = max(1, min(slice_size, -(-n // threads)))  # every core gets work before any gets two slices
+        parts = [batch[i : i + size] for i in range(0, n, size)]
+        return np.concatenate(list(pool.map(run_one, parts)))
+
+    if lone is None:
+        return sliced
     lock, inflight = threading.Lock(), [0]
     spare = usable_cores() - threads  # cores this runner leaves to others
 
-    def idle() -> bool:
-        busy = (others or others_running)()
-        return busy is not None and busy <= spare
-
     def run(batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        with lock:
+        with lock:  # every call counts: a batch in flight holds the cores too
             inflight[0] += 1
             alone = inflight[0] == 1
         try:
-            if n < 2:
-                return (lone if lone is not None and alone and idle() else run_one)(batch)
-            size = max(1, min(slice_size, -(-n // threads)))  # every core gets work before any gets two slices
-            parts = [batch[i : i + size] for i in range(0, n, size)]
-            return np.concatenate(list(pool.map(run_one, parts)))
+            if len(batch) == 1 and alone:
+                busy = (others or others_running)()
+                if busy is not None and busy <= spare:
+                    return lone(batch)
+            return sliced(batch)
         finally:
             with lock:
                 inflight[0] -= 1
