@@ -10,7 +10,7 @@ from PIL import Image
 
 from defectlens.core.errors import ImageError
 from defectlens.core.spec import ModelSpec
-from defectlens.data.images import convert_mode, load_image, preprocess, to_array
+from defectlens.data.images import convert_mode, decode_image, load_image, prepare, preprocess, to_array
 
 
 def _png_bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -68,6 +68,21 @@ def test_bytes_and_path_give_the_same_array(tmp_path):
     img.save(path)
     spec = ModelSpec(arch="simple_cnn", input_size=24, in_channels=1)
     np.testing.assert_array_equal(preprocess(path, spec), preprocess(path.read_bytes(), spec))
+
+
+def test_a_decoded_image_passes_through_once_decoded(tmp_path):
+    # the web service decodes once (it needs the size and the warnings) and hands the result on
+    img = Image.new("L", (30, 10), 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    decoded = decode_image(buf.getvalue(), name="rot.jpg")
+    assert decode_image(decoded) is decoded and decoded.image.size == (10, 30)  # not turned a second time
+    spec = ModelSpec(arch="simple_cnn", input_size=24, in_channels=1)
+    arr, notes = prepare(decoded, spec)
+    np.testing.assert_array_equal(arr, prepare(buf.getvalue(), spec)[0])
+    assert notes == decoded.warnings
 
 
 @pytest.mark.parametrize(

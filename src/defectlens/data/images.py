@@ -120,7 +120,8 @@ class DecodedImage:
         return "; ".join(self.warnings)
 
 
-Source = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
+#: What the decode rule accepts; a :class:`DecodedImage` has been through it already and passes as is.
+Source = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray | DecodedImage
 
 
 def source_label(source: object, name: str | None = None) -> str:
@@ -139,12 +140,16 @@ def decode_image(source: Source, *, name: str | None = None) -> DecodedImage:
 
     Args:
         source: a path, the raw bytes of a file, a PIL image, or a numpy array (H, W) or (H, W, C)
-            with C in 1, 3, 4, of dtype uint8 or uint16.
+            with C in 1, 3, 4, of dtype uint8 or uint16; a :class:`DecodedImage` (this function's
+            own result) is returned as it is, so a caller that needs the decoded image's size or
+            format and the model input decodes once.
         name: what to call the image in error messages (defaults to the path).
 
     Raises:
         ImageError: naming the input and why it cannot be used.
     """
+    if isinstance(source, DecodedImage):
+        return source
     label = source_label(source, name)
     try:
         if isinstance(source, Image.Image):

@@ -253,7 +253,8 @@ class Predictor:
     # -- the pipeline ---------------------------------------------------------------------------
 
     def preprocess(self, source: Source) -> np.ndarray:
-        """One image (path, bytes, PIL image or numpy array) to a uint8 array (C, H, W).
+        """One image (path, bytes, PIL image, numpy array, or a ``DecodedImage`` already through the
+        decode rule) to a uint8 array (C, H, W).
 
         Every input type gets the same decode rule (format allow-list, pixel limit, EXIF rotation):
         see :mod:`defectlens.data.images`.

@@ -85,7 +85,7 @@ def decode(upload: Upload, predictor: Predictor) -> Decoded:
     digest = hashlib.sha256(upload.data).hexdigest()
     try:
         decoded = decode_image(upload.data, name=upload.name)
-        array = predictor.preprocess(decoded.image)
+        array = predictor.preprocess(decoded)  # decoded once: the rule has been applied
     except ImageError as exc:
         return Decoded(upload, digest, error=classify(exc.reason))
     except Exception as exc:  # a decoder tripping on hostile bytes is bad input, not a server error
