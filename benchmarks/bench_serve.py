@@ -4,8 +4,10 @@ Starts the real server (``python -m defectlens serve``) once with micro-batching
 off, drives it with concurrent clients (one keep-alive connection each, one image per request), and
 records requests per second, client-side p50/p95/p99 latency, errors, the mean model batch size
 (read from ``/metrics``) and the rows in the inspection log. In the same run it measures the same
-bundle's model-only throughput (``Predictor.logits`` on a batch of 32, images per second) and the
-ratio of served to model-only throughput. Writes ``benchmarks/results/serve.json``.
+bundle's model-only throughput (``Predictor.logits`` on a batch of 32, images per second, on every
+core: the best the model does here) right before and right after the batched run, and the ratio of
+served to the mean of the two; and the machine's idle CPU share while each mode ran. Writes
+``benchmarks/results/serve.json``.
 
     .venv/bin/python benchmarks/bench_serve.py BUNDLE [--clients 16] [--seconds 10] [--images DIR]
     .venv/bin/python benchmarks/bench_serve.py --random-arch efficientnet_lite0 --input-size 192 --channels 1
@@ -176,14 +178,31 @@ def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: f
         await asyncio.gather(*tasks)
         return time.perf_counter() - start
 
-    cpu = time.process_time()
+    cpu, idle = time.process_time(), machine_idle()
     elapsed = asyncio.run(run())
-    cpu = time.process_time() - cpu
+    cpu, idle = time.process_time() - cpu, machine_idle(idle)
     flat = np.asarray(latencies)
     pct = {f"p{q}_ms": round(float(np.percentile(flat, q)), 2) for q in (50, 95, 99)} if len(flat) else {}
     per_request = round(cpu * 1000.0 / len(flat), 2) if len(flat) else None
     return {"requests": len(flat), "errors": errors, "req_s": round(len(flat) / elapsed, 1), **pct,
-            "client_cpu_ms_per_request": per_request}  # fmt: skip
+            "client_cpu_ms_per_request": per_request, "cpu_idle": idle}  # fmt: skip
+
+
+def machine_idle(since: tuple[int, int] | None = None) -> Any:
+    """The machine's idle CPU share since ``since`` (Linux ``/proc/stat``), or the counters to start from.
+
+    Called without ``since``: returns (idle, total) jiffies (None off Linux). With the earlier counters:
+    the fraction of all cores' time spent idle in between, or None.
+    """
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    now = (fields[3] + fields[4], sum(fields[:8]))  # idle + iowait, of user..steal
+    if since is None:
+        return now
+    total = now[1] - since[1]
+    return round((now[0] - since[0]) / total, 3) if total > 0 else None
 
 
 def content_length(head: bytes) -> int:
@@ -277,14 +296,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             args.random_arch, input_size=args.input_size, channels=args.channels, folder=tmp
         )
         extra = args.server_args.split()
-        modes = {
-            name: run_mode(
-                bundle, images, batching=on, clients=args.clients, seconds=args.seconds, extra=extra, tmp=tmp
-            )
-            for name, on in (("batching_on", True), ("batching_off", False))
-        }
         threads = int(extra[extra.index("--threads") + 1]) if "--threads" in extra else None  # as the server runs
-        base = model_only(bundle, images, seconds=0.5 if args.smoke else 5.0, threads=threads)
+        base_seconds = 0.5 if args.smoke else 5.0
+        # Model-only right before and right after the batched run, so the ratio compares the two under the
+        # same machine conditions (this shared VM's speed drifts by several per cent over minutes).
+        before = model_only(bundle, images, seconds=base_seconds, threads=threads)
+        modes = {"batching_on": run_mode(bundle, images, batching=True, clients=args.clients, seconds=args.seconds,
+                                         extra=extra, tmp=tmp)}  # fmt: skip
+        after = model_only(bundle, images, seconds=base_seconds, threads=threads)
+        modes["batching_off"] = run_mode(
+            bundle, images, batching=False, clients=args.clients, seconds=args.seconds, extra=extra, tmp=tmp
+        )
+        base = {**before, "img_s": round((before["img_s"] + after["img_s"]) / 2, 1),
+                "img_s_before": before["img_s"], "img_s_after": after["img_s"]}  # fmt: skip
     result = summarise(args, modes, base, machine, images)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

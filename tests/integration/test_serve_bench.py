@@ -17,6 +17,10 @@ def test_bench_serve_smoke_writes_its_figures(bundle, tmp_path):
         r = result[mode]
         assert r["requests"] > 0 and r["errors"] == 0 and r["every_request_logged"] is True
         assert r["mean_batch_size"] >= 1.0 and {"p50_ms", "p95_ms", "p99_ms", "req_s"} <= set(r)
+        assert r["cpu_idle"] is None or 0.0 <= r["cpu_idle"] <= 1.0
     assert result["batching_off"]["mean_batch_size"] == 1.0
-    assert result["model_only"]["img_s"] > 0 and result["served_over_model_only"] > 0
+    base = result["model_only"]
+    assert base["img_s_before"] > 0 and base["img_s_after"] > 0
+    assert base["img_s"] == round((base["img_s_before"] + base["img_s_after"]) / 2, 1)
+    assert result["served_over_model_only"] == round(result["batching_on"]["req_s"] / base["img_s"], 3)
     assert set(result["goals"]) == {"served>=0.7*model_only", "p99<=50ms", "zero_errors", "every_request_logged"}

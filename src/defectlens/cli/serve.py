@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from defectlens.inference.backends import SLICE
 from defectlens.inference.predictor import PRECISIONS
 
 
@@ -19,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store-images", type=Path, default=None, metavar="DIR", help="keep uploads, by content hash")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
     p.add_argument("--workers-threads", type=int, default=None, metavar="N", help="decoding/log threads")
-    p.add_argument("--threads", type=int, default=None, help="CPU cores one model call is spread over (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU cores for the model, one call each (default: all)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bundle graph: auto, fp32 or int8")
-    p.add_argument("--max-batch", type=int, default=32, help="most images per model call")
+    p.add_argument("--max-batch", type=int, default=SLICE, help="most images per model call")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     p.add_argument("--no-batching", action="store_true", help="one model call per image (for comparison)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this browser origin")

@@ -6,10 +6,17 @@ as LitServe's ``max_batch_size``/``batch_timeout`` and BentoML's adaptive batchi
 writer gathers the rows of concurrent requests into one SQLite transaction (group commit), so 16
 clients cost one fsync rather than 16; each caller still gets its result only after the commit.
 
-The batch function runs on a single worker thread, off the event loop. While it runs, new items
-queue up, so under load the next batch is larger: batches adapt to the arrival rate. A first item
+The batch function runs off the event loop on ``concurrency`` worker threads, each gathering its own
+batch from the shared queue as soon as its previous call returns. While calls run, new items queue
+up, so under load batches fill up to ``max_batch``: they adapt to the arrival rate. A first item
 waits for company only while other items are announced (still being decoded) and at most
 ``max_wait`` seconds, so a lone request never pays the wait.
+
+The service runs one model call per core this way rather than one batch split over every core: a
+split batch ends with its slowest slice, and on cores that also decode uploads and parse requests
+one slice is usually late, so the other core sat idle. In A/B runs under 16 clients on the 2-core
+development machine the idle share of the CPU fell by more than half and throughput rose; the
+benchmark (``benchmarks/bench_serve.py``) records the idle share of each run (``cpu_idle``).
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ class Batcher(Generic[T, R]):
         fn: maps a list of items to a list of results of the same length and order.
         max_batch: most items per call.
         max_wait: seconds a first item may wait for others that are announced but not yet here.
-        name: thread name prefix of the worker thread.
+        name: thread name prefix of the worker threads.
         on_batch: called with each batch's size (metrics).
+        concurrency: calls of ``fn`` that may run at once (worker threads, each with its own batch).
     """
 
     def __init__(
@@ -43,7 +51,10 @@ class Batcher(Generic[T, R]):
         max_wait: float = 0.0,
         name: str = "batch",
         on_batch: Callable[[int], None] | None = None,
+        concurrency: int = 1,
     ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self._fn = fn
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -51,22 +62,24 @@ class Batcher(Generic[T, R]):
         self._name = name
         self._announced = 0
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.concurrency = concurrency
+        self._tasks: list[asyncio.Task[None]] = []
         self._executor: ThreadPoolExecutor | None = None
-        self._inflight: list[asyncio.Future[R]] = []
+        self._inflight: set[asyncio.Future[R]] = set()
 
     def start(self) -> None:
-        """Start the gathering task (call from the running event loop)."""
+        """Start the gathering tasks, one per worker thread (call from the running event loop)."""
         self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=self._name)
+        self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self._name)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._loop(), name=f"{self._name}-{k}") for k in range(self.concurrency)]
 
     async def stop(self) -> None:
         """Stop gathering; items still queued get a CancelledError."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for fut in self._inflight:
             fut.cancel()
         if self._queue is not None:
@@ -117,14 +130,17 @@ class Batcher(Generic[T, R]):
                 continue
             if self._on_batch is not None:
                 self._on_batch(len(batch))
-            self._inflight = [fut for _, fut in batch]
+            futures = {fut for _, fut in batch}
+            self._inflight |= futures
             try:
                 results = await loop.run_in_executor(self._executor, self._fn, [item for item, _ in batch])
             except Exception as exc:  # every caller of the failed batch hears why
+                self._inflight -= futures
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self._inflight -= futures
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from defectlens.core.errors import DefectlensError
+from defectlens.inference.backends import SLICE, resolve_threads
 
 #: Environment variable read for the API key when none is given on the command line.
 API_KEY_ENV = "DEFECTLENS_API_KEY"
@@ -25,10 +26,12 @@ class ServeConfig:
         store_images: folder for content-addressed copies of uploads (None: keep only the hash).
         max_upload_mb: largest request body accepted (413 above it).
         worker_threads: threads that decode uploads and write the log (None: up to 4, one per core).
-        inference_threads: CPU cores one model call (a batch) is spread over (None: every usable core).
+        inference_threads: CPU cores the model runs on: that many model calls (batches) run at once,
+            one core each (None: every usable core).
         precision: the bundle graph to serve (``auto``: its default; ``fp32``; ``int8`` when exported with it).
         batching: gather concurrent requests into one model call (off: one call per request).
-        max_batch: most images in one model call.
+        max_batch: most images in one model call (default :data:`~defectlens.inference.backends.SLICE`:
+            a call's activations stay in its core's cache).
         batch_wait_ms: longest a first image waits for others while more are still being decoded.
         cors_origins: origins allowed to call the API from a browser (empty: CORS off).
     """
@@ -43,7 +46,7 @@ class ServeConfig:
     inference_threads: int | None = None
     precision: str = "auto"
     batching: bool = True
-    max_batch: int = 32
+    max_batch: int = SLICE
     batch_wait_ms: float = 5.0
     cors_origins: tuple[str, ...] = ()
 
@@ -54,6 +57,8 @@ class ServeConfig:
             raise DefectlensError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.batch_wait_ms < 0:
             raise DefectlensError(f"--batch-wait-ms must be >= 0, got {self.batch_wait_ms}")
+        if self.inference_threads is not None and self.inference_threads < 1:
+            raise DefectlensError(f"--threads must be at least 1, got {self.inference_threads}")
         if self.worker_threads is not None and self.worker_threads < 1:
             raise DefectlensError(f"--workers-threads must be at least 1, got {self.worker_threads}")
         if self.api_key is not None and len(self.api_key) < 8:
@@ -67,6 +72,11 @@ class ServeConfig:
     def threads(self) -> int:
         """Worker threads actually used (decoding, Grad-CAM and the log)."""
         return self.worker_threads or max(2, min(4, os.cpu_count() or 1))
+
+    @property
+    def model_calls(self) -> int:
+        """Model calls that run at once, one core each (``inference_threads``, or every usable core)."""
+        return resolve_threads(self.inference_threads)
 
     @property
     def exposed(self) -> bool:

@@ -46,8 +46,9 @@ def serve(model: str | Path, config: ServeConfig, *, on_ready: Callable[[str], N
 
     from defectlens.serve.app import create_app
 
-    # Concurrent requests already fill the cores: splitting a lone image over them only adds CPU per request.
-    predictor = Predictor.load(model, threads=config.inference_threads, precision=config.precision, split_single=False)
+    # One core per model call: the service runs config.model_calls calls at once (see serve.batcher),
+    # and concurrent requests already fill the cores, so a lone image is never split over them either.
+    predictor = Predictor.load(model, threads=1, precision=config.precision, split_single=False)
     store = ImageStore(config.store_images) if config.store_images is not None else None
     with InspectionLog(config.db) as log:
         sock = bind(config.host, config.port)

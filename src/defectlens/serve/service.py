@@ -1,7 +1,7 @@
 """The service behind the endpoints: decode uploads, batch them through the Predictor, decide, log.
 
 One :class:`Service` per app holds the Predictor, the inspection log, the optional image store,
-the worker threads and the two batchers (model calls and log commits). Every step that blocks
+the worker threads and the two batchers (model calls, one per inference core, and log commits). Every step that blocks
 (decoding, inference, fsync, Grad-CAM) runs on a thread, never on the event loop.
 
 The decision uses ``Predictor.probabilities`` and ``Predictor.decide``, so a threshold means here
@@ -65,6 +65,7 @@ class Service:
             max_batch=config.max_batch,
             max_wait=config.batch_wait_ms / 1000.0,
             name="defectlens-model",
+            concurrency=config.model_calls,
         )
         self._writer: Batcher[list[NewInspection], list[int]] = Batcher(
             self._commit, max_batch=256, name="defectlens-log"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -52,6 +54,51 @@ def test_a_failed_batch_fails_each_of_its_callers():
     assert all(isinstance(r, ValueError) and "model exploded" in str(r) for r in results)
 
 
+def _calls_at_once(concurrency: int, *, barrier: threading.Barrier | None = None) -> tuple[list[int], int]:
+    """Submit 8 announced items with max_batch 4; the results in order, and the most calls seen running at once."""
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def fn(items):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            if barrier is not None:
+                barrier.wait()  # both calls must be in flight together, or this times out
+            else:
+                time.sleep(0.05)
+            return [x * 10 for x in items]
+        finally:
+            with lock:
+                running[0] -= 1
+
+    async def main():
+        b = Batcher(fn, max_batch=4, max_wait=5.0, name="test", concurrency=concurrency)
+        b.start()
+        try:
+            b.announce(8)
+            return await asyncio.gather(*(b.submit(i) for i in range(8)))
+        finally:
+            await b.stop()
+
+    return run(main()), most[0]
+
+
+def test_calls_run_side_by_side_up_to_concurrency():
+    results, most = _calls_at_once(2, barrier=threading.Barrier(2, timeout=10))
+    assert results == [i * 10 for i in range(8)] and most == 2
+
+
+def test_one_call_at_a_time_by_default():
+    results, most = _calls_at_once(1)
+    assert results == [i * 10 for i in range(8)] and most == 1
+
+
+def test_concurrency_below_one_is_refused():
+    with pytest.raises(ValueError, match="concurrency"):
+        Batcher(lambda items: items, max_batch=2, concurrency=0)
+
+
 def test_submit_before_start_is_an_error():
     b = Batcher(lambda items: items, max_batch=2)
     with pytest.raises(RuntimeError, match="start"):
@@ -68,7 +115,8 @@ def test_service_batches_the_files_of_concurrent_requests_into_one_model_call(pr
 
     async def main():
         with InspectionLog(tmp_path / "log.sqlite") as log:
-            service = Service(predictor, log, config=ServeConfig(batch_wait_ms=2000, worker_threads=2))
+            config = ServeConfig(batch_wait_ms=2000, worker_threads=2, max_batch=8, inference_threads=1)
+            service = Service(predictor, log, config=config)
             await service.start()
             try:
                 requests = [[Upload(f"{i}.png", images[i]) for i in (j, j + 1)] for j in (0, 2, 4)]
@@ -85,6 +133,39 @@ def test_service_batches_the_files_of_concurrent_requests_into_one_model_call(pr
     assert logged == 6
     flat = [r for request in out for r in request]
     for img, r in zip(images, flat, strict=True):  # the same numbers as the Predictor's own path
+        expected = predictor.predict(img)
+        assert r["prediction"] == expected.prediction
+        assert np.allclose(list(r["probabilities"].values()), list(expected.probabilities.values()), atol=1e-6)
+
+
+def test_service_defaults_run_a_model_call_per_core_of_at_most_four_images(predictor, tmp_path):
+    from defectlens.inference.backends import SLICE
+    from defectlens.inspections import InspectionLog
+    from defectlens.serve import ServeConfig
+    from defectlens.serve.service import Service
+    from defectlens.serve.uploads import Upload
+
+    images = [png_bytes(i) for i in range(10)]
+    config = ServeConfig(batch_wait_ms=2000, worker_threads=2, inference_threads=2)
+    assert config.max_batch == SLICE == 4 and config.model_calls == 2
+
+    async def main():
+        with InspectionLog(tmp_path / "log.sqlite") as log:
+            service = Service(predictor, log, config=config)
+            await service.start()
+            try:
+                uploads = [Upload(f"{i}.png", img) for i, img in enumerate(images)]
+                out = await service.inspect(uploads, threshold=None, explain=False, source="api")
+            finally:
+                await service.stop()
+            return out, service.metrics.batch_size.collect()[0].samples
+
+    out, samples = run(main())
+    values = {s.name: s.value for s in samples}
+    up_to_four = next(s.value for s in samples if s.name.endswith("_bucket") and s.labels["le"] == "4.0")
+    assert values["defectlens_batch_size_sum"] == 10
+    assert up_to_four == values["defectlens_batch_size_count"] >= 3  # every call had at most 4 images
+    for img, r in zip(images, out, strict=True):
         expected = predictor.predict(img)
         assert r["prediction"] == expected.prediction
         assert np.allclose(list(r["probabilities"].values()), list(expected.probabilities.values()), atol=1e-6)
