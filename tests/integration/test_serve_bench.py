@@ -11,7 +11,8 @@ from tests.benchmark_scripts import load_benchmark
 def test_bench_serve_smoke_writes_its_figures(bundle, tmp_path):
     bench = load_benchmark("bench_serve")
     out = tmp_path / "serve.json"
-    result = bench.main([str(bundle), "--smoke", "--images", str(tmp_path / "none"), "--out", str(out)])
+    argv = [str(bundle), "--smoke", "--rounds", "2", "--images", str(tmp_path / "none"), "--out", str(out)]
+    result = bench.main(argv)
     assert out.is_file()
     for mode in ("batching_on", "batching_off"):
         r = result[mode]
@@ -24,3 +25,7 @@ def test_bench_serve_smoke_writes_its_figures(bundle, tmp_path):
     assert base["img_s"] == round((base["img_s_before"] + base["img_s_after"]) / 2, 1)
     assert result["served_over_model_only"] == round(result["batching_on"]["req_s"] / base["img_s"], 3)
     assert set(result["goals"]) == {"served>=0.7*model_only", "p99<=50ms", "zero_errors", "every_request_logged"}
+    rounds = result["rounds"]
+    assert len(rounds) == 2 and result["batching_on"]["req_s"] in {r["served_req_s"] for r in rounds}
+    assert min(r["served_over_model_only"] for r in rounds) == result["served_over_model_only"]  # lower middle of 2
+    assert result["rounds_meeting_each_goal"]["zero_errors"] == 2
