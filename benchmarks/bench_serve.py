@@ -12,6 +12,7 @@ served to the mean of the two; and the machine's idle CPU share while each mode 
     .venv/bin/python benchmarks/bench_serve.py BUNDLE [--clients 16] [--seconds 10] [--images DIR]
     .venv/bin/python benchmarks/bench_serve.py --random-arch efficientnet_lite0 --input-size 192 --channels 1
     .venv/bin/python benchmarks/bench_serve.py BUNDLE --rounds 3     # three batched runs; the median on top
+    .venv/bin/python benchmarks/bench_serve.py BUNDLE --rate 100     # and the 16 clients paced at 100 req/s
     .venv/bin/python benchmarks/bench_serve.py BUNDLE --smoke        # a few seconds, for the tests
 
 Images: real casting JPEGs from ../shared/datasets when present (or ``--images``), else synthetic
@@ -132,8 +133,16 @@ def multipart(name: str, data: bytes) -> tuple[bytes, str]:
     return head.encode() + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: float) -> dict[str, Any]:
+def drive(
+    url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: float, rate: float | None = None
+) -> dict[str, Any]:
     """``clients`` concurrent connections posting one image per request for ``seconds``; client-side latencies.
+
+    Without ``rate`` each client sends its next request as soon as the answer arrives (closed loop: the
+    most the service does). With ``rate`` (requests per second, all clients together) each client sends
+    on a fixed schedule, like a camera on a line, its clients evenly staggered; a latency counts from
+    the scheduled send time, so an answer that delays the next request is charged to that request too
+    (as wrk2 does, against coordinated omission).
 
     The load generator is as light as wrk's, since it shares the CPU with the server it measures: one
     asyncio thread, one keep-alive connection per client, each request pre-encoded as raw HTTP bytes,
@@ -152,11 +161,17 @@ def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: f
     async def client(k: int, stop: asyncio.Event) -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection(host, int(port))
-        i = k
+        i, period = k, (clients / rate if rate else 0.0)
+        due = origin + k * period / clients
         while not stop.is_set():
             request = requests[i % len(requests)]
             i += clients
-            t0 = time.perf_counter()
+            if rate:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                if stop.is_set():
+                    break
+            t0 = due if rate else time.perf_counter()
+            due += period
             try:
                 writer.write(request)
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -170,7 +185,11 @@ def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: f
             errors += 0 if ok else 1
         writer.close()
 
+    origin = 0.0
+
     async def run() -> float:
+        nonlocal origin
+        origin = time.perf_counter() + 0.05
         stop = asyncio.Event()
         tasks = [asyncio.create_task(client(k, stop)) for k in range(clients)]
         start = time.perf_counter()
@@ -186,7 +205,8 @@ def drive(url: str, images: list[tuple[str, bytes]], *, clients: int, seconds: f
     pct = {f"p{q}_ms": round(float(np.percentile(flat, q)), 2) for q in (50, 95, 99)} if len(flat) else {}
     per_request = round(cpu * 1000.0 / len(flat), 2) if len(flat) else None
     return {"requests": len(flat), "errors": errors, "req_s": round(len(flat) / elapsed, 1), **pct,
-            "client_cpu_ms_per_request": per_request, "cpu_idle": idle}  # fmt: skip
+            "client_cpu_ms_per_request": per_request, "cpu_idle": idle,
+            **({"offered_req_s": rate} if rate else {})}  # fmt: skip
 
 
 def machine_idle(since: tuple[int, int] | None = None) -> Any:
@@ -252,13 +272,16 @@ def http_stack() -> dict[str, str]:
     return {"http": "httptools" if have("httptools") else "h11", "loop": "uvloop" if have("uvloop") else "asyncio"}
 
 
-def run_mode(bundle: Path, images, *, batching: bool, clients: int, seconds: float, extra: list[str], tmp: Path):
+def run_mode(
+    bundle: Path, images, *, batching: bool, clients: int, seconds: float, extra: list[str], tmp: Path,
+    rate: float | None = None,
+):  # fmt: skip
     db = tmp / f"log_{'batched' if batching else 'unbatched'}.sqlite"
     proc, url = start_server(bundle, db, batching=batching, extra=extra)
     try:
         drive(url, images, clients=clients, seconds=min(1.0, seconds / 4))  # warm-up (counted in the log)
         before, cpu_before = scrape(url)["rows_logged"], cpu_seconds(proc.pid)
-        result = drive(url, images, clients=clients, seconds=seconds)
+        result = drive(url, images, clients=clients, seconds=seconds, rate=rate)
         cpu = cpu_seconds(proc.pid) - cpu_before
         scraped = scrape(url)
     finally:
@@ -282,6 +305,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--images", type=Path, default=CASTING)
     parser.add_argument("--server-args", default="", help="extra 'defectlens serve' flags, e.g. '--threads 2'")
     parser.add_argument("--rounds", type=int, default=1, help="batched runs, each between two model-only runs")
+    parser.add_argument("--rate", type=float, action="append", default=[], metavar="REQ_S",
+                        help="also run the clients on a fixed schedule at this total rate (repeatable)")  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 4 clients, 1.5 s per mode")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = parser.parse_args(argv)
@@ -292,6 +317,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("give a BUNDLE or --random-arch ARCH")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if any(rate <= 0 for rate in args.rate):
+        parser.error(f"--rate must be above 0 requests per second, got {args.rate}")
     machine = describe()
     images = load_images(args.images)
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -314,8 +341,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             base = {**before, "img_s": round((before["img_s"] + after["img_s"]) / 2, 1),
                     "img_s_before": before["img_s"], "img_s_after": after["img_s"]}  # fmt: skip
             rounds.append((on, base))
-        off = run_mode(bundle, images, batching=False, clients=args.clients, seconds=args.seconds, extra=extra, tmp=tmp)
+        mode = {"clients": args.clients, "seconds": args.seconds, "extra": extra, "tmp": tmp}
+        off = run_mode(bundle, images, batching=False, **mode)
+        paced = [run_mode(bundle, images, batching=True, rate=rate, **mode) for rate in args.rate]
     result = summarise(args, rounds, off, machine, images)
+    if paced:
+        result["at_line_rate"] = paced
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

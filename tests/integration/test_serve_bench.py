@@ -11,7 +11,18 @@ from tests.benchmark_scripts import load_benchmark
 def test_bench_serve_smoke_writes_its_figures(bundle, tmp_path):
     bench = load_benchmark("bench_serve")
     out = tmp_path / "serve.json"
-    argv = [str(bundle), "--smoke", "--rounds", "2", "--images", str(tmp_path / "none"), "--out", str(out)]
+    argv = [
+        str(bundle),
+        "--smoke",
+        "--rounds",
+        "2",
+        "--rate",
+        "12",
+        "--images",
+        str(tmp_path / "none"),
+        "--out",
+        str(out),
+    ]
     result = bench.main(argv)
     assert out.is_file()
     for mode in ("batching_on", "batching_off"):
@@ -29,3 +40,6 @@ def test_bench_serve_smoke_writes_its_figures(bundle, tmp_path):
     assert len(rounds) == 2 and result["batching_on"]["req_s"] in {r["served_req_s"] for r in rounds}
     assert min(r["served_over_model_only"] for r in rounds) == result["served_over_model_only"]  # lower middle of 2
     assert result["rounds_meeting_each_goal"]["zero_errors"] == 2
+    (paced,) = result["at_line_rate"]  # 4 clients on a schedule of 12 requests/s in all: no faster than that
+    assert paced["offered_req_s"] == 12 and 0 < paced["req_s"] <= 12 * 1.25
+    assert paced["errors"] == 0 and paced["every_request_logged"] is True
