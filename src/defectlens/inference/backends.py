@@ -180,17 +180,15 @@ def parallel(
     return run
 
 
-def onnx_runner(
-    data: bytes, *, threads: int | None = None, name: str = "model.onnx", split_single: bool = True
-) -> tuple[Runner, Any]:
+def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
     """An ONNX Runtime CPU session for a serialised model; returns (runner, session).
 
     Args:
         data: the ONNX model bytes.
         threads: cores a batch is spread over (None: every usable core); one image uses one core,
-            or all ``threads`` when it is alone on idle cores and ``split_single`` (module docstring).
+            or all ``threads`` when it is alone on idle cores (module docstring; a second session with
+            ``threads`` intra-op threads).
         name: what to call the model in an error message.
-        split_single: allow that split (a second session with ``threads`` intra-op threads).
 
     Raises:
         DefectlensError: when ONNX Runtime cannot load the bytes as a model.
@@ -202,8 +200,8 @@ def onnx_runner(
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: batch})[0]
 
-    if workers <= 1 or not split_single:
-        return parallel(run, workers), session
+    if workers <= 1:
+        return run, session
     wide = _ort_session(data, intra_op=workers, name=name)  # a lone image's layers over every core
 
     def run_wide(batch: np.ndarray) -> np.ndarray:

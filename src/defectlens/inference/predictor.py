@@ -137,7 +137,6 @@ class Predictor:
         backend: str = "auto",
         threads: int | None = None,
         precision: str = "auto",
-        split_single: bool = True,
     ) -> Predictor:
         """Load a ``.dlens`` bundle (ONNX Runtime or OpenVINO), a run folder or a ``.pt`` checkpoint (torch).
 
@@ -147,11 +146,9 @@ class Predictor:
                 :func:`~defectlens.inference.backends.auto_backend`; torch for a checkpoint), ``onnx``,
                 ``openvino`` or ``torch``.
             threads: CPU cores a batch is spread over (None: every usable core); one image uses one core
-                with ``openvino``, and with ``onnx`` unless ``split_single`` applies. For ``torch``, its
+                with ``openvino``; with ``onnx`` a lone image on otherwise idle cores is split over them
+                (see :mod:`~defectlens.inference.backends`; ``threads=1`` never splits). For ``torch``, its
                 intra-op threads (None: torch's default).
-            split_single: with ``onnx``, a lone single image on otherwise idle cores is split over
-                ``threads`` cores (see :mod:`~defectlens.inference.backends`); False keeps one core per
-                image always (a web service, whose concurrent requests already fill the cores).
             precision: for a bundle, ``auto`` runs the graph its export chose (INT8 only when it lost
                 nothing on validation), ``fp32`` or ``int8`` (a bundle exported with ``--int8``).
 
@@ -164,7 +161,7 @@ class Predictor:
             raise DefectlensError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         p = Path(path)
         if is_bundle(p):
-            return cls._from_bundle(p, backend=backend, threads=threads, precision=precision, split_single=split_single)
+            return cls._from_bundle(p, backend=backend, threads=threads, precision=precision)
         if backend in backends.ONNX_RUNTIMES or precision == "int8":
             what = "an INT8 graph" if precision == "int8" else f"the {backend} backend"
             raise DefectlensError(f"{p}: {what} needs a bundle; create one with 'defectlens export {p}'")
@@ -183,9 +180,7 @@ class Predictor:
         return cls(run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta)
 
     @classmethod
-    def _from_bundle(
-        cls, p: Path, *, backend: str, threads: int | None, precision: str, split_single: bool = True
-    ) -> Predictor:
+    def _from_bundle(cls, p: Path, *, backend: str, threads: int | None, precision: str) -> Predictor:
         bundle = read_bundle(p)
         spec = bundle.spec
         weights = bundle.members[WEIGHTS_FILE]
@@ -206,11 +201,8 @@ class Predictor:
         else:
             member = _graph_member(bundle.meta, bundle.members, precision, p)
             runtime = _runtime_for(bundle.meta, member, backend, p)
-            data, name = bundle.members[member], f"{p}:{member}"
-            if runtime == "openvino":
-                run, graph = backends.openvino_runner(data, threads=threads, name=name)
-            else:
-                run, graph = backends.onnx_runner(data, threads=threads, name=name, split_single=split_single)
+            build = backends.openvino_runner if runtime == "openvino" else backends.onnx_runner
+            run, graph = build(bundle.members[member], threads=threads, name=f"{p}:{member}")
             check_graph(graph, spec, str(p))
             name = backends.RUNTIME_LABELS[runtime] + ("-int8" if member == INT8_FILE else "")
         return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)

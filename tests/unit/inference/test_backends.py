@@ -233,6 +233,6 @@ def test_an_accepted_int8_graph_is_the_default_and_torch_still_runs_the_weights(
 def test_a_service_keeps_one_core_per_image(bundle, monkeypatch):
     asked: list[int] = []
     monkeypatch.setattr(backends, "others_running", lambda: asked.append(0) or 0)
-    served = Predictor.load(bundle, backend="onnx", threads=2, split_single=False)
+    served = Predictor.load(bundle, backend="onnx", threads=1)  # as the web service loads it
     served.logits(_images(1, seed=6))
     assert asked == []  # never considered splitting
