@@ -73,19 +73,14 @@ def _read_line(fd: int) -> str:
 
 @pytest.fixture(autouse=True, scope="module")
 def _tk_garbage_dies_on_the_main_thread() -> Iterator[None]:
-    """Collect the closed windows' Tk objects on the main thread, before and after each test.
+    """Collect the closed windows' Tk objects on the main thread once this module is done.
 
     A closed window leaves Tk variables in reference cycles. Collected later on another thread (a
-    scoring thread, or a later test's uvicorn thread), each one's ``__del__`` waits a second for a Tk
-    main loop that never runs ("main thread is not in main loop"); in CI that once held the browser
-    test's server start past its 30 s.
+    later test's uvicorn thread), each one's ``__del__`` waits a second for a Tk main loop that never
+    runs ("main thread is not in main loop"); in CI that once held the browser test's server start
+    past its 30 s.
     """
     yield
-    gc.collect()  # the last test's window (pytest holds a test's fixtures until it has finished)
-
-
-@pytest.fixture(autouse=True)
-def _collect_earlier_windows() -> None:
     gc.collect()
 
 

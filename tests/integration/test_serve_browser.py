@@ -8,7 +8,6 @@ Chromium or Playwright is missing, unless ``DEFECTLENS_REQUIRE_UI_TESTS=1`` (CI)
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import shutil
@@ -54,7 +53,6 @@ class ServerThread:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
-        gc.collect()  # leftovers of earlier tests (Tk variables) die here, not on the server's thread
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
