@@ -329,19 +329,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra = args.server_args.split()
         threads = int(extra[extra.index("--threads") + 1]) if "--threads" in extra else None  # as the server runs
         base_seconds = 0.5 if args.smoke else 5.0
+        mode = {"clients": args.clients, "seconds": args.seconds, "extra": extra, "tmp": tmp}
         rounds = []
         for _ in range(args.rounds):
             # Model-only right before and right after the batched run, so the ratio compares the two under
             # the same machine conditions (this shared VM's speed drifts by several per cent over minutes).
             before = model_only(bundle, images, seconds=base_seconds, threads=threads)
-            on = run_mode(
-                bundle, images, batching=True, clients=args.clients, seconds=args.seconds, extra=extra, tmp=tmp
-            )
+            on = run_mode(bundle, images, batching=True, **mode)
             after = model_only(bundle, images, seconds=base_seconds, threads=threads)
             base = {**before, "img_s": round((before["img_s"] + after["img_s"]) / 2, 1),
                     "img_s_before": before["img_s"], "img_s_after": after["img_s"]}  # fmt: skip
             rounds.append((on, base))
-        mode = {"clients": args.clients, "seconds": args.seconds, "extra": extra, "tmp": tmp}
         off = run_mode(bundle, images, batching=False, **mode)
         paced = [run_mode(bundle, images, batching=True, rate=rate, **mode) for rate in args.rate]
     result = summarise(args, rounds, off, machine, images)

@@ -14,9 +14,8 @@ waits for company only while other items are announced (still being decoded) and
 
 The service runs one model call per core this way rather than one batch split over every core: a
 split batch ends with its slowest slice, and on cores that also decode uploads and parse requests
-one slice is usually late, so the other core sat idle. In A/B runs under 16 clients on the 2-core
-development machine the idle share of the CPU fell by more than half and throughput rose; the
-benchmark (``benchmarks/bench_serve.py``) records the idle share of each run (``cpu_idle``).
+one slice is usually late, so the other core sat idle. With a call per core no core waits for
+another; ``benchmarks/bench_serve.py`` records the machine's idle share under load (``cpu_idle``).
 """
 
 from __future__ import annotations
