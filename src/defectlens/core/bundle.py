@@ -33,6 +33,7 @@ from typing import Any
 
 from defectlens.core.archive import EMPTY, zip_problem
 from defectlens.core.errors import DefectlensError
+from defectlens.core.profile import GateProfile, profile_problems
 from defectlens.core.spec import ModelSpec, SpecError
 
 FORMAT = "defectlens-bundle/1"
@@ -74,6 +75,12 @@ class Bundle:
     @property
     def model_id(self) -> str:
         return str(self.meta["model_id"])
+
+    @property
+    def profile(self) -> GateProfile | None:
+        """The gate's reference profile (None for a bundle exported without one; checked at read)."""
+        gate = self.meta.get("gate")
+        return None if gate is None else GateProfile.from_dict(gate)
 
     @property
     def onnx(self) -> bytes:
@@ -234,6 +241,10 @@ def _check_meta(p: Path, meta: Any, members: dict[str, bytes]) -> ModelSpec:
     default = meta.get("default_onnx", ONNX_FILE)
     if default not in (ONNX_FILE, INT8_FILE) or default not in members:
         raise DefectlensError(f"{p}: refused: default_onnx {default!r:.60} names no ONNX member of the bundle")
+    if meta.get("gate") is not None:
+        problems = profile_problems(meta["gate"])
+        if problems:
+            raise DefectlensError(f"{p}: refused: spec.json's gate profile is invalid: {'; '.join(problems[:6])}")
     try:
         return ModelSpec.from_dict(meta.get("spec"))
     except SpecError as exc:

@@ -34,7 +34,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import numpy as np
 from PIL import (  # the plugins of ACCEPTED_FORMATS, registered before Image.open(formats=...)
@@ -421,8 +421,26 @@ def to_array(img: Image.Image, *, size: int, channels: int, interpolation: str =
     return np.ascontiguousarray(arr)
 
 
+class Prepared(NamedTuple):
+    """A model input (uint8, (C, H, W)), the decode's warnings, and the decoded frame's (width, height)."""
+
+    array: np.ndarray
+    warnings: tuple[str, ...]
+    size: tuple[int, int]
+
+
 def prepare(source: Source, spec: ModelSpec, *, name: str | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
     """Model input for one image under the decode rule, and the decode's warnings.
+
+    Raises:
+        ImageError: when the input cannot be used (the reason says why).
+    """
+    prepared = prepare_frame(source, spec, name=name)
+    return prepared.array, prepared.warnings
+
+
+def prepare_frame(source: Source, spec: ModelSpec, *, name: str | None = None) -> Prepared:
+    """:func:`prepare`, and the decoded frame's size (the gate judges it against the training images').
 
     Raises:
         ImageError: when the input cannot be used (the reason says why).
@@ -434,7 +452,7 @@ def prepare(source: Source, spec: ModelSpec, *, name: str | None = None) -> tupl
         raise ImageError(source_label(source, name), exc.reason) from None
     except (ValueError, OSError) as exc:
         raise ImageError(source_label(source, name), f"cannot convert image ({exc})") from None
-    return arr, decoded.warnings
+    return Prepared(arr, decoded.warnings, decoded.image.size)
 
 
 def preprocess(source: Source, spec: ModelSpec) -> np.ndarray:

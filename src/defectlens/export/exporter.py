@@ -1,6 +1,8 @@
 """``export_bundle``: checkpoint or run folder -> a verified ``.dlens`` bundle.
 
-Steps: load the checkpoint, export ONNX (spec in its metadata), check torch vs ONNX Runtime (and
+Steps: load the checkpoint, fit the gate's reference profile on the training data
+(:mod:`defectlens.export.profile`; its out-of-distribution score becomes a second graph output),
+export ONNX (spec in its metadata), check torch vs ONNX Runtime (and
 every other installed runtime) parity on validation images (refusing the bundle when ONNX Runtime is
 above the tolerance), optionally quantise to INT8 (calibrated on training images) and measure what
 that costs on the validation split, then write the zip with ``spec.json``. Nothing is written unless
@@ -13,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, without_paths, write_bundle
 from defectlens.core.errors import DefectlensError
@@ -21,12 +23,18 @@ from defectlens.core.machine import versions
 from defectlens.core.spec import ModelSpec
 from defectlens.export.parity import (
     TOLERANCE,
+    CheckInputs,
+    ParityError,
     calibration_inputs,
     check_inputs,
     check_parity,
     compare_int8,
     quantize_int8,
 )
+
+if TYPE_CHECKING:
+    from defectlens.export.profile import GateFit
+    from defectlens.models import Classifier
 
 #: Most validation images the INT8 graph is judged on (the whole split of the datasets at hand).
 INT8_VALIDATION_IMAGES = 2000
@@ -72,6 +80,7 @@ def export_bundle(
     int8: bool = False,
     tolerance: float = TOLERANCE,
     max_images: int = 64,
+    gate: bool = True,
 ) -> ExportResult:
     """Export a run folder or checkpoint to a verified bundle.
 
@@ -83,6 +92,7 @@ def export_bundle(
             and as the default one only if it loses nothing on validation (see :mod:`defectlens.export.parity`).
         tolerance: largest allowed |p_torch - p_onnx|.
         max_images: validation images used by the checks.
+        gate: fit the gate's profile and OOD score (needs the dataset; else the bundle has no gate).
 
     Raises:
         DefectlensError: bad checkpoint or dataset, or ``int8`` without a dataset to calibrate on;
@@ -90,7 +100,7 @@ def export_bundle(
     """
     from safetensors.torch import save
 
-    from defectlens.export.onnx_export import to_onnx
+    from defectlens.export.profile import fit_gate  # torch: only when exporting
     from defectlens.models import load_checkpoint
 
     out = Path(out)
@@ -114,8 +124,8 @@ def export_bundle(
             f"export parity checked on SYNTHETIC inputs only ({data_note or 'no dataset given'}); pass --data DIR",
             stacklevel=2,
         )
-    onnx_bytes, exporter = to_onnx(model, spec)
-    parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
+    fit = fit_gate(model, spec, data) if gate and data is not None else None
+    onnx_bytes, exporter, parity = _checked_graph(model, spec, inputs, fit, tolerance)
     refused = {r: c.get("reason") for r, c in parity["backends"].items() if not c.get("ok")}
     if refused:
         warnings.warn(f"these backends disagree with torch and will refuse this bundle: {refused}", stacklevel=2)
@@ -139,9 +149,43 @@ def export_bundle(
         members[INT8_FILE], meta["int8"] = _int8(onnx_bytes, spec, data)
         if meta["int8"]["accepted"]:
             meta["default_onnx"] = INT8_FILE
+    meta["gate"] = _gate_profile(fit, members) if fit is not None else None
     model_id = write_bundle(out, members=members, meta=meta)
     # what spec.json holds: absolute paths cut to names (the bundle leaves this machine)
     return ExportResult(path=out, model_id=model_id, meta={**without_paths(meta), "model_id": model_id})
+
+
+def _checked_graph(
+    model: Classifier, spec: ModelSpec, inputs: CheckInputs, fit: GateFit | None, tolerance: float
+) -> tuple[bytes, str, dict[str, Any]]:
+    """The ONNX graph (gated when ``fit`` is given), its exporter and its parity report against torch.
+
+    Raises:
+        ParityError: when ONNX Runtime's probabilities or OOD scores disagree with torch's.
+    """
+    from defectlens.export.onnx_export import to_onnx
+    from defectlens.export.profile import ood_parity
+
+    onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None)
+    parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
+    if fit is not None:
+        parity["ood"] = ood_parity(model, fit.density, onnx_bytes, inputs.images)
+        if not parity["ood"]["ok"]:
+            raise ParityError(
+                f"refused to write the bundle: the graph's OOD score differs from torch's: {parity['ood']}"
+            )
+    return onnx_bytes, exporter, parity
+
+
+def _gate_profile(fit: GateFit, members: dict[str, bytes]) -> dict[str, Any]:
+    """The profile for ``spec.json``: each graph's OOD threshold set on its own validation scores."""
+    from defectlens.export.profile import build_profile, graph_scores, ood_threshold
+
+    scores = {
+        name: graph_scores(members[name], fit.validation.images) for name in (ONNX_FILE, INT8_FILE) if name in members
+    }
+    thresholds = {name: ood_threshold(s) for name, s in scores.items()}
+    return build_profile(fit, thresholds, scores[ONNX_FILE]).to_dict()
 
 
 def _int8(onnx_bytes: bytes, spec: ModelSpec, data: str | Path) -> tuple[bytes, dict[str, Any]]:

@@ -48,14 +48,20 @@ if TYPE_CHECKING:
     import torch
 
     from defectlens.models import Classifier
+    from defectlens.models.density import FeatureDensity
 
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-def to_onnx(model: Classifier, spec: ModelSpec, *, opset: int = OPSET) -> tuple[bytes, str]:
+def to_onnx(
+    model: Classifier, spec: ModelSpec, *, opset: int = OPSET, density: FeatureDensity | None = None
+) -> tuple[bytes, str]:
     """Export ``model`` (a Classifier taking float input in [0, 1]) to ONNX.
+
+    With ``density`` the graph has a second output, ``ood`` (N,): the gate's out-of-distribution score
+    of each image, from the same pass (:class:`~defectlens.models.density.GatedNetwork`).
 
     Returns:
         The serialised ONNX model and the name of the exporter that produced it.
@@ -63,14 +69,18 @@ def to_onnx(model: Classifier, spec: ModelSpec, *, opset: int = OPSET) -> tuple[
     import onnx
     import torch
 
+    from defectlens.models.density import OOD_OUTPUT, GatedNetwork
+
     model = model.eval().cpu()
+    module: torch.nn.Module = model if density is None else GatedNetwork(model, density.eval().cpu()).eval()
+    outputs = [OUTPUT_NAME] if density is None else [OUTPUT_NAME, OOD_OUTPUT]
     # batch 2, not 1: a size-1 example dimension can be specialised away by torch.export
     example = torch.rand(2, spec.in_channels, spec.input_size, spec.input_size)
     try:
-        data, exporter = _dynamo(model, example, opset), "torch.onnx.export(dynamo=True)"
+        data, exporter = _dynamo(module, example, opset, outputs), "torch.onnx.export(dynamo=True)"
     except Exception as exc:  # capture failures surface as many exception types
         warnings.warn(f"dynamo ONNX export failed ({exc!s:.200}); using the TorchScript exporter", stacklevel=2)
-        data, exporter = _legacy(model, example, opset), "torch.onnx.export(dynamo=False)"
+        data, exporter = _legacy(module, example, opset, outputs), "torch.onnx.export(dynamo=False)"
     proto = onnx.load_from_string(data)
     _pool_as_gap(proto)
     onnx.checker.check_model(proto)
@@ -82,7 +92,7 @@ def to_onnx(model: Classifier, spec: ModelSpec, *, opset: int = OPSET) -> tuple[
     return proto.SerializeToString(), exporter
 
 
-def _dynamo(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
+def _dynamo(model: torch.nn.Module, example: torch.Tensor, opset: int, outputs: list[str]) -> bytes:
     import torch
 
     program = torch.onnx.export(
@@ -91,7 +101,7 @@ def _dynamo(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
         dynamo=True,
         opset_version=opset,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=outputs,
         dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
         verbose=False,
         optimize=True,
@@ -104,7 +114,7 @@ def _dynamo(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
         return path.read_bytes()
 
 
-def _legacy(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
+def _legacy(model: torch.nn.Module, example: torch.Tensor, opset: int, outputs: list[str]) -> bytes:
     import torch
 
     buf = io.BytesIO()
@@ -117,8 +127,8 @@ def _legacy(model: Classifier, example: torch.Tensor, opset: int) -> bytes:
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
         )
     return buf.getvalue()
 

@@ -180,7 +180,19 @@ def parallel(
     return run
 
 
-def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
+def joined(outputs: list[Any]) -> np.ndarray:
+    """A gated graph's outputs as one array: the logits (N, K), then the OOD score as column K.
+
+    One array keeps every runner's contract (batch in, one array out, slices concatenated in order);
+    :class:`~defectlens.inference.predictor.Predictor` splits it again.
+    """
+    logits, score = outputs[0], outputs[1]
+    return np.concatenate([np.asarray(logits, np.float32), np.asarray(score, np.float32).reshape(-1, 1)], axis=1)
+
+
+def onnx_runner(
+    data: bytes, *, threads: int | None = None, name: str = "model.onnx", with_ood: bool = False
+) -> tuple[Runner, Any]:
     """An ONNX Runtime CPU session for a serialised model; returns (runner, session).
 
     Args:
@@ -189,6 +201,7 @@ def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.o
             or all ``threads`` when it is alone on idle cores (module docstring; a second session with
             ``threads`` intra-op threads).
         name: what to call the model in an error message.
+        with_ood: the graph is gated; the runner returns :func:`joined` logits and OOD scores.
 
     Raises:
         DefectlensError: when ONNX Runtime cannot load the bytes as a model.
@@ -197,15 +210,21 @@ def onnx_runner(data: bytes, *, threads: int | None = None, name: str = "model.o
     session = _ort_session(data, intra_op=1, name=name)  # see the module docstring: one image, one core
     input_name = session.get_inputs()[0].name
 
+    fetch = [o.name for o in session.get_outputs()][: 2 if with_ood else 1]
+    if with_ood and len(fetch) < 2:
+        raise DefectlensError(f"{name}: the graph has no out-of-distribution output; export the bundle again")
+
     def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: batch})[0]
+        out = session.run(fetch, {input_name: batch})
+        return joined(out) if with_ood else out[0]
 
     if workers <= 1:
         return run, session
     wide = _ort_session(data, intra_op=workers, name=name)  # a lone image's layers over every core
 
     def run_wide(batch: np.ndarray) -> np.ndarray:
-        return wide.run(None, {input_name: batch})[0]
+        out = wide.run(fetch, {input_name: batch})
+        return joined(out) if with_ood else out[0]
 
     return parallel(run, workers, lone=run_wide), session
 
@@ -260,7 +279,9 @@ class OpenVinoGraph:
         return [self._port(p) for p in self.compiled.outputs]
 
 
-def openvino_runner(data: bytes, *, threads: int | None = None, name: str = "model.onnx") -> tuple[Runner, Any]:
+def openvino_runner(
+    data: bytes, *, threads: int | None = None, name: str = "model.onnx", with_ood: bool = False
+) -> tuple[Runner, Any]:
     """An OpenVINO CPU model for serialised ONNX bytes, in f32; returns (runner, graph ports).
 
     One stream per core, one thread per stream (as :func:`onnx_runner`): one image runs on one core and a
@@ -292,7 +313,10 @@ def openvino_runner(data: bytes, *, threads: int | None = None, name: str = "mod
     def run(batch: np.ndarray) -> np.ndarray:
         request = requests.get()  # an infer request serves one call at a time
         try:
-            return np.array(request.infer({0: batch})[0], dtype=np.float32, copy=True)
+            result = request.infer({0: batch})
+            if with_ood:
+                return joined([result[0], result[1]])
+            return np.array(result[0], dtype=np.float32, copy=True)
         finally:
             requests.put(request)
 

@@ -14,7 +14,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +23,11 @@ import numpy as np
 from defectlens.core.bundle import INT8_FILE, ONNX_FILE, WEIGHTS_FILE, is_bundle, read_bundle
 from defectlens.core.decision import decide, softmax
 from defectlens.core.errors import DefectlensError, ImageError
+from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.core.spec import ModelSpec
-from defectlens.data.images import Source, prepare, source_label
+from defectlens.data.images import Source, prepare_frame, source_label
 from defectlens.inference import backends
+from defectlens.inference.gate import Gate, GateCheck
 
 if TYPE_CHECKING:
     from defectlens.models import Classifier
@@ -35,11 +37,19 @@ if TYPE_CHECKING:
 BACKENDS = ("auto", "onnx", "openvino", "torch")
 #: Which graph of a bundle to run: ``auto`` (the one the export chose), ``fp32`` or ``int8`` (opt-in).
 PRECISIONS = ("auto", "fp32", "int8")
+#: A row's outcome: a decision (``ok``), a frame the gate would not let the model judge (``needs_review``:
+#: no class, the reason and the gate's scores), or an input that could not be used (``error``).
+STATUSES = ("ok", "needs_review", "error")
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Result for one image; ``status`` is ``"ok"`` or ``"error"`` (then ``reason`` says why).
+    """Result for one image; ``status`` is ``"ok"``, ``"needs_review"`` or ``"error"`` (:data:`STATUSES`).
+
+    ``needs_review``: the gate found the frame is not one the model can judge (a blank or unfocused
+    frame, the wrong camera, another product); it has no class, ``reason`` says why and ``gate`` holds
+    the scores. ``error``: the input could not be used; ``reason`` says why. In the gate's ``warn`` mode
+    a flagged frame keeps its class (``status="ok"``) with ``gate.flagged`` set.
 
     ``confidence`` is the probability of the predicted class, not of "defect": with a binary model
     decided at a low threshold a part can be called defective at a confidence below 0.5. ``warning``
@@ -57,10 +67,21 @@ class Prediction:
     status: str = "ok"
     reason: str = ""
     warning: str = ""
+    gate: GateCheck | None = None
 
     @property
     def ok(self) -> bool:
+        """A decision was made (a class is given)."""
         return self.status == "ok"
+
+    @property
+    def needs_review(self) -> bool:
+        """The gate flagged the frame (refused: no class; or, in ``warn`` mode, a class with the flag)."""
+        return self.status == "needs_review" or (self.gate is not None and self.gate.flagged)
+
+    @property
+    def ood_score(self) -> float | None:
+        return self.gate.ood_score if self.gate is not None else None
 
     @classmethod
     def error(cls, file: str, reason: str, *, threshold: float | None = None, latency_ms: float = 0.0) -> Prediction:
@@ -78,6 +99,8 @@ class Prediction:
             "status": self.status,
             **self.extra,
         }
+        if self.gate is not None:
+            d["gate"] = self.gate.to_dict()
         if self.reason:
             d["reason"] = self.reason
         if self.warning:
@@ -97,6 +120,8 @@ class Predictor:
         model_id: content hash of the bundle or checkpoint (None for an in-memory model).
         torch_factory: builds a fresh torch Classifier with the same weights (for Grad-CAM).
         meta: bundle ``spec.json`` or checkpoint provenance, for ``/info`` endpoints and reports.
+        gate: the gate in force (:mod:`defectlens.inference.gate`); when it reads the graph's OOD score,
+            ``run_logits`` returns the logits with the score as one more column.
     """
 
     def __init__(
@@ -108,8 +133,10 @@ class Predictor:
         model_id: str | None = None,
         torch_factory: Callable[[], Any] | None = None,
         meta: dict[str, Any] | None = None,
+        gate: Gate | None = None,
     ):
         self._run = run_logits
+        self.gate = gate or Gate(None, mode="off", member=None, note="an in-memory model has no reference profile")
         self.spec = spec
         self.backend = backend
         self.model_id = model_id
@@ -137,6 +164,7 @@ class Predictor:
         backend: str = "auto",
         threads: int | None = None,
         precision: str = "auto",
+        gate: str = "refuse",
     ) -> Predictor:
         """Load a ``.dlens`` bundle (ONNX Runtime or OpenVINO), a run folder or a ``.pt`` checkpoint (torch).
 
@@ -151,6 +179,14 @@ class Predictor:
                 intra-op threads (None: torch's default).
             precision: for a bundle, ``auto`` runs the graph its export chose (INT8 only when it lost
                 nothing on validation), ``fp32`` or ``int8`` (a bundle exported with ``--int8``).
+            gate: ``refuse`` (a frame the model cannot judge gets no class: ``needs_review``), ``warn``
+                (its class, flagged) or ``off``. Bundles exported without a reference profile and
+                checkpoints have no gate (:attr:`gate` says so in its ``note``).
+
+        Example:
+            >>> predictor = Predictor.load("model.dlens")  # doctest: +SKIP
+            >>> predictor.predict("part_0001.png").status  # doctest: +SKIP
+            'ok'
 
         Raises:
             DefectlensError: for a missing, tampered or unsupported file, or an impossible backend or precision.
@@ -159,9 +195,10 @@ class Predictor:
             raise DefectlensError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if precision not in PRECISIONS:
             raise DefectlensError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        mode = check_gate_mode(gate)
         p = Path(path)
         if is_bundle(p):
-            return cls._from_bundle(p, backend=backend, threads=threads, precision=precision)
+            return cls._from_bundle(p, backend=backend, threads=threads, precision=precision, gate=mode)
         if backend in backends.ONNX_RUNTIMES or precision == "int8":
             what = "an INT8 graph" if precision == "int8" else f"the {backend} backend"
             raise DefectlensError(f"{p}: {what} needs a bundle; create one with 'defectlens export {p}'")
@@ -177,12 +214,17 @@ class Predictor:
 
         meta: dict[str, Any] = {k: payload[k] for k in ("config", "metrics", "data_fingerprint") if k in payload}
         run = backends.torch_runner(model, threads=threads)
-        return cls(run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta)
+        note = "a checkpoint has no reference profile: export a bundle ('defectlens export') to gate frames"
+        checkpoint_gate = Gate(None, mode=mode, member=None, note=note)
+        return cls(
+            run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta, gate=checkpoint_gate
+        )
 
     @classmethod
-    def _from_bundle(cls, p: Path, *, backend: str, threads: int | None, precision: str) -> Predictor:
+    def _from_bundle(cls, p: Path, *, backend: str, threads: int | None, precision: str, gate: GateMode) -> Predictor:
         bundle = read_bundle(p)
         spec = bundle.spec
+        profile = bundle.profile
         weights = bundle.members[WEIGHTS_FILE]
 
         def factory() -> Any:
@@ -198,14 +240,26 @@ class Predictor:
                 raise DefectlensError(f"{p}: the torch backend runs the FP32 weights; use --precision fp32")
             run = backends.torch_runner(factory(), threads=threads)
             name = "torch"
+            gate_in_force = Gate(profile, mode=gate, member=None)
         else:
             member = _graph_member(bundle.meta, bundle.members, precision, p)
             runtime = _runtime_for(bundle.meta, member, backend, p)
+            gate_in_force = Gate(profile, mode=gate, member=member)
             build = backends.openvino_runner if runtime == "openvino" else backends.onnx_runner
-            run, graph = build(bundle.members[member], threads=threads, name=f"{p}:{member}")
+            run, graph = build(
+                bundle.members[member], threads=threads, name=f"{p}:{member}", with_ood=gate_in_force.wants_ood
+            )
             check_graph(graph, spec, str(p))
             name = backends.RUNTIME_LABELS[runtime] + ("-int8" if member == INT8_FILE else "")
-        return cls(run, spec, backend=name, model_id=bundle.model_id, torch_factory=factory, meta=bundle.meta)
+        return cls(
+            run,
+            spec,
+            backend=name,
+            model_id=bundle.model_id,
+            torch_factory=factory,
+            meta=bundle.meta,
+            gate=gate_in_force,
+        )
 
     @classmethod
     def from_onnx(
@@ -254,12 +308,21 @@ class Predictor:
         Raises:
             ImageError: when the input cannot be used.
         """
-        return prepare(source, self.spec)[0]
+        return prepare_frame(source, self.spec).array
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw logits (before temperature) for a uint8 batch (N, C, H, W), and the graph's OOD scores
+        (N,) when the gate reads them (else None)."""
+        x = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
+        out = np.asarray(self._run(x), dtype=np.float32)
+        if self.gate.wants_ood:
+            k = self.spec.num_classes
+            return out[:, :k], out[:, k]
+        return out, None
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw logits (before temperature) for a uint8 batch (N, C, H, W)."""
-        x = np.ascontiguousarray(batch, dtype=np.float32) / np.float32(255.0)
-        return np.asarray(self._run(x), dtype=np.float32)
+        return self.outputs(batch)[0]
 
     def score_files(
         self,
@@ -291,28 +354,40 @@ class Predictor:
         return decide(probs, positive_index=self.spec.positive_index, threshold=t)
 
     def _result(
-        self, name: str, probs: np.ndarray, idx: int, threshold: float | None, latency: float, warning: str = ""
+        self, item: _Item, probs: np.ndarray, idx: int, threshold: float | None, check: GateCheck | None
     ) -> Prediction:
         names = self.spec.class_names
+        t = self.spec.threshold if threshold is None else threshold
+        if check is not None and check.flagged and self.gate.mode == "refuse":
+            return Prediction(
+                item.name, "", 0.0, {}, t, item.latency_ms, status="needs_review", reason=check.reason,
+                warning=item.warning, gate=check,
+            )  # fmt: skip
         return Prediction(
-            file=name,
+            file=item.name,
             prediction=names[idx],
             confidence=float(probs[idx]),
             probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
-            threshold=self.spec.threshold if threshold is None else threshold,
-            latency_ms=latency,
-            warning=warning,
+            threshold=t,
+            latency_ms=item.latency_ms,
+            warning=item.warning,
+            gate=check,
         )
 
     def predict(self, source: Source, *, threshold: float | None = None, name: str | None = None) -> Prediction:
-        """Classify one image (path, bytes, PIL image or array); unreadable input raises ImageError."""
+        """Classify one image (path, bytes, PIL image or array); unreadable input raises ImageError.
+
+        A frame the gate flags comes back with ``status="needs_review"`` and no class (``refuse`` mode).
+
+        Example:
+            >>> Predictor.load("model.dlens").predict("part_0001.png").prediction  # doctest: +SKIP
+            'ok'
+        """
         start = time.perf_counter()
         label = name or _name_of(source)
-        arr, notes = prepare(source, self.spec, name=label)
-        probs = self.probabilities(self.logits(arr[None]))
-        idx = int(self.decide(probs, threshold)[0])
-        latency = (time.perf_counter() - start) * 1000.0
-        return self._result(label, probs[0], idx, threshold, latency, "; ".join(notes))
+        frame = prepare_frame(source, self.spec, name=label)
+        item = _Item(label, frame.array, "; ".join(frame.warnings), 0.0, frame.size)
+        return self._flush([item], threshold, started=start)[0]
 
     def predict_many(
         self, sources: Iterable[Any], *, batch_size: int = 16, threshold: float | None = None
@@ -326,8 +401,13 @@ class Predictor:
 
         An input that cannot be read, for whatever reason, yields an error row (``status="error"``,
         ``reason``) and the run goes on; one that decodes with a problem (corrupt JPEG data) yields its
-        verdict with ``warning`` set. ``latency_ms`` of a row is its own decoding time plus its share
-        of the batch.
+        verdict with ``warning`` set; one the gate flags yields ``status="needs_review"``. ``latency_ms``
+        of a row is its own decoding time plus its share of the batch.
+
+        Example:
+            >>> rows = Predictor.load("model.dlens").predict_many(["a.png", "b.png"])  # doctest: +SKIP
+            >>> [r.status for r in rows]  # doctest: +SKIP
+            ['ok', 'needs_review']
         """
         if batch_size < 1:
             raise DefectlensError(f"batch_size must be at least 1, got {batch_size}")
@@ -343,33 +423,40 @@ class Predictor:
             yield from self._flush(chunk, t)
 
     def _prepare_one(self, name: str, source: Source) -> _Item:
-        """Decode one input for a batch: its array and warnings, or the reason it cannot be used."""
+        """Decode one input for a batch: its array, warnings and size, or the reason it cannot be used."""
         start = time.perf_counter()
+        size = None
         try:
-            arr, notes = prepare(source, self.spec, name=name)
-            result: np.ndarray | str = arr
+            frame = prepare_frame(source, self.spec, name=name)
+            result: np.ndarray | str = frame.array
+            notes, size = frame.warnings, frame.size
         except ImageError as exc:
             result, notes = exc.reason, ()
         except Exception as exc:  # never lose the batch over one input, whatever went wrong with it
             result, notes = f"cannot read this input ({type(exc).__name__}: {exc})", ()
-        return _Item(name, result, "; ".join(notes), (time.perf_counter() - start) * 1000.0)
+        return _Item(name, result, "; ".join(notes), (time.perf_counter() - start) * 1000.0, size)
 
-    def _flush(self, chunk: list[_Item], threshold: float | None) -> list[Prediction]:
-        good = [item.array for item in chunk if isinstance(item.array, np.ndarray)]
-        share, probs, idx = 0.0, np.empty((0, 0)), np.empty(0, dtype=int)
+    def _flush(self, chunk: list[_Item], threshold: float | None, *, started: float | None = None) -> list[Prediction]:
+        good = [item for item in chunk if isinstance(item.array, np.ndarray)]
+        share, probs, idx, ood = 0.0, np.empty((0, 0)), np.empty(0, dtype=int), None
         if good:
             start = time.perf_counter()
-            probs = self.probabilities(self.logits(np.stack(good)))
+            logits, ood = self.outputs(np.stack([item.array for item in good]))  # type: ignore[misc]
+            probs = self.probabilities(logits)
             idx = self.decide(probs, threshold)
             share = (time.perf_counter() - start) * 1000.0 / len(good)
         out, k = [], 0
         for item in chunk:
             if isinstance(item.array, str):
                 out.append(Prediction.error(item.name, item.array, threshold=threshold, latency_ms=item.decode_ms))
-            else:
-                latency = item.decode_ms + share
-                out.append(self._result(item.name, probs[k], int(idx[k]), threshold, latency, item.warning))
-                k += 1
+                continue
+            score = None if ood is None else float(ood[k])
+            check = self.gate.check(item.array, item.size, score)
+            done = item.timed(
+                (time.perf_counter() - started) * 1000.0 if started is not None else item.decode_ms + share
+            )
+            out.append(self._result(done, probs[k], int(idx[k]), threshold, check))
+            k += 1
         return out
 
     # -- explanation ------------------------------------------------------------------------------
@@ -412,6 +499,11 @@ class _Item:
     array: np.ndarray | str
     warning: str
     decode_ms: float
+    size: tuple[int, int] | None = None
+    latency_ms: float = 0.0
+
+    def timed(self, latency_ms: float) -> _Item:
+        return replace(self, latency_ms=latency_ms)
 
 
 def _name_of(source: Any, index: int | None = None) -> str:

@@ -88,6 +88,23 @@ class Classifier(nn.Module):
         views = torch.cat([dihedral(x, k) for k in ks])
         return self.forward_single(views).view(len(ks), x.shape[0], -1).mean(dim=0)
 
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward`'s logits and the untransformed image's :meth:`forward_features`, from one pass.
+
+        The features of the first view (the identity: every entry of ``TTA_VIEWS`` starts with it) come
+        from the same backbone pass as the logits, so the gate's feature-density score costs no extra
+        pass through the network.
+        """
+        ks = (0,) if self.training else TTA_VIEWS[self._tta]
+        views = x if len(ks) == 1 else torch.cat([dihedral(x, k) for k in ks])
+        fmap = self.features(self.normalize(views))
+        logits = self.head(fmap)
+        if len(ks) > 1:
+            logits = logits.view(len(ks), x.shape[0], -1).mean(dim=0)
+        first = fmap[: x.shape[0]]
+        feats = first.mean(dim=(2, 3)) if isinstance(self.head, PooledHead) else torch.flatten(first, 1)
+        return logits, feats
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Input in [0, 1] to what the backbone expects: illumination standardised (when on), then mean/std.
 

@@ -1,0 +1,191 @@
+"""The gate's reference profile, fitted at export from the training and validation images.
+
+:func:`fit_gate` reads the run's training images (up to :data:`MAX_TRAIN`, evenly spaced so every class
+is kept) and validation images, and builds:
+
+* the band each image statistic may take (:func:`stat_band`): the statistic's 0.5 %-99.5 % range over
+  those images, widened by a factor (contrast, sharpness, noise: ratios, since they scale) or a margin
+  (brightness, clipped shares), so that a healthy line's drift passes and a dead, covered, blinded or
+  unfocused camera does not;
+* the size and aspect-ratio band;
+* the feature density (:func:`defectlens.models.density.fit_density`) on the training features.
+
+The OOD threshold of each graph is then set on that graph's own validation scores
+(:func:`ood_threshold`), so the INT8 graph's quantised scores get their own, and the scores' parity with
+torch is checked like the probabilities' (:func:`ood_parity`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from defectlens.core.errors import DefectlensError, ImageError
+from defectlens.core.profile import STATS, GateProfile, OodProfile, SizeProfile, StatRange
+from defectlens.core.spec import ModelSpec
+from defectlens.data.images import prepare_frame
+from defectlens.data.manifest import Manifest, Record
+from defectlens.inference.backends import onnx_runner
+from defectlens.inference.gate import image_stats
+from defectlens.models import Classifier
+from defectlens.models.density import OOD_OUTPUT, FeatureDensity, features_and_logits, fit_density
+
+#: Training images read for the profile and the density (evenly spaced over the split).
+MAX_TRAIN = 3000
+MAX_VAL = 2000
+#: Share of in-distribution validation images the OOD threshold may flag.
+FALSE_FLAG_RATE = 0.005
+#: How far past the reference images' 0.5 %-99.5 % range a statistic may go: a factor for the
+#: statistics that scale (contrast, sharpness, noise), a margin in grey levels or shares for the others.
+RATIO = {"contrast": 2.5, "sharpness": 3.0, "noise": 3.0}
+MARGIN = {"brightness": 12.0, "dark_share": 0.25, "bright_share": 0.25}
+#: Sizes: a frame with a shorter side under half the smallest reference side, or a longer side over four
+#: times the largest, or an aspect ratio 15 % past the reference range, is not the camera trained on.
+SIDE_BELOW, SIDE_ABOVE, ASPECT_PAST = 0.5, 4.0, 1.15
+#: Largest relative difference between torch's and a runtime's OOD scores.
+OOD_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Model inputs (uint8), labels and decoded sizes of one split's reference images."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    sizes: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class GateFit:
+    """What :func:`fit_gate` learned: the quality part of the profile, the density and the validation images."""
+
+    stats: dict[str, StatRange]
+    size: SizeProfile
+    density: FeatureDensity
+    validation: Reference
+    images: int
+
+
+def read_reference(manifest: Manifest, records: list[Record], spec: ModelSpec, limit: int) -> Reference:
+    """Up to ``limit`` images of ``records``, evenly spaced; unreadable ones are skipped."""
+    step = max(1, math.ceil(len(records) / max(1, limit)))
+    images, labels, sizes = [], [], []
+    for r in records[::step][:limit]:
+        try:
+            prepared = prepare_frame(manifest.resolve(r), spec)
+        except ImageError:
+            continue
+        images.append(prepared.array)
+        labels.append(spec.class_names.index(r.label) if r.label in spec.class_names else -1)
+        sizes.append(prepared.size)
+    shape = (0, spec.in_channels, spec.input_size, spec.input_size)
+    return Reference(np.stack(images) if images else np.zeros(shape, np.uint8), np.asarray(labels, int), sizes)
+
+
+def stat_band(name: str, values: np.ndarray) -> StatRange:
+    """The accepted band of one statistic over the reference images (see the module docstring)."""
+    lo, hi = (float(v) for v in np.quantile(values, [0.005, 0.995]))
+    top = 1.0 if name in ("dark_share", "bright_share") else 255.0
+    if name in RATIO:
+        f = RATIO[name]
+        low = None if name == "noise" else max(lo / f, 1.0 if name == "contrast" else 0.0)
+        high = None if name == "sharpness" else min(hi * f + 1.0, 255.0)
+    else:
+        m = MARGIN[name]
+        low = max(lo - m, 0.0) if name == "brightness" else None
+        high = min(hi + m, top)
+    return StatRange(q_low=lo, q_high=hi, low=low, high=high)
+
+
+def size_band(sizes: list[tuple[int, int]]) -> SizeProfile:
+    """The accepted band of frame sides and aspect ratios."""
+    w = np.asarray([s[0] for s in sizes], float)
+    h = np.asarray([s[1] for s in sizes], float)
+    aspect = w / h
+    side_min, side_max = float(np.minimum(w, h).min()), float(np.maximum(w, h).max())
+    return SizeProfile(
+        side_min=side_min,
+        side_max=side_max,
+        aspect_min=float(aspect.min()),
+        aspect_max=float(aspect.max()),
+        accept_side_min=side_min * SIDE_BELOW,
+        accept_side_max=side_max * SIDE_ABOVE,
+        accept_aspect_min=float(aspect.min()) / ASPECT_PAST,
+        accept_aspect_max=float(aspect.max()) * ASPECT_PAST,
+    )
+
+
+def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit:
+    """Fit the gate's image bands and feature density on ``data``'s training and validation images.
+
+    Raises:
+        DefectlensError: when the dataset has no readable training or validation images.
+    """
+    manifest = Manifest.read(data)
+    train = read_reference(manifest, manifest.split("train"), spec, MAX_TRAIN)
+    val = read_reference(manifest, manifest.split("val"), spec, MAX_VAL)
+    if len(train.images) < 10 or len(val.images) < 10:
+        raise DefectlensError(
+            f"{data}: the gate needs at least 10 readable training and 10 validation images "
+            f"(found {len(train.images)} and {len(val.images)})"
+        )
+    images = np.concatenate([train.images, val.images])
+    table = np.asarray([[s[k] for k in STATS] for s in map(image_stats, images)])
+    stats = {name: stat_band(name, table[:, i]) for i, name in enumerate(STATS)}
+    feats, _ = features_and_logits(model, train.images)
+    known = train.labels >= 0
+    density = fit_density(feats[known], train.labels[known])
+    return GateFit(stats, size_band(train.sizes + val.sizes), density, val, len(images))
+
+
+def graph_scores(graph: bytes, images: np.ndarray, *, batch: int = 32) -> np.ndarray:
+    """The OOD output of an exported gated graph on uint8 images, on ONNX Runtime."""
+    _, session = onnx_runner(graph, threads=1, name="gated graph")
+    names = [o.name for o in session.get_outputs()]
+    if OOD_OUTPUT not in names:
+        raise DefectlensError(f"the exported graph has no {OOD_OUTPUT!r} output (outputs: {names})")
+    x = images.astype(np.float32) / np.float32(255.0)
+    out = [
+        session.run([OOD_OUTPUT], {session.get_inputs()[0].name: x[i : i + batch]})[0] for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(out).reshape(-1).astype(np.float64)
+
+
+def ood_threshold(scores: np.ndarray, rate: float = FALSE_FLAG_RATE) -> float:
+    """The score above which at most ``rate`` of in-distribution images fall, from validation scores.
+
+    The conformal quantile: the ceil((n + 1)(1 - rate))-th smallest score (the largest when n is small),
+    so a new in-distribution image is flagged with probability at most ``rate``.
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    k = min(len(s), math.ceil((len(s) + 1) * (1.0 - rate)))
+    return float(s[k - 1])
+
+
+def ood_parity(model: Classifier, density: FeatureDensity, graph: bytes, images: np.ndarray) -> dict[str, float | bool]:
+    """Largest relative difference between torch's OOD scores and ONNX Runtime's on ``images``."""
+    import torch
+
+    feats, _ = features_and_logits(model, images)
+    with torch.inference_mode():
+        ref = density(torch.from_numpy(feats)).numpy().astype(np.float64)
+    got = graph_scores(graph, images)
+    diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-6)))
+    return {"ok": bool(diff <= OOD_TOLERANCE), "max_rel_diff": diff, "tolerance": OOD_TOLERANCE, "images": len(images)}
+
+
+def build_profile(fit: GateFit, thresholds: dict[str, float], validation_scores: np.ndarray) -> GateProfile:
+    """The profile written into ``spec.json``, with each graph's OOD threshold."""
+    q = np.quantile(validation_scores, [0.5, 0.99])
+    ood = OodProfile(
+        method="mahalanobis",
+        output=OOD_OUTPUT,
+        false_flag_rate=FALSE_FLAG_RATE,
+        thresholds=thresholds,
+        validation={"p50": float(q[0]), "p99": float(q[1]), "max": float(np.max(validation_scores))},
+        features=fit.density.features,
+    )
+    return GateProfile(stats=fit.stats, size=fit.size, ood=ood, images=fit.images)

@@ -1,0 +1,118 @@
+"""A feature-space density for the gate's out-of-distribution score, and the network that exports it.
+
+The score is the class-conditional Mahalanobis distance with a tied covariance (Lee et al., NeurIPS
+2018): the penultimate features of an image, whitened with the training features' within-class
+covariance (Ledoit-Wolf shrinkage, so the estimate stays well conditioned with fewer images than
+feature dimensions), and compared with each class mean; the score is the smallest distance, as a root
+mean square per dimension (about 1 for a typical training image). Images from another line, another
+product or a dead camera land far from every class.
+
+:class:`GatedNetwork` wraps a trained :class:`~defectlens.models.classifier.Classifier` so that one
+pass returns the logits and the score: exported to ONNX it gives every runtime the same score, with no
+second pass through the backbone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from defectlens.core.errors import DefectlensError
+from defectlens.models.classifier import Classifier
+
+#: Past this many feature dimensions the whitening keeps only the leading principal directions (a
+#: flattened dense-head feature map can have tens of thousands).
+MAX_DIMS = 2048
+REDUCED_DIMS = 512
+#: Names of the exported graph's outputs.
+LOGITS_OUTPUT, OOD_OUTPUT = "logits", "ood"
+
+
+class FeatureDensity(nn.Module):
+    """Mahalanobis score of feature vectors (N, F) -> (N,), from fitted class centres and a whitening map.
+
+    Args:
+        whitening: (F, D) map taking centred features to unit within-class covariance.
+        centres: (K, D) whitened class means.
+    """
+
+    whitening: torch.Tensor
+    centres: torch.Tensor
+
+    def __init__(self, whitening: np.ndarray, centres: np.ndarray):
+        super().__init__()
+        self.register_buffer("whitening", torch.as_tensor(whitening, dtype=torch.float32))
+        self.register_buffer("centres", torch.as_tensor(centres, dtype=torch.float32))
+
+    @property
+    def features(self) -> int:
+        return int(self.whitening.shape[0])
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        z = feats @ self.whitening
+        d2 = (z.unsqueeze(1) - self.centres.unsqueeze(0)).square().mean(dim=2)
+        return d2.min(dim=1).values.sqrt()
+
+
+def fit_density(feats: np.ndarray, labels: np.ndarray) -> FeatureDensity:
+    """Fit the class means and the tied, shrunk within-class covariance of training features.
+
+    Args:
+        feats: (N, F) penultimate features of the training images.
+        labels: (N,) class index of each.
+
+    Raises:
+        DefectlensError: with fewer than two images of some class present, or too few images overall.
+    """
+    from sklearn.covariance import ledoit_wolf
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(feats, dtype=np.float64)
+    y = np.asarray(labels)
+    classes = [k for k in np.unique(y) if np.count_nonzero(y == k) >= 2]
+    if len(x) < 10 or not classes:
+        raise DefectlensError(f"the gate needs at least 10 training images with 2 per class to fit on, got {len(x)}")
+    keep = np.isin(y, classes)
+    x, y = x[keep], y[keep]
+    means = np.stack([x[y == k].mean(axis=0) for k in classes])
+    centred = x - means[np.searchsorted(classes, y)]
+    basis = np.eye(x.shape[1])
+    if x.shape[1] > MAX_DIMS:  # keep the leading within-class directions only
+        pca = PCA(n_components=min(REDUCED_DIMS, len(x) - 1), svd_solver="randomized", random_state=0)
+        pca.fit(centred)
+        basis = pca.components_.T
+        centred = centred @ basis
+    cov, _ = ledoit_wolf(centred, assume_centered=True)
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, values.max() * 1e-6)
+    whitening = basis @ (vectors / np.sqrt(values))
+    return FeatureDensity(whitening, means @ whitening)
+
+
+class GatedNetwork(nn.Module):
+    """A classifier whose forward returns its logits and the out-of-distribution score of each image."""
+
+    def __init__(self, classifier: Classifier, density: FeatureDensity):
+        super().__init__()
+        self.classifier = classifier
+        self.density = density
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, feats = self.classifier.forward_with_features(x)
+        return logits, self.density(feats)
+
+
+@torch.inference_mode()
+def features_and_logits(
+    model: Classifier, images: np.ndarray, *, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features and logits of uint8 images (N, C, H, W), in batches on the CPU."""
+    model = model.eval()
+    feats, logits = [], []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(images[i : i + batch_size]).float().div(255.0)
+        lg, f = model.forward_with_features(x)
+        feats.append(f.float().numpy())
+        logits.append(lg.float().numpy())
+    return np.concatenate(feats), np.concatenate(logits)
