@@ -100,7 +100,6 @@ def export_bundle(
     """
     from safetensors.torch import save
 
-    from defectlens.export.profile import fit_gate  # torch: only when exporting
     from defectlens.models import load_checkpoint
 
     out = Path(out)
@@ -124,8 +123,7 @@ def export_bundle(
             f"export parity checked on SYNTHETIC inputs only ({data_note or 'no dataset given'}); pass --data DIR",
             stacklevel=2,
         )
-    fit = fit_gate(model, spec, data) if gate and data is not None else None
-    onnx_bytes, exporter, parity = _checked_graph(model, spec, inputs, fit, tolerance)
+    onnx_bytes, exporter, parity, fit = _checked_graph(model, spec, inputs, data if gate else None, tolerance)
     refused = {r: c.get("reason") for r, c in parity["backends"].items() if not c.get("ok")}
     if refused:
         warnings.warn(f"these backends disagree with torch and will refuse this bundle: {refused}", stacklevel=2)
@@ -156,16 +154,18 @@ def export_bundle(
 
 
 def _checked_graph(
-    model: Classifier, spec: ModelSpec, inputs: CheckInputs, fit: GateFit | None, tolerance: float
-) -> tuple[bytes, str, dict[str, Any]]:
-    """The ONNX graph (gated when ``fit`` is given), its exporter and its parity report against torch.
+    model: Classifier, spec: ModelSpec, inputs: CheckInputs, data: str | Path | None, tolerance: float
+) -> tuple[bytes, str, dict[str, Any], GateFit | None]:
+    """The ONNX graph (gated when ``data`` is given: the gate is fitted on it), its exporter, its parity
+    report against torch, and the gate's fit.
 
     Raises:
         ParityError: when ONNX Runtime's probabilities or OOD scores disagree with torch's.
     """
     from defectlens.export.onnx_export import to_onnx
-    from defectlens.export.profile import ood_parity
+    from defectlens.export.profile import fit_gate, ood_parity  # torch: only when exporting
 
+    fit = fit_gate(model, spec, data) if data is not None else None
     onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None)
     parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
     if fit is not None:
@@ -174,7 +174,7 @@ def _checked_graph(
             raise ParityError(
                 f"refused to write the bundle: the graph's OOD score differs from torch's: {parity['ood']}"
             )
-    return onnx_bytes, exporter, parity
+    return onnx_bytes, exporter, parity, fit
 
 
 def _gate_profile(fit: GateFit, members: dict[str, bytes]) -> dict[str, Any]:
