@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.require import missing, required
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
@@ -27,6 +29,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip_gpu)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """With ``DEFECTLENS_REQUIRE_REALDATA=1`` (CI) a ``realdata`` test that skips, for any reason, fails."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and "realdata" in item.keywords and required("REALDATA"):
+        report.outcome = "failed"
+        report.longrepr = f"a realdata test skipped under DEFECTLENS_REQUIRE_REALDATA=1: {report.longrepr}"
 
 
 @pytest.fixture(autouse=True)
@@ -51,9 +63,10 @@ def _rng_guard():
 
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """``../shared/datasets`` beside the checkout; tests using it skip with a reason when absent."""
+    """``../shared/datasets`` beside the checkout; tests using it skip with a reason when absent, and fail
+    instead with ``DEFECTLENS_REQUIRE_REALDATA=1`` (CI)."""
     if not SHARED.is_dir():
-        pytest.skip(f"real datasets not present at {SHARED} (see shared/README.md)")
+        missing("REALDATA", f"real datasets not present at {SHARED} (see shared/README.md)")
     return SHARED
 
 
@@ -117,3 +130,47 @@ def bundle(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the synthetic-inputs warning is tested on its own
         return export_bundle(run_dir, tmp_path_factory.mktemp("bundle") / "model.dlens").path
+
+
+@pytest.fixture(scope="session")
+def constant_bundle(tmp_path_factory: pytest.TempPathFactory):
+    """``constant_bundle(layout)``: a bundle of one of ``tests.helpers.LAYOUTS`` whose network gives every
+    image the logits of ``CONSTANT_PROBS[layout]`` (exported once per layout, then shared)."""
+    import math
+    import warnings
+
+    from defectlens.export import export_bundle
+    from tests.helpers import CONSTANT_PROBS, LAYOUTS, make_checkpoint
+
+    made: dict[str, Path] = {}
+
+    def make(layout: str) -> Path:
+        if layout not in made:
+            classes, positive, threshold = LAYOUTS[layout]
+            logits = [math.log(CONSTANT_PROBS[layout][c]) for c in classes]
+            run = make_checkpoint(
+                tmp_path_factory.mktemp(f"run-{layout}"),
+                classes=classes,
+                positive=positive,
+                threshold=threshold,
+                logits=logits,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the synthetic-inputs warning is tested on its own
+                out = tmp_path_factory.mktemp(f"bundle-{layout}") / "model.dlens"
+                made[layout] = export_bundle(run, out).path
+        return made[layout]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def gated_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
+    """A bundle exported with its training data (``tiny_dataset``): it carries the gate's reference profile
+    and its graph computes the out-of-distribution score. A black frame is ``needs_review`` with it; the
+    training images (``tiny_dataset``'s ``train`` split) pass the gate."""
+    from defectlens.export import export_bundle
+    from tests.helpers import make_checkpoint
+
+    run = make_checkpoint(tmp_path_factory.mktemp("gated-run"))
+    return export_bundle(run, tmp_path_factory.mktemp("gated") / "model.dlens", data=tiny_dataset).path

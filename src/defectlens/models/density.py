@@ -77,16 +77,17 @@ def fit_density(feats: np.ndarray, labels: np.ndarray) -> FeatureDensity:
     x, y = x[keep], y[keep]
     means = np.stack([x[y == k].mean(axis=0) for k in classes])
     centred = x - means[np.searchsorted(classes, y)]
-    basis = np.eye(x.shape[1])
+    basis = None
     if x.shape[1] > MAX_DIMS:  # keep the leading within-class directions only
         pca = PCA(n_components=min(REDUCED_DIMS, len(x) - 1), svd_solver="randomized", random_state=0)
-        pca.fit(centred)
-        basis = pca.components_.T
+        basis = pca.fit(centred).components_.T
         centred = centred @ basis
     cov, _ = ledoit_wolf(centred, assume_centered=True)
     values, vectors = np.linalg.eigh(cov)
     values = np.maximum(values, values.max() * 1e-6)
-    whitening = basis @ (vectors / np.sqrt(values))
+    whitening = vectors / np.sqrt(values)
+    if basis is not None:
+        whitening = basis @ whitening
     return FeatureDensity(whitening, means @ whitening)
 
 

@@ -69,3 +69,53 @@ def test_one_validation_error_means_the_nll_fit():
     grid = np.exp(np.linspace(np.log(T_MIN), np.log(T_MAX), 2001))
     nlls = [-np.log(softmax(z, g)[np.arange(4), y]).mean() for g in grid]
     assert t == pytest.approx(grid[int(np.argmin(nlls))], rel=0.02)
+
+
+LN3 = float(np.log(3.0))
+
+
+@pytest.mark.parametrize(("margin", "expected"), [(LN3, 1.0), (2 * LN3, 2.0), (4 * LN3, 4.0)])
+def test_nll_temperature_makes_a_constant_margin_as_confident_as_its_accuracy(margin, expected):
+    # every row says class 0 with log-odds ``margin``; 3 of 4 are right, so the NLL is least where
+    # sigmoid(margin / T) = 3/4, i.e. margin / T = ln 3
+    z = np.tile([margin, 0.0], (4, 1))
+    y = np.array([0, 0, 0, 1])
+    t, method = choose_temperature(z, y)
+    assert method == "nll" and t == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize(("margin", "expected"), [(LN3, 1.0), (2 * LN3, 2.0)])
+def test_rule_of_succession_temperature_on_a_hand_case(margin, expected):
+    # 2 rows, both right with log-odds ``margin``: the target confidence (2+1)/(2+2) = 3/4 is reached where
+    # margin / T = ln 3
+    z = np.array([[margin, 0.0], [0.0, margin]])
+    t, method = choose_temperature(z, np.array([0, 1]))
+    assert method == "rule_of_succession" and t == pytest.approx(expected, rel=1e-6)
+
+
+def test_rule_of_succession_stays_within_the_bounds():
+    # no margin at all: confidence 1/2 at any T, under the target 2/3: the smallest T
+    assert choose_temperature(np.array([[0.0, 0.0]]), np.array([0])) == (T_MIN, "rule_of_succession")
+    # a margin of 1000: still over 2/3 at T = 20 (sigmoid(50)): the largest T
+    assert choose_temperature(np.array([[1000.0, 0.0]]), np.array([0])) == (T_MAX, "rule_of_succession")
+
+
+def test_separated_on_hand_cases():
+    assert separated(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([0, 1]))
+    assert not separated(np.array([[2.0, 1.0], [0.0, 3.0]]), np.array([1, 1]))
+    assert separated(np.array([[1.0, 1.0]]), np.array([1]))  # a tie with the label counts as largest
+    assert not separated(np.zeros((0, 2)), np.zeros(0))
+
+
+def test_calibration_summary_on_a_hand_case():
+    # two rows right at log-odds ln 3: probability 3/4 at T = 1; at T = 2 it is sqrt(3) / (1 + sqrt(3))
+    z = np.array([[LN3, 0.0], [0.0, LN3]])
+    s = calibration_summary(z, np.array([0, 1]), before=1.0, after=2.0, positive_index=1)
+    p_after = 0.6339745962155613
+    assert s["temperature_before"] == 1.0 and s["temperature"] == 2.0 and s["fitted_on"] == "val"
+    assert s["before"]["nll"] == pytest.approx(0.2876820724517809)  # -ln(3/4)
+    assert s["after"]["nll"] == pytest.approx(0.45574639440832626)  # -ln(p_after)
+    assert s["before"]["ece"] == pytest.approx(0.25) and s["before"]["mce"] == pytest.approx(0.25)
+    assert s["after"]["ece"] == pytest.approx(1 - p_after)
+    assert s["before"]["brier"] == pytest.approx(0.0625)  # (1/4)^2 for each row
+    assert s["after"]["brier"] == pytest.approx((1 - p_after) ** 2)

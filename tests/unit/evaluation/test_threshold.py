@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from defectlens.core.errors import DefectlensError
-from defectlens.evaluation.threshold import choose_threshold, threshold_sweep
+from defectlens.evaluation.threshold import choose_threshold, f1_decisions, threshold_sweep
 
 Y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
 P = np.array([0.05, 0.2, 0.3, 0.35, 0.6, 0.7, 0.8, 0.9])
@@ -48,3 +48,66 @@ def test_f1_and_no_defects():
         choose_threshold(np.zeros(4), np.array([0.1, 0.2, 0.3, 0.4]))
     with pytest.raises(DefectlensError, match="unknown threshold method"):
         choose_threshold(Y, P, method="magic")
+
+
+def test_sweep_candidates_are_the_lowest_score_the_midpoints_and_half():
+    thresholds = [r["threshold"] for r in threshold_sweep(Y, P)]
+    assert thresholds == pytest.approx([0.05, 0.125, 0.25, 0.325, 0.475, 0.5, 0.65, 0.75, 0.85])
+
+
+def test_f1_picks_the_best_f1_threshold():
+    # F1 at each candidate, by hand: 0.05 8/12, 0.125 8/11, 0.25 8/10, 0.325 8/9, 0.475 and 0.5 6/8,
+    # 0.65 6/7, 0.75 4/6, 0.85 2/5: the best is 0.325 (every defect caught, one false alarm)
+    c = choose_threshold(Y, P)
+    assert c.method == "f1" and c.threshold == pytest.approx(0.325)
+    assert "F1=0.8889" in c.reason
+
+
+def test_f1_tie_is_broken_towards_half():
+    # candidates 0.1, 0.25, 0.5, 0.55, 0.8: F1 4/6 at 0.1 (all called defects) and at 0.8 (only 0.9);
+    # 0.8 is the nearer to 0.5
+    y = np.array([1, 0, 0, 1])
+    p = np.array([0.1, 0.4, 0.7, 0.9])
+    assert choose_threshold(y, p, method="f1").threshold == pytest.approx(0.8)
+
+
+def test_cost_tie_is_broken_towards_half():
+    # equal costs; candidates 0.1, 0.2, 0.5, 0.55, 0.85: mean cost 1/4 at 0.2 (one false alarm, 0.8)
+    # and at 0.85 (one missed defect, 0.3), 2/4 elsewhere; 0.2 is the nearer to 0.5
+    y = np.array([0, 1, 0, 1])
+    p = np.array([0.1, 0.3, 0.8, 0.9])
+    c = choose_threshold(y, p, method="cost", cost_fn=1, cost_fp=1)
+    assert c.threshold == pytest.approx(0.2) and "mean cost 0.2500" in c.reason
+
+
+def test_half_wins_a_tie_it_is_part_of():
+    # every score above 0.5: 0.5 decides like the lowest score 0.6 (all defects: F1 4/5, the best; 0.65 gives
+    # 2/4, 0.75 gives 2/3) and is nearer to itself
+    y = np.array([1, 0, 1])
+    p = np.array([0.6, 0.7, 0.8])
+    assert choose_threshold(y, p, method="f1").threshold == 0.5
+    assert choose_threshold(y, p, method="cost", cost_fn=10, cost_fp=1).threshold == 0.5
+
+
+def test_recall_when_the_lowest_score_is_a_defect():
+    # only the lowest score itself (0.1: everything a defect) catches the defect scored 0.1
+    y = np.array([1, 0, 0, 1])
+    p = np.array([0.1, 0.4, 0.7, 0.9])
+    full = choose_threshold(y, p, method="recall", target_recall=1.0)
+    assert full.threshold == pytest.approx(0.1) and "recall=1.0000, precision=0.5000" in full.reason
+    # half the defects: the highest candidate still catching 0.9 is 0.8
+    assert choose_threshold(y, p, method="recall", target_recall=0.5).threshold == pytest.approx(0.8)
+
+
+def test_sweep_decides_at_or_above_like_decide():
+    rows = threshold_sweep(np.array([1, 0, 1]), np.array([0.3, 0.3, 0.7]))
+    at_lowest = rows[0]  # threshold 0.3: both parts scored exactly 0.3 are called defects
+    assert at_lowest["threshold"] == 0.3 and (at_lowest["tp"], at_lowest["fp"], at_lowest["fn"]) == (2, 1, 0)
+
+
+def test_f1_decisions_with_the_defect_class_first():
+    # class 0 is the defect; its probabilities 0.1, 0.4, 0.7, 0.9 are the tie case above: threshold 0.8
+    probs = np.array([[0.1, 0.9], [0.4, 0.6], [0.7, 0.3], [0.9, 0.1]])
+    y = np.array([0, 1, 1, 0])
+    decisions, threshold = f1_decisions(probs, y, positive=0)
+    assert threshold == pytest.approx(0.8) and decisions.tolist() == [1, 1, 1, 0]

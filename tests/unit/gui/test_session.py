@@ -1,4 +1,4 @@
-"""The batch: threshold re-labelling through decide(), FN/FP at a threshold, filters, navigation."""
+"""The batch: threshold re-labelling by hand, FN/FP at a threshold, filters, navigation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from defectlens.core.decision import decide
 from defectlens.core.errors import DefectlensError
 from defectlens.gui.session import Session
 from defectlens.inference.predictor import Prediction
@@ -32,17 +31,26 @@ def make_session(threshold: float = 0.5, **kw) -> Session:
     return session
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.15, 0.5, 0.65, 0.95, 1.0])
-def test_relabelling_equals_decide(threshold):
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [  # a defect (1) where the defect probability 0.9, 0.6, 0.2, 0.7, 0.3, 0.1 reaches the threshold
+        (0.0, [1, 1, 1, 1, 1, 1]),
+        (0.15, [1, 1, 1, 1, 1, 0]),
+        (0.5, [1, 1, 0, 1, 0, 0]),
+        (0.6, [1, 1, 0, 1, 0, 0]),  # 0.6 exactly at the threshold is a defect
+        (0.65, [1, 0, 0, 1, 0, 0]),
+        (0.95, [0, 0, 0, 0, 0, 0]),
+        (1.0, [0, 0, 0, 0, 0, 0]),
+    ],
+)
+def test_relabelling_by_hand(threshold, expected):
     session = make_session(threshold)
-    probs = np.array([[1 - p, p] for _, p in CASES])
-    expected = decide(probs, positive_index=1, threshold=threshold)
-    assert session.decisions()[: len(CASES)].tolist() == expected.tolist()
+    assert session.decisions()[: len(CASES)].tolist() == expected
     assert session.decisions()[-1] == -1  # the unreadable file has no decision
     assert [session.view(i).prediction for i in range(len(CASES))] == [("ok", "defect")[k] for k in expected]
 
 
-def test_relabelling_with_a_random_batch_equals_decide():
+def test_relabelling_a_random_batch_with_the_positive_class_first():
     rng = np.random.default_rng(1)
     session = Session(("good", "bad"), positive_class="good", threshold=0.3)
     p_good = rng.random(50)
@@ -51,7 +59,7 @@ def test_relabelling_with_a_random_batch_equals_decide():
         session.apply(i, Prediction(f"{i}.png", "good", p, {"good": p, "bad": 1 - p}, 0.3, 1.0))
     for t in (0.1, 0.3, 0.77):
         session.set_threshold(t)
-        expected = decide(np.c_[p_good, 1 - p_good], positive_index=0, threshold=t)
+        expected = np.where(p_good >= t, 0, 1)  # the positive class "good" is class 0
         assert np.array_equal(session.decisions(), expected)
 
 

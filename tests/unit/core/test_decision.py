@@ -1,0 +1,73 @@
+"""The decision rule on hand cases: the defect class at index 0 and 1, a probability exactly at the
+threshold, thresholds 0 and 1, three classes, and the temperature-scaled softmax."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from defectlens.core.decision import decide, softmax
+
+# defect probabilities 0.1, 0.25, 0.4, 0.6, 1.0 and 0.0; binary fractions, so "exactly at" is exact
+P_DEFECT = np.array([0.1, 0.25, 0.4, 0.6, 1.0, 0.0])
+
+
+def as_probs(p_defect: np.ndarray, defect_index: int) -> np.ndarray:
+    ok = 1.0 - p_defect
+    return np.c_[p_defect, ok] if defect_index == 0 else np.c_[ok, p_defect]
+
+
+@pytest.mark.parametrize("defect_index", [0, 1])
+@pytest.mark.parametrize(
+    ("threshold", "defect"),
+    [
+        (0.5, [False, False, False, True, True, False]),
+        (0.25, [False, True, True, True, True, False]),  # 0.25 is exactly at the threshold: a defect
+        (0.4, [False, False, True, True, True, False]),
+        (0.6, [False, False, False, True, True, False]),
+        (0.0, [True, True, True, True, True, True]),  # threshold 0: every part, even at p = 0
+        (1.0, [False, False, False, False, True, False]),  # threshold 1: only p = 1
+    ],
+)
+def test_binary_rule_with_the_defect_class_at_either_index(defect_index, threshold, defect):
+    ok_index = 1 - defect_index
+    expected = [defect_index if d else ok_index for d in defect]
+    got = decide(as_probs(P_DEFECT, defect_index), positive_index=defect_index, threshold=threshold)
+    assert got.tolist() == expected
+
+
+@pytest.mark.parametrize("defect_index", [0, 1])
+def test_threshold_overrules_the_most_probable_class(defect_index):
+    # 0.4 is a defect at threshold 0.3 though "ok" is more probable; 0.6 is no defect at threshold 0.7
+    low = decide(as_probs(np.array([0.4]), defect_index), positive_index=defect_index, threshold=0.3)
+    high = decide(as_probs(np.array([0.6]), defect_index), positive_index=defect_index, threshold=0.7)
+    assert low.tolist() == [defect_index] and high.tolist() == [1 - defect_index]
+
+
+def test_a_probability_one_ulp_under_the_threshold_is_not_a_defect():
+    under = np.nextafter(0.3, 0.0)
+    assert decide(np.array([[1 - under, under], [0.7, 0.3]]), positive_index=1, threshold=0.3).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(("positive_index", "threshold"), [(None, 0.5), (1, None), (None, None)])
+def test_without_a_defect_class_or_threshold_the_most_probable_class_wins(positive_index, threshold):
+    probs = np.array([[0.7, 0.3], [0.45, 0.55], [0.2, 0.8]])
+    assert decide(probs, positive_index=positive_index, threshold=threshold).tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize("positive_index", [None, 0, 2])
+@pytest.mark.parametrize("threshold", [None, 0.0, 0.1, 1.0])
+def test_three_classes_ignore_the_threshold(positive_index, threshold):
+    probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
+    assert decide(probs, positive_index=positive_index, threshold=threshold).tolist() == [1, 0, 2, 2]
+
+
+def test_softmax_with_temperature():
+    logits = np.array([[0.0, math.log(3.0)], [math.log(2.0), 0.0], [1000.0, 0.0]])
+    assert softmax(logits) == pytest.approx(np.array([[0.25, 0.75], [2 / 3, 1 / 3], [1.0, 0.0]]))
+    # T = 2 halves the log-odds: 3 to 1 becomes sqrt(3) to 1
+    r3 = math.sqrt(3.0)
+    assert softmax(logits[:1], 2.0) == pytest.approx(np.array([[1 / (1 + r3), r3 / (1 + r3)]]))
+    assert softmax(np.array([[1.0, 2.0, 3.0]]), 1e6) == pytest.approx(np.array([[1 / 3, 1 / 3, 1 / 3]]), abs=1e-6)

@@ -1,0 +1,88 @@
+"""The API-key check on its own: only the exact key passes, in either header; empty, truncated,
+extended or differently cased keys get 401."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi import HTTPException
+from starlette.requests import Request
+
+from defectlens.serve.auth import key_checker
+from tests.unit.serve.conftest import KEY, png_bytes
+
+
+def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/v1/model",
+        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
+    }
+    try:
+        asyncio.run(key_checker(api_key)(Request(scope)))
+    except HTTPException as exc:
+        assert exc.status_code == 401 and exc.headers == {"WWW-Authenticate": "Bearer"}
+        return False
+    return True
+
+
+@pytest.mark.parametrize("header", ["X-API-Key", "Authorization"])
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "",  # an empty header
+        KEY[:-1],  # truncated by one character
+        KEY[:1],
+        KEY + "x",  # extended by one character
+        KEY + KEY,
+        KEY.upper(),
+        " " + KEY[1:],
+        KEY[:-1] + chr(ord(KEY[-1]) + 1),  # the last character changed
+    ],
+)
+def test_only_the_exact_key_passes(header, sent):
+    value = f"Bearer {sent}" if header == "Authorization" else sent
+    assert not allowed(KEY, {header: value})
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-API-Key": KEY},
+        {"Authorization": f"Bearer {KEY}"},
+        {"Authorization": f"bearer {KEY}"},  # the scheme is case-insensitive (RFC 7235)
+        {"Authorization": f"Bearer   {KEY}  "},
+    ],
+)
+def test_the_exact_key_passes_in_either_header(headers):
+    assert allowed(KEY, headers)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": KEY},  # no scheme
+        {"Authorization": f"Basic {KEY}"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"X-Api-Key-Extra": KEY},
+    ],
+)
+def test_missing_or_malformed_credentials_are_refused(headers):
+    assert not allowed(KEY, headers)
+
+
+def test_without_a_configured_key_everything_passes():
+    assert allowed(None, {}) and allowed(None, {"X-API-Key": ""})
+
+
+def test_an_empty_key_header_is_refused_by_the_service(make_client):
+    with make_client(api_key=KEY) as (c, log):
+        files = [("files", ("a.png", png_bytes(0), "image/png"))]
+        for headers in ({"X-API-Key": ""}, {"X-API-Key": KEY[:-1]}, {"Authorization": f"Bearer {KEY}0"}):
+            r = c.post("/v1/predict", files=files, headers=headers)
+            assert r.status_code == 401, headers
+        assert log.count() == 0  # nothing refused was decided or logged
