@@ -37,8 +37,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report = outcome.get_result()
     if report.skipped and "realdata" in item.keywords and required("REALDATA"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
-        report.longrepr = f"a realdata test skipped under DEFECTLENS_REQUIRE_REALDATA=1: {report.longrepr}"
+        report.longrepr = f"a realdata test skipped under DEFECTLENS_REQUIRE_REALDATA=1 ({reason})"
 
 
 @pytest.fixture(autouse=True)

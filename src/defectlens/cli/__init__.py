@@ -7,7 +7,8 @@ to a function ``(args) -> int``. Heavy imports happen inside those functions, so
 Exit codes (also in the README): 0 everything succeeded; 1 the command ran but some inputs failed
 (error rows in a prediction CSV); 2 bad usage or bad input (a message names the file or value);
 3 an internal error (one line on stderr, the traceback in a log file whose path it names);
-130 interrupted.
+4 the command ran, no input failed, but the model's gate flagged some frames for review
+(``needs_review`` rows of ``predict``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from defectlens.core.errors import DefectlensError
 from defectlens.core.version import __version__
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_NEEDS_REVIEW = 4
 
 # Optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]).
 _EXTRAS = {
@@ -83,7 +85,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="defectlens",
         description="Visual inspection for manufacturing: import, train, evaluate, explain, deploy.",
-        epilog="exit codes: 0 ok, 1 some inputs failed, 2 usage or input error, 3 internal error",
+        epilog="exit codes: 0 ok, 1 some inputs failed, 2 usage or input error, 3 internal error, "
+        "4 some frames need review (the gate flagged them; none failed)",
     )
     parser.add_argument("--version", action="version", version=f"defectlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from defectlens.core.profile import GATE_MODES
 from defectlens.data.manifest import SPLITS
 from defectlens.data.shifts import KINDS
 from defectlens.evaluation.threshold import METHODS
@@ -27,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false", help="with --refit, keep the temperature")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN/eval, or eval-2, eval-3... if taken)")
     p.add_argument("--force", action="store_true", help="replace an evaluation already in --out")
+    p.add_argument(
+        "--gate",
+        choices=GATE_MODES,
+        default="refuse",
+        help="the bundle's gate: refuse or warn (default refuse) report its coverage and the accuracy on the images "
+        "it lets through beside the figures on all images; off evaluates without it",
+    )
     p.add_argument(
         "--shifts",
         nargs="*",
@@ -61,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             settings=settings,
             force=args.force,
             progress=progress,
+            gate=args.gate,
         )
     print_evaluation(stdout(), run.result, run.report_path)
     if args.shifts is not None:

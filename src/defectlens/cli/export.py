@@ -21,6 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "loses nothing on validation, else it is opt-in (--precision int8)",
     )
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max |p_torch - p_onnx| allowed")
+    p.add_argument(
+        "--no-gate",
+        dest="gate",
+        action="store_false",
+        help="do not fit the gate (reference profile and out-of-distribution score; fitted by default when the "
+        "dataset is present): frames this bundle cannot judge are then not flagged",
+    )
     p.set_defaults(func=run)
 
 
@@ -32,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_bundle_path(args.source)
     if out.exists() and not args.force:
         raise DefectlensError(f"{out} exists; pass --force to replace it, or --out another file")
-    result = export_bundle(args.source, out, data=args.data, int8=args.int8, tolerance=args.tolerance)
+    result = export_bundle(args.source, out, data=args.data, int8=args.int8, tolerance=args.tolerance, gate=args.gate)
     parity = result.meta["parity"]
     console = stdout()
     console.print(f"wrote {result.path} (model_id {result.model_id[:16]})")
@@ -46,7 +53,21 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"WARNING: {parity['warning']}")
     if "int8" in result.meta:
         console.print(_int8_line(result.meta["int8"]))
+    console.print(_gate_line(result.meta.get("gate"), parity.get("ood")))
     return 0
+
+
+def _gate_line(gate: dict | None, parity: dict | None) -> str:
+    """The gate the bundle carries: its reference images, OOD thresholds and score parity, or why it has none."""
+    if gate is None:
+        return "gate: none (no dataset to fit it on, or --no-gate): frames will not be checked before judging"
+    ood = gate["ood"]
+    thresholds = ", ".join(f"{name} {t:.3g}" for name, t in ood["thresholds"].items())
+    return (
+        f"gate: profile of {gate['images']} training and validation images; out-of-distribution threshold "
+        f"{thresholds} (at most {100 * ood['false_flag_rate']:g} % of validation images flagged); score parity "
+        f"{(parity or {}).get('max_rel_diff', float('nan')):.1e} relative to torch"
+    )
 
 
 def _check(runtime: str, check: dict) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from defectlens.core.profile import GATE_MODES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("inspector", help="open the desktop QA Inspector window", description=__doc__)
@@ -20,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="inspection log (SQLite; default: the user data folder)",
+    )
+    p.add_argument(
+        "--gate",
+        choices=GATE_MODES,
+        default="refuse",
+        help="a frame the model cannot judge: refuse (no class: needs review), warn (class and flag) or off",
     )
     p.set_defaults(func=run)
 
@@ -38,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
         raise DefectlensError(
             "the inspector needs Tk, which this Python lacks: install python3-tk (Debian/Ubuntu) or a Python with Tk"
         ) from None
-    run_inspector(model=args.model, folder=args.folder, db=args.db)
+    run_inspector(model=args.model, folder=args.folder, db=args.db, gate=args.gate)
     return 0

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from defectlens.cli import EXIT_NEEDS_REVIEW, EXIT_OK, EXIT_SOME_FAILED
+from defectlens.core.profile import GATE_MODES
 from defectlens.inference.predictor import BACKENDS, PRECISIONS
 
 _EPILOG = """\
@@ -16,7 +18,11 @@ columns: confidence is the probability of the PREDICTED class (a defect call at 
 have a confidence under 0.5); defect_probability (binary models) is the probability of the defect
 class, the number compared with the threshold; warning notes a file decoded despite a problem
 (corrupt JPEG data); reason says why an error row could not be used.
-exit codes: 0 all files classified, 1 some files failed (error rows), 2 bad arguments, model or input."""
+gate: a bundle exported with its data checks every frame first. A frame it flags (black, out of focus,
+unlike the training images) is status needs_review with no class (--gate refuse) or keeps its class
+(--gate warn); either way needs_review=true, gate_reason says why, ood_score is on every row.
+exit codes: 0 all files classified, 1 some files failed (error rows), 2 bad arguments, model or input,
+4 no file failed but some need review (the gate flagged them, in refuse or warn mode)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="graph in the bundle to run: auto (the bundle's default), fp32, or int8 when exported with --int8",
     )
+    p.add_argument(
+        "--gate",
+        choices=GATE_MODES,
+        default="refuse",
+        help="frames the model cannot judge: refuse (no class, needs_review; the default), warn (the class and "
+        "the flag) or off (no check)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per model call (default: 16)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
     p.set_defaults(func=run)
@@ -57,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise DefectlensError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch_size < 1:
         raise DefectlensError(f"--batch-size must be at least 1, got {args.batch_size}")
-    predictor = Predictor.load(args.model, backend=args.backend, threads=args.threads, precision=args.precision)
+    predictor = Predictor.load(
+        args.model, backend=args.backend, threads=args.threads, precision=args.precision, gate=args.gate
+    )
     inputs = collect_inputs(args.target, predictor.spec.class_names)
     if inputs.kind == "file":
         return _one(args, predictor, inputs.files[0])
@@ -73,7 +88,14 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     _print(summary, predictor.spec.class_names)
-    return 1 if summary.errors else 0
+    return exit_code(errors=bool(summary.errors), review=bool(summary.review))
+
+
+def exit_code(*, errors: bool, review: bool) -> int:
+    """1 when some input failed; else 4 when the gate flagged some frame for review; else 0."""
+    if errors:
+        return EXIT_SOME_FAILED
+    return EXIT_NEEDS_REVIEW if review else EXIT_OK
 
 
 def _one(args: argparse.Namespace, predictor, file: Path) -> int:
@@ -91,7 +113,7 @@ def _one(args: argparse.Namespace, predictor, file: Path) -> int:
         target = output_folder(args.out, force=args.force) / f"{file.stem}_gradcam.png"
         result["overlay"] = str(save_overlay(predictor, file, target, target=pred.prediction))
     print(json.dumps(result, indent=2))
-    return 0 if pred.ok else 1
+    return exit_code(errors=pred.status == "error", review=pred.needs_review)
 
 
 def _print(summary, class_names) -> None:
@@ -100,7 +122,7 @@ def _print(summary, class_names) -> None:
     console = stdout()
     # every class, even at 0 (a count that is missing reads as a bug); errors only when there are some
     rows = [[key, str(summary.counts.get(key, 0))] for key in class_names]
-    rows += [["ERROR", str(summary.counts["ERROR"])]] if summary.counts.get("ERROR") else []
+    rows += [[key, str(summary.counts[key])] for key in ("NEEDS_REVIEW", "ERROR") if summary.counts.get(key)]
     console.print(table(f"{summary.files} files", ["result", "count"], rows))
     console.print("predictions:")
     console.print(str(summary.csv_path), overflow="ignore", crop=False, soft_wrap=True)  # one line, never split
@@ -113,3 +135,26 @@ def _print(summary, class_names) -> None:
         console.print(f"warning {r['file']}: {r['warning']}")
     for r in summary.errors:
         console.print(f"error {r['file']}: {r['reason']}")
+    _print_gate(console, summary)
+
+
+_SHOWN = 20  # review rows listed by name; the CSV holds them all
+
+
+def _print_gate(console, summary) -> None:
+    """The gate in force (its note when it is off or partial) and the rows it flagged, with why."""
+    gate = summary.gate
+    if not gate.get("active"):
+        console.print(f"gate: off: {gate.get('note') or 'frames were not checked (--gate off)'}")
+        return
+    if gate.get("note"):
+        console.print(f"gate: {gate['note']}")
+    if not summary.review:
+        console.print(f"gate ({gate['mode']}): every frame passed")
+        return
+    kept = " (classes kept: --gate warn)" if gate["mode"] == "warn" else ""
+    console.print(f"gate ({gate['mode']}): {len(summary.review)} of {summary.files} frames need review{kept}")
+    for r in summary.review[:_SHOWN]:
+        console.print(f"needs review {r['file']}: {r['gate_reason']}")
+    if len(summary.review) > _SHOWN:
+        console.print(f"... and {len(summary.review) - _SHOWN} more: needs_review=true in the CSV")

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from defectlens.core.profile import GATE_MODES
 from defectlens.inference.backends import SLICE
 from defectlens.inference.predictor import PRECISIONS
 
@@ -22,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers-threads", type=int, default=None, metavar="N", help="decoding/log threads")
     p.add_argument("--threads", type=int, default=None, help="CPU cores for the model, one call each (default: all)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="bundle graph: auto, fp32 or int8")
+    p.add_argument(
+        "--gate",
+        choices=GATE_MODES,
+        default="refuse",
+        help="a frame the model cannot judge: refuse (no class: needs_review), warn (class and flag) or off",
+    )
     p.add_argument("--max-batch", type=int, default=SLICE, help="most images per model call")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     p.add_argument("--no-batching", action="store_true", help="one model call per image (for comparison)")
@@ -47,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         worker_threads=args.workers_threads,
         inference_threads=args.threads,
         precision=args.precision,
+        gate=args.gate,
         batching=not args.no_batching,
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,

@@ -59,8 +59,28 @@ def print_evaluation(console: Console, result: EvaluationResult, report_path: Pa
     for key, rows in (result.slices or {}).get(main, {}).items():
         text = "; ".join(f"{r['value']} {r['errors']}/{r['n']}" for r in rows)
         console.print(f"{main} errors by {key}: {text}")
+    print_gate(console, result.gate)
     console.print("report:")
     console.print(str(report_path), overflow="ignore", crop=False)
+
+
+def print_gate(console: Console, gate: dict[str, Any]) -> None:
+    """Per split, the gate's coverage, what it flagged and why, and the figures on the covered images."""
+    if not gate:
+        return
+    if not gate.get("active"):
+        console.print(f"gate: off{': ' + gate['note'] if gate.get('note') else ' (--gate off)'}")
+        return
+    if gate.get("note"):
+        console.print(f"gate: {gate['note']}")
+    for split, g in gate.get("splits", {}).items():
+        why = ", ".join(f"{k} {v}" for k, v in g["reasons"].items())
+        recall = g.get("defect_recall_covered")
+        console.print(
+            f"gate ({gate['mode']}) on {split}: coverage {fmt(g['coverage'])} ({g['covered']} of {g['images']} "
+            f"images), flagged {g['flagged']}{f' ({why})' if why else ''}; on the covered images: accuracy "
+            f"{fmt(g['accuracy_covered'])}" + (f", defect recall {fmt(recall)}" if "defect_recall_covered" in g else "")
+        )
 
 
 def _top(counter: dict[str, int], n: int = 4) -> str:

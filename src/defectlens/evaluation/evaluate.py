@@ -20,6 +20,7 @@ from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.data.manifest import SPLITS, Record
 from defectlens.evaluation.calibration import calibration_summary, choose_temperature
+from defectlens.evaluation.coverage import gate_figures
 from defectlens.evaluation.metrics import compute_metrics
 from defectlens.evaluation.slices import slice_keys, slice_table
 from defectlens.evaluation.threshold import METHODS, ThresholdChoice, choose_threshold, threshold_sweep
@@ -27,12 +28,17 @@ from defectlens.evaluation.threshold import METHODS, ThresholdChoice, choose_thr
 
 @dataclass
 class SplitScores:
-    """Raw logits of one split, its labels (spec class order), image paths and manifest records."""
+    """Raw logits of one split, its labels (spec class order), image paths and manifest records.
+
+    ``gate_kinds``: per image, the kinds of the reasons the model's gate flagged it for (empty: it
+    passed); None when no gate was in force.
+    """
 
     logits: np.ndarray
     y: np.ndarray
     paths: list[Path]
     records: list[Record] = field(default_factory=list)
+    gate_kinds: list[tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,11 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """What an evaluation decided and measured; ``metrics`` is ``{split: compute_metrics dict}``."""
+    """What an evaluation decided and measured; ``metrics`` is ``{split: compute_metrics dict}``.
+
+    ``gate``: the gate in force (mode, note...) and, under ``splits``, its coverage figures per split
+    (:func:`~defectlens.evaluation.coverage.gate_figures`); empty when the evaluation was given no gate.
+    """
 
     splits: list[str]
     temperature: float
@@ -74,6 +84,7 @@ class EvaluationResult:
     slices: dict[str, Any]
     settings: EvalSettings
     notes: list[str] = field(default_factory=list)
+    gate: dict[str, Any] = field(default_factory=dict)
 
     @property
     def positive_index(self) -> int | None:
@@ -152,6 +163,7 @@ def evaluate(
     report: list[str],
     dataset_positive: str | None = None,
     settings: EvalSettings | None = None,
+    gate: dict[str, Any] | None = None,
 ) -> EvaluationResult:
     """Fit temperature and threshold on ``scores["val"]``, then measure every split in ``report``.
 
@@ -161,6 +173,8 @@ def evaluate(
         report: the splits to measure, each a key of ``scores``.
         dataset_positive: the dataset's defect class, used when the spec names none.
         settings: threshold method, costs, recall target, calibration and refitting.
+        gate: the model's gate as its ``describe()`` gives it; the splits whose scores carry
+            ``gate_kinds`` then get coverage figures beside the plain ones (measured on every image).
 
     Raises:
         DefectlensError: for an empty ``report`` or a split without scores.
@@ -199,7 +213,31 @@ def evaluate(
         for s in report
     }
     slices = _slices({s: scores[s] for s in report}, spec, temperature, pos_idx, threshold)
-    return EvaluationResult(report, temperature, choice, pos, metrics, calibration, slices, settings, notes)
+    coverage = _coverage({s: scores[s] for s in report}, gate, temperature, pos_idx, threshold)
+    return EvaluationResult(report, temperature, choice, pos, metrics, calibration, slices, settings, notes, coverage)
+
+
+def _coverage(
+    scores: dict[str, SplitScores],
+    gate: dict[str, Any] | None,
+    temperature: float,
+    pos_idx: int | None,
+    threshold: float | None,
+) -> dict[str, Any]:
+    """The gate in force and, per split it checked, its coverage with the same decisions as the plain figures."""
+    if gate is None:
+        return {}
+    splits = {
+        s: gate_figures(
+            sc.y,
+            decide(softmax(sc.logits, temperature), positive_index=pos_idx, threshold=threshold),
+            sc.gate_kinds,
+            positive_index=pos_idx,
+        )
+        for s, sc in scores.items()
+        if sc.gate_kinds is not None
+    }
+    return {**gate, "splits": splits}
 
 
 def _slices(

@@ -20,6 +20,7 @@ from typing import Any
 from PIL import Image
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.explain.gradcam import explain
 from defectlens.gui import report, settings
 from defectlens.gui.model import Advanced, LoadedModel, load_model
@@ -48,6 +49,8 @@ class Inspector:
         threads: CPU threads for inference (default: all cores but one, which stays with the window).
         batch_size: images per model call while scoring a folder.
         seed: seed of the Random button.
+        gate: the mode of a bundle's gate (``refuse``: a frame the model cannot judge gets no class and is
+            shown as needing review; ``warn``: its class, flagged; ``off``).
     """
 
     def __init__(
@@ -58,7 +61,9 @@ class Inspector:
         threads: int | None = None,
         batch_size: int = 32,
         seed: int | None = None,
+        gate: GateMode = "refuse",
     ):
+        self.gate = check_gate_mode(gate)
         self.settings_file = settings_file
         self.settings, warning = settings.load_settings(settings_file)
         self.notices = [warning] if warning else []
@@ -96,7 +101,7 @@ class Inspector:
         path = Path(path)
 
         def job() -> tuple[LoadedModel, Advanced | None]:
-            return load_model(path, advanced=advanced, threads=self.threads), advanced
+            return load_model(path, advanced=advanced, threads=self.threads, gate=self.gate), advanced
 
         self.worker.submit("model", job)
         return Event("loading", f"loading {path.name}...")
@@ -165,8 +170,11 @@ class Inspector:
         assert isinstance(message, Finished)
         self.last_rate = message.count / message.seconds if message.seconds > 0 else None
         errors = sum(bool(item.error) for item in self.session.items)
+        review = sum(item.refused for item in self.session.items)
         rate = f" ({self.last_rate:.0f} img/s)" if self.last_rate else ""
-        return Event("scored", f"scored {message.count} images in {message.seconds:.1f} s{rate}; {errors} unreadable")
+        text = f"scored {message.count} images in {message.seconds:.1f} s{rate}; {review} need review; "
+        text += f"{errors} unreadable"
+        return Event("scored", text)
 
     def _job_done(self, job: JobDone) -> Event | None:
         if job.kind in ("warmup", "metrics"):

@@ -18,12 +18,13 @@ from defectlens.core.errors import DefectlensError
 from defectlens.data.images import load_image
 from defectlens.gui.app import Event, Inspector
 from defectlens.gui.panels import fit
-from defectlens.gui.session import ItemView
+from defectlens.gui.session import NOT_JUDGED, ItemView
 
 IMAGE_BOX = (560, 560)
 NO_POSITIVE = "(none: most probable class)"
 METRICS_EVERY_S = 1.0  # while scoring, figures are recomputed at most this often
-COLOURS = {"positive": "#c62828", "negative": "#2e7d32", "none": "gray40"}
+# "review": amber, a frame the gate would not let the model judge (neither a class's green or red, nor grey)
+COLOURS = {"positive": "#c62828", "negative": "#2e7d32", "review": "#b26a00", "none": "gray40"}
 
 
 class Drawing:
@@ -127,9 +128,7 @@ class Drawing:
         view = s.view(index) if index is not None else None
         self._draw_image(view)
         if view is None or view.prediction is None:
-            self.text["decision"].set("ERROR" if view is not None and view.item.error else "-")
-            self.decision.configure(foreground=COLOURS["none"])
-            self.text["details"].set(view.item.error if view is not None else "")
+            self._draw_undecided(view)
             return
         positive = view.prediction == s.positive_class
         self.text["decision"].set(view.prediction.upper())
@@ -139,9 +138,25 @@ class Drawing:
         if self.text["override"].get() not in others:
             self.text["override"].set(others[0] if others else "")
 
+    def _draw_undecided(self, view: ItemView | None) -> None:
+        """An image without a class: unreadable, not judged (the gate's ``needs_review``), or not scored yet."""
+        item = view.item if view is not None else None
+        if item is not None and item.refused:
+            score = item.gate.ood_score if item.gate is not None else None
+            ood = f"\nout-of-distribution score {score:.2f}" if score is not None else ""
+            decision, colour, details = NOT_JUDGED, "review", f"the model gave no class: {item.review}{ood}"
+        else:
+            decision = "ERROR" if item is not None and item.error else "-"
+            colour, details = "none", item.error if item is not None else ""
+        self.text["decision"].set(decision)
+        self.decision.configure(foreground=COLOURS[colour])
+        self.text["details"].set(details)
+
     def _details(self, v: ItemView) -> str:
         s = self.app.session
         lines = [f"confidence {v.confidence:.1%}", "   ".join(f"p({c}) = {p:.3f}" for c, p in v.probabilities.items())]
+        if v.item.review:  # --gate warn: decided, with the gate's flag
+            lines.insert(0, f"flagged for review: {v.item.review}")
         lines.append(f"latency {v.item.latency_ms or 0:.1f} ms")
         if s.uses_threshold:
             lines.append(

@@ -8,6 +8,7 @@ import tkinter as tk
 from pathlib import Path
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.profile import GateMode
 from defectlens.gui.app import Inspector
 from defectlens.gui.view import InspectorWindow
 
@@ -26,11 +27,15 @@ def create_root() -> tk.Tk:
 
 
 def run_inspector(
-    *, model: str | Path | None = None, folder: str | Path | None = None, db: str | Path | None = None
+    *,
+    model: str | Path | None = None,
+    folder: str | Path | None = None,
+    db: str | Path | None = None,
+    gate: GateMode = "refuse",
 ) -> None:
     """Open the inspector window and run it until it is closed."""
     root = create_root()
-    app = Inspector(db=db)
+    app = Inspector(db=db, gate=gate)
     window = InspectorWindow(root, app)
     try:
         app.start(model=model, folder=folder)

@@ -20,6 +20,7 @@ import numpy as np
 from defectlens.core import spec as spec_module
 from defectlens.core.bundle import is_bundle, read_bundle
 from defectlens.core.errors import DefectlensError
+from defectlens.core.profile import GateMode
 from defectlens.core.spec import ModelSpec
 from defectlens.data import images
 from defectlens.inference.predictor import Predictor
@@ -199,11 +200,18 @@ class LoadedModel:
         s = self.spec
         channels = "gray" if s.in_channels == 1 else "RGB"
         text = f"{self.path.name} ({self.kind}): {'/'.join(s.class_names)}, {s.input_size} px {channels}"
+        gate = self.predictor.gate
+        text += f", gate {gate.mode}" if gate.active else ""
         return text + (f"  [OVERRIDDEN: {', '.join(self.overridden)}]" if self.overridden else "")
 
 
-def load_model(path: str | Path, *, advanced: Advanced | None = None, threads: int | None = None) -> LoadedModel:
+def load_model(
+    path: str | Path, *, advanced: Advanced | None = None, threads: int | None = None, gate: GateMode = "refuse"
+) -> LoadedModel:
     """Load ``path`` for the inspector, applying ``advanced`` overrides when given.
+
+    ``gate`` is the mode of a bundle's gate (``refuse``: a frame the model cannot judge gets no class;
+    ``warn``; ``off``); a plain ONNX file, a checkpoint and overridden settings have no gate.
 
     Raises:
         DefectlensError: saying why the model cannot be used (missing file, no spec, bad overrides,
@@ -216,13 +224,13 @@ def load_model(path: str | Path, *, advanced: Advanced | None = None, threads: i
     if p.suffix.lower() == ".onnx":
         loaded = _load_onnx(p, advanced, threads)
     elif is_bundle(p):
-        loaded = _load_bundle(p, advanced, threads)
+        loaded = _load_bundle(p, advanced, threads, gate)
     else:
         if advanced is not None:
             raise DefectlensError(
                 f"{p}: settings can be overridden on a bundle only; export it with 'defectlens export'"
             )
-        predictor = Predictor.load(p, threads=threads)
+        predictor = Predictor.load(p, threads=threads, gate=gate)
         loaded = LoadedModel(predictor, p, "run", predictor.spec, costs=_costs(predictor.meta))
     _probe(loaded.predictor)
     return loaded
@@ -244,8 +252,8 @@ def _load_onnx(p: Path, advanced: Advanced | None, threads: int | None) -> Loade
     return LoadedModel(predictor, p, "onnx", base, overridden=_changed(base, spec))
 
 
-def _load_bundle(p: Path, advanced: Advanced | None, threads: int | None) -> LoadedModel:
-    base = Predictor.load(p, threads=threads)
+def _load_bundle(p: Path, advanced: Advanced | None, threads: int | None, gate: GateMode) -> LoadedModel:
+    base = Predictor.load(p, threads=threads, gate=gate)
     costs = _costs(base.meta)
     if advanced is None:
         return LoadedModel(base, p, "bundle", base.spec, costs=costs)

@@ -3,9 +3,11 @@
 A verdict first records the inspection (``source="inspector"``, the decision at the operator's
 current threshold) in the same :class:`InspectionLog` the web service writes, then sets the verdict
 on that row; an image re-labelled by a new threshold since gets a fresh row, so every verdict sits
-beside the decision it judged. The export is a CSV (file, ground truth, prediction, every class
-probability, threshold, verdict) and a JSON summary (counts, false-negative and false-positive
-lists, metrics at the current threshold).
+beside the decision it judged. A frame the gate sent for review (no class) is recorded as
+``needs_review`` with the gate's reasons and score; the operator reviews it by overriding it with the
+part's class (there is nothing to confirm). The export is a CSV (file, ground truth, prediction, status,
+every class probability, threshold, verdict) and a JSON summary (counts, with frames not judged apart,
+false-negative and false-positive lists, metrics at the current threshold).
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ def record_verdict(
     """
     view = session.view(index)
     item = view.item
-    if view.prediction is None:
+    if item.refused and verdict == "confirmed":
+        raise DefectlensError(
+            f"{item.path.name}: not judged (needs review: {item.review}); nothing to confirm: override it with "
+            "the part's class"
+        )
+    if view.prediction is None and not item.refused:
         raise DefectlensError(f"{item.path.name}: no prediction to judge ({item.error or 'not scored yet'})")
     if verdict == "overridden" and label not in session.class_names:
         raise DefectlensError(f"override label must be one of {', '.join(session.class_names)}, got {label!r}")
@@ -87,11 +94,16 @@ def _inspection(
     except OSError:
         width = height = None  # scored before, so readable; a file changed since keeps the row honest
     pos = session.positive_class
+    gate = view.item.gate
     return NewInspection(
         source="inspector",
         client_name=str(view.item.path),
         image_sha256=hashlib.sha256(data).hexdigest(),
         image_bytes=len(data),
+        status="needs_review" if view.item.refused else "ok",
+        reason=view.item.review,
+        ood_score=None if gate is None else gate.ood_score,
+        gate_flagged=None if gate is None else gate.flagged,
         prediction=view.prediction,
         probabilities=view.probabilities,
         defect_probability=view.probabilities.get(pos) if pos is not None else None,
@@ -115,8 +127,8 @@ def csv_rows(session: Session) -> list[dict[str, Any]]:
             "ground_truth": v.item.truth or "",
             "prediction": v.prediction or "",
             "match": v.match or "",
-            "status": "error" if v.item.error else ("ok" if v.prediction else "not scored"),
-            "reason": v.item.error,
+            "status": _status(v.item.error, v.item.refused, v.prediction),
+            "reason": v.item.error or v.item.review,
         }
         for c in session.class_names:
             row[f"p_{c}"] = "" if v.prediction is None else round(v.probabilities[c], 6)
@@ -132,12 +144,24 @@ def csv_rows(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
+def _status(error: str, refused: bool, prediction: str | None) -> str:
+    if error:
+        return "error"
+    if refused:
+        return "needs_review"
+    return "ok" if prediction else "not scored"
+
+
+#: The summary's count key of an image without a class, by its status.
+_UNDECIDED = {"error": "ERROR", "needs_review": "NEEDS REVIEW", "not scored": "NOT SCORED"}
+
+
 def summary(session: Session, *, model: str = "", validated_threshold: float | None = None) -> dict[str, Any]:
     """Counts per decision, unreadable files, FN/FP lists and the metrics at the current threshold."""
     rows = csv_rows(session)
     counts: dict[str, int] = {}
     for r in rows:
-        key = r["prediction"] or ("ERROR" if r["status"] == "error" else "NOT SCORED")
+        key = r["prediction"] or _UNDECIDED[r["status"]]
         counts[key] = counts.get(key, 0) + 1
     metrics = session.metrics()
     verdicts = {"confirmed": 0, "overridden": 0, "none": 0}
@@ -155,6 +179,7 @@ def summary(session: Session, *, model: str = "", validated_threshold: float | N
         "metrics": None if metrics is None else {k: metrics.get(k) for k in SUMMARY_METRICS if k in metrics},
         "false_negatives": lists["missed"],
         "false_positives": lists["false_alarms"],
+        "needs_review": [{"file": r["file"], "reason": r["reason"]} for r in rows if r["status"] == "needs_review"],
         "errors": [{"file": r["file"], "reason": r["reason"]} for r in rows if r["status"] == "error"],
         "verdicts": verdicts,
     }

@@ -4,7 +4,10 @@ The model scores each image once; its calibrated probabilities are kept. Moving 
 the positive class re-labels the whole batch with :func:`defectlens.core.decision.decide` (no new
 inference), and the figures at that threshold on labelled images (missed defects, false alarms,
 accuracy, expected cost) come from :func:`defectlens.evaluation.metrics.compute_metrics`, so the
-window, the CLI and the evaluation report agree. Nothing here draws or touches a display.
+window, the CLI and the evaluation report agree. A frame the model's gate would not let it judge
+(``needs_review``) has no probabilities, so no threshold ever gives it a class; it is neither unreadable
+nor a decision, and the ``needs_review`` filter steps through it (with the frames ``--gate warn`` decided
+but flagged). Nothing here draws or touches a display.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from defectlens.core.decision import decide
 from defectlens.core.errors import DefectlensError
 from defectlens.evaluation.metrics import compute_metrics
+from defectlens.inference.gate import GateCheck
 from defectlens.inference.predictor import Prediction
 
 #: Filters the operator steps through, with the names the window shows.
@@ -28,8 +32,11 @@ FILTERS = {
     "mistakes": "Mistakes only",
     "missed": "Missed defects (FN)",
     "false_alarms": "False alarms (FP)",
+    "needs_review": "Needs review (not judged)",
     "errors": "Unreadable",
 }
+#: What the window says for a frame the gate would not let the model judge.
+NOT_JUDGED = "NOT JUDGED: needs review"
 
 
 @dataclass
@@ -40,12 +47,19 @@ class Item:
     truth: str | None = None
     latency_ms: float | None = None
     error: str = ""
+    refused: bool = False  # the gate sent the frame for review: no class (status needs_review)
+    gate: GateCheck | None = None
     scored: bool = False
     inspection_id: int | None = None
-    recorded: tuple[str, float | None] | None = None  # (prediction, threshold) the log row holds
+    recorded: tuple[str | None, float | None] | None = None  # (prediction, threshold) the log row holds
     verdict: str | None = None
     verdict_label: str | None = None
     comment: str = ""
+
+    @property
+    def review(self) -> str:
+        """The gate's reasons when it flagged the frame (refused, or decided with the flag), else empty."""
+        return self.gate.reason if self.gate is not None and self.gate.flagged else ""
 
 
 @dataclass(frozen=True)
@@ -128,9 +142,13 @@ class Session:
         self.filter = "all"
 
     def apply(self, index: int, prediction: Prediction) -> None:
-        """Store the model's result for image ``index`` (an error row marks the image unreadable)."""
+        """Store the model's result for image ``index`` (an error row marks the image unreadable; a
+        ``needs_review`` row keeps no probabilities, only the gate's finding)."""
         item = self.items[index]
-        item.scored, item.latency_ms = True, prediction.latency_ms
+        item.scored, item.latency_ms, item.gate = True, prediction.latency_ms, prediction.gate
+        if prediction.status == "needs_review":
+            item.refused = True
+            return
         if not prediction.ok:
             item.error = prediction.reason or "cannot read image"
             return
@@ -232,6 +250,8 @@ class Session:
             return list(range(n))
         if name == "errors":
             return [i for i, item in enumerate(self.items) if item.error]
+        if name == "needs_review":
+            return [i for i, item in enumerate(self.items) if item.review]
         decided, truth, pos = self.decisions(), self.truth_indices(), self.positive_index
         known = (decided >= 0) & (truth >= 0)
         if name == "mistakes":
@@ -287,8 +307,11 @@ class Session:
         head = f"{rank} [{FILTERS[self.filter]}] {v.item.path.name}"
         if v.item.error:
             return f"{head}  ERROR: {v.item.error}"
+        if v.item.refused:
+            return f"{head}  {NOT_JUDGED}: {v.item.review}"
         if v.prediction is None:
             return f"{head}  scoring..."
+        flag = f"  [flagged: {v.item.review}]" if v.item.review else ""
         if v.item.truth is None:
-            return f"{head}  prediction {v.prediction} (no ground truth)"
-        return f"{head}  ground truth {v.item.truth} -> {v.prediction}: {v.match}"
+            return f"{head}  prediction {v.prediction} (no ground truth){flag}"
+        return f"{head}  ground truth {v.item.truth} -> {v.prediction}: {v.match}{flag}"

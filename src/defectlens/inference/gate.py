@@ -19,7 +19,7 @@ says so in :attr:`Gate.note`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -60,59 +60,94 @@ def _pct(v: float) -> str:
     return f"{100 * v:.0f} %" if v >= 0.01 or v == 0 else f"{100 * v:.1f} %"
 
 
-def stat_reasons(stats: dict[str, float], profile: GateProfile) -> list[str]:
+#: The kinds of finding the gate reports (each with a sentence): counted apart in reports and benchmarks.
+KINDS = (
+    "uniform",
+    "contrast",
+    "under_exposed",
+    "over_exposed",
+    "out_of_focus",
+    "noisy",
+    "too_small",
+    "too_large",
+    "aspect_ratio",
+    "out_of_distribution",
+)
+
+
+class Finding(NamedTuple):
+    """One reason a frame is not one the model can judge: its kind (:data:`KINDS`) and a sentence for a person."""
+
+    kind: str
+    text: str
+
+
+def _exposure(s: dict[str, float], p: dict[str, StatRange], key: str, share: str, what: str) -> str:
+    """The evidence of an exposure problem: the mean brightness and/or the clipped share past their bands."""
+    b, c = p["brightness"], p[share]
+    parts = []
+    low, high = (b.low, None) if key == "under" else (None, b.high)
+    if (low is not None and s["brightness"] < low) or (high is not None and s["brightness"] > high):
+        parts.append(f"mean brightness {s['brightness']:.1f} grey levels ({_range(b, '')})")
+    if c.high is not None and s[share] > c.high:
+        parts.append(f"{_pct(s[share])} of pixels {what} (training images at most {_pct(c.q_high)})")
+    return ", ".join(parts)
+
+
+def stat_findings(stats: dict[str, float], profile: GateProfile) -> list[Finding]:
     """Why the statistics of a frame fall outside the profile's bands (empty when they do not)."""
     s, p = stats, profile.stats
-    reasons = []
+    found = []
     c = p["contrast"]
     flat = c.low is not None and s["contrast"] < c.low
     if flat:
-        reasons.append(
-            f"frame is almost uniform: contrast (std) {s['contrast']:.1f} grey levels, {_range(c, '')} "
-            f"(accepted from {c.low:.1f})"
-        )
+        text = f"contrast (std) {s['contrast']:.1f} grey levels, {_range(c, '')} (accepted from {c.low:.1f})"
+        found.append(Finding("uniform", f"frame is almost uniform: {text}"))
     elif c.high is not None and s["contrast"] > c.high:
-        reasons.append(f"contrast far above the training images: std {s['contrast']:.1f} grey levels, {_range(c, '')}")
-    b = p["brightness"]
-    if b.low is not None and s["brightness"] < b.low:
-        reasons.append(f"frame is under-exposed: mean brightness {s['brightness']:.1f} grey levels, {_range(b, '')}")
-    elif b.high is not None and s["brightness"] > b.high:
-        reasons.append(f"frame is over-exposed: mean brightness {s['brightness']:.1f} grey levels, {_range(b, '')}")
-    for key, what in (("dark_share", "black"), ("bright_share", "clipped white")):
-        r = p[key]
-        if r.high is not None and s[key] > r.high:
-            exposure = "under" if key == "dark_share" else "over"
-            reasons.append(
-                f"frame is {exposure}-exposed: {_pct(s[key])} of pixels {what}, "
-                f"training images at most {_pct(r.q_high)}"
-            )
+        text = f"std {s['contrast']:.1f} grey levels, {_range(c, '')}"
+        found.append(Finding("contrast", f"contrast far above the training images: {text}"))
+    for key, share, what in (("under", "dark_share", "black"), ("over", "bright_share", "clipped white")):
+        evidence = _exposure(s, p, key, share, what)
+        if evidence:
+            found.append(Finding(f"{key}_exposed", f"frame is {key}-exposed: {evidence}"))
     sharp = p["sharpness"]
     if not flat and sharp.low is not None and s["sharpness"] < sharp.low:
-        reasons.append(f"frame is out of focus: sharpness {s['sharpness']:.2f}, {_range(sharp, '', 2)}")
+        text = f"sharpness {s['sharpness']:.2f}, {_range(sharp, '', 2)}"
+        found.append(Finding("out_of_focus", f"frame is out of focus: {text}"))
     noise = p["noise"]
     if noise.high is not None and s["noise"] > noise.high:
-        reasons.append(f"frame is noisy: noise sigma {s['noise']:.1f} grey levels, {_range(noise, '')}")
-    return reasons
+        found.append(Finding("noisy", f"frame is noisy: noise sigma {s['noise']:.1f} grey levels, {_range(noise, '')}"))
+    return found
 
 
-def size_reasons(width: int, height: int, profile: GateProfile) -> list[str]:
+def size_findings(width: int, height: int, profile: GateProfile) -> list[Finding]:
     """Why a decoded frame's size or aspect ratio is not one the model was trained on (empty when it is)."""
     z = profile.size
     trained = f"training images {z.side_min:.0f}-{z.side_max:.0f} px a side"
-    reasons = []
+    found = []
     if min(width, height) < z.accept_side_min:
-        reasons.append(
-            f"frame is too small: {width}x{height} pixels, {trained} (accepted from {z.accept_side_min:.0f})"
-        )
+        text = f"{width}x{height} pixels, {trained} (accepted from {z.accept_side_min:.0f})"
+        found.append(Finding("too_small", f"frame is too small: {text}"))
     elif max(width, height) > z.accept_side_max:
-        reasons.append(f"frame is too large: {width}x{height} pixels, {trained} (accepted to {z.accept_side_max:.0f})")
+        text = f"{width}x{height} pixels, {trained} (accepted to {z.accept_side_max:.0f})"
+        found.append(Finding("too_large", f"frame is too large: {text}"))
     aspect = width / height
     if not z.accept_aspect_min <= aspect <= z.accept_aspect_max:
-        reasons.append(
-            f"wrong aspect ratio: {width}x{height} ({aspect:.2f}), training images "
-            f"{z.aspect_min:.2f}-{z.aspect_max:.2f} (width / height)"
+        text = (
+            f"{width}x{height} ({aspect:.2f}), training images {z.aspect_min:.2f}-{z.aspect_max:.2f} (width / height)"
         )
-    return reasons
+        found.append(Finding("aspect_ratio", f"wrong aspect ratio: {text}"))
+    return found
+
+
+def stat_reasons(stats: dict[str, float], profile: GateProfile) -> list[str]:
+    """The sentences of :func:`stat_findings`."""
+    return [f.text for f in stat_findings(stats, profile)]
+
+
+def size_reasons(width: int, height: int, profile: GateProfile) -> list[str]:
+    """The sentences of :func:`size_findings`."""
+    return [f.text for f in size_findings(width, height, profile)]
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,7 @@ class GateCheck:
         ood_score: the graph's out-of-distribution score (None without one).
         ood_threshold: the threshold it was compared with.
         stats: the frame's image statistics.
+        kinds: the kinds of its reasons (:data:`KINDS`), each once, in order.
     """
 
     flagged: bool
@@ -132,6 +168,7 @@ class GateCheck:
     ood_score: float | None = None
     ood_threshold: float | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    kinds: tuple[str, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -144,6 +181,7 @@ class GateCheck:
             "ood_score": self.ood_score,
             "ood_threshold": self.ood_threshold,
             "stats": {k: round(v, 4) for k, v in self.stats.items()},
+            "kinds": list(self.kinds),
         }
 
 
@@ -187,15 +225,19 @@ class Gate:
             return None
         assert self.profile is not None
         stats = image_stats(image)
-        reasons = stat_reasons(stats, self.profile)
+        found = stat_findings(stats, self.profile)
         if size is not None:
-            reasons += size_reasons(size[0], size[1], self.profile)
+            found += size_findings(size[0], size[1], self.profile)
         t = self.ood_threshold
         if ood_score is not None and t is not None and not ood_score <= t:  # NaN flags too
-            reasons.append(
-                f"frame is unlike the training images: out-of-distribution score {ood_score:.2f}, flagged above {t:.2f}"
-            )
-        return GateCheck(bool(reasons), tuple(reasons), ood_score, t, stats)
+            text = f"out-of-distribution score {ood_score:.2f}, flagged above {t:.2f}"
+            found.append(Finding("out_of_distribution", f"frame is unlike the training images: {text}"))
+        reasons, kinds = tuple(f.text for f in found), tuple(dict.fromkeys(f.kind for f in found))
+        return GateCheck(bool(found), reasons, ood_score, t, stats, kinds)
+
+    def refuses(self, check: GateCheck | None) -> bool:
+        """True when ``check`` costs its frame its class (flagged, in ``refuse`` mode): ``needs_review``."""
+        return check is not None and check.flagged and self.mode == "refuse"
 
     def describe(self) -> dict[str, Any]:
         """What ``/info`` and ``--help`` texts report about the gate in force."""

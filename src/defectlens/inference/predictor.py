@@ -335,13 +335,32 @@ class Predictor:
 
         Unlike :meth:`predict_many`, an unreadable image raises (evaluation data must all be usable).
         """
-        chunks = []
+        return self.score_and_check(sources, batch_size=batch_size, on_batch=on_batch)[0]
+
+    def score_and_check(
+        self,
+        sources: Sequence[Any],
+        *,
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, list[GateCheck | None]]:
+        """:meth:`score_files`, and the gate's finding for each image (None each while the gate is inactive).
+
+        The findings are those :meth:`predict_many` would give the same images, so an evaluation's
+        coverage is the share of frames the deployed model would judge.
+        """
+        chunks: list[np.ndarray] = []
+        checks: list[GateCheck | None] = []
         for start in range(0, len(sources), batch_size):
-            batch = np.stack([self.preprocess(s) for s in sources[start : start + batch_size]])
-            chunks.append(self.logits(batch))
+            frames = [prepare_frame(s, self.spec) for s in sources[start : start + batch_size]]
+            logits, ood = self.outputs(np.stack([f.array for f in frames]))
+            chunks.append(logits)
+            for i, f in enumerate(frames):
+                checks.append(self.gate.check(f.array, f.size, None if ood is None else float(ood[i])))
             if on_batch is not None:
-                on_batch(len(batch))
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.num_classes), np.float32)
+                on_batch(len(frames))
+        logits = np.concatenate(chunks) if chunks else np.zeros((0, self.spec.num_classes), np.float32)
+        return logits, checks
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities (softmax of logits / temperature)."""
@@ -358,7 +377,8 @@ class Predictor:
     ) -> Prediction:
         names = self.spec.class_names
         t = self.spec.threshold if threshold is None else threshold
-        if check is not None and check.flagged and self.gate.mode == "refuse":
+        if self.gate.refuses(check):
+            assert check is not None
             return Prediction(
                 item.name, "", 0.0, {}, t, item.latency_ms, status="needs_review", reason=check.reason,
                 warning=item.warning, gate=check,

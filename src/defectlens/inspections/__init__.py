@@ -2,6 +2,23 @@
 operator's verdict on it, in one SQLite file both surfaces share (:class:`InspectionLog`)."""
 
 from defectlens.inspections.images import ImageStore
-from defectlens.inspections.store import SCHEMA_VERSION, VERDICTS, Filters, Inspection, InspectionLog, NewInspection
+from defectlens.inspections.store import (
+    SCHEMA_VERSION,
+    VERDICTS,
+    Filters,
+    Inspection,
+    InspectionLog,
+    NewInspection,
+    Tally,
+)
 
-__all__ = ["SCHEMA_VERSION", "VERDICTS", "Filters", "ImageStore", "Inspection", "InspectionLog", "NewInspection"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "VERDICTS",
+    "Filters",
+    "ImageStore",
+    "Inspection",
+    "InspectionLog",
+    "NewInspection",
+    "Tally",
+]

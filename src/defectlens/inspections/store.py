@@ -6,6 +6,12 @@ connection behind a lock is the single writer (a web service's threads and the i
 background scorer share it). The schema carries a version (``PRAGMA user_version``) and is migrated
 forward on open; a file written by a newer defectlens is refused rather than damaged.
 
+A row's ``status`` is the Predictor's outcome (:data:`STATUSES`): ``ok`` (a decision: ``prediction`` is
+the class), ``needs_review`` (the gate would not let the model judge the frame: no class, ``reason`` says
+why, ``ood_score`` and ``gate_flagged`` keep its finding) or ``error`` (unusable input). Counts of parts per
+class (:meth:`InspectionLog.tally`, the ``label`` filter) are of decisions only, so a frame nobody judged
+is never counted as a good part.
+
 A client's file name is stored as data only: nothing here turns it into a path.
 """
 
@@ -23,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from defectlens.core.errors import DefectlensError
+from defectlens.inference.predictor import STATUSES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: An operator's verdict on a decision: the model was right, or the part is in fact ``verdict_label``.
 VERDICTS = ("confirmed", "overridden")
 
@@ -61,6 +68,13 @@ _MIGRATIONS: dict[int, str] = {
     """,
     # 2: what decoding noticed but did not stop for (corrupt JPEG data, bad EXIF...)
     2: "ALTER TABLE inspections ADD COLUMN warning TEXT NOT NULL DEFAULT '';",
+    # 3: the gate's finding (#26): the OOD score, and whether the frame was flagged (NULL: not gated; rows
+    # logged before have no finding); status gains the value 'needs_review' (the column has no CHECK)
+    3: """
+    ALTER TABLE inspections ADD COLUMN ood_score REAL;
+    ALTER TABLE inspections ADD COLUMN gate_flagged INTEGER;
+    CREATE INDEX inspections_status ON inspections (status);
+    """,
 }
 
 #: Columns in the order the CSV export writes them.
@@ -76,6 +90,8 @@ COLUMNS = (
     "status",
     "reason",
     "warning",
+    "ood_score",
+    "gate_flagged",
     "prediction",
     "probabilities",
     "defect_probability",
@@ -115,9 +131,11 @@ class NewInspection:
     client_name: str
     image_sha256: str
     image_bytes: int
-    status: str = "ok"
-    reason: str = ""
+    status: str = "ok"  # one of STATUSES; "needs_review" rows have no prediction
+    reason: str = ""  # why not judged (error, needs_review), or the gate's flag on a decision (warn mode)
     warning: str = ""
+    ood_score: float | None = None
+    gate_flagged: bool | None = None  # None: the frame was not gated (gate off, or a model without a profile)
     prediction: str | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     defect_probability: float | None = None
@@ -145,6 +163,8 @@ class Inspection:
     status: str
     reason: str
     warning: str
+    ood_score: float | None
+    gate_flagged: bool | None
     prediction: str | None
     probabilities: dict[str, float]
     defect_probability: float | None
@@ -166,7 +186,30 @@ class Inspection:
     def from_row(cls, row: sqlite3.Row) -> Inspection:
         d = dict(row)
         d["probabilities"] = json.loads(d["probabilities"]) if d["probabilities"] else {}
+        d["gate_flagged"] = None if d["gate_flagged"] is None else bool(d["gate_flagged"])
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How the matching inspections came out: decisions per class, and the frames not decided, apart.
+
+    Attributes:
+        total: every matching row.
+        decided: rows with a class (``status="ok"``), per predicted class.
+        needs_review: frames the gate sent for review (no class; never among ``decided``).
+        errors: inputs that could not be used.
+        flagged: decisions the gate flagged but let through (``--gate warn``), also counted in ``decided``.
+    """
+
+    total: int
+    decided: dict[str, int]
+    needs_review: int
+    errors: int
+    flagged: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -252,6 +295,10 @@ class InspectionLog:
 
     def record_many(self, items: Sequence[NewInspection]) -> list[int]:
         """Insert several inspections in one transaction; returns their ids once committed."""
+        for item in items:
+            if item.status not in STATUSES:
+                choices = ", ".join(STATUSES)
+                raise DefectlensError(f"{item.client_name}: status must be one of {choices}, got {item.status!r}")
         now = utc_now()
         columns = [
             c for c in COLUMNS if c not in ("id", "verdict", "verdict_label", "verdict_utc", "comment", "operator")
@@ -287,6 +334,11 @@ class InspectionLog:
             row = self._db.execute("SELECT prediction FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
             if row is None:
                 raise DefectlensError(f"no inspection with id {inspection_id}")
+            if verdict == "confirmed" and row["prediction"] is None:
+                raise DefectlensError(
+                    f"inspection {inspection_id} has no class to confirm (not judged): override it with the "
+                    "part's class"
+                )
             final = row["prediction"] if verdict == "confirmed" else label
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
@@ -316,6 +368,31 @@ class InspectionLog:
         where, params = (filters or Filters()).where()
         with self._lock:
             return int(self._db.execute(f"SELECT COUNT(*) FROM inspections{where}", params).fetchone()[0])
+
+    def tally(self, filters: Filters | None = None) -> Tally:
+        """Counts of the matching inspections by outcome (see :class:`Tally`)."""
+        where, params = (filters or Filters()).where()
+        sql = (
+            f"SELECT status, prediction, COUNT(*), SUM(gate_flagged = 1) FROM inspections{where} "
+            "GROUP BY status, prediction"
+        )
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        by_status: dict[str, int] = {}
+        decided: dict[str, int] = {}
+        flagged = 0
+        for status, prediction, n, n_flagged in rows:
+            by_status[status] = by_status.get(status, 0) + n
+            if status == "ok" and prediction is not None:
+                decided[prediction] = decided.get(prediction, 0) + n
+                flagged += int(n_flagged or 0)
+        return Tally(
+            total=sum(by_status.values()),
+            decided=dict(sorted(decided.items())),
+            needs_review=by_status.get("needs_review", 0),
+            errors=by_status.get("error", 0),
+            flagged=flagged,
+        )
 
     def iter_csv(self, filters: Filters | None = None, *, chunk: int = 500) -> Iterator[str]:
         """The matching inspections as CSV text, header first, oldest first, ``chunk`` rows per piece."""

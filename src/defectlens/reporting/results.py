@@ -34,6 +34,7 @@ def evaluation_payload(result: EvaluationResult, *, provenance: dict[str, Any]) 
         "metrics": result.metrics,
         "slices": result.slices,
         "notes": result.notes,
+        "gate": result.gate,
         "provenance": json.loads(json.dumps(provenance, default=str)),  # paths and odd types become strings
     }
 
@@ -41,22 +42,30 @@ def evaluation_payload(result: EvaluationResult, *, provenance: dict[str, Any]) 
 def write_predictions(
     path: Path, result: EvaluationResult, scores: dict[str, SplitScores], *, root: Path | None
 ) -> Path:
-    """One row per evaluated image: split, path, label, decision, correct, calibrated probabilities.
+    """One row per evaluated image: split, path, label, decision, correct, calibrated probabilities, and
+    whether the gate flagged it (``needs_review`` true/false and the kinds of its reasons; empty without a gate).
 
     Paths are relative to the dataset folder when they lie inside it.
     """
     names = list(result.metrics[result.splits[0]]["class_names"])
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["split", "path", "label", "prediction", "correct", *(f"p_{c}" for c in names)])
+        writer.writerow(
+            ["split", "path", "label", "prediction", "correct", *(f"p_{c}" for c in names), "needs_review", "gate"]
+        )
         for split in result.splits:
             if split not in SPLITS:  # a subset of a split (test_unseen): its rows are already written
                 continue
             sc = scores[split]
             probs, pred = result.decisions(sc)
-            for p, y, k, row in zip(sc.paths, sc.y, pred, probs, strict=True):
+            kinds = sc.gate_kinds if sc.gate_kinds is not None else [None] * len(sc.y)
+            for p, y, k, row, why in zip(sc.paths, sc.y, pred, probs, kinds, strict=True):
                 shown = p.relative_to(root) if root is not None and p.is_relative_to(root) else p
-                writer.writerow([split, shown.as_posix(), names[y], names[k], int(y == k), *(f"{v:.6g}" for v in row)])
+                flag = "" if why is None else str(bool(why)).lower()
+                writer.writerow(
+                    [split, shown.as_posix(), names[y], names[k], int(y == k), *(f"{v:.6g}" for v in row), flag,
+                     ";".join(why or ())]
+                )  # fmt: skip
     return path
 
 

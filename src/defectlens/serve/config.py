@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.inference.backends import SLICE, resolve_threads
 
 #: Environment variable read for the API key when none is given on the command line.
@@ -29,6 +30,8 @@ class ServeConfig:
         inference_threads: CPU cores the model runs on: that many model calls (batches) run at once,
             one core each (None: every usable core).
         precision: the bundle graph to serve (``auto``: its default; ``fp32``; ``int8`` when exported with it).
+        gate: how frames the model cannot judge are answered: ``refuse`` (no class: ``needs_review``),
+            ``warn`` (the class, with the gate's flag) or ``off``.
         batching: gather concurrent requests into one model call (off: one call per request).
         max_batch: most images in one model call (default :data:`~defectlens.inference.backends.SLICE`:
             a call's activations stay in its core's cache).
@@ -45,12 +48,14 @@ class ServeConfig:
     worker_threads: int | None = None
     inference_threads: int | None = None
     precision: str = "auto"
+    gate: GateMode = "refuse"
     batching: bool = True
     max_batch: int = SLICE
     batch_wait_ms: float = 5.0
     cors_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_gate_mode(self.gate)
         if not 0 < self.max_upload_mb <= 1024:
             raise DefectlensError(f"--max-upload-mb must be in (0, 1024], got {self.max_upload_mb}")
         if self.max_batch < 1:

@@ -1,7 +1,9 @@
 """Prometheus metrics of one app (its own ``CollectorRegistry``, so two apps in a process never mix).
 
 Exposed at ``GET /metrics``: requests by route, method and status; errors by kind; request latency;
-the model batch size (the micro-batcher's effect); log commit group size; predictions per class.
+the model batch size (the micro-batcher's effect); log commit group size; decisions per class; frames the
+gate flagged, apart (``needs_review``: no class given, never among the decisions; ``warned``: decided with
+the flag, ``--gate warn``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class Metrics:
             "defectlens_log_commit_rows", "Inspection rows per log commit", buckets=_BATCH_BUCKETS, registry=r
         )
         self.predictions = Counter("defectlens_predictions", "Decisions per class", ["label"], registry=r)
+        self.gate_flags = Counter(
+            "defectlens_gate_flagged",
+            "Frames the gate flagged: needs_review (no class given) or warned (decided with the flag)",
+            ["outcome"],
+            registry=r,
+        )
         self.ready = Gauge("defectlens_ready", "1 once the model is loaded and warmed up", registry=r)
 
     def render(self) -> tuple[bytes, str]:

@@ -1,4 +1,8 @@
-"""The inspection log over HTTP: list with filters, one row, operator verdicts, CSV export."""
+"""The inspection log over HTTP: list with filters, counts by outcome, one row, operator verdicts, CSV export.
+
+A frame the gate sent for review (``status=needs_review``) has no class: the ``label`` filter and the
+tally's per-class counts never include it; an operator reviews it by overriding it with the part's class.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from defectlens.inspections import Filters
-from defectlens.serve.schemas import ErrorOut, Inspection, InspectionPage, VerdictIn
+from defectlens.serve.schemas import ErrorOut, Inspection, InspectionPage, TallyOut, VerdictIn
 from defectlens.serve.service import Service
 
 
@@ -41,7 +45,9 @@ def filters(
     since: Annotated[str | None, Query(description="ISO 8601 date or time (UTC unless zoned)")] = None,
     until: Annotated[str | None, Query(description="ISO 8601; a bare date includes that whole day")] = None,
     model_id: str | None = None,
-    status: Literal["ok", "error"] | None = None,
+    status: Annotated[
+        Literal["ok", "needs_review", "error"] | None, Query(description="ok: decided; needs_review: not judged")
+    ] = None,
 ) -> Filters:
     """The query parameters every listing shares, as log :class:`Filters`."""
     return Filters(
@@ -76,6 +82,11 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
         headers = {"Content-Disposition": 'attachment; filename="inspections.csv"'}
         return StreamingResponse(log.iter_csv(found), media_type="text/csv; charset=utf-8", headers=headers)
 
+    @api.get("/v1/inspections/tally", response_model=TallyOut, responses={401: {"model": ErrorOut}})
+    def tally(found: Annotated[Filters, Depends(filters)]) -> TallyOut:
+        """Matching inspections by outcome: decisions per class, with frames sent for review and errors apart."""
+        return TallyOut.of(log.tally(found))
+
     @api.get("/v1/inspections/{inspection_id}", response_model=Inspection, responses={404: {"model": ErrorOut}})
     def get_inspection(inspection_id: int) -> Inspection:
         """One inspection by id."""
@@ -96,8 +107,12 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
             raise HTTPException(404, f"no inspection with id {inspection_id}")
         if body.verdict == "overridden" and body.label not in classes:
             raise HTTPException(422, f"an override needs a label, one of {', '.join(classes)}; got {body.label!r}")
-        if row.status != "ok":
+        if row.status == "error":
             raise HTTPException(422, f"inspection {inspection_id} has no decision to review ({row.reason})")
+        if row.status == "needs_review" and body.verdict == "confirmed":
+            raise HTTPException(
+                422, f"inspection {inspection_id} was not judged ({row.reason}): override it with the part's class"
+            )
         label = body.label if body.verdict == "overridden" else None
         done = log.set_verdict(inspection_id, body.verdict, label=label, comment=body.comment, operator=body.operator)
         return done

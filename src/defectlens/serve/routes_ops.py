@@ -31,6 +31,7 @@ def model_info(service: Service) -> ModelInfo:
         metrics=meta.get("metrics"),
         created=meta.get("created"),
         explain_available=p.has_torch_weights,
+        gate=p.gate.describe(),
         ready=service.ready,
     )
 
@@ -63,7 +64,7 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
 
     @api.get("/v1/model", response_model=ModelInfo, dependencies=[Depends(check)], responses={401: {"model": ErrorOut}})
     def get_model() -> ModelInfo:
-        """Classes, positive class, threshold, temperature, input size, ids and validation metrics."""
+        """Classes, positive class, threshold, temperature, input size, ids, validation metrics and the gate."""
         return model_info(service)
 
     return api

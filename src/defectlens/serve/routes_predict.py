@@ -1,8 +1,11 @@
 """``POST /v1/predict``: classify one or many uploaded images, log each, answer per file.
 
-Status of the whole request: 200 when at least one file was classified (each file carries its own
+Status of the whole request: 200 when at least one file was answered (each file carries its own
 ``http_status``, like a 207 multi-status); when every file failed, their common status (415 or
-422), or 422 when they failed differently. Either way the body has one result per file.
+422), or 422 when they failed differently. Either way the body has one result per file. A frame the
+gate would not let the model judge (``status="needs_review"``: no class, the reason and the gate's
+scores) is an answer, not a failure: its ``http_status`` is 200, and the body counts it apart from
+the decisions (``ok``) and the failures (``errors``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ CLIENT_HEADER = "x-defectlens-client"
 
 
 def request_status(results: list[dict[str, Any]]) -> int:
-    """200 if any file succeeded; else the files' common error status, or 422 when they differ."""
-    if any(r["status"] == "ok" for r in results):
+    """200 if any file was answered (decided or sent for review); else the files' common error status, or 422
+    when they differ."""
+    if any(r["status"] != "error" for r in results):
         return 200
     codes = {int(r["http_status"]) for r in results}
     return codes.pop() if len(codes) == 1 else 422
@@ -40,7 +44,7 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
         summary="Classify uploaded images",
         response_model=None,
         responses={
-            200: {"model": PredictResponse, "description": "at least one file classified (see each http_status)"},
+            200: {"model": PredictResponse, "description": "at least one file answered (see each status)"},
             401: {"model": ErrorOut, "description": "API key missing or wrong"},
             413: {"model": ErrorOut, "description": "request body over --max-upload-mb"},
             415: {"model": PredictResponse, "description": "every file was not an image we read"},
@@ -70,14 +74,15 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
         source = "web" if request.headers.get(CLIENT_HEADER) == "page" else "api"
         results = await service.inspect(uploads, threshold=chosen, explain=explain or explain_q, source=source)
         spec = service.predictor.spec
-        n_ok = sum(r["status"] == "ok" for r in results)
+        statuses = [r["status"] for r in results]
         body = {
             "model_id": service.predictor.model_id,
             "threshold": spec.threshold if chosen is None else chosen,
             "temperature": spec.temperature,
             "files": len(results),
-            "ok": n_ok,
-            "errors": len(results) - n_ok,
+            "ok": statuses.count("ok"),
+            "needs_review": statuses.count("needs_review"),
+            "errors": statuses.count("error"),
             "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
             "results": results,
         }

@@ -6,14 +6,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from defectlens.inspections.store import Inspection  # one definition: the log's row, as the API shows it
+from defectlens.inspections.store import Inspection, Tally  # one definition: the log's row, as the API shows it
+
+
+class GateOut(BaseModel):
+    """The gate's finding for one frame (present when the served model has a gate and it is not off)."""
+
+    flagged: bool = Field(description="the frame is not one the model can judge")
+    reasons: list[str] = Field(description="why, one sentence each (empty when not flagged)")
+    ood_score: float | None = Field(description="out-of-distribution score (None where the backend computes none)")
+    ood_threshold: float | None = Field(description="the score above which a frame is flagged")
+    stats: dict[str, float] = Field(description="the frame's image statistics the quality rules read")
 
 
 class FileResult(BaseModel):
-    """One uploaded file's outcome. ``status`` says which half of the fields is filled."""
+    """One uploaded file's outcome. ``status`` says which fields are filled: ``ok`` a decision (class and
+    probabilities), ``needs_review`` a frame the gate would not let the model judge (no class; ``reason`` and
+    ``gate`` say why; HTTP 200: an answer, not an error), ``error`` an input that could not be used."""
 
     file: str = Field(description="the client's file name, as data (never used as a path)")
-    status: Literal["ok", "error"]
+    status: Literal["ok", "needs_review", "error"]
     http_status: int = Field(description="200, or 415 (not an image / unsupported mode) or 422 (corrupt, too large)")
     inspection_id: int = Field(description="row id in the inspection log (committed before this answer)")
     model_id: str | None
@@ -30,7 +42,8 @@ class FileResult(BaseModel):
     height: int | None = None
     image_path: str | None = Field(None, description="stored copy, relative to --store-images")
     error: str | None = Field(None, description="error kind: not_an_image, unsupported_image, corrupt_image, ...")
-    reason: str | None = None
+    reason: str | None = Field(None, description="why not judged (needs_review) or not read (error)")
+    gate: GateOut | None = Field(None, description="the gate's finding (absent when the model is not gated)")
     warning: str | None = Field(None, description="what decoding noticed but did not stop for (corrupt JPEG data...)")
     overlay_png: str | None = Field(None, description="Grad-CAM overlay, base64 PNG (explain=true)")
     explain_note: str | None = Field(None, description="why there is no overlay (explain=true)")
@@ -43,8 +56,9 @@ class PredictResponse(BaseModel):
     threshold: float | None
     temperature: float
     files: int
-    ok: int
-    errors: int
+    ok: int = Field(description="files decided (a class given)")
+    needs_review: int = Field(description="files the gate sent for review (no class given)")
+    errors: int = Field(description="files that could not be used")
     latency_ms: float
     results: list[FileResult]
 
@@ -67,6 +81,7 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any] | None = Field(description="validation metrics recorded in the bundle")
     created: str | None
     explain_available: bool = Field(description="the model carries torch weights for Grad-CAM")
+    gate: dict[str, Any] = Field(description="the gate in force: mode, active, ood_threshold, false_flag_rate, note")
     ready: bool
 
 
@@ -77,6 +92,20 @@ class InspectionPage(BaseModel):
     limit: int
     offset: int
     items: list[Inspection]
+
+
+class TallyOut(BaseModel):
+    """Matching inspections by outcome: decisions per class, frames sent for review and errors apart."""
+
+    total: int
+    decided: dict[str, int] = Field(description="decisions (status ok) per predicted class")
+    needs_review: int = Field(description="frames the gate sent for review: never counted in decided")
+    errors: int
+    flagged: int = Field(description="decisions the gate flagged but let through (--gate warn)")
+
+    @classmethod
+    def of(cls, tally: Tally) -> TallyOut:
+        return cls(**tally.to_dict())
 
 
 class VerdictIn(BaseModel):

@@ -49,7 +49,7 @@ def serve(model: str | Path, config: ServeConfig, *, on_ready: Callable[[str], N
 
     # One core per model call: the service runs config.model_calls calls at once (see serve.batcher),
     # and concurrent requests already fill the cores, so a lone image is never split over them either.
-    predictor = Predictor.load(model, threads=1, precision=config.precision)
+    predictor = Predictor.load(model, threads=1, precision=config.precision, gate=config.gate)
     store = ImageStore(config.store_images) if config.store_images is not None else None
     with InspectionLog(config.db) as log:
         sock = bind(config.host, config.port)

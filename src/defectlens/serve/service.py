@@ -4,9 +4,12 @@ One :class:`Service` per app holds the Predictor, the inspection log, the option
 the worker threads and the two batchers (model calls, one per inference core, and log commits). Every step that blocks
 (decoding, inference, fsync, Grad-CAM) runs on a thread, never on the event loop.
 
-The decision uses ``Predictor.probabilities`` and ``Predictor.decide``, so a threshold means here
-what it means in the CLI and in evaluation. A request's answer is built only after its rows are
-committed to the log: an inspection id a client receives is on disk.
+The decision uses ``Predictor.outputs``, ``Predictor.probabilities``, ``Predictor.decide`` and the
+Predictor's gate (``predictor.gate``, its mode from ``--gate``), so a threshold means here what it means
+in the CLI and in evaluation, and a frame the gate flags is ``needs_review`` here as it is there: no
+class, the gate's reasons and scores (an answer, HTTP 200 for the file, logged as its own status). A
+request's answer is built only after its rows are committed to the log: an inspection id a client
+receives is on disk.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from defectlens.inference.gate import GateCheck
 from defectlens.inference.predictor import Predictor
 from defectlens.inspections import ImageStore, InspectionLog, NewInspection
 from defectlens.serve.batcher import Batcher
@@ -31,14 +35,28 @@ from defectlens.serve.uploads import Decoded, Upload, decode
 _log = logging.getLogger("defectlens.serve")
 
 
+#: What the model thread gives back per image: its calibrated probabilities and the gate's finding.
+Judged = tuple[np.ndarray, GateCheck | None]
+
+
 @dataclass(frozen=True)
 class Scored:
-    """One upload after the model: its decoding, probabilities (None on error) and latency."""
+    """One upload after the model: its decoding, probabilities (None on error), the gate's finding
+    (None when not gated), whether the gate refused it a class, and its latency."""
 
     decoded: Decoded
     probs: np.ndarray | None
     latency_ms: float
     image_path: str | None = None
+    check: GateCheck | None = None
+    refused: bool = False
+
+    @property
+    def status(self) -> str:
+        """``error``, ``needs_review`` (the gate refused the frame a class) or ``ok`` (a decision)."""
+        if self.decoded.error is not None:
+            return "error"
+        return "needs_review" if self.refused else "ok"
 
 
 class Service:
@@ -60,7 +78,7 @@ class Service:
         self.ready = False
         self._pool: ThreadPoolExecutor | None = None
         self._warmup: asyncio.Task[None] | None = None
-        self._model: Batcher[np.ndarray, np.ndarray] = Batcher(
+        self._model: Batcher[Decoded, Judged] = Batcher(
             self._run_model,
             max_batch=config.max_batch,
             max_wait=config.batch_wait_ms / 1000.0,
@@ -101,9 +119,17 @@ class Service:
 
     # -- the blocking steps (threads) -------------------------------------------------------------
 
-    def _run_model(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        self.metrics.batch_size.observe(len(arrays))
-        return list(self.predictor.probabilities(self.predictor.logits(np.stack(arrays))))
+    def _run_model(self, frames: list[Decoded]) -> list[Judged]:
+        self.metrics.batch_size.observe(len(frames))
+        p = self.predictor
+        arrays = [f.array for f in frames if f.array is not None]
+        logits, ood = p.outputs(np.stack(arrays))
+        probs = p.probabilities(logits)
+        out = []
+        for k, (f, array) in enumerate(zip(frames, arrays, strict=True)):
+            size = (f.width, f.height) if f.width is not None and f.height is not None else None
+            out.append((probs[k], p.gate.check(array, size, None if ood is None else float(ood[k]))))
+        return out
 
     def _commit(self, groups: list[list[NewInspection]]) -> list[list[int]]:
         rows = [row for group in groups for row in group]
@@ -126,14 +152,15 @@ class Service:
         submitted = False
         try:
             decoded, path = await loop.run_in_executor(self._pool, self._decode, upload)
-            probs = None
+            probs, check = None, None
             if decoded.array is not None:
                 submitted = True
                 if self.config.batching:
-                    probs = await self._model.submit(decoded.array)
+                    probs, check = await self._model.submit(decoded)
                 else:
-                    probs = (await loop.run_in_executor(self._pool, self._run_model, [decoded.array]))[0]
-            return Scored(decoded, probs, (time.perf_counter() - start) * 1000.0, path)
+                    probs, check = (await loop.run_in_executor(self._pool, self._run_model, [decoded]))[0]
+            latency = (time.perf_counter() - start) * 1000.0
+            return Scored(decoded, probs, latency, path, check, refused=self.predictor.gate.refuses(check))
         finally:
             if not submitted or not self.config.batching:
                 self._model.withdraw(1)
@@ -153,33 +180,45 @@ class Service:
         return results
 
     def _decide(self, scored: list[Scored], threshold: float | None) -> list[str | None]:
-        good = [s.probs for s in scored if s.probs is not None]
+        """The class of every decided upload (None for an error or a frame sent for review), counted in the metrics."""
+        good = [s.probs for s in scored if s.status == "ok" and s.probs is not None]
         names = self.predictor.spec.class_names
         idx = iter(self.predictor.decide(np.stack(good), threshold) if good else [])
-        labels = [names[int(next(idx))] if s.probs is not None else None for s in scored]
+        labels = [names[int(next(idx))] if s.status == "ok" else None for s in scored]
         for s, label in zip(scored, labels, strict=True):
-            if label is None:
-                assert s.decoded.error is not None
-                self.metrics.errors.labels(s.decoded.error.kind).inc()
-            else:
-                self.metrics.predictions.labels(label).inc()
+            self._count(s, label)
         return labels
 
+    def _count(self, s: Scored, label: str | None) -> None:
+        m = self.metrics
+        if s.decoded.error is not None:
+            m.errors.labels(s.decoded.error.kind).inc()
+        elif label is None:
+            m.gate_flags.labels("needs_review").inc()
+        else:
+            m.predictions.labels(label).inc()
+            if s.check is not None and s.check.flagged:
+                m.gate_flags.labels("warned").inc()
+
     def _row(self, s: Scored, label: str | None, threshold: float | None, source: str) -> NewInspection:
-        spec, d = self.predictor.spec, s.decoded
-        probs = {} if s.probs is None else {n: float(p) for n, p in zip(spec.class_names, s.probs, strict=True)}
+        spec, d, check = self.predictor.spec, s.decoded, s.check
+        decided = s.probs if s.status == "ok" else None  # a frame not judged keeps no probabilities
+        probs = {} if decided is None else {n: float(p) for n, p in zip(spec.class_names, decided, strict=True)}
         pos = spec.positive_index
+        flag = check.reason if check is not None and check.flagged else ""
         return NewInspection(
             source=source,
             client_name=d.upload.name,
             image_sha256=d.sha256,
             image_bytes=len(d.upload.data),
-            status="ok" if d.error is None else "error",
-            reason="" if d.error is None else d.error.reason,
+            status=s.status,
+            reason=flag if d.error is None else d.error.reason,
             warning=d.warning,
+            ood_score=None if check is None else check.ood_score,
+            gate_flagged=None if check is None else check.flagged,
             prediction=label,
             probabilities=probs,
-            defect_probability=float(s.probs[pos]) if s.probs is not None and pos is not None else None,
+            defect_probability=float(decided[pos]) if decided is not None and pos is not None else None,
             threshold=spec.threshold if threshold is None else threshold,
             temperature=spec.temperature,
             model_id=self.predictor.model_id,
@@ -202,19 +241,21 @@ class Service:
         if s.decoded.error is not None:
             err = s.decoded.error
             return {**common, "status": "error", "http_status": err.status, "error": err.kind, "reason": err.reason}
+        image = {"width": row.width, "height": row.height, "image_path": row.image_path, "warning": row.warning}
+        gate = {} if s.check is None else {"gate": s.check.to_dict()}
+        if s.status == "needs_review":  # an answer (200), not an error: the frame is not one the model can judge
+            return {**common, "status": "needs_review", "http_status": 200, "reason": row.reason, **image, **gate}
         return {
             **common,
             "status": "ok",
             "http_status": 200,
-            "warning": row.warning,
             "prediction": row.prediction,
             "confidence": row.probabilities[row.prediction or ""],
             "probabilities": row.probabilities,
             "defect_probability": row.defect_probability,
             "positive_class": self.predictor.spec.positive_class,
-            "width": row.width,
-            "height": row.height,
-            "image_path": row.image_path,
+            **image,
+            **gate,
         }
 
     async def _add_explanations(self, scored: list[Scored], results: list[dict[str, Any]]) -> None:

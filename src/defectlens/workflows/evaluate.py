@@ -38,6 +38,7 @@ def unseen_subset(manifest: Manifest, test: SplitScores) -> SplitScores | None:
     return SplitScores(
         logits=test.logits[keep], y=test.y[keep], paths=[test.paths[i] for i in keep],
         records=[test.records[i] for i in keep],
+        gate_kinds=None if test.gate_kinds is None else [test.gate_kinds[i] for i in keep],
     )  # fmt: skip
 
 
@@ -53,7 +54,8 @@ class EvaluationRun:
 def score_records(
     predictor: Predictor, manifest: Manifest, records: list[Record], *, batch_size: int, progress: Progress, label: str
 ) -> SplitScores:
-    """Logits of ``records`` through ``predictor``; labels in the model's class order.
+    """Logits of ``records`` through ``predictor``, labels in the model's class order, and, while its gate
+    is active, the kinds of the reasons it flags each image for.
 
     Raises:
         DefectlensError: when a label is not a class of the model.
@@ -68,8 +70,9 @@ def score_records(
     paths = [manifest.resolve(r) for r in records]
     y = np.array([names.index(r.label) for r in records], dtype=np.int64)
     with progress.phase(f"scoring {label}", total=len(paths), unit="img") as phase:
-        logits = predictor.score_files(paths, batch_size=batch_size, on_batch=phase.advance)
-    return SplitScores(logits=logits, y=y, paths=paths, records=list(records))
+        logits, checks = predictor.score_and_check(paths, batch_size=batch_size, on_batch=phase.advance)
+    kinds = [c.kinds if c is not None else () for c in checks] if predictor.gate.active else None
+    return SplitScores(logits=logits, y=y, paths=paths, records=list(records), gate_kinds=kinds)
 
 
 def score_splits(
@@ -127,6 +130,7 @@ def evaluate_model(
         report=report,
         dataset_positive=manifest.info.get("positive_class"),
         settings=settings,
+        gate=predictor.gate.describe(),
     )
     provenance = {
         "dataset": {**manifest.info, "counts": manifest.counts()},
@@ -156,8 +160,13 @@ def evaluate_run(
     settings: EvalSettings | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    gate: str = "refuse",
 ) -> EvaluationRun:
     """Evaluate a run folder, checkpoint or bundle; ``data`` defaults to the dataset the run trained on.
+
+    With ``gate`` ``refuse`` or ``warn`` (a bundle with a reference profile) the evaluation reports, beside
+    the plain figures on every image, the gate's coverage and the accuracy on the images it lets through;
+    ``off`` evaluates without the gate.
 
     Earlier output is never replaced silently: without ``out_dir`` the results go to ``RUN/eval``, or
     ``RUN/eval-2``, ``eval-3``... when that exists; an ``out_dir`` holding an evaluation needs ``force``.
@@ -167,7 +176,7 @@ def evaluate_run(
             ``out_dir`` holds an earlier evaluation and ``force`` is not set.
     """
     source = Path(source)
-    predictor = Predictor.load(source)
+    predictor = Predictor.load(source, gate=gate)
     data = data or recorded_dataset(source, predictor)
     manifest = Manifest.read(data)
     run_info: dict[str, Any] = {"model": source.name, "data": str(Path(data).resolve())}

@@ -5,7 +5,10 @@ Every input gets a row, written to ``predictions.csv`` as soon as it is decided:
 (whatever the reason: corrupt, an odd pixel mode, a dangling symlink, a FIFO, a folder that cannot
 be listed) becomes an error row (``status="error"``, ``reason``) and the run goes on, so one bad file
 from a line camera never hides the verdicts on the rest, and a crash never loses the rows already
-written. Hidden files and folders (names starting with ``.``) are not inputs.
+written. A frame the model's gate will not let it judge (a black or unfocused frame, another product)
+is a ``needs_review`` row: no class, the gate's reason and its out-of-distribution score; with
+``--gate warn`` it keeps its class with ``needs_review=true``. Hidden files and folders (names
+starting with ``.``) are not inputs.
 
 The columns of ``predictions.csv`` (:data:`CSV_COLUMNS` documents each): ``confidence`` is the
 probability of the predicted class, so at a low threshold a "defect" call can have a confidence
@@ -41,16 +44,22 @@ GRADCAM_DIR = "gradcam"
 #: The columns of predictions.csv and what each holds (``p_<class>``: one per class).
 CSV_COLUMNS = {
     "file": "the input file",
-    "status": "ok, or error when the file could not be used (see reason)",
-    "prediction": "the decided class",
+    "status": "ok; needs_review when the gate would not let the model judge the frame (no class); error when the "
+    "file could not be used (see reason)",
+    "prediction": "the decided class (empty on needs_review and error rows)",
     "confidence": "probability of the predicted class (can be under 0.5 for a defect call at a low threshold)",
     "defect_probability": "binary models: calibrated probability of the defect class, compared with the threshold",
     "p_<class>": "calibrated probability of each class",
     "threshold": "the decision threshold on defect_probability (binary models)",
+    "needs_review": "true when the gate flagged the frame (with --gate warn the class is still given), false when "
+    "it passed; empty without a gate (--gate off, a model without a reference profile, error rows)",
+    "ood_score": "the gate's out-of-distribution score (higher: less like the training images); empty when the "
+    "model computes none",
     "latency_ms": "decoding plus this file's share of its batch",
     "truth": "the class named by the file's class subfolder, when there is one",
-    "match": "MATCH or MISMATCH against truth",
-    "reason": "why the file could not be used (error rows)",
+    "match": "MATCH or MISMATCH against truth (empty on needs_review and error rows: no decision to compare)",
+    "reason": "why the file could not be used (error rows) or judged (needs_review rows)",
+    "gate_reason": "why the gate flagged the frame (also on --gate warn rows, which keep their class)",
     "warning": "a problem that did not stop decoding (corrupt JPEG data, bad EXIF): check the image",
     "overlay": "the Grad-CAM overlay PNG (--explain)",
 }
@@ -143,6 +152,7 @@ def row_of(
 ) -> dict[str, Any]:
     """A flat CSV row (see :data:`CSV_COLUMNS`): status, prediction, confidence, the defect probability
     (binary models, ``positive_class`` given), one probability column per class, truth."""
+    check = pred.gate
     row: dict[str, Any] = {
         "file": pred.file,
         "status": pred.status,
@@ -154,10 +164,13 @@ def row_of(
     for c in class_names:
         row[f"p_{c}"] = round(pred.probabilities[c], 6) if pred.ok else ""
     row["threshold"] = "" if pred.threshold is None else pred.threshold
+    row["needs_review"] = "" if check is None else str(pred.needs_review).lower()
+    row["ood_score"] = "" if pred.ood_score is None else round(pred.ood_score, 6)
     row["latency_ms"] = round(pred.latency_ms, 3)
     row["truth"] = truth or ""
     row["match"] = ("MATCH" if pred.prediction == truth else "MISMATCH") if truth and pred.ok else ""
     row["reason"] = pred.reason
+    row["gate_reason"] = check.reason if check is not None else ""
     row["warning"] = pred.warning
     row["overlay"] = pred.extra.get("overlay", "")
     return row
@@ -165,12 +178,16 @@ def row_of(
 
 @dataclass
 class FolderResult:
-    """What predicting many files produced: counts per decision, errors, metrics on labelled files."""
+    """What predicting many files produced: counts per decision (``NEEDS_REVIEW`` and ``ERROR`` for rows
+    without a class), error rows, rows the gate flagged (``review``: refused, or classed under ``--gate
+    warn``), the gate in force (its ``describe()``), and metrics on labelled files."""
 
     csv_path: Path | None
     files: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    review: list[dict[str, Any]] = field(default_factory=list)
+    gate: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     mismatches: int = 0
     metrics: dict[str, Any] | None = None
@@ -208,7 +225,7 @@ def predict_files(
     names = list(predictor.spec.class_names)
     positive = predictor.spec.positive_class if len(names) == 2 else None
     out_dir = Path(out) if out is not None else None
-    result = FolderResult(csv_path=out_dir / CSV_FILE if out_dir is not None else None)
+    result = FolderResult(csv_path=out_dir / CSV_FILE if out_dir is not None else None, gate=predictor.gate.describe())
     labelled: list[tuple[str, Prediction]] = []
     counts: Counter[str] = Counter()
     readable = [str(f) for f in inputs.files if f not in inputs.problems]
@@ -226,12 +243,14 @@ def predict_files(
             truth = inputs.truth.get(f)
             row = row_of(pred, names, truth, positive)
             sink.write(row)
-            counts[pred.prediction if pred.ok else "ERROR"] += 1
+            counts[pred.prediction if pred.ok else pred.status.upper()] += 1
             if pred.warning:
                 result.warnings.append(row)
-            if not pred.ok:
+            if pred.needs_review:
+                result.review.append(row)
+            if pred.status == "error":
                 result.errors.append(row)
-            elif truth:
+            if pred.ok and truth:  # a needs_review row has no class to compare: neither MATCH nor MISMATCH
                 labelled.append((truth, pred))
                 result.mismatches += row["match"] == "MISMATCH"
             phase.advance()

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.require import import_or_missing
 from tests.unit.hardening import corpus as C
 
 
@@ -37,7 +38,7 @@ def test_explicit_out_is_refused_then_forced(bundle, tmp_path):
 
 @pytest.mark.slow
 def test_single_image_overlay_goes_into_the_output_folder(bundle, image, tmp_path):
-    pytest.importorskip("pytorch_grad_cam")
+    import_or_missing("pytorch_grad_cam", flag="EXTRAS", reason="Grad-CAM needs the [train] extra")
     work = tmp_path / "cwd"
     work.mkdir()
     with C.cwd(work):

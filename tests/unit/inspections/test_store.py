@@ -132,8 +132,60 @@ def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):
     db.commit()
     db.close()
     log = InspectionLog(path)
-    assert log.schema_version == SCHEMA_VERSION == 2
+    assert log.schema_version == SCHEMA_VERSION == 3
     old = log.get(1)
     assert (old.client_name, old.prediction, old.warning) == ("old.png", "defect", "")
     new = log.record(item("new.jpg", warning="corrupt JPEG data"))
     assert log.get(new).warning == "corrupt JPEG data"
+
+
+def test_a_version_2_log_gains_the_gate_columns_and_keeps_its_rows(tmp_path):
+    from defectlens.inspections.store import _MIGRATIONS
+
+    path = tmp_path / "v2.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2] + "\nPRAGMA user_version = 2;")
+    db.execute(
+        "INSERT INTO inspections (created_utc, source, client_name, image_sha256, image_bytes, status, prediction) "
+        "VALUES ('2026-01-01T00:00:00.000+00:00', 'web', 'old.png', 'aa', 3, 'ok', 'ok')"
+    )
+    db.commit()
+    db.close()
+    with InspectionLog(path) as log:
+        assert log.schema_version == 3
+        old = log.get(1)
+        assert (old.status, old.prediction, old.ood_score, old.gate_flagged) == ("ok", "ok", None, None)
+        new = log.record(item("black.png", status="needs_review", prediction=None, probabilities={},
+                              defect_probability=None, reason="frame is almost uniform", ood_score=7.25,
+                              gate_flagged=True))  # fmt: skip
+        got = log.get(new)
+        assert (got.status, got.prediction, got.ood_score, got.gate_flagged) == ("needs_review", None, 7.25, True)
+
+
+def test_needs_review_is_its_own_status_and_never_an_ok_part(tmp_path):
+    log = InspectionLog(tmp_path / "log.sqlite")
+    review = {"status": "needs_review", "prediction": None, "probabilities": {}, "gate_flagged": True}
+    ids = log.record_many(
+        [
+            item("a.png", prediction="ok", gate_flagged=False),
+            item("b.png", prediction="ok", gate_flagged=True, reason="frame is noisy"),  # decided, flagged (warn)
+            item("c.png", prediction="defect", gate_flagged=False),
+            item("black.png", **review, reason="frame is almost uniform", ood_score=9.0),
+            item("dark.png", **review, reason="frame is under-exposed"),
+            item("junk.png", status="error", prediction=None, probabilities={}, reason="not an image"),
+        ]
+    )
+    tally = log.tally()
+    assert (tally.total, tally.decided, tally.needs_review, tally.errors, tally.flagged) == (
+        6, {"defect": 1, "ok": 2}, 2, 1, 1
+    )  # fmt: skip
+    assert log.count(Filters(label="ok")) == 2  # the ok parts: frames not judged are not among them
+    assert [i.id for i in log.query(Filters(status="needs_review"))] == [ids[4], ids[3]]
+    assert log.tally(Filters(status="needs_review")).decided == {}
+    with pytest.raises(DefectlensError, match="no class to confirm"):
+        log.set_verdict(ids[3], "confirmed")
+    assert log.set_verdict(ids[3], "overridden", label="defect").verdict_label == "defect"
+    with pytest.raises(DefectlensError, match="status must be one of ok, needs_review, error, got 'maybe'"):
+        log.record(item("x.png", status="maybe"))
+    rows = list(csv.DictReader(io.StringIO("".join(log.iter_csv()))))
+    assert (rows[3]["status"], rows[3]["ood_score"], rows[3]["gate_flagged"]) == ("needs_review", "9.0", "1")

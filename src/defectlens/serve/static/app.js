@@ -17,6 +17,14 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// A frame the gate would not let the model judge (status "needs_review") is neither a decision nor an
+// error: it has its own wording and colour, and the tally counts it apart.
+const NOT_JUDGED = "Not judged — needs review";
+
+function tally(body) {
+  return body.ok + " judged, " + body.needs_review + " need review, " + body.errors + " failed";
+}
+
 function setStatus(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
@@ -101,7 +109,7 @@ async function upload(files) {
     const previews = Array.from(files, (f) => URL.createObjectURL(f));
     body.results.forEach((r, i) => state.shown.unshift({ result: r, preview: previews[i] }));
     renderResults();
-    setStatus(body.ok + " inspected, " + body.errors + " failed (" + body.latency_ms.toFixed(0) + " ms)", body.ok === 0);
+    setStatus(tally(body) + " (" + body.latency_ms.toFixed(0) + " ms)", body.ok + body.needs_review === 0);
     loadRecent();
   } catch (err) {
     setStatus(err.message, true);
@@ -127,6 +135,13 @@ function card(item) {
   const images = el("div", { className: "images" }, el("img", { src: item.preview, alt: "upload" }));
   if (r.overlay_png) images.append(el("img", { src: "data:image/png;base64," + r.overlay_png, alt: "Grad-CAM" }));
   node.append(images);
+  if (r.status === "needs_review") {
+    node.classList.add("needs-review");
+    node.append(el("span", { className: "decision review" }, NOT_JUDGED), el("p", { className: "note review" }, r.reason));
+    node.append(el("div", { className: "meta" }, "no class given · inspection #" + r.inspection_id + gateScore(r) +
+      " · " + r.latency_ms.toFixed(1) + " ms"));
+    return node;
+  }
   if (r.status !== "ok") {
     node.append(el("span", { className: "decision error" }, "error " + r.http_status), el("p", { className: "note" }, r.reason));
     return node;
@@ -135,8 +150,24 @@ function card(item) {
   node.append(decision, el("span", { className: "relabelled" }), bars(r));
   node.append(el("div", { className: "meta" }, "confidence ", el("span", { className: "confidence" }),
     " · inspection #" + r.inspection_id + " · " + r.latency_ms.toFixed(1) + " ms · decided at threshold " + short(r.threshold)));
+  if (r.gate && r.gate.flagged) {  // --gate warn: decided, but the gate flagged the frame
+    node.append(el("p", { className: "note review" }, "flagged for review: " + r.gate.reasons.join("; ")));
+  }
   if (r.explain_note) node.append(el("p", { className: "note" }, r.explain_note));
   return node;
+}
+
+function gateScore(r) {
+  const g = r.gate;
+  if (!g || typeof g.ood_score !== "number") return "";
+  return " · OOD score " + g.ood_score.toFixed(2) + (typeof g.ood_threshold === "number" ? " (flags above " + g.ood_threshold.toFixed(2) + ")" : "");
+}
+
+// The log's decision cell: the class, "Not judged — needs review" with the reason, or the error.
+function outcomeText(row) {
+  if (row.status === "ok") return row.prediction;
+  if (row.status === "needs_review") return NOT_JUDGED + ": " + row.reason;
+  return "error: " + row.reason;
 }
 
 function renderResults() {
@@ -176,16 +207,17 @@ function recentRow(row) {
   const verdict = row.verdict ? row.verdict + (row.verdict_label ? " → " + row.verdict_label : "") : "";
   const tr = el("tr", {}, el("td", {}, row.id), el("td", {}, row.created_utc.slice(0, 19).replace("T", " ")),
     el("td", { className: "file", title: row.client_name }, row.client_name),
-    el("td", {}, row.status === "ok" ? row.prediction : "error: " + row.reason), el("td", {}, p),
+    el("td", { className: "outcome " + row.status.replace("_", "-") }, outcomeText(row)), el("td", {}, p),
     el("td", { className: "verdict" }, verdict));
   tr.dataset.inspectionId = String(row.id);
   const review = el("td", { className: "review" });
-  if (row.status === "ok") {
+  if (row.status === "ok" || row.status === "needs_review") {  // a frame not judged is reviewed by giving its class
     const others = state.model.classes.filter((c) => c !== row.prediction);
     const choice = el("select", { title: "true class" }, ...others.map((c) => el("option", { value: c }, c)));
-    review.append(
-      el("button", { type: "button", className: "confirm", onclick: () => verdict_(row.id, "confirmed") }, "Confirm"), " ",
-      choice, el("button", { type: "button", className: "override", onclick: () => verdict_(row.id, "overridden", choice.value) }, "Override"));
+    if (row.status === "ok") {
+      review.append(el("button", { type: "button", className: "confirm", onclick: () => verdict_(row.id, "confirmed") }, "Confirm"), " ");
+    }
+    review.append(choice, el("button", { type: "button", className: "override", onclick: () => verdict_(row.id, "overridden", choice.value) }, "Override"));
   }
   tr.append(review);
   return tr;
