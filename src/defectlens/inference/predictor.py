@@ -324,6 +324,20 @@ class Predictor:
         """Raw logits (before temperature) for a uint8 batch (N, C, H, W)."""
         return self.outputs(batch)[0]
 
+    def judge(
+        self, arrays: Sequence[np.ndarray], sizes: Sequence[tuple[int, int] | None]
+    ) -> tuple[np.ndarray, list[GateCheck | None]]:
+        """One model call on prepared inputs (uint8 (C, H, W) each): raw logits (N, K), and the gate's
+        finding for each (from its statistics, its decoded ``sizes`` and the graph's OOD score; None
+        each while the gate is inactive). Every surface that batches on its own (the web service,
+        evaluation) gates through this, as :meth:`predict_many` does."""
+        logits, ood = self.outputs(np.stack(arrays))
+        checks = [
+            self.gate.check(a, size, None if ood is None else float(ood[i]))
+            for i, (a, size) in enumerate(zip(arrays, sizes, strict=True))
+        ]
+        return logits, checks
+
     def score_files(
         self,
         sources: Sequence[Any],
@@ -353,10 +367,9 @@ class Predictor:
         checks: list[GateCheck | None] = []
         for start in range(0, len(sources), batch_size):
             frames = [prepare_frame(s, self.spec) for s in sources[start : start + batch_size]]
-            logits, ood = self.outputs(np.stack([f.array for f in frames]))
+            logits, found = self.judge([f.array for f in frames], [f.size for f in frames])
             chunks.append(logits)
-            for i, f in enumerate(frames):
-                checks.append(self.gate.check(f.array, f.size, None if ood is None else float(ood[i])))
+            checks += found
             if on_batch is not None:
                 on_batch(len(frames))
         logits = np.concatenate(chunks) if chunks else np.zeros((0, self.spec.num_classes), np.float32)
@@ -458,10 +471,11 @@ class Predictor:
 
     def _flush(self, chunk: list[_Item], threshold: float | None, *, started: float | None = None) -> list[Prediction]:
         good = [item for item in chunk if isinstance(item.array, np.ndarray)]
-        share, probs, idx, ood = 0.0, np.empty((0, 0)), np.empty(0, dtype=int), None
+        share, probs, idx = 0.0, np.empty((0, 0)), np.empty(0, dtype=int)
+        checks: list[GateCheck | None] = []
         if good:
             start = time.perf_counter()
-            logits, ood = self.outputs(np.stack([item.array for item in good]))  # type: ignore[misc]
+            logits, checks = self.judge([item.array for item in good], [item.size for item in good])  # type: ignore[misc]
             probs = self.probabilities(logits)
             idx = self.decide(probs, threshold)
             share = (time.perf_counter() - start) * 1000.0 / len(good)
@@ -470,8 +484,7 @@ class Predictor:
             if isinstance(item.array, str):
                 out.append(Prediction.error(item.name, item.array, threshold=threshold, latency_ms=item.decode_ms))
                 continue
-            score = None if ood is None else float(ood[k])
-            check = self.gate.check(item.array, item.size, score)
+            check = checks[k]
             done = item.timed(
                 (time.perf_counter() - started) * 1000.0 if started is not None else item.decode_ms + share
             )

@@ -121,15 +121,10 @@ class Service:
 
     def _run_model(self, frames: list[Decoded]) -> list[Judged]:
         self.metrics.batch_size.observe(len(frames))
-        p = self.predictor
-        arrays = [f.array for f in frames if f.array is not None]
-        logits, ood = p.outputs(np.stack(arrays))
-        probs = p.probabilities(logits)
-        out = []
-        for k, (f, array) in enumerate(zip(frames, arrays, strict=True)):
-            size = (f.width, f.height) if f.width is not None and f.height is not None else None
-            out.append((probs[k], p.gate.check(array, size, None if ood is None else float(ood[k]))))
-        return out
+        arrays = [np.asarray(f.array) for f in frames]  # only decoded uploads are submitted
+        sizes = [(f.width, f.height) if f.width is not None and f.height is not None else None for f in frames]
+        logits, checks = self.predictor.judge(arrays, sizes)
+        return list(zip(self.predictor.probabilities(logits), checks, strict=True))
 
     def _commit(self, groups: list[list[NewInspection]]) -> list[list[int]]:
         rows = [row for group in groups for row in group]
