@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from defectlens.core.profile import FALSE_FLAG_RANGE, FALSE_FLAG_RATE
 from defectlens.export.parity import TOLERANCE
 
 
@@ -21,10 +22,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "loses nothing on validation, else it is opt-in (--precision int8)",
     )
     p.add_argument("--tolerance", type=float, default=TOLERANCE, help="max |p_torch - p_onnx| allowed")
-    p.add_argument(
+    gate = p.add_mutually_exclusive_group()
+    gate.add_argument(
+        "--gate-rate",
+        dest="gate",
+        type=float,
+        default=FALSE_FLAG_RATE,
+        metavar="R",
+        help="the gate's out-of-distribution threshold flags this share of healthy validation images "
+        f"(default {FALSE_FLAG_RATE:g}; {FALSE_FLAG_RANGE[0]:g}-{FALSE_FLAG_RANGE[1]:g})",
+    )
+    gate.add_argument(
         "--no-gate",
         dest="gate",
-        action="store_false",
+        action="store_const",
+        const=None,
         help="do not fit the gate (reference profile and out-of-distribution score; fitted by default when the "
         "dataset is present): frames this bundle cannot judge are then not flagged",
     )

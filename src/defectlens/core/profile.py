@@ -34,8 +34,10 @@ GATE_MODES = ("refuse", "warn", "off")
 GateMode = Literal["refuse", "warn", "off"]
 #: Out-of-distribution scores an export can compute in the graph.
 OOD_METHODS = ("mahalanobis",)
-#: Allowed in-distribution false-flag rates when setting the OOD threshold on validation.
+#: Allowed in-distribution false-flag rates when setting the OOD threshold on validation, and the default:
+#: at most 1 in 200 healthy frames sent for review.
 FALSE_FLAG_RANGE = (1e-4, 0.2)
+FALSE_FLAG_RATE = 0.005
 _SHARE_STATS = ("dark_share", "bright_share")
 
 
@@ -226,6 +228,21 @@ def profile_problems(d: Any) -> list[str]:
     problems += _size_problems(d.get("size"))
     problems += _ood_problems(d.get("ood"))
     return problems
+
+
+def check_false_flag_rate(rate: object) -> float:
+    """``rate`` if it is a share of validation images the OOD threshold may flag within :data:`FALSE_FLAG_RANGE`.
+
+    Raises:
+        DefectlensError: naming the value and the range.
+    """
+    lo, hi = FALSE_FLAG_RANGE
+    if not _finite(rate) or not lo <= rate <= hi:  # type: ignore[operator]
+        raise DefectlensError(
+            f"gate false-flag rate {rate!r:.40} is outside {lo:g}-{hi:g}: it is the share of healthy validation "
+            "images the out-of-distribution score may flag (default 0.005)"
+        )
+    return float(rate)  # type: ignore[arg-type]
 
 
 def check_gate_mode(mode: object) -> GateMode:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, without_paths, write_bundle
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import versions
+from defectlens.core.profile import FALSE_FLAG_RATE, check_false_flag_rate
 from defectlens.core.spec import ModelSpec
 from defectlens.export.parity import (
     TOLERANCE,
@@ -80,7 +81,7 @@ def export_bundle(
     int8: bool = False,
     tolerance: float = TOLERANCE,
     max_images: int = 64,
-    gate: bool = True,
+    gate: float | None = FALSE_FLAG_RATE,
 ) -> ExportResult:
     """Export a run folder or checkpoint to a verified bundle.
 
@@ -92,7 +93,7 @@ def export_bundle(
             and as the default one only if it loses nothing on validation (see :mod:`defectlens.export.parity`).
         tolerance: largest allowed |p_torch - p_onnx|.
         max_images: validation images used by the checks.
-        gate: fit the gate's profile and OOD score (needs the dataset; else the bundle has no gate).
+        gate: the gate's false-flag rate on validation (:mod:`~defectlens.export.profile`), or None for no gate.
 
     Raises:
         DefectlensError: bad checkpoint or dataset, or ``int8`` without a dataset to calibrate on;
@@ -123,7 +124,8 @@ def export_bundle(
             f"export parity checked on SYNTHETIC inputs only ({data_note or 'no dataset given'}); pass --data DIR",
             stacklevel=2,
         )
-    onnx_bytes, exporter, parity, fit = _checked_graph(model, spec, inputs, data if gate else None, tolerance)
+    rate = None if gate is None else check_false_flag_rate(gate)
+    onnx_bytes, exporter, parity, fit = _checked_graph(model, spec, inputs, data if rate else None, tolerance)
     refused = {r: c.get("reason") for r, c in parity["backends"].items() if not c.get("ok")}
     if refused:
         warnings.warn(f"these backends disagree with torch and will refuse this bundle: {refused}", stacklevel=2)
@@ -147,7 +149,7 @@ def export_bundle(
         members[INT8_FILE], meta["int8"] = _int8(onnx_bytes, spec, data)
         if meta["int8"]["accepted"]:
             meta["default_onnx"] = INT8_FILE
-    meta["gate"] = _gate_profile(fit, members) if fit is not None else None
+    meta["gate"] = _gate_profile(fit, members, rate) if fit is not None and rate is not None else None
     model_id = write_bundle(out, members=members, meta=meta)
     # what spec.json holds: absolute paths cut to names (the bundle leaves this machine)
     return ExportResult(path=out, model_id=model_id, meta={**without_paths(meta), "model_id": model_id})
@@ -177,15 +179,15 @@ def _checked_graph(
     return onnx_bytes, exporter, parity, fit
 
 
-def _gate_profile(fit: GateFit, members: dict[str, bytes]) -> dict[str, Any]:
+def _gate_profile(fit: GateFit, members: dict[str, bytes], rate: float) -> dict[str, Any]:
     """The profile for ``spec.json``: each graph's OOD threshold set on its own validation scores."""
     from defectlens.export.profile import build_profile, graph_scores, ood_threshold
 
     scores = {
         name: graph_scores(members[name], fit.validation.images) for name in (ONNX_FILE, INT8_FILE) if name in members
     }
-    thresholds = {name: ood_threshold(s) for name, s in scores.items()}
-    return build_profile(fit, thresholds, scores[ONNX_FILE]).to_dict()
+    thresholds = {name: ood_threshold(s, rate) for name, s in scores.items()}
+    return build_profile(fit, thresholds, scores[ONNX_FILE], rate).to_dict()
 
 
 def _int8(onnx_bytes: bytes, spec: ModelSpec, data: str | Path) -> tuple[bytes, dict[str, Any]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from defectlens.core.errors import DefectlensError, ImageError
-from defectlens.core.profile import STATS, GateProfile, OodProfile, SizeProfile, StatRange
+from defectlens.core.profile import FALSE_FLAG_RATE, STATS, GateProfile, OodProfile, SizeProfile, StatRange
 from defectlens.core.spec import ModelSpec
 from defectlens.data.images import prepare_frame
 from defectlens.data.manifest import Manifest, Record
@@ -36,8 +36,6 @@ from defectlens.models.density import OOD_OUTPUT, FeatureDensity, features_and_l
 #: Training images read for the profile and the density (evenly spaced over the split).
 MAX_TRAIN = 3000
 MAX_VAL = 2000
-#: Share of in-distribution validation images the OOD threshold may flag.
-FALSE_FLAG_RATE = 0.005
 #: How far past the reference images' 0.5 %-99.5 % range a statistic may go: a factor for the
 #: statistics that scale (contrast, sharpness, noise), a margin in grey levels or shares for the others.
 RATIO = {"contrast": 2.5, "sharpness": 3.0, "noise": 3.0}
@@ -177,13 +175,15 @@ def ood_parity(model: Classifier, density: FeatureDensity, graph: bytes, images:
     return {"ok": bool(diff <= OOD_TOLERANCE), "max_rel_diff": diff, "tolerance": OOD_TOLERANCE, "images": len(images)}
 
 
-def build_profile(fit: GateFit, thresholds: dict[str, float], validation_scores: np.ndarray) -> GateProfile:
+def build_profile(
+    fit: GateFit, thresholds: dict[str, float], validation_scores: np.ndarray, rate: float = FALSE_FLAG_RATE
+) -> GateProfile:
     """The profile written into ``spec.json``, with each graph's OOD threshold."""
     q = np.quantile(validation_scores, [0.5, 0.99])
     ood = OodProfile(
         method="mahalanobis",
         output=OOD_OUTPUT,
-        false_flag_rate=FALSE_FLAG_RATE,
+        false_flag_rate=rate,
         thresholds=thresholds,
         validation={"p50": float(q[0]), "p99": float(q[1]), "max": float(np.max(validation_scores))},
         features=fit.density.features,

@@ -421,3 +421,19 @@ def test_an_int8_graph_gets_its_own_threshold_from_its_own_validation_scores(tin
     int8 = Predictor.load(tmp_path / "q.dlens", precision="int8")
     assert int8.gate.ood_threshold == thresholds["model.int8.onnx"]
     assert int8.predict(np.zeros((48, 48), np.uint8)).status == "needs_review"
+
+
+@pytest.mark.parametrize("rate", [0.5, 0.0, -0.01, math.nan, math.inf])
+def test_a_false_flag_rate_outside_its_range_is_refused_and_nothing_written(run_dir: Path, tmp_path: Path, rate) -> None:
+    from defectlens.export import export_bundle
+
+    with pytest.raises(DefectlensError, match=r"gate false-flag rate .* is outside 0.0001-0.2"):
+        export_bundle(run_dir, tmp_path / "x.dlens", gate=rate)
+    assert not (tmp_path / "x.dlens").exists()
+
+
+def test_export_without_a_gate_writes_no_profile(run_dir: Path, tiny_dataset, tmp_path: Path) -> None:
+    from defectlens.export import export_bundle
+
+    out = export_bundle(run_dir, tmp_path / "plain.dlens", data=tiny_dataset, gate=None).path
+    assert read_bundle(out).profile is None and not Predictor.load(out).gate.active
