@@ -74,10 +74,14 @@ def _gate_line(gate: dict | None, parity: dict | None) -> str:
     if gate is None:
         return "gate: none (no dataset to fit it on, or --no-gate): frames will not be checked before judging"
     ood = gate["ood"]
+    head = f"gate: profile of {gate['images']} training and validation images"
+    if ood is None:
+        return f"{head}; image-quality rules only (too few images for the out-of-distribution score)"
     thresholds = ", ".join(f"{name} {t:.3g}" for name, t in ood["thresholds"].items())
+    rule = "" if ood.get("rule", "conformal") == "conformal" else ", Gaussian tail: too few validation images"
     return (
-        f"gate: profile of {gate['images']} training and validation images; out-of-distribution threshold "
-        f"{thresholds} (at most {100 * ood['false_flag_rate']:g} % of validation images flagged); score parity "
+        f"{head}; out-of-distribution threshold {thresholds} (at most {100 * ood['false_flag_rate']:g} % of "
+        f"validation images flagged{rule}); score parity "
         f"{(parity or {}).get('max_rel_diff', float('nan')):.1e} relative to torch"
     )
 

@@ -32,8 +32,9 @@ STATS = ("brightness", "contrast", "dark_share", "bright_share", "sharpness", "n
 #: ``off`` (no gate).
 GATE_MODES = ("refuse", "warn", "off")
 GateMode = Literal["refuse", "warn", "off"]
-#: Out-of-distribution scores an export can compute in the graph.
+#: Out-of-distribution scores an export can compute in the graph, and how their threshold is set.
 OOD_METHODS = ("mahalanobis",)
+THRESHOLD_RULES = ("conformal", "gaussian")
 #: Allowed in-distribution false-flag rates when setting the OOD threshold on validation, and the default:
 #: at most 1 in 200 healthy frames sent for review.
 FALSE_FLAG_RANGE = (1e-4, 0.2)
@@ -86,6 +87,8 @@ class OodProfile:
         thresholds: graph member name -> threshold (a score above it flags the frame).
         validation: the score's quantiles on validation (``p50``, ``p99``, ``max``), for reasons and reports.
         features: length of the feature vector the score is computed from.
+        rule: ``conformal`` (the validation quantile certifies the rate) or ``gaussian`` (too few
+            validation images for that: the Gaussian tail of their scores, and never below the largest).
     """
 
     method: str
@@ -94,6 +97,7 @@ class OodProfile:
     thresholds: dict[str, float]
     validation: dict[str, float]
     features: int
+    rule: str = "conformal"
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,8 @@ def _ood_problems(ood: Any) -> list[str]:
     rate: Any = ood.get("false_flag_rate")
     if not _finite(rate) or not FALSE_FLAG_RANGE[0] <= rate <= FALSE_FLAG_RANGE[1]:
         problems.append(f"ood.false_flag_rate must be in {FALSE_FLAG_RANGE[0]}-{FALSE_FLAG_RANGE[1]}, got {rate!r:.40}")
+    if ood.get("rule", "conformal") not in THRESHOLD_RULES:
+        problems.append(f"ood.rule must be one of {', '.join(THRESHOLD_RULES)}, got {ood.get('rule')!r:.40}")
     feats = ood.get("features")
     if not isinstance(feats, int) or isinstance(feats, bool) or feats < 1:
         problems.append(f"ood.features must be a positive integer, got {feats!r:.40}")

@@ -170,7 +170,7 @@ def _checked_graph(
     fit = fit_gate(model, spec, data) if data is not None else None
     onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None)
     parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
-    if fit is not None:
+    if fit is not None and fit.density is not None:
         parity["ood"] = ood_parity(model, fit.density, onnx_bytes, inputs.images)
         if not parity["ood"]["ok"]:
             raise ParityError(
@@ -183,9 +183,10 @@ def _gate_profile(fit: GateFit, members: dict[str, bytes], rate: float) -> dict[
     """The profile for ``spec.json``: each graph's OOD threshold set on its own validation scores."""
     from defectlens.export.profile import build_profile, graph_scores, ood_threshold
 
-    scores = {
-        name: graph_scores(members[name], fit.validation.images) for name in (ONNX_FILE, INT8_FILE) if name in members
-    }
+    if fit.density is None:  # too few images for the OOD score: image-quality rules only
+        return build_profile(fit, {}, None, rate).to_dict()
+    graphs = [name for name in (ONNX_FILE, INT8_FILE) if name in members]
+    scores = {name: graph_scores(members[name], fit.validation.images) for name in graphs}
     thresholds = {name: ood_threshold(s, rate) for name, s in scores.items()}
     return build_profile(fit, thresholds, scores[ONNX_FILE], rate).to_dict()
 

@@ -18,8 +18,10 @@ torch is checked like the probabilities' (:func:`ood_parity`).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from defectlens.data.manifest import Manifest, Record
 from defectlens.inference.backends import onnx_runner
 from defectlens.inference.gate import image_stats
 from defectlens.models import Classifier
-from defectlens.models.density import OOD_OUTPUT, FeatureDensity, features_and_logits, fit_density
+from defectlens.models.density import MIN_IMAGES, OOD_OUTPUT, FeatureDensity, features_and_logits, fit_density
 
 #: Training images read for the profile and the density (evenly spaced over the split).
 MAX_TRAIN = 3000
@@ -62,7 +64,7 @@ class GateFit:
 
     stats: dict[str, StatRange]
     size: SizeProfile
-    density: FeatureDensity
+    density: FeatureDensity | None
     validation: Reference
     images: int
 
@@ -116,26 +118,33 @@ def size_band(sizes: list[tuple[int, int]]) -> SizeProfile:
     )
 
 
-def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit:
+def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | None:
     """Fit the gate's image bands and feature density on ``data``'s training and validation images.
 
-    Raises:
-        DefectlensError: when the dataset has no readable training or validation images.
+    With too few images for a part of the gate, that part is left out with a warning, never the export:
+    no gate without a readable image; no out-of-distribution score with fewer than
+    :data:`~defectlens.models.density.MIN_IMAGES` labelled training images or no validation image.
     """
     manifest = Manifest.read(data)
     train = read_reference(manifest, manifest.split("train"), spec, MAX_TRAIN)
     val = read_reference(manifest, manifest.split("val"), spec, MAX_VAL)
-    if len(train.images) < 10 or len(val.images) < 10:
-        raise DefectlensError(
-            f"{data}: the gate needs at least 10 readable training and 10 validation images "
-            f"(found {len(train.images)} and {len(val.images)})"
-        )
     images = np.concatenate([train.images, val.images])
+    if not len(images):
+        warnings.warn(f"{data}: no readable training or validation image: the bundle gets no gate", stacklevel=2)
+        return None
     table = np.asarray([[s[k] for k in STATS] for s in map(image_stats, images)])
     stats = {name: stat_band(name, table[:, i]) for i, name in enumerate(STATS)}
-    feats, _ = features_and_logits(model, train.images)
     known = train.labels >= 0
-    density = fit_density(feats[known], train.labels[known])
+    density = None
+    if np.count_nonzero(known) >= MIN_IMAGES and len(val.images):
+        feats, _ = features_and_logits(model, train.images[known])
+        density = fit_density(feats, train.labels[known])
+    else:
+        warnings.warn(
+            f"{data}: {np.count_nonzero(known)} labelled training and {len(val.images)} validation images are too few "
+            f"for the out-of-distribution score (at least {MIN_IMAGES} and 1): the gate checks image quality only",
+            stacklevel=2,
+        )
     return GateFit(stats, size_band(train.sizes + val.sizes), density, val, len(images))
 
 
@@ -155,12 +164,26 @@ def graph_scores(graph: bytes, images: np.ndarray, *, batch: int = 32) -> np.nda
 def ood_threshold(scores: np.ndarray, rate: float = FALSE_FLAG_RATE) -> float:
     """The score above which at most ``rate`` of in-distribution images fall, from validation scores.
 
-    The conformal quantile: the ceil((n + 1)(1 - rate))-th smallest score (the largest when n is small),
-    so a new in-distribution image is flagged with probability at most ``rate``.
+    The conformal quantile: the ceil((n + 1)(1 - rate))-th smallest score, so a new in-distribution
+    image is flagged with probability at most ``rate``. With fewer validation images than that rank
+    needs (n < (1 - rate) / rate: 199 at the default 0.005) no validation score is high enough to
+    certify the rate, and the largest one would flag about 1 in n + 1 healthy frames; the threshold is
+    then the larger of that score and the Gaussian (1 - rate) quantile of the scores (mean + z * std),
+    and :func:`threshold_rule` says so.
     """
     s = np.sort(np.asarray(scores, dtype=np.float64))
-    k = min(len(s), math.ceil((len(s) + 1) * (1.0 - rate)))
-    return float(s[k - 1])
+    k = math.ceil((len(s) + 1) * (1.0 - rate))
+    if k <= len(s):
+        return float(s[k - 1])
+    spread = float(s.std(ddof=1)) if len(s) > 1 else 0.0
+    return max(float(s[-1]), float(s.mean()) + NormalDist().inv_cdf(1.0 - rate) * spread)
+
+
+def threshold_rule(n: int, rate: float) -> str:
+    """How :func:`ood_threshold` sets the threshold for ``n`` validation scores."""
+    if math.ceil((n + 1) * (1.0 - rate)) <= n:
+        return "conformal"
+    return "gaussian"
 
 
 def ood_parity(model: Classifier, density: FeatureDensity, graph: bytes, images: np.ndarray) -> dict[str, float | bool]:
@@ -176,14 +199,17 @@ def ood_parity(model: Classifier, density: FeatureDensity, graph: bytes, images:
 
 
 def build_profile(
-    fit: GateFit, thresholds: dict[str, float], validation_scores: np.ndarray, rate: float = FALSE_FLAG_RATE
+    fit: GateFit, thresholds: dict[str, float], validation_scores: np.ndarray | None, rate: float = FALSE_FLAG_RATE
 ) -> GateProfile:
-    """The profile written into ``spec.json``, with each graph's OOD threshold."""
+    """The profile written into ``spec.json``, with each graph's OOD threshold (no OOD part without scores)."""
+    if fit.density is None or validation_scores is None:
+        return GateProfile(stats=fit.stats, size=fit.size, ood=None, images=fit.images)
     q = np.quantile(validation_scores, [0.5, 0.99])
     ood = OodProfile(
         method="mahalanobis",
         output=OOD_OUTPUT,
         false_flag_rate=rate,
+        rule=threshold_rule(len(validation_scores), rate),
         thresholds=thresholds,
         validation={"p50": float(q[0]), "p99": float(q[1]), "max": float(np.max(validation_scores))},
         features=fit.density.features,

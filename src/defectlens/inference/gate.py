@@ -203,6 +203,8 @@ class Gate:
         self.ood_threshold = ood.thresholds.get(member) if ood is not None and member is not None else None
         if profile is None and not note:
             note = "this model has no reference profile (exported before the gate existed): frames are not gated"
+        elif profile is not None and ood is None and not note:
+            note = "this model's gate checks image quality only (too few images at export for the OOD score)"
         elif profile is not None and ood is not None and self.ood_threshold is None and not note:
             note = "the out-of-distribution score is not computed on this backend: only image-quality rules apply"
         self.note = note

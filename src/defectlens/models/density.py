@@ -25,6 +25,8 @@ from defectlens.models.classifier import Classifier
 #: flattened dense-head feature map can have tens of thousands).
 MAX_DIMS = 2048
 REDUCED_DIMS = 512
+#: Fewest labelled training images the density is fitted on (two per class at least).
+MIN_IMAGES = 10
 #: Names of the exported graph's outputs.
 LOGITS_OUTPUT, OOD_OUTPUT = "logits", "ood"
 
@@ -71,8 +73,10 @@ def fit_density(feats: np.ndarray, labels: np.ndarray) -> FeatureDensity:
     x = np.asarray(feats, dtype=np.float64)
     y = np.asarray(labels)
     classes = [k for k in np.unique(y) if np.count_nonzero(y == k) >= 2]
-    if len(x) < 10 or not classes:
-        raise DefectlensError(f"the gate needs at least 10 training images with 2 per class to fit on, got {len(x)}")
+    if len(x) < MIN_IMAGES or not classes:
+        raise DefectlensError(
+            f"the gate needs at least {MIN_IMAGES} training images with 2 per class to fit on, got {len(x)}"
+        )
     keep = np.isin(y, classes)
     x, y = x[keep], y[keep]
     means = np.stack([x[y == k].mean(axis=0) for k in classes])

@@ -171,12 +171,18 @@ def test_stat_bands_widen_the_reference_range() -> None:
 
 
 def test_ood_threshold_is_the_conformal_quantile_of_validation_scores() -> None:
-    from defectlens.export.profile import ood_threshold
+    from defectlens.export.profile import ood_threshold, threshold_rule
 
     scores = np.arange(1.0, 101.0)[::-1]  # 100 validation scores, unsorted
     assert ood_threshold(scores, 0.05) == 96.0  # ceil(101 * 0.95) = 96th smallest
-    assert ood_threshold(scores, 0.005) == 100.0  # ceil(101 * 0.995) = 101 > 100: the largest
+    assert threshold_rule(100, 0.05) == "conformal"
     assert ood_threshold(np.arange(1.0, 1001.0), 0.005) == 996.0  # ceil(1001 * 0.995) = 996
+    # ceil(101 * 0.995) = 101 > 100: no score certifies 0.5 %; the Gaussian quantile: mean 50.5, sample std
+    # 29.0115 (sqrt(100 * 101 / 12)), z(0.995) = 2.5758: 50.5 + 74.73 = 125.23, above the largest (100)
+    assert threshold_rule(100, 0.005) == "gaussian"
+    assert ood_threshold(scores, 0.005) == pytest.approx(125.23, abs=0.01)
+    # one far outlier among 50 zeros: mean 0.196, sample std 1.40, so mean + z * std = 3.8 < 10: the largest stays
+    assert ood_threshold(np.r_[np.zeros(50), 10.0], 0.005) == 10.0
 
 
 def test_mahalanobis_density_measures_whitened_distance_to_the_nearest_class() -> None:
@@ -230,7 +236,8 @@ def test_export_puts_the_ood_score_in_the_graph_with_parity_and_a_threshold(gate
     assert b.meta["parity"]["ood"]["ok"] and b.meta["parity"]["ood"]["max_rel_diff"] <= 1e-3
     prof = b.profile
     assert prof is not None and prof.ood is not None and set(prof.ood.thresholds) == {"model.onnx"}
-    assert prof.ood.thresholds["model.onnx"] == prof.ood.validation["max"]  # 16 validation images: the largest
+    # 16 validation images cannot certify 0.5 %: the Gaussian rule, never below the largest score
+    assert prof.ood.rule == "gaussian" and prof.ood.thresholds["model.onnx"] >= prof.ood.validation["max"]
     assert prof.images == 64  # 48 training + 16 validation images
     # the score the Predictor reads from the graph is torch's density score of the same image
     model = Predictor.load(gated_bundle).torch_model()
@@ -415,16 +422,21 @@ def test_an_int8_graph_gets_its_own_threshold_from_its_own_validation_scores(tin
     from defectlens.data.images import preprocess
 
     val = np.stack([preprocess(m.resolve(r), b.spec) for r in m.split("val")])
-    # 16 validation images: the conformal rank ceil(17 * 0.995) = 17 > 16, so each graph's threshold is its largest
-    assert thresholds["model.int8.onnx"] == pytest.approx(float(graph_scores(b.members["model.int8.onnx"], val).max()))
-    assert thresholds["model.onnx"] == pytest.approx(float(graph_scores(b.members["model.onnx"], val).max()))
+    # 16 validation images: the conformal rank ceil(17 * 0.995) = 17 > 16, so each graph's threshold is the
+    # larger of its largest score and mean + z(0.995) * sample std of its own scores
+    for member in ("model.onnx", "model.int8.onnx"):
+        s = graph_scores(b.members[member], val)
+        expected = max(float(s.max()), float(s.mean()) + 2.5758293 * float(s.std(ddof=1)))
+        assert thresholds[member] == pytest.approx(expected, rel=1e-6)
     int8 = Predictor.load(tmp_path / "q.dlens", precision="int8")
     assert int8.gate.ood_threshold == thresholds["model.int8.onnx"]
     assert int8.predict(np.zeros((48, 48), np.uint8)).status == "needs_review"
 
 
 @pytest.mark.parametrize("rate", [0.5, 0.0, -0.01, math.nan, math.inf])
-def test_a_false_flag_rate_outside_its_range_is_refused_and_nothing_written(run_dir: Path, tmp_path: Path, rate) -> None:
+def test_a_false_flag_rate_outside_its_range_is_refused_and_nothing_written(
+    run_dir: Path, tmp_path: Path, rate
+) -> None:
     from defectlens.export import export_bundle
 
     with pytest.raises(DefectlensError, match=r"gate false-flag rate .* is outside 0.0001-0.2"):
@@ -437,3 +449,21 @@ def test_export_without_a_gate_writes_no_profile(run_dir: Path, tiny_dataset, tm
 
     out = export_bundle(run_dir, tmp_path / "plain.dlens", data=tiny_dataset, gate=None).path
     assert read_bundle(out).profile is None and not Predictor.load(out).gate.active
+
+
+def test_too_few_images_give_a_quality_only_gate_not_a_failed_export(
+    run_dir: Path, tiny_dataset, tmp_path: Path
+) -> None:
+    from defectlens.export import export_bundle
+
+    m = Manifest.read(tiny_dataset)
+    few = [r for r in m.records if r.split == "train"][::8] + [r for r in m.records if r.split == "val"][:2]
+    assert len(few) == 8  # 6 training images (3 per class), 2 validation
+    Manifest(records=few, info=m.info).write(tmp_path / "few")
+    with pytest.warns(UserWarning, match="too few for the out-of-distribution score"):
+        out = export_bundle(run_dir, tmp_path / "few.dlens", data=tmp_path / "few").path
+    prof = read_bundle(out).profile
+    assert prof is not None and prof.ood is None and prof.images == 8
+    predictor = Predictor.load(out)
+    assert predictor.gate.active and not predictor.gate.wants_ood and "image quality only" in predictor.gate.note
+    assert predictor.predict(np.zeros((48, 48), np.uint8)).status == "needs_review"
