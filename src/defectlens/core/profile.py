@@ -88,7 +88,7 @@ class OodProfile:
         validation: the score's quantiles on validation (``p50``, ``p99``, ``max``), for reasons and reports.
         features: length of the feature vector the score is computed from.
         rule: ``conformal`` (the validation quantile certifies the rate) or ``gaussian`` (too few
-            validation images for that: the Gaussian tail of their scores, and never below the largest).
+            validation images for that: the normal prediction bound of their scores, never below the largest).
     """
 
     method: str

@@ -21,7 +21,6 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 
@@ -38,6 +37,8 @@ from defectlens.models.density import MIN_IMAGES, OOD_OUTPUT, FeatureDensity, fe
 #: Training images read for the profile and the density (evenly spaced over the split).
 MAX_TRAIN = 3000
 MAX_VAL = 2000
+#: Fewest validation images the OOD threshold is set on (the prediction bound needs a spread).
+MIN_VALIDATION = 3
 #: How far past the reference images' 0.5 %-99.5 % range a statistic may go: a factor for the
 #: statistics that scale (contrast, sharpness, noise), a margin in grey levels or shares for the others.
 RATIO = {"contrast": 2.5, "sharpness": 3.0, "noise": 3.0}
@@ -123,7 +124,8 @@ def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | 
 
     With too few images for a part of the gate, that part is left out with a warning, never the export:
     no gate without a readable image; no out-of-distribution score with fewer than
-    :data:`~defectlens.models.density.MIN_IMAGES` labelled training images or no validation image.
+    :data:`~defectlens.models.density.MIN_IMAGES` labelled training images or :data:`MIN_VALIDATION`
+    validation images.
     """
     manifest = Manifest.read(data)
     train = read_reference(manifest, manifest.split("train"), spec, MAX_TRAIN)
@@ -136,13 +138,14 @@ def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | 
     stats = {name: stat_band(name, table[:, i]) for i, name in enumerate(STATS)}
     known = train.labels >= 0
     density = None
-    if np.count_nonzero(known) >= MIN_IMAGES and len(val.images):
+    if np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
         feats, _ = features_and_logits(model, train.images[known])
         density = fit_density(feats, train.labels[known])
     else:
         warnings.warn(
             f"{data}: {np.count_nonzero(known)} labelled training and {len(val.images)} validation images are too few "
-            f"for the out-of-distribution score (at least {MIN_IMAGES} and 1): the gate checks image quality only",
+            f"for the out-of-distribution score (at least {MIN_IMAGES} and {MIN_VALIDATION}): the gate checks image "
+            "quality only",
             stacklevel=2,
         )
     return GateFit(stats, size_band(train.sizes + val.sizes), density, val, len(images))
@@ -166,17 +169,20 @@ def ood_threshold(scores: np.ndarray, rate: float = FALSE_FLAG_RATE) -> float:
 
     The conformal quantile: the ceil((n + 1)(1 - rate))-th smallest score, so a new in-distribution
     image is flagged with probability at most ``rate``. With fewer validation images than that rank
-    needs (n < (1 - rate) / rate: 199 at the default 0.005) no validation score is high enough to
-    certify the rate, and the largest one would flag about 1 in n + 1 healthy frames; the threshold is
-    then the larger of that score and the Gaussian (1 - rate) quantile of the scores (mean + z * std),
-    and :func:`threshold_rule` says so.
+    needs (n < (1 - rate) / rate: 199 at the default 0.005) no validation score certifies the rate, and
+    the largest would flag about 1 in n + 1 healthy frames; the threshold is then the normal prediction
+    bound for one new score, mean + t(1 - rate, n - 1) * std * sqrt(1 + 1 / n) (wide when n is small),
+    and never below the largest validation score (:func:`threshold_rule` says which rule applied).
     """
+    from scipy.stats import t
+
     s = np.sort(np.asarray(scores, dtype=np.float64))
-    k = math.ceil((len(s) + 1) * (1.0 - rate))
-    if k <= len(s):
+    n = len(s)
+    k = math.ceil((n + 1) * (1.0 - rate))
+    if k <= n:
         return float(s[k - 1])
-    spread = float(s.std(ddof=1)) if len(s) > 1 else 0.0
-    return max(float(s[-1]), float(s.mean()) + NormalDist().inv_cdf(1.0 - rate) * spread)
+    bound = float(s.mean()) + float(t.ppf(1.0 - rate, n - 1)) * float(s.std(ddof=1)) * math.sqrt(1.0 + 1.0 / n)
+    return max(float(s[-1]), bound)
 
 
 def threshold_rule(n: int, rate: float) -> str:

@@ -177,11 +177,11 @@ def test_ood_threshold_is_the_conformal_quantile_of_validation_scores() -> None:
     assert ood_threshold(scores, 0.05) == 96.0  # ceil(101 * 0.95) = 96th smallest
     assert threshold_rule(100, 0.05) == "conformal"
     assert ood_threshold(np.arange(1.0, 1001.0), 0.005) == 996.0  # ceil(1001 * 0.995) = 996
-    # ceil(101 * 0.995) = 101 > 100: no score certifies 0.5 %; the Gaussian quantile: mean 50.5, sample std
-    # 29.0115 (sqrt(100 * 101 / 12)), z(0.995) = 2.5758: 50.5 + 74.73 = 125.23, above the largest (100)
+    # ceil(101 * 0.995) = 101 > 100: no score certifies 0.5 %; the normal prediction bound: mean 50.5, sample
+    # std 29.0115 (sqrt(100 * 101 / 12)), t(0.995, 99 dof) = 2.62641, sqrt(1 + 1/100) = 1.00499: 50.5 + 76.58
     assert threshold_rule(100, 0.005) == "gaussian"
-    assert ood_threshold(scores, 0.005) == pytest.approx(125.23, abs=0.01)
-    # one far outlier among 50 zeros: mean 0.196, sample std 1.40, so mean + z * std = 3.8 < 10: the largest stays
+    assert ood_threshold(scores, 0.005) == pytest.approx(127.076, abs=0.001)
+    # one far outlier among 50 zeros: mean 0.196, sample std 1.400, t(0.995, 50) = 2.678: 0.196 + 3.786 = 3.98 < 10
     assert ood_threshold(np.r_[np.zeros(50), 10.0], 0.005) == 10.0
 
 
@@ -423,10 +423,11 @@ def test_an_int8_graph_gets_its_own_threshold_from_its_own_validation_scores(tin
 
     val = np.stack([preprocess(m.resolve(r), b.spec) for r in m.split("val")])
     # 16 validation images: the conformal rank ceil(17 * 0.995) = 17 > 16, so each graph's threshold is the
-    # larger of its largest score and mean + z(0.995) * sample std of its own scores
+    # larger of its largest score and its own scores' prediction bound, t(0.995, 15 dof) = 2.94671
     for member in ("model.onnx", "model.int8.onnx"):
         s = graph_scores(b.members[member], val)
-        expected = max(float(s.max()), float(s.mean()) + 2.5758293 * float(s.std(ddof=1)))
+        bound = float(s.mean()) + 2.946713 * float(s.std(ddof=1)) * math.sqrt(1 + 1 / 16)
+        expected = max(float(s.max()), bound)
         assert thresholds[member] == pytest.approx(expected, rel=1e-6)
     int8 = Predictor.load(tmp_path / "q.dlens", precision="int8")
     assert int8.gate.ood_threshold == thresholds["model.int8.onnx"]
