@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench bench-real clean install sysdeps peers
+.PHONY: demo test lint format bench bench-real clean install sysdeps peers mutation planted
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,17 @@ bench: $(STAMP)
 
 bench-real: $(STAMP)
 	$(BIN)/python benchmarks/run_real.py
+
+# Mutation testing of the modules that decide (benchmarks/bench_mutation.py; results in
+# benchmarks/results/mutation.json). Slow (tens of minutes on 2 cores), so not part of make test.
+# MODULES="decision auth" runs only those.
+mutation: $(STAMP)
+	$(BIN)/python benchmarks/bench_mutation.py $(if $(MODULES),--modules $(MODULES))
+
+# The eleven one-line bugs of issue #34, planted one at a time in a copy of src/: each must fail a test
+# (benchmarks/bench_planted.py; results in benchmarks/results/planted.json).
+planted: $(STAMP)
+	$(BIN)/python benchmarks/bench_planted.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

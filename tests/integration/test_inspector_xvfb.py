@@ -12,6 +12,7 @@ import gc
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,29 +21,26 @@ import numpy as np
 import pytest
 
 from defectlens.core.decision import decide
+from tests.require import missing
 
 XVFB = shutil.which("Xvfb")
-REQUIRED = os.environ.get("DEFECTLENS_REQUIRE_UI_TESTS") == "1"
-MAX_LATENESS_S = 0.100
-
-
-def _missing(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"{reason} (DEFECTLENS_REQUIRE_UI_TESTS=1)")
-    pytest.skip(reason)
+#: The most the event loop may be late for a 20 ms tick while a folder is scored: a bound generous enough for
+#: a loaded 2-core CI machine (it was 0.1 s), which a loop held for seconds still breaks. That the scoring runs
+#: off the loop at all is checked by events, not time: the thread each image is scored on (see the test).
+MAX_LATENESS_S = 1.0
 
 
 @pytest.fixture(scope="module")
 def display() -> Iterator[str]:
     """A private Xvfb display; Xvfb picks a free display number itself (``-displayfd``)."""
     if XVFB is None:
-        _missing("Xvfb not installed (apt-get install -y xvfb)")
+        missing("UI_TESTS", "Xvfb not installed (apt-get install -y xvfb)")
     try:
         import tkinter  # noqa: F401
 
         from PIL import ImageTk  # noqa: F401
     except ImportError as exc:
-        _missing(f"Tk is not available in this Python ({exc})")
+        missing("UI_TESTS", f"Tk is not available in this Python ({exc})")
     read, write = os.pipe()
     cmd = [XVFB, "-displayfd", str(write), "-screen", "0", "1280x900x24", "-nolisten", "tcp"]
     log = open(os.environ.get("XVFB_LOG", os.devnull), "w")  # noqa: SIM115
@@ -51,7 +49,7 @@ def display() -> Iterator[str]:
     try:
         number = _read_line(read)  # written once the server accepts clients
         if not number:
-            _missing("Xvfb did not start")
+            missing("UI_TESTS", "Xvfb did not start")
         yield f":{number}"
     finally:
         proc.terminate()
@@ -137,6 +135,7 @@ def shown_label(win) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.realdata
 def test_window_on_real_images(window, bundle, shared_datasets, tmp_path):
     win, app = window, window.app
     folder = casting_folder(shared_datasets, tmp_path / "parts", 3)
@@ -256,17 +255,29 @@ def thousand_images(tmp_path: Path, shared: Path | None) -> Path:
 
 
 @pytest.mark.slow
-def test_window_stays_responsive_while_scoring_1000_images(window, bundle, tmp_path):
+def test_window_stays_responsive_while_scoring_1000_images(window, bundle, tmp_path, monkeypatch):
+    from defectlens.inference.predictor import Predictor
     from tests.conftest import SHARED
 
     win, app = window, window.app
     folder = thousand_images(tmp_path, SHARED if SHARED.is_dir() else None)
     app.open_model(bundle)
     pump(win, lambda: app.model is not None)
+    scored_on: set[str] = set()  # the threads the images were scored on
+    real_predict_many = Predictor.predict_many
+
+    def predict_many(self, *args, **kwargs):
+        for prediction in real_predict_many(self, *args, **kwargs):
+            scored_on.add(threading.current_thread().name)
+            yield prediction
+
+    monkeypatch.setattr(Predictor, "predict_many", predict_many)
     lateness: list[float] = []
+    progress: list[int] = []  # images scored, as each tick of the event loop saw it
 
     def heartbeat(due: float) -> None:
         lateness.append(time.perf_counter() - due)
+        progress.append(app.session.scored)
         if app.scoring:
             win.root.after(20, heartbeat, time.perf_counter() + 0.020)
         else:
@@ -275,11 +286,14 @@ def test_window_stays_responsive_while_scoring_1000_images(window, bundle, tmp_p
     win.open_folder(str(folder))
     assert app.scoring
     win.root.after(20, heartbeat, time.perf_counter() + 0.020)
-    watchdog = win.root.after(60_000, win.root.quit)
+    watchdog = win.root.after(600_000, win.root.quit)  # a stuck run ends the test; not a speed check
     win.root.mainloop()  # the real event loop, as the operator has it
     win.root.after_cancel(watchdog)
     win.root.update()
     assert not app.scoring and app.session.scored == 1000
     assert app.session.usable.sum() == 1000 and app.last_rate is not None
-    assert len(lateness) > 10  # the probe really ran during scoring
+    # order, not speed: every image was scored off the event loop's thread, and the loop kept ticking
+    # while the count went up (it saw the run part-done at several points)
+    assert scored_on and threading.main_thread().name not in scored_on, scored_on
+    assert len({n for n in progress if 0 < n < 1000}) >= 3, progress
     assert max(lateness) < MAX_LATENESS_S, f"event loop blocked for {max(lateness) * 1000:.0f} ms"

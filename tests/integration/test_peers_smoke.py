@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.benchmark_scripts import load_benchmark
+from tests.require import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
@@ -21,9 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 def peers_python() -> Path:
     found = load_benchmark("peer_rows").peer_python()
     if found is None:
-        if os.environ.get("DEFECTLENS_REQUIRE_PEERS") == "1":
-            pytest.fail("the peers virtualenv is missing (make peers); CI must run the peer smoke test")
-        pytest.skip("no peers virtualenv (.venv-peers; see benchmarks/peers/README.md)")
+        missing("PEERS", "no peers virtualenv (.venv-peers: make peers; see benchmarks/peers/README.md)")
     return found
 
 

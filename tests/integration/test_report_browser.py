@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.require import missing
 from tests.unit.workflows.test_evaluate import make_run, run_evaluation
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -18,10 +18,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(tiny_dataset, tmp_path):
     if CHROMIUM is None:
-        reason = "chromium not installed (make sysdeps)"
-        if os.environ.get("DEFECTLENS_REQUIRE_UI_TESTS") == "1":
-            pytest.fail(f"{reason}; CI must run the browser tests")
-        pytest.skip(reason)
+        missing("UI_TESTS", "chromium not installed (make sysdeps)")
     import torch
 
     from defectlens.data.manifest import Manifest

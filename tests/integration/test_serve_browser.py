@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.require import import_or_missing, missing
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = [
@@ -30,35 +31,36 @@ ARGS = [
 ]
 
 
-def _need(reason: str) -> None:
-    if os.environ.get("DEFECTLENS_REQUIRE_UI_TESTS") == "1":
-        pytest.fail(f"DEFECTLENS_REQUIRE_UI_TESTS=1 but {reason}")
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture
+def chromium() -> str:
+    """System Chromium and Playwright, checked before any other fixture may skip (the real data, say)."""
+    if CHROMIUM is None:
+        missing("UI_TESTS", "chromium not installed (apt-get install -y chromium)")
+    import_or_missing(
+        "playwright.sync_api", flag="UI_TESTS", reason="playwright not installed (pip install 'defectlens[dev]')"
+    )
+    return CHROMIUM
 
 
 class ServerThread:
-    """uvicorn serving ``app`` on a free loopback port, in a thread of this process."""
+    """uvicorn serving ``app`` on a loopback port it binds itself (port 0), in a thread of this process; the
+    port is read back from its socket, never guessed beforehand (a port found free, closed and handed over
+    may be taken in between)."""
 
     def __init__(self, app):
         import uvicorn
 
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
         self.thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # waits for startup on a loaded machine; not a timing assertion
         while not self.server.started:
             assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
             time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
@@ -67,13 +69,9 @@ class ServerThread:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_upload_page_in_chromium(bundle, shared_datasets, tmp_path):
-    if CHROMIUM is None:
-        _need("chromium not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _need("playwright not installed (pip install 'defectlens[dev]')")
+def test_upload_page_in_chromium(chromium, bundle, shared_datasets, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
     image = sorted((shared_datasets / "casting" / "test" / "def_front").glob("*.jpeg"))[0]
 
     from defectlens.inference.predictor import Predictor
@@ -84,7 +82,7 @@ def test_upload_page_in_chromium(bundle, shared_datasets, tmp_path):
     with InspectionLog(tmp_path / "log.sqlite") as log:
         app = create_app(Predictor.load(bundle, threads=1), log, config=ServeConfig(worker_threads=2))
         with ServerThread(app) as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = pw.chromium.launch(executable_path=chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))

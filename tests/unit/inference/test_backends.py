@@ -18,8 +18,17 @@ from defectlens.core.bundle import read_bundle, write_bundle
 from defectlens.core.errors import DefectlensError
 from defectlens.inference import backends
 from defectlens.inference.predictor import BACKENDS, Predictor
+from tests.require import missing
 
-needs_openvino = pytest.mark.skipif(not backends.installed("openvino"), reason="openvino extra not installed")
+
+@pytest.fixture
+def openvino() -> None:
+    """The tests that use it need the ``openvino`` extra; without it they skip, or fail in CI."""
+    if not backends.installed("openvino"):
+        missing("EXTRAS", "openvino extra not installed")
+
+
+needs_openvino = pytest.mark.usefixtures("openvino")
 
 
 def _images(n=6, seed=0):
@@ -118,17 +127,31 @@ def test_concurrent_single_images_keep_one_core_each():
 
 @pytest.mark.skipif(not Path("/proc/loadavg").is_file(), reason="reads /proc/loadavg (Linux)")
 def test_another_process_running_is_seen():
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    # The busy process says when it spins and spins until told to stop, so it is runnable all through the
+    # sampling: no sleep standing in for "it has started by now" (which any other process would satisfy).
+    spin = "import select, sys\nprint('spinning', flush=True)\nwhile not select.select([sys.stdin], [], [], 0)[0]: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.3)
+        assert busy.stdout.readline() == "spinning\n"
         seen = []
         for _ in range(20):
             seen.append(backends.others_running())
             time.sleep(0.02)
     finally:
-        busy.wait(10)
+        busy.stdin.close()  # readable at EOF: the loop ends
+        busy.wait(30)
     assert all(n is not None and n >= 0 for n in seen)
     assert max(seen) >= 1  # the busy process (its core is not free for a split)
+
+
+@pytest.mark.parametrize(("loadavg", "others"), [("0.50 0.40 0.30 1/312 4242", 0), ("2.1 1.9 1.5 4/312 4242", 3)])
+def test_others_running_leaves_out_the_caller(monkeypatch, loadavg, others):
+    """The kernel's runnable count includes the calling thread: one runnable is an idle machine."""
+    real_read = Path.read_text
+    monkeypatch.setattr(
+        Path, "read_text", lambda self, *a, **k: loadavg if str(self) == "/proc/loadavg" else real_read(self, *a, **k)
+    )
+    assert backends.others_running() == others
 
 
 def test_a_lone_image_split_over_the_cores_gives_the_same_logits(bundle, monkeypatch):

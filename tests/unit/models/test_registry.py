@@ -7,6 +7,7 @@ import torch
 
 from defectlens.core.errors import DefectlensError
 from defectlens.models import create_model, default_spec, get_entry, list_models, register_model
+from tests.require import import_or_missing
 
 
 @pytest.fixture(autouse=True)
@@ -81,7 +82,7 @@ def test_no_pretrained_weights_for_simple_cnn():
 def test_lite0_imagenet_weights_really_load():
     """A logistic-regression probe on pooled Lite0 features of real ELPV cells beats the same probe on a
     randomly initialised Lite0 (cross-validated on a small balanced sample)."""
-    pytest.importorskip("elpv_dataset")
+    import_or_missing("elpv_dataset", flag="EXTRAS", reason="the ELPV cells come with the [train] extra")
     from importlib import resources
 
     import numpy as np

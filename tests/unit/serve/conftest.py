@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the web service needs the [serve] extra")
+from tests.require import import_or_missing
+
+import_or_missing("fastapi", flag="SERVE", reason="the web service needs the [serve] extra")
 
 KEY = "test-key-0123456789"
 

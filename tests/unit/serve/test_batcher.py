@@ -17,7 +17,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-async def _gather(n, *, max_batch, announce=True, fail=False):
+async def _gather(n, *, max_batch, announce=True, fail=False, max_wait=5.0):
     sizes = []
 
     def fn(items):
@@ -26,7 +26,7 @@ async def _gather(n, *, max_batch, announce=True, fail=False):
             raise ValueError("model exploded")
         return [x * 10 for x in items]
 
-    b = Batcher(fn, max_batch=max_batch, max_wait=5.0, name="test")
+    b = Batcher(fn, max_batch=max_batch, max_wait=max_wait, name="test")
     b.start()
     try:
         if announce:
@@ -44,9 +44,14 @@ def test_concurrent_items_share_calls_up_to_max_batch_in_order():
 
 
 def test_a_lone_item_does_not_wait_for_company():
-    # nothing else announced: the first item runs at once although max_wait is 5 s
-    results, sizes = run(_gather(1, max_batch=8, announce=False))
+    # nothing else announced: the first item runs at once although max_wait is 10 s. The bound is half the
+    # window, generous for a loaded machine (the call itself takes milliseconds), and a batcher that held a
+    # lone item for its window would still miss it by 5 s.
+    start = time.monotonic()
+    results, sizes = run(_gather(1, max_batch=8, announce=False, max_wait=10.0))
+    elapsed = time.monotonic() - start
     assert results == [0] and sizes == [1]
+    assert elapsed < 5.0, f"a lone item waited {elapsed:.1f} s of its 10 s window"
 
 
 def test_a_failed_batch_fails_each_of_its_callers():
@@ -54,19 +59,23 @@ def test_a_failed_batch_fails_each_of_its_callers():
     assert all(isinstance(r, ValueError) and "model exploded" in str(r) for r in results)
 
 
-def _calls_at_once(concurrency: int, *, barrier: threading.Barrier | None = None) -> tuple[list[int], int]:
-    """Submit 8 announced items with max_batch 4; the results in order, and the most calls seen running at once."""
+def _calls_at_once(concurrency: int, *, company_wait: float) -> tuple[list[int], int]:
+    """Submit 8 announced items with max_batch 4; the results in order, and the most calls seen running at once.
+
+    Each call waits up to ``company_wait`` seconds for a second call to run beside it, and goes on as soon
+    as one does: calls that may overlap are given every chance to (an event, not a guess at timing).
+    """
     lock, running, most = threading.Lock(), [0], [0]
+    together = threading.Event()
 
     def fn(items):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
+            if running[0] >= 2:
+                together.set()
         try:
-            if barrier is not None:
-                barrier.wait()  # both calls must be in flight together, or this times out
-            else:
-                time.sleep(0.05)
+            together.wait(company_wait)
             return [x * 10 for x in items]
         finally:
             with lock:
@@ -85,12 +94,13 @@ def _calls_at_once(concurrency: int, *, barrier: threading.Barrier | None = None
 
 
 def test_calls_run_side_by_side_up_to_concurrency():
-    results, most = _calls_at_once(2, barrier=threading.Barrier(2, timeout=10))
+    results, most = _calls_at_once(2, company_wait=20)  # returns as soon as the second call starts
     assert results == [i * 10 for i in range(8)] and most == 2
 
 
 def test_one_call_at_a_time_by_default():
-    results, most = _calls_at_once(1)
+    # each call waits 1 s for company (2 s in all): time for a second call to start, were one allowed to
+    results, most = _calls_at_once(1, company_wait=1.0)
     assert results == [i * 10 for i in range(8)] and most == 1
 
 
@@ -115,7 +125,7 @@ def test_service_batches_the_files_of_concurrent_requests_into_one_model_call(pr
 
     async def main():
         with InspectionLog(tmp_path / "log.sqlite") as log:
-            config = ServeConfig(batch_wait_ms=2000, worker_threads=2, max_batch=8, inference_threads=1)
+            config = ServeConfig(batch_wait_ms=10_000, worker_threads=2, max_batch=8, inference_threads=1)
             service = Service(predictor, log, config=config)
             await service.start()
             try:

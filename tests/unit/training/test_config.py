@@ -8,6 +8,7 @@ from defectlens.cli import main
 from defectlens.core.errors import DefectlensError
 from defectlens.training.config import TrainConfig
 from defectlens.workflows.recipes import recipe_path
+from tests.require import import_or_missing
 
 
 def test_yaml_round_trip(tmp_path):
@@ -45,7 +46,7 @@ def test_cli_train_on_a_missing_folder_exits_2(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_split_follows_deitsch(tmp_path):
-    pytest.importorskip("elpv_dataset")
+    import_or_missing("elpv_dataset", flag="EXTRAS", reason="the ELPV demo data comes with the [train] extra")
     from defectlens.data.manifest import Manifest
     from defectlens.workflows.demo import prepare_elpv
 

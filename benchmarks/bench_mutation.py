@@ -1,0 +1,267 @@
+"""Mutation testing of the modules that decide (issue #34): how many small changes to each one its tests catch.
+
+For each module, mutmut (pinned in the ``dev`` extra) runs in a scratch copy of ``src/`` and ``tests/``
+(``build/mutation/<module>``) with only the module's own test files selected; every mutant it makes
+(an operator, constant, argument or return value changed) runs the tests that reach the mutated
+function, and survives if they all pass. Per module this records the score (mutants killed, a timeout
+or a crash included, over all mutants less the equivalent ones), every survivor with its diff, and
+how long the run took, into ``benchmarks/results/mutation.json``; a run of some modules keeps the
+others' earlier entries. An equivalent mutant (no test could tell it from the original) is listed in
+:data:`EQUIVALENT` with the reason, and kept out of the score; one whose diff no longer matches is a
+survivor again.
+
+    make mutation                                     # every module (tens of minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_mutation.py --modules decision auth threshold
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
+WORK = ROOT / "build" / "mutation"
+MUTMUT = Path(sys.executable).parent / "mutmut"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate, the test paths that cover it, and optionally the functions to mutate (mutmut
+    name patterns; default: every function in the file)."""
+
+    source: str
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()
+
+
+#: Smallest first, so a short run still covers the decision rule, the key check and the threshold.
+TARGETS: dict[str, Target] = {
+    "decision": Target(
+        "src/defectlens/core/decision.py",
+        ("tests/unit/core", "tests/unit/evaluation", "tests/unit/gui/test_session.py"),
+    ),
+    "auth": Target("src/defectlens/serve/auth.py", ("tests/unit/serve",)),
+    "threshold": Target("src/defectlens/evaluation/threshold.py", ("tests/unit/evaluation",)),
+    "batcher": Target("src/defectlens/serve/batcher.py", ("tests/unit/serve/test_batcher.py",)),
+    "spec": Target(
+        "src/defectlens/core/spec.py",
+        ("tests/unit/core", "tests/unit/test_spec_and_cli.py", "tests/unit/hardening/test_fuzz.py"),
+    ),
+    "predict_rows": Target(
+        "src/defectlens/workflows/predict.py",
+        ("tests/unit/workflows", "tests/unit/hardening/test_predict_output.py"),
+        ("defectlens.workflows.predict.x_row_of__mutmut_*", "defectlens.workflows.predict.*_CsvSink*"),
+    ),
+    "metrics": Target("src/defectlens/evaluation/metrics.py", ("tests/unit/evaluation",)),
+    "store": Target(
+        "src/defectlens/inspections/store.py", ("tests/unit/inspections", "tests/unit/serve/test_inspections_api.py")
+    ),
+}
+
+#: why a smaller or larger worker pool changes nothing the batcher's callers can see
+ANY_POOL = (
+    "each of the `concurrency` gathering tasks awaits its call before it gathers again, so at most `concurrency`"
+    " calls run at once whatever the pool's size; only the worker threads' names could differ"
+)
+
+#: mutant name -> (the line the mutant adds, why no test can tell it from the original)
+EQUIVALENT: dict[str, tuple[str, str]] = {
+    "defectlens.serve.auth.x_key_checker__mutmut_5": (
+        '+        given = request.headers.get("X-API-KEY")',
+        "Starlette's Headers look names up case-insensitively: any spelling of the name reads the same header",
+    ),
+    "defectlens.serve.auth.x_key_checker__mutmut_12": (
+        '+        auth = request.headers.get("AUTHORIZATION", "")',
+        "Starlette's Headers look names up case-insensitively: any spelling of the name reads the same header",
+    ),
+    "defectlens.serve.auth.x_key_checker__mutmut_13": (
+        '+        auth = request.headers.get("authorization", "XXXX")',
+        "the default only meets auth[:7].lower() == 'bearer ', which 'XXXX' fails exactly as '' does",
+    ),
+    "defectlens.evaluation.threshold.x_f1_decisions__mutmut_7": (
+        "+    choice = choose_threshold((np.asarray(y) == positive).astype(int), probs[:, positive], )",
+        "method='f1' is choose_threshold's default: dropping the argument asks for the same method",
+    ),
+    "defectlens.evaluation.threshold.x_f1_decisions__mutmut_8": (
+        '+    choice = choose_threshold((np.asarray(y) == positive).astype(None), probs[:, positive], method="f1")',
+        "astype(None) gives 0.0/1.0 floats, which threshold_sweep turns into the same booleans as 0/1 ints",
+    ),
+    "defectlens.serve.batcher.xǁBatcherǁ_gather__mutmut_14": (
+        "+        if self._announced <= 0 or remaining < 0:",
+        (
+            "remaining is a difference of two clock readings; at exactly 0.0, wait_for(get(), 0) on an empty queue"
+            " times out at once and breaks, as <= 0 does"
+        ),
+    ),
+    "defectlens.serve.batcher.xǁBatcherǁ_loop__mutmut_13": (
+        "+            results = await loop.run_in_executor(None, self._fn, [item for item, _ in batch])",
+        "the loop's default executor instead of its own: " + ANY_POOL,
+    ),
+    "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
+        "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
+        "max_workers=None (the default size): " + ANY_POOL,
+    ),
+    "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_5": (
+        "+    self._executor = ThreadPoolExecutor(thread_name_prefix=self._name)",
+        "max_workers left at its default: " + ANY_POOL,
+    ),
+}
+
+#: mutmut's exit-code verdicts that count as caught
+CAUGHT = {"killed", "timeout", "segfault", "caught by type check"}
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modules", nargs="+", choices=list(TARGETS), default=list(TARGETS), help="modules to mutate")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results JSON (merged: other modules' entries kept)")
+    p.add_argument("--work", type=Path, default=WORK, help="scratch folder, one copy of src/ and tests/ per module")
+    p.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1: a shared machine)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds one module's run may take")
+    p.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="re-read the last run of each module in --work (after editing EQUIVALENT)",
+    )
+    return p
+
+
+def workspace(name: str, target: Target, work: Path) -> Path:
+    """``work/name``: a fresh copy of src/, tests/ and pyproject.toml, with mutmut's settings appended."""
+    folder = work / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("src", "tests"):
+        shutil.copytree(ROOT / part, folder / part, ignore=ignore)
+    settings = {
+        "source_paths": ["src"],
+        "only_mutate": [target.source],
+        "pytest_add_cli_args_test_selection": list(target.tests),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        # one fork server that imports pytest once: forking the process that ran the tests (torch and
+        # ONNX Runtime thread pools started) left mutants hanging until their CPU limit
+        "process_isolation": "forkserver",
+    }
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    (folder / "pyproject.toml").write_text(text + "\n[tool.mutmut]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def mutant_diff(folder: Path, mutant: str) -> list[str]:
+    """The changed lines of one mutant (``mutmut show``), without the file headers."""
+    shown = subprocess.run([str(MUTMUT), "show", mutant], cwd=folder, capture_output=True, text=True, timeout=300)
+    return [
+        line
+        for line in shown.stdout.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()
+    ]
+
+
+def verdicts(folder: Path, target: Target) -> dict[str, str]:
+    """mutant name -> mutmut's verdict, from the run's ``.meta`` file (only the selected functions)."""
+    from mutmut.stats import status_by_exit_code
+
+    meta = json.loads((folder / "mutants" / (target.source + ".meta")).read_text(encoding="utf-8"))
+    patterns = [re.compile(p.replace(".", r"\.").replace("*", ".*") + "$") for p in target.functions]
+    return {
+        key: status_by_exit_code[code]
+        for key, code in meta["exit_code_by_key"].items()
+        if not patterns or any(p.match(key) for p in patterns)
+    }
+
+
+def summarise(folder: Path, target: Target, seconds: float, returncode: int) -> dict[str, Any]:
+    status = verdicts(folder, target)
+    counts: dict[str, int] = {}
+    for verdict in status.values():
+        counts[verdict] = counts.get(verdict, 0) + 1
+    survivors, equivalent = [], []
+    for mutant in sorted(m for m, v in status.items() if v not in CAUGHT):
+        diff = mutant_diff(folder, mutant)
+        known = EQUIVALENT.get(mutant)
+        if known is not None and known[0] in diff:
+            equivalent.append({"mutant": mutant, "diff": diff, "why": known[1]})
+        else:
+            survivors.append({"mutant": mutant, "verdict": status[mutant], "diff": diff})
+    caught = sum(1 for v in status.values() if v in CAUGHT)
+    scored = len(status) - len(equivalent)
+    return {
+        "source": target.source,
+        "tests": list(target.tests),
+        "functions": list(target.functions) or "all",
+        "mutants": len(status),
+        "verdicts": counts,
+        "caught": caught,
+        "equivalent": equivalent,
+        "score": round(caught / scored, 3) if scored else None,
+        "survivors": survivors,
+        "seconds": round(seconds, 1),
+        "mutmut_exit_code": returncode,
+    }
+
+
+def run_module(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    target = TARGETS[name]
+    folder = workspace(name, target, args.work)
+    cmd = [str(MUTMUT), "run", "--max-children", str(args.max_children), *target.functions]
+    # one thread per math library: the two cores are shared, and each mutant is its own process
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.monotonic()
+    with (folder / "mutmut.log").open("w") as log:
+        done = subprocess.run(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=args.timeout)
+    return summarise(folder, target, time.monotonic() - start, done.returncode)
+
+
+def main(args: argparse.Namespace) -> int:
+    from importlib.metadata import version
+
+    from machine import describe
+
+    results = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
+    results.setdefault("modules", {})
+    if not args.summary_only:
+        results.update(
+            {
+                "tool": f"mutmut {version('mutmut')}",
+                "command": "make mutation (.venv/bin/python benchmarks/bench_mutation.py --modules ...)",
+                "score": "caught (killed, timeout or crash) / (mutants - equivalent); 'no tests' counts as survived",
+                "machine": describe(),
+            }
+        )
+    for name in args.modules:
+        if args.summary_only:
+            old = results["modules"].get(name)
+            if old is None or not (args.work / name / "mutants").is_dir():
+                continue
+            entry = summarise(args.work / name, TARGETS[name], old["seconds"], old["mutmut_exit_code"])
+            entry["finished"] = old["finished"]
+        else:
+            print(f"mutating {TARGETS[name].source} ...", flush=True)
+            entry = run_module(name, args)
+            entry["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        results["modules"][name] = entry
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(
+            f"  {name}: score {entry['score']} ({entry['caught']}/{entry['mutants']} caught, "
+            f"{len(entry['survivors'])} survived, {len(entry['equivalent'])} equivalent) in {entry['seconds']} s",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))
