@@ -86,7 +86,8 @@ class OodProfile:
         false_flag_rate: the share of validation images allowed above the threshold.
         thresholds: graph member name -> threshold (a score above it flags the frame).
         validation: the score's quantiles on validation (``p50``, ``p99``, ``max``), for reasons and reports.
-        features: length of the feature vector the score is computed from.
+        features: total length of the feature vectors the score is computed from.
+        layers: how many layers' feature vectors (each its own density; the score is the largest).
         rule: ``conformal`` (the validation quantile certifies the rate) or ``gaussian`` (too few
             validation images for that: the normal prediction bound of their scores, never below the largest).
     """
@@ -98,6 +99,7 @@ class OodProfile:
     validation: dict[str, float]
     features: int
     rule: str = "conformal"
+    layers: int = 1
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,9 @@ def _ood_problems(ood: Any) -> list[str]:
         problems.append(f"ood.false_flag_rate must be in {FALSE_FLAG_RANGE[0]}-{FALSE_FLAG_RANGE[1]}, got {rate!r:.40}")
     if ood.get("rule", "conformal") not in THRESHOLD_RULES:
         problems.append(f"ood.rule must be one of {', '.join(THRESHOLD_RULES)}, got {ood.get('rule')!r:.40}")
+    layers = ood.get("layers", 1)
+    if not isinstance(layers, int) or isinstance(layers, bool) or layers < 1:
+        problems.append(f"ood.layers must be a positive integer, got {layers!r:.40}")
     feats = ood.get("features")
     if not isinstance(feats, int) or isinstance(feats, bool) or feats < 1:
         problems.append(f"ood.features must be a positive integer, got {feats!r:.40}")

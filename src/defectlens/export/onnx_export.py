@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import torch
 
     from defectlens.models import Classifier
-    from defectlens.models.density import FeatureDensity
+    from defectlens.models.density import LayeredDensity
 
 OPSET = 18
 INPUT_NAME = "input"
@@ -56,7 +56,7 @@ OUTPUT_NAME = "logits"
 
 
 def to_onnx(
-    model: Classifier, spec: ModelSpec, *, opset: int = OPSET, density: FeatureDensity | None = None
+    model: Classifier, spec: ModelSpec, *, opset: int = OPSET, density: LayeredDensity | None = None
 ) -> tuple[bytes, str]:
     """Export ``model`` (a Classifier taking float input in [0, 1]) to ONNX.
 

@@ -32,7 +32,7 @@ from defectlens.data.manifest import Manifest, Record
 from defectlens.inference.backends import onnx_runner
 from defectlens.inference.gate import image_stats
 from defectlens.models import Classifier
-from defectlens.models.density import MIN_IMAGES, OOD_OUTPUT, FeatureDensity, features_and_logits, fit_density
+from defectlens.models.density import MIN_IMAGES, OOD_OUTPUT, LayeredDensity, features_and_logits, fit_layered
 
 #: Training images read for the profile and the density (evenly spaced over the split).
 MAX_TRAIN = 3000
@@ -65,7 +65,7 @@ class GateFit:
 
     stats: dict[str, StatRange]
     size: SizeProfile
-    density: FeatureDensity | None
+    density: LayeredDensity | None
     validation: Reference
     images: int
 
@@ -140,7 +140,7 @@ def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | 
     density = None
     if np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
         feats, _ = features_and_logits(model, train.images[known])
-        density = fit_density(feats, train.labels[known])
+        density = fit_layered(feats, train.labels[known], features_and_logits(model, val.images)[0])
     else:
         warnings.warn(
             f"{data}: {np.count_nonzero(known)} labelled training and {len(val.images)} validation images are too few "
@@ -192,13 +192,13 @@ def threshold_rule(n: int, rate: float) -> str:
     return "gaussian"
 
 
-def ood_parity(model: Classifier, density: FeatureDensity, graph: bytes, images: np.ndarray) -> dict[str, float | bool]:
+def ood_parity(model: Classifier, density: LayeredDensity, graph: bytes, images: np.ndarray) -> dict[str, float | bool]:
     """Largest relative difference between torch's OOD scores and ONNX Runtime's on ``images``."""
     import torch
 
     feats, _ = features_and_logits(model, images)
     with torch.inference_mode():
-        ref = density(torch.from_numpy(feats)).numpy().astype(np.float64)
+        ref = density([torch.from_numpy(f) for f in feats]).numpy().astype(np.float64)
     got = graph_scores(graph, images)
     diff = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-6)))
     return {"ok": bool(diff <= OOD_TOLERANCE), "max_rel_diff": diff, "tolerance": OOD_TOLERANCE, "images": len(images)}
@@ -219,5 +219,6 @@ def build_profile(
         thresholds=thresholds,
         validation={"p50": float(q[0]), "p99": float(q[1]), "max": float(np.max(validation_scores))},
         features=fit.density.features,
+        layers=len(fit.density.densities),
     )
     return GateProfile(stats=fit.stats, size=fit.size, ood=ood, images=fit.images)

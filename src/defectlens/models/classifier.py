@@ -88,21 +88,28 @@ class Classifier(nn.Module):
         views = torch.cat([dihedral(x, k) for k in ks])
         return self.forward_single(views).view(len(ks), x.shape[0], -1).mean(dim=0)
 
-    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`forward`'s logits and the untransformed image's :meth:`forward_features`, from one pass.
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`forward`'s logits and the untransformed image's pooled feature vectors, from one pass.
 
-        The features of the first view (the identity: every entry of ``TTA_VIEWS`` starts with it) come
-        from the same backbone pass as the logits, so the gate's feature-density score costs no extra
-        pass through the network.
+        The vectors are :meth:`forward_features` (the penultimate features) and, for a backbone that
+        offers one (``forward_tapped``), the spatial mean of a middle block's output. They come from the
+        first view (the identity: every entry of ``TTA_VIEWS`` starts with it) of the same backbone pass
+        as the logits, so the gate's feature-density score costs no extra pass through the network.
         """
         ks = (0,) if self.training else TTA_VIEWS[self._tta]
         views = x if len(ks) == 1 else torch.cat([dihedral(x, k) for k in ks])
-        fmap = self.features(self.normalize(views))
+        tapped = getattr(self.features, "forward_tapped", None)
+        fmap, tap = (
+            tapped(self.normalize(views)) if tapped is not None else (self.features(self.normalize(views)), None)
+        )
         logits = self.head(fmap)
         if len(ks) > 1:
             logits = logits.view(len(ks), x.shape[0], -1).mean(dim=0)
-        first = fmap[: x.shape[0]]
-        feats = first.mean(dim=(2, 3)) if isinstance(self.head, PooledHead) else torch.flatten(first, 1)
+        n = x.shape[0]
+        first = fmap[:n]
+        feats = [first.mean(dim=(2, 3)) if isinstance(self.head, PooledHead) else torch.flatten(first, 1)]
+        if tap is not None:
+            feats.append(tap[:n].mean(dim=(2, 3)))
         return logits, feats
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

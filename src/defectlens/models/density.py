@@ -7,6 +7,13 @@ feature dimensions), and compared with each class mean; the score is the smalles
 mean square per dimension (about 1 for a typical training image). Images from another line, another
 product or a dead camera land far from every class.
 
+A network gives one feature vector per layer it exposes (:meth:`Classifier.forward_with_features`: the
+penultimate features, and for EfficientNet-Lite a middle block's pooled output too); each gets its own
+density, its scores divided by their 99th percentile on validation, and the frame's score is the
+largest of those (:class:`LayeredDensity`). On the ELPV recipe the penultimate features alone let half
+of the generic photos through (they keep mainly what separates the classes); the middle block, still
+the ImageNet features, flags them (``benchmarks/bench_gate.py``).
+
 :class:`GatedNetwork` wraps a trained :class:`~defectlens.models.classifier.Classifier` so that one
 pass returns the logits and the score: exported to ONNX it gives every runtime the same score, with no
 second pass through the backbone.
@@ -95,10 +102,46 @@ def fit_density(feats: np.ndarray, labels: np.ndarray) -> FeatureDensity:
     return FeatureDensity(whitening, means @ whitening)
 
 
+class LayeredDensity(nn.Module):
+    """One :class:`FeatureDensity` per feature vector; the score is the largest of their scores, each
+    divided by its ``scales`` entry (its 99th percentile on validation), so every layer speaks in the
+    same unit: about 1 at the edge of the validation images."""
+
+    scales: torch.Tensor
+
+    def __init__(self, densities: list[FeatureDensity], scales: np.ndarray):
+        super().__init__()
+        self.densities = nn.ModuleList(densities)
+        self.register_buffer("scales", torch.as_tensor(scales, dtype=torch.float32))
+
+    @property
+    def features(self) -> int:
+        return sum(d.features for d in self.densities)  # type: ignore[misc]
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        scores = [d(f) / self.scales[i] for i, (d, f) in enumerate(zip(self.densities, feats, strict=True))]
+        return torch.stack(scores, dim=1).amax(dim=1)
+
+
+@torch.inference_mode()
+def fit_layered(train: list[np.ndarray], labels: np.ndarray, validation: list[np.ndarray]) -> LayeredDensity:
+    """A :class:`FeatureDensity` per feature vector, fitted on the training features, scaled on validation.
+
+    Raises:
+        DefectlensError: as :func:`fit_density`.
+    """
+    densities = [fit_density(f, labels) for f in train]
+    scales = [
+        max(float(np.quantile(d(torch.from_numpy(v).float()).numpy(), 0.99)), 1e-6)
+        for d, v in zip(densities, validation, strict=True)
+    ]
+    return LayeredDensity(densities, np.asarray(scales))
+
+
 class GatedNetwork(nn.Module):
     """A classifier whose forward returns its logits and the out-of-distribution score of each image."""
 
-    def __init__(self, classifier: Classifier, density: FeatureDensity):
+    def __init__(self, classifier: Classifier, density: LayeredDensity):
         super().__init__()
         self.classifier = classifier
         self.density = density
@@ -111,13 +154,14 @@ class GatedNetwork(nn.Module):
 @torch.inference_mode()
 def features_and_logits(
     model: Classifier, images: np.ndarray, *, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features and logits of uint8 images (N, C, H, W), in batches on the CPU."""
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The pooled feature vectors (one array (N, F) per layer) and logits of uint8 images (N, C, H, W)."""
     model = model.eval()
-    feats, logits = [], []
+    feats: list[list[np.ndarray]] = []
+    logits = []
     for i in range(0, len(images), batch_size):
         x = torch.from_numpy(images[i : i + batch_size]).float().div(255.0)
-        lg, f = model.forward_with_features(x)
-        feats.append(f.float().numpy())
+        lg, fs = model.forward_with_features(x)
+        feats.append([f.float().numpy() for f in fs])
         logits.append(lg.float().numpy())
-    return np.concatenate(feats), np.concatenate(logits)
+    return [np.concatenate(layer) for layer in zip(*feats, strict=True)], np.concatenate(logits)

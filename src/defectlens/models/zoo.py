@@ -114,6 +114,24 @@ class LiteFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(x)
 
+    def forward_tapped(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward`'s feature map, and the output of the middle block (pooled by the caller).
+
+        The same computation as ``EfficientNet.extract_features``, keeping one intermediate map: the gate's
+        out-of-distribution score also looks there (:mod:`defectlens.models.density`), since the early,
+        ImageNet-pretrained (and in our recipes frozen) blocks still describe what any photo looks like,
+        where the fine-tuned last layer keeps mainly what separates the classes.
+        """
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        tap, middle = x, len(net._blocks) // 2
+        for idx, block in enumerate(net._blocks):
+            rate = net._global_params.drop_connect_rate
+            x = block(x, drop_connect_rate=rate * float(idx) / len(net._blocks) if rate else rate)
+            if idx == middle:
+                tap = x
+        return net._swish(net._bn1(net._conv_head(x))), tap
+
 
 def _lite(variant: int, *, pretrained: bool, input_size: int) -> tuple[nn.Module, int]:
     from efficientnet_lite_pytorch import EfficientNet

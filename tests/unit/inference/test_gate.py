@@ -245,7 +245,7 @@ def test_export_puts_the_ood_score_in_the_graph_with_parity_and_a_threshold(gate
     images = np.stack([preprocess(p, b.spec) for p in train_images(tiny_dataset)])
     feats, _ = features_and_logits(model, images)
     with torch.inference_mode():
-        expected = fit.density(torch.from_numpy(feats)).numpy()
+        expected = fit.density([torch.from_numpy(f) for f in feats]).numpy()
     got = [Predictor.load(gated_bundle).predict(p).ood_score for p in train_images(tiny_dataset)]
     assert got == pytest.approx(expected.tolist(), rel=1e-3)
 
