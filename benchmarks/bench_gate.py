@@ -489,12 +489,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a few frames per family: a pipeline check")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder of gate.json")
     p.add_argument("--table", action="store_true", help="only print the markdown table of the results")
+    p.add_argument("--readme", action="store_true", help="only put that table into README.md (between its markers)")
     return p
 
 
+def update_readme(text: str, readme: Path = ROOT / "README.md") -> None:
+    """Put the table between the README's ``<!-- gate-table -->`` markers."""
+    start, end = "<!-- gate-table -->\n", "<!-- /gate-table -->"
+    doc = readme.read_text(encoding="utf-8")
+    head, _, rest = doc.partition(start)
+    _, _, tail = rest.partition(end)
+    if not rest:
+        raise SystemExit(f"{readme}: no {start.strip()} marker")
+    readme.write_text(f"{head}{start}{text.rstrip()}\n{end}{tail}", encoding="utf-8")
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.table:
+    if args.table or args.readme:
         print(table(args.out))
+        if args.readme:
+            update_readme(table(args.out))
         return 0
     import torch
 
