@@ -103,10 +103,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             " times out at once and breaks, as <= 0 does"
         ),
     ),
-    "defectlens.serve.batcher.xǁBatcherǁ_loop__mutmut_13": (
-        "+            results = await loop.run_in_executor(None, self._fn, [item for item, _ in batch])",
-        "the loop's default executor instead of its own: " + ANY_POOL,
-    ),
     "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
         "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
         "max_workers=None (the default size): " + ANY_POOL,

@@ -133,6 +133,8 @@ class Batcher(Generic[T, R]):
             self._inflight |= futures
             try:
                 results = await loop.run_in_executor(self._executor, self._fn, [item for item, _ in batch])
+                if len(results) != len(batch):  # else zip would end this loop and leave every caller waiting
+                    raise RuntimeError(f"the batch function returned {len(results)} results for {len(batch)} items")
             except Exception as exc:  # every caller of the failed batch hears why
                 self._inflight -= futures
                 for _, fut in batch:

@@ -71,3 +71,12 @@ def test_softmax_with_temperature():
     r3 = math.sqrt(3.0)
     assert softmax(logits[:1], 2.0) == pytest.approx(np.array([[1 / (1 + r3), r3 / (1 + r3)]]))
     assert softmax(np.array([[1.0, 2.0, 3.0]]), 1e6) == pytest.approx(np.array([[1 / 3, 1 / 3, 1 / 3]]), abs=1e-6)
+
+
+def test_float32_logits_give_float64_probabilities():
+    # logits as an ONNX model returns them. The defect probability 1 / (1 + e^-20) = 1 - 2.1e-9 rounds to
+    # exactly 1.0 in float32, which a threshold of 1.0 would call a defect; in float64 it stays below 1.
+    probs = softmax(np.array([[0.0, 20.0]], dtype=np.float32))
+    assert probs.dtype == np.float64
+    assert probs[0, 1] == pytest.approx(1 / (1 + math.exp(-20.0)), rel=1e-12, abs=0) and probs[0, 1] < 1.0
+    assert decide(probs, positive_index=1, threshold=1.0).tolist() == [0]

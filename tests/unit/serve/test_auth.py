@@ -12,6 +12,9 @@ from starlette.requests import Request
 from defectlens.serve.auth import key_checker
 from tests.unit.serve.conftest import KEY, png_bytes
 
+#: what a refused caller reads: the fix, both ways of sending the key
+REFUSED = "missing or wrong API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"
+
 
 def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
     scope = {
@@ -24,6 +27,7 @@ def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
         asyncio.run(key_checker(api_key)(Request(scope)))
     except HTTPException as exc:
         assert exc.status_code == 401 and exc.headers == {"WWW-Authenticate": "Bearer"}
+        assert exc.detail == REFUSED
         return False
     return True
 
@@ -85,4 +89,10 @@ def test_an_empty_key_header_is_refused_by_the_service(make_client):
         for headers in ({"X-API-Key": ""}, {"X-API-Key": KEY[:-1]}, {"Authorization": f"Bearer {KEY}0"}):
             r = c.post("/v1/predict", files=files, headers=headers)
             assert r.status_code == 401, headers
+            assert r.json() == {"error": "unauthorized", "detail": REFUSED}  # the client is told what to send
         assert log.count() == 0  # nothing refused was decided or logged
+
+
+def test_a_valid_key_header_is_not_overruled_by_a_wrong_bearer_token():
+    # a proxy may add its own Authorization header: the X-API-Key the client sent still counts
+    assert allowed(KEY, {"X-API-Key": KEY, "Authorization": "Bearer not-the-key"})
