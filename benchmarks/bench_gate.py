@@ -422,8 +422,31 @@ def _kinds(t: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in t.get("reason_kinds", {}).items()) or "-"
 
 
-def table(out: Path) -> str:
-    """Markdown: per dataset, each family's share flagged (with reason kinds), accuracies and added latency."""
+def _shift_rows(name: str, shifts: list[dict[str, Any]], *, full: bool) -> list[str]:
+    """One row per shift (``full``), or one row: the shifts under 2 % flagged, then each of the others."""
+
+    def row(label: str, s: dict[str, Any]) -> str:
+        passed = s["accuracy_passed"] if s["accuracy_passed"] is not None else float("nan")
+        return (
+            f"| {name} | {label} | {s['n']} | {_pct(s['flagged_share'])} | {passed:.4f} / {s['accuracy_all']:.4f} "
+            f"| {_kinds(s)} | |"
+        )
+
+    if full:
+        return [row(f"shift {s['shift']}", s) for s in shifts]
+    quiet = [s for s in shifts if s["flagged_share"] < 0.02]
+    loud = [s for s in shifts if s["flagged_share"] >= 0.02]
+    out = []
+    if quiet:
+        top = max(s["flagged_share"] for s in quiet)
+        out.append(f"| {name} | shifts flagged under 2 % ({len(quiet)}: {', '.join(s['shift'] for s in quiet)}) "
+                   f"| | at most {_pct(top)} | | | |")  # fmt: skip
+    return out + [row(f"shift {s['shift']}", s) for s in loud]
+
+
+def table(out: Path, *, full: bool = True) -> str:
+    """Markdown: per dataset, each family's share flagged (with reason kinds), accuracies and added latency;
+    ``full=False`` folds the shifts that flag under 2 % into one row (the README's table)."""
     path = out / "gate.json"
     if not path.is_file():
         return f"(no {path})"
@@ -455,12 +478,7 @@ def table(out: Path) -> str:
             f"| {r['dataset']} | other parts (all) | {o['n']} | {_pct(o['flagged_share'])} | | {_kinds(o)} | "
             f">= 99 %: {ok[g['other_parts']]} |"
         )
-        for s in r["shifts"]:
-            lines.append(
-                f"| {r['dataset']} | shift {s['shift']} | {s['n']} | {_pct(s['flagged_share'])} | "
-                f"{s['accuracy_passed'] if s['accuracy_passed'] is not None else float('nan'):.4f} / "
-                f"{s['accuracy_all']:.4f} | {_kinds(s)} | |"
-            )
+        lines += _shift_rows(r["dataset"], r["shifts"], full=full)
         lat = r["latency"]
         lines.append(
             f"| {r['dataset']} | latency p50 | {lat['calls']} | off {lat['off']['p50_ms']:.2f} ms, gate "
@@ -508,7 +526,7 @@ def main(args: argparse.Namespace) -> int:
     if args.table or args.readme:
         print(table(args.out))
         if args.readme:
-            update_readme(table(args.out))
+            update_readme(table(args.out, full=False))
         return 0
     import torch
 
