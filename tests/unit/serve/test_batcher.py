@@ -159,13 +159,20 @@ class Blocking:
         self.started.clear()
 
 
-def test_a_first_item_waits_for_an_announced_one_within_max_wait():
-    # two announced, one here: the batch waits for the second (1 s is ample for a few loop rounds) and both
-    # share one call
+@pytest.mark.parametrize(
+    ("wait", "sizes"),
+    [
+        # two announced, one here: the batch waits for the second (1 s is ample for a few loop rounds), one call
+        ({"max_wait": 1.0}, [2]),
+        # max_wait defaults to 0: the second, a few loop rounds later, gets its own call
+        ({}, [1, 1]),
+    ],
+)
+def test_a_first_item_waits_for_an_announced_one_only_within_max_wait(wait, sizes):
     async def main():
         fn = Blocking()
         fn.release.set()
-        b = Batcher(fn, max_batch=8, max_wait=1.0)
+        b = Batcher(fn, max_batch=8, **wait)
         b.start()
         try:
             b.announce(2)
@@ -176,26 +183,7 @@ def test_a_first_item_waits_for_an_announced_one_within_max_wait():
         finally:
             await b.stop()
 
-    assert run(main()) == ([10, 20], [2])
-
-
-def test_by_default_a_first_item_does_not_wait_for_announced_ones():
-    # max_wait defaults to 0: an announced second item that comes a few loop rounds later gets its own call
-    async def main():
-        fn = Blocking()
-        fn.release.set()
-        b = Batcher(fn, max_batch=8)
-        b.start()
-        try:
-            b.announce(2)
-            first = asyncio.ensure_future(b.submit(1))
-            await turns()
-            second = asyncio.ensure_future(b.submit(2))
-            return await within(asyncio.gather(first, second)), fn.sizes
-        finally:
-            await b.stop()
-
-    assert run(main()) == ([10, 20], [1, 1])
+    assert run(main()) == ([10, 20], sizes)
 
 
 def test_max_wait_runs_out_when_an_announced_item_never_comes():
