@@ -124,8 +124,8 @@ def export_bundle(
             f"export parity checked on SYNTHETIC inputs only ({data_note or 'no dataset given'}); pass --data DIR",
             stacklevel=2,
         )
-    rate = None if gate is None else check_false_flag_rate(gate)
-    onnx_bytes, exporter, parity, fit = _checked_graph(model, spec, inputs, data if rate else None, tolerance)
+    fit_on = _gate_source(data, None if gate is None else check_false_flag_rate(gate), payload)
+    onnx_bytes, exporter, parity, fit = _checked_graph(model, spec, inputs, fit_on, tolerance)
     refused = {r: c.get("reason") for r, c in parity["backends"].items() if not c.get("ok")}
     if refused:
         warnings.warn(f"these backends disagree with torch and will refuse this bundle: {refused}", stacklevel=2)
@@ -149,16 +149,26 @@ def export_bundle(
         members[INT8_FILE], meta["int8"] = _int8(onnx_bytes, spec, data)
         if meta["int8"]["accepted"]:
             meta["default_onnx"] = INT8_FILE
-    meta["gate"] = _gate_profile(fit, members, rate) if fit is not None and rate is not None else None
+    meta["gate"] = _gate_profile(fit, members, gate) if fit is not None and gate is not None else None
     model_id = write_bundle(out, members=members, meta=meta)
     # what spec.json holds: absolute paths cut to names (the bundle leaves this machine)
     return ExportResult(path=out, model_id=model_id, meta={**without_paths(meta), "model_id": model_id})
 
 
+def _gate_source(
+    data: str | Path | None, rate: float | None, payload: dict[str, Any]
+) -> tuple[str | Path, bool] | None:
+    """What the gate is fitted on: the dataset, and whether the run trained on the line's drift
+    (``augment: line``), which the gate must then accept too; None for no gate."""
+    if data is None or rate is None:
+        return None
+    return data, (payload.get("config") or {}).get("augment") == "line"
+
+
 def _checked_graph(
-    model: Classifier, spec: ModelSpec, inputs: CheckInputs, data: str | Path | None, tolerance: float
+    model: Classifier, spec: ModelSpec, inputs: CheckInputs, source: tuple[str | Path, bool] | None, tolerance: float
 ) -> tuple[bytes, str, dict[str, Any], GateFit | None]:
-    """The ONNX graph (gated when ``data`` is given: the gate is fitted on it), its exporter, its parity
+    """The ONNX graph (gated when ``source`` is given: the gate is fitted on it), its exporter, its parity
     report against torch, and the gate's fit.
 
     Raises:
@@ -167,7 +177,7 @@ def _checked_graph(
     from defectlens.export.onnx_export import to_onnx
     from defectlens.export.profile import fit_gate, ood_parity  # torch: only when exporting
 
-    fit = fit_gate(model, spec, data) if data is not None else None
+    fit = fit_gate(model, spec, source[0], drift=source[1]) if source is not None else None
     onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None)
     parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
     if fit is not None and fit.density is not None:

@@ -119,8 +119,13 @@ def size_band(sizes: list[tuple[int, int]]) -> SizeProfile:
     )
 
 
-def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | None:
+def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path, *, drift: bool = False) -> GateFit | None:
     """Fit the gate's image bands and feature density on ``data``'s training and validation images.
+
+    With ``drift`` (a model trained with ``augment: line``, which handles the line's pose, lighting,
+    focus, noise and JPEG drift) each validation image also enters with one drawn drift of the same
+    kind (:func:`~defectlens.training.acquisition.acquisition_shift`, seeded), so the bands and the OOD
+    threshold accept what the model was trained to handle instead of flagging it.
 
     With too few images for a part of the gate, that part is left out with a warning, never the export:
     no gate without a readable image; no out-of-distribution score with fewer than
@@ -130,6 +135,8 @@ def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | 
     manifest = Manifest.read(data)
     train = read_reference(manifest, manifest.split("train"), spec, MAX_TRAIN)
     val = read_reference(manifest, manifest.split("val"), spec, MAX_VAL)
+    if drift and len(val.images):
+        val = _with_drift(val)
     images = np.concatenate([train.images, val.images])
     if not len(images):
         warnings.warn(f"{data}: no readable training or validation image: the bundle gets no gate", stacklevel=2)
@@ -149,6 +156,18 @@ def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path) -> GateFit | 
             stacklevel=2,
         )
     return GateFit(stats, size_band(train.sizes + val.sizes), density, val, len(images))
+
+
+def _with_drift(val: Reference) -> Reference:
+    """``val`` and a copy of each image with one seeded line drift (as the training recipe draws them)."""
+    import torch
+
+    from defectlens.training.acquisition import acquisition_shift
+
+    drifted = acquisition_shift(torch.from_numpy(val.images), torch.Generator().manual_seed(0)).numpy()
+    return Reference(
+        np.concatenate([val.images, drifted]), np.concatenate([val.labels, val.labels]), val.sizes + val.sizes
+    )
 
 
 def graph_scores(graph: bytes, images: np.ndarray, *, batch: int = 32) -> np.ndarray:

@@ -468,3 +468,19 @@ def test_too_few_images_give_a_quality_only_gate_not_a_failed_export(
     predictor = Predictor.load(out)
     assert predictor.gate.active and not predictor.gate.wants_ood and "image quality only" in predictor.gate.note
     assert predictor.predict(np.zeros((48, 48), np.uint8)).status == "needs_review"
+
+
+def test_a_run_trained_on_line_drift_gets_a_gate_that_accepts_it(run_dir: Path, tiny_dataset) -> None:
+    from defectlens.export.exporter import _gate_source
+    from defectlens.export.profile import fit_gate
+    from defectlens.models import load_checkpoint
+
+    assert _gate_source("d", 0.005, {"config": {"augment": "line"}}) == ("d", True)
+    assert _gate_source("d", 0.005, {"config": {"augment": "flips"}}) == ("d", False)
+    assert _gate_source("d", None, {}) is None and _gate_source(None, 0.005, {}) is None
+    model, spec, _ = load_checkpoint(run_dir / "best.pt")
+    plain, drifted = fit_gate(model, spec, tiny_dataset), fit_gate(model, spec, tiny_dataset, drift=True)
+    assert plain is not None and drifted is not None
+    assert (plain.images, drifted.images) == (48 + 16, 48 + 2 * 16)  # each validation image once more, drifted
+    assert np.array_equal(drifted.validation.images[:16], plain.validation.images)
+    assert not np.array_equal(drifted.validation.images[16:], plain.validation.images)
