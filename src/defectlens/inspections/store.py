@@ -31,7 +31,10 @@ from typing import Any
 from defectlens.core.errors import DefectlensError
 from defectlens.inference.predictor import STATUSES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: A row's status: the Predictor's outcomes, and ``dropped`` (a station's frame that never reached the model:
+#: the queue was full or the station stopped; ``reason`` says which). Dropped rows are never counted as parts.
+LOG_STATUSES = (*STATUSES, "dropped")
 #: An operator's verdict on a decision: the model was right, or the part is in fact ``verdict_label``.
 VERDICTS = ("confirmed", "overridden")
 
@@ -75,6 +78,14 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE inspections ADD COLUMN gate_flagged INTEGER;
     CREATE INDEX inspections_status ON inspections (status);
     """,
+    # 4: a line station's frames (#27): which station, when the frame was captured (created_utc is when the
+    # row was decided), the part or trigger id where the source has one; status gains 'dropped'
+    4: """
+    ALTER TABLE inspections ADD COLUMN station TEXT;
+    ALTER TABLE inspections ADD COLUMN captured_utc TEXT;
+    ALTER TABLE inspections ADD COLUMN part_id TEXT;
+    CREATE INDEX inspections_station ON inspections (station);
+    """,
 }
 
 #: Columns in the order the CSV export writes them.
@@ -105,6 +116,9 @@ COLUMNS = (
     "verdict_utc",
     "comment",
     "operator",
+    "station",
+    "captured_utc",
+    "part_id",
 )
 
 
@@ -146,6 +160,9 @@ class NewInspection:
     width: int | None = None
     height: int | None = None
     image_path: str | None = None
+    station: str | None = None  # a line station's name (None: the service, the Inspector)
+    captured_utc: str | None = None  # when the source captured the frame (stations)
+    part_id: str | None = None  # the part or trigger id, where the source has one
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,9 @@ class Inspection:
     verdict_utc: str | None
     comment: str | None
     operator: str | None
+    station: str | None = None
+    captured_utc: str | None = None
+    part_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,10 +242,12 @@ class Filters:
     until: str | None = None
     model_id: str | None = None
     status: str | None = None
+    station: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, params = [], []
-        for column, value in (("prediction", self.label), ("model_id", self.model_id), ("status", self.status)):
+        pairs = (("prediction", self.label), ("model_id", self.model_id), ("status", self.status), ("station", self.station))
+        for column, value in pairs:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -296,8 +318,8 @@ class InspectionLog:
     def record_many(self, items: Sequence[NewInspection]) -> list[int]:
         """Insert several inspections in one transaction; returns their ids once committed."""
         for item in items:
-            if item.status not in STATUSES:
-                choices = ", ".join(STATUSES)
+            if item.status not in LOG_STATUSES:
+                choices = ", ".join(LOG_STATUSES)
                 raise DefectlensError(f"{item.client_name}: status must be one of {choices}, got {item.status!r}")
         now = utc_now()
         columns = [

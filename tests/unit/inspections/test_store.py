@@ -6,6 +6,7 @@ import csv
 import io
 import sqlite3
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -132,7 +133,8 @@ def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):
     db.commit()
     db.close()
     log = InspectionLog(path)
-    assert log.schema_version == SCHEMA_VERSION == 3
+    assert log.schema_version == SCHEMA_VERSION == 4
+    assert (old_station := log.get(1).station) is None, old_station
     old = log.get(1)
     assert (old.client_name, old.prediction, old.warning) == ("old.png", "defect", "")
     new = log.record(item("new.jpg", warning="corrupt JPEG data"))
@@ -152,7 +154,7 @@ def test_a_version_2_log_gains_the_gate_columns_and_keeps_its_rows(tmp_path):
     db.commit()
     db.close()
     with InspectionLog(path) as log:
-        assert log.schema_version == 3
+        assert log.schema_version == SCHEMA_VERSION
         old = log.get(1)
         assert (old.status, old.prediction, old.ood_score, old.gate_flagged) == ("ok", "ok", None, None)
         new = log.record(item("black.png", status="needs_review", prediction=None, probabilities={},
@@ -185,7 +187,23 @@ def test_needs_review_is_its_own_status_and_never_an_ok_part(tmp_path):
     with pytest.raises(DefectlensError, match="no class to confirm"):
         log.set_verdict(ids[3], "confirmed")
     assert log.set_verdict(ids[3], "overridden", label="defect").verdict_label == "defect"
-    with pytest.raises(DefectlensError, match="status must be one of ok, needs_review, error, got 'maybe'"):
+    with pytest.raises(DefectlensError, match="status must be one of ok, needs_review, error, dropped, got 'maybe'"):
         log.record(item("x.png", status="maybe"))
     rows = list(csv.DictReader(io.StringIO("".join(log.iter_csv()))))
     assert (rows[3]["status"], rows[3]["ood_score"], rows[3]["gate_flagged"]) == ("needs_review", "9.0", "1")
+
+
+def test_station_rows_keep_station_capture_time_and_part_and_dropped_frames_are_not_parts(tmp_path):
+    log = InspectionLog(tmp_path / "log.sqlite")
+    decided = log.record(
+        replace(item("p1.png"), station="line-1", captured_utc="2026-12-05T10:00:00.000+00:00", part_id="P-17")
+    )
+    dropped = log.record(replace(item("p2.png"), status="dropped", prediction=None, reason="queue full (8 frames)"))
+    row = log.get(decided)
+    assert (row.station, row.captured_utc, row.part_id) == ("line-1", "2026-12-05T10:00:00.000+00:00", "P-17")
+    assert log.get(dropped).status == "dropped"
+    assert [r.id for r in log.query(Filters(station="line-1"))] == [decided]
+    tally = log.tally()
+    assert tally.total == 2 and sum(tally.decided.values()) == 1
+    header = next(csv.reader(io.StringIO("".join(log.iter_csv()))))
+    assert header[-3:] == ["station", "captured_utc", "part_id"]
