@@ -246,7 +246,12 @@ class Filters:
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, params = [], []
-        pairs = (("prediction", self.label), ("model_id", self.model_id), ("status", self.status), ("station", self.station))
+        pairs = (
+            ("prediction", self.label),
+            ("model_id", self.model_id),
+            ("status", self.status),
+            ("station", self.station),
+        )
         for column, value in pairs:
             if value is not None:
                 clauses.append(f"{column} = ?")
