@@ -10,6 +10,8 @@ Flags:
     REALDATA: ``../shared/datasets`` beside the checkout.
     SERVE: the ``serve`` extra (FastAPI, uvicorn) and httpx, for the web service tests.
     EXTRAS: the other extras ``make install`` installs (``train``: elpv-dataset, grad-cam; ``openvino``).
+    LINE: ``defectlens line``'s extras (``line``, ``camera``: watchdog, OpenCV, paho-mqtt, asyncua, pymodbus,
+        harvesters + genicam's simulated camera) and the Mosquitto broker (``make sysdeps``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import NoReturn
 
 import pytest
 
-FLAGS = ("UI_TESTS", "PEERS", "REALDATA", "SERVE", "EXTRAS")
+FLAGS = ("UI_TESTS", "PEERS", "REALDATA", "SERVE", "EXTRAS", "LINE")
 
 
 def required(flag: str) -> bool:
