@@ -44,6 +44,8 @@ class Frame:
         captured_at: the same moment on :func:`time.monotonic`, for latencies.
         part_id: the part or trigger id where the source has one (a PLC trigger's counter).
         path: the file a hot folder read (its sink and ``done/`` handling need it).
+        error: why the source has no usable image for this frame (a vanished file, a trigger whose image
+            never came); the station logs it as an ``error`` row, never a decision.
     """
 
     data: bytes | np.ndarray
@@ -53,6 +55,7 @@ class Frame:
     captured_at: float = field(default_factory=time.monotonic)
     part_id: str | None = None
     path: Path | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,8 +214,8 @@ class GenICamSource:
                 yield self._grab(part_id)
             except _CameraError as exc:
                 log.error("%s: %s; reopening the camera", self.endpoint, exc)
-                if self.triggerable:
-                    yield self._frame(b"", part_id)  # this part gets an error result, not silence
+                if self.triggerable:  # this part gets an error result, not silence
+                    yield replace(self._frame(b"", part_id), error=f"{self.endpoint}: {exc}")
                 if not self._reopen(stop):
                     return
 
