@@ -111,12 +111,15 @@ def test_upload_page_in_chromium(chromium, bundle, shared_datasets, tmp_path):
             assert len(requests) == before  # re-labelled in the page, no new request
             page.keyboard.press("Home")
 
+            page.fill("#operator", "QA bench")  # a verdict carries the operator's name
             recent = page.locator(f'#recent tr[data-inspection-id="{inspection_id}"]')
             recent.locator("button.override").click()  # the only other class is preselected
             expect(recent.locator(".verdict")).to_contain_text("overridden")
+            expect(recent.locator("button.override")).to_have_count(0)  # the verdict replaced the buttons
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
         reviewed = log.get(inspection_id)
     assert reviewed.verdict == "overridden" and reviewed.verdict_label in ("ok", "defect")
+    assert reviewed.operator == "QA bench"
     assert reviewed.verdict_label != row.prediction
     assert shot.stat().st_size > 10_000

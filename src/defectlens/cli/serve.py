@@ -33,13 +33,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     p.add_argument("--no-batching", action="store_true", help="one model call per image (for comparison)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow this browser origin")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="answer to this Host name too (beside loopback and the bind host; or env DEFECTLENS_ALLOWED_HOSTS)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import stderr, warn
     from defectlens.core.errors import DefectlensError
-    from defectlens.serve import API_KEY_ENV, ServeConfig
+    from defectlens.serve import ALLOWED_HOSTS_ENV, API_KEY_ENV, ServeConfig
     from defectlens.serve.server import serve
 
     if not args.model:
@@ -59,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
         cors_origins=tuple(args.cors_origin),
+        allowed_hosts=(
+            *args.allowed_host,
+            *(h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()),
+        ),
     )
     if config.exposed:
         warn(f"listening on {config.host} without an API key: anyone who can reach it can use it and read the log")

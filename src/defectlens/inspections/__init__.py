@@ -3,6 +3,7 @@ operator's verdict on it, in one SQLite file both surfaces share (:class:`Inspec
 
 from defectlens.inspections.images import ImageStore
 from defectlens.inspections.store import (
+    MAX_ID,
     SCHEMA_VERSION,
     VERDICTS,
     Filters,
@@ -10,9 +11,11 @@ from defectlens.inspections.store import (
     InspectionLog,
     NewInspection,
     Tally,
+    VerdictEntry,
 )
 
 __all__ = [
+    "MAX_ID",
     "SCHEMA_VERSION",
     "VERDICTS",
     "Filters",
@@ -21,4 +24,5 @@ __all__ = [
     "InspectionLog",
     "NewInspection",
     "Tally",
+    "VerdictEntry",
 ]

@@ -12,6 +12,14 @@ why, ``ood_score`` and ``gate_flagged`` keep its finding) or ``error`` (unusable
 class (:meth:`InspectionLog.tally`, the ``label`` filter) are of decisions only, so a frame nobody judged
 is never counted as a good part.
 
+Every write goes through one transaction helper (:meth:`InspectionLog._transaction`): ``BEGIN IMMEDIATE``,
+``COMMIT``, and ``ROLLBACK`` on any failure, a failed ``COMMIT`` included, so a write that fails (a locked or
+full database, a read-only file, a constraint) leaves the shared connection ready for the next one.
+
+An operator's verdicts are kept as an append-only history (table ``verdicts``, schema 5): a new verdict never
+replaces the previous one; the newest is also the row's ``verdict`` / ``verdict_label`` for queries. Overriding
+a decision to the class it already has is refused (that is a confirmation).
+
 A client's file name is stored as data only: nothing here turns it into a path.
 """
 
@@ -23,15 +31,19 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.text import csv_cell as _csv_cell  # one rule for every CSV a person opens
 from defectlens.inference.predictor import STATUSES
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+#: The largest id (and offset) SQLite's integers hold; a larger one names no row.
+MAX_ID = 2**63 - 1
 #: A row's status: the Predictor's outcomes, and ``dropped`` (a station's frame that never reached the model:
 #: the queue was full or the station stopped; ``reason`` says which). Dropped rows are never counted as parts.
 LOG_STATUSES = (*STATUSES, "dropped")
@@ -86,7 +98,41 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE inspections ADD COLUMN part_id TEXT;
     CREATE INDEX inspections_station ON inspections (station);
     """,
+    # 5: the verdict history (#33): every verdict appended, never replaced; the verdicts given before become
+    # each row's first entry. The triggers keep the history append-only.
+    5: """
+    CREATE TABLE verdicts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        inspection_id INTEGER NOT NULL REFERENCES inspections (id),
+        verdict TEXT NOT NULL,
+        label TEXT,
+        operator TEXT,
+        comment TEXT,
+        created_utc TEXT NOT NULL
+    );
+    CREATE INDEX verdicts_inspection ON verdicts (inspection_id);
+    INSERT INTO verdicts (inspection_id, verdict, label, operator, comment, created_utc)
+        SELECT id, verdict, verdict_label, operator, comment, COALESCE(verdict_utc, created_utc)
+        FROM inspections WHERE verdict IS NOT NULL ORDER BY id;
+    CREATE TRIGGER verdicts_no_update BEFORE UPDATE ON verdicts
+        BEGIN SELECT RAISE(ABORT, 'the verdict history is append-only'); END;
+    CREATE TRIGGER verdicts_no_delete BEFORE DELETE ON verdicts
+        BEGIN SELECT RAISE(ABORT, 'the verdict history is append-only'); END;
+    """,
 }
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a migration script, one at a time (a trigger's body stays whole)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        yield pending.strip()  # incomplete: SQLite names the error
+
 
 #: Columns in the order the CSV export writes them.
 COLUMNS = (
@@ -120,16 +166,6 @@ COLUMNS = (
     "captured_utc",
     "part_id",
 )
-
-
-def _csv_cell(value: Any) -> Any:
-    """A value for the CSV export; text a spreadsheet would run as a formula (a client file name such as
-    ``=HYPERLINK(...)``) gets a leading apostrophe, as OWASP advises against CSV injection."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 def utc_now() -> str:
@@ -211,6 +247,24 @@ class Inspection:
 
 
 @dataclass(frozen=True)
+class VerdictEntry:
+    """One verdict in an inspection's history (append-only; the newest is the row's current verdict).
+
+    Attributes:
+        label: the part's class the verdict gives (the prediction for ``confirmed``).
+        created_utc: when it was recorded (ISO 8601 UTC).
+    """
+
+    id: int
+    inspection_id: int
+    verdict: str
+    label: str | None
+    operator: str | None
+    comment: str | None
+    created_utc: str
+
+
+@dataclass(frozen=True)
 class Tally:
     """How the matching inspections came out: decisions per class, and the frames not decided, apart.
 
@@ -275,23 +329,46 @@ class InspectionLog:
 
     Args:
         path: the SQLite file (created with its folder when missing).
+        timeout: seconds a write waits for another process's lock before it fails ("database is locked").
 
     Raises:
         DefectlensError: for a file that is not a SQLite database, or one written by a newer schema.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, timeout: float = 30.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")  # a verdict names an inspection that exists
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise DefectlensError(f"{self.path}: not a usable inspection log ({exc})") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write: under the lock, ``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` on any exception,
+        a failed ``COMMIT`` included (a deferred constraint, an I/O error), so the shared connection is never
+        left inside a transaction and the next write starts clean."""
+        with self._lock:
+            self._rollback()  # only a failed rollback could have left one open; never build on it
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            # the exception being handled says what went wrong; a rollback that fails too adds nothing to it
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _migrate(self) -> None:
         current = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -301,15 +378,11 @@ class InspectionLog:
                 f"understands ({SCHEMA_VERSION}); upgrade defectlens"
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
-            # one transaction per step: a crash mid-migration leaves the previous version intact
-            try:
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE;\n{_MIGRATIONS[version]}\nPRAGMA user_version = {version};\nCOMMIT;"
-                )
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+            # one transaction per step: a failure mid-migration leaves the previous version intact
+            with self._transaction() as db:
+                for statement in _statements(_MIGRATIONS[version]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version}")
 
     @property
     def schema_version(self) -> int:
@@ -332,17 +405,11 @@ class InspectionLog:
         ]
         sql = f"INSERT INTO inspections ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         ids = []
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for item in items:
-                    values = {**asdict(item), "created_utc": now, "probabilities": json.dumps(item.probabilities)}
-                    cur = self._db.execute(sql, [values[c] for c in columns])
-                    ids.append(int(cur.lastrowid or 0))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            for item in items:
+                values = {**asdict(item), "created_utc": now, "probabilities": json.dumps(item.probabilities)}
+                cur = db.execute(sql, [values[c] for c in columns])
+                ids.append(int(cur.lastrowid or 0))
         return ids
 
     def set_verdict(
@@ -350,35 +417,48 @@ class InspectionLog:
     ) -> Inspection:
         """Record an operator's verdict: ``confirmed`` (the model was right) or ``overridden`` with the true label.
 
+        The verdict is appended to the inspection's history (:meth:`verdicts`) and becomes its current one.
+
         Raises:
-            DefectlensError: for an unknown id or verdict, or an override without a label.
+            DefectlensError: for an unknown id or verdict, an override without a label, or an override to the
+                class the inspection already has (confirm it instead).
         """
         if verdict not in VERDICTS:
             raise DefectlensError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
         if verdict == "overridden" and not label:
             raise DefectlensError("an override needs the label the operator gives the part")
-        with self._lock:
-            row = self._db.execute("SELECT prediction FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
-            if row is None:
-                raise DefectlensError(f"no inspection with id {inspection_id}")
-            if verdict == "confirmed" and row["prediction"] is None:
-                raise DefectlensError(
-                    f"inspection {inspection_id} has no class to confirm (not judged): override it with the "
-                    "part's class"
-                )
-            final = row["prediction"] if verdict == "confirmed" else label
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        if not _fits(inspection_id):
+            raise DefectlensError(f"no inspection with id {inspection_id}")
+        with self._transaction() as db:
+            row = db.execute("SELECT prediction FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+            final = _verdict_label(inspection_id, row, verdict, label)
+            now = utc_now()
+            db.execute(
                 "UPDATE inspections SET verdict = ?, verdict_label = ?, verdict_utc = ?, comment = ?, operator = ? "
                 "WHERE id = ?",
-                (verdict, final, utc_now(), comment or None, operator or None, inspection_id),
+                (verdict, final, now, comment or None, operator or None, inspection_id),
             )
-            self._db.execute("COMMIT")
+            db.execute(
+                "INSERT INTO verdicts (inspection_id, verdict, label, operator, comment, created_utc) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (inspection_id, verdict, final, operator or None, comment or None, now),
+            )
         found = self.get(inspection_id)
         assert found is not None
         return found
 
+    def verdicts(self, inspection_id: int) -> list[VerdictEntry]:
+        """Every verdict given on ``inspection_id``, oldest first (empty for none, or an unknown id)."""
+        if not _fits(inspection_id):
+            return []
+        sql = "SELECT * FROM verdicts WHERE inspection_id = ? ORDER BY id"
+        with self._lock:
+            rows = self._db.execute(sql, (inspection_id,)).fetchall()
+        return [VerdictEntry(**dict(r)) for r in rows]
+
     def get(self, inspection_id: int) -> Inspection | None:
+        if not _fits(inspection_id):
+            return None
         with self._lock:
             row = self._db.execute("SELECT * FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
         return Inspection.from_row(row) if row is not None else None
@@ -387,8 +467,10 @@ class InspectionLog:
         """The newest inspections first, ``limit`` from ``offset``."""
         where, params = (filters or Filters()).where()
         sql = f"SELECT * FROM inspections{where} ORDER BY id DESC LIMIT ? OFFSET ?"
+        if not _fits(offset):
+            return []  # past any row SQLite can hold
         with self._lock:
-            rows = self._db.execute(sql, [*params, int(limit), int(offset)]).fetchall()
+            rows = self._db.execute(sql, [*params, min(int(limit), MAX_ID), int(offset)]).fetchall()
         return [Inspection.from_row(r) for r in rows]
 
     def count(self, filters: Filters | None = None) -> int:
@@ -455,3 +537,27 @@ class InspectionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fits(n: int) -> bool:
+    """True when ``n`` is an integer SQLite can hold (a larger id or offset names no row: no OverflowError)."""
+    return -MAX_ID - 1 <= n <= MAX_ID
+
+
+def _verdict_label(inspection_id: int, row: sqlite3.Row | None, verdict: str, label: str | None) -> str | None:
+    """The class a verdict gives the part, or the reason it cannot be recorded on ``row``."""
+    if row is None:
+        raise DefectlensError(f"no inspection with id {inspection_id}")
+    prediction = row["prediction"]
+    if verdict == "confirmed":
+        if prediction is None:
+            raise DefectlensError(
+                f"inspection {inspection_id} has no class to confirm (not judged): override it with the part's class"
+            )
+        return str(prediction)
+    if label == prediction:
+        raise DefectlensError(
+            f"inspection {inspection_id} is already decided {label!r}: confirm it instead of overriding it to the "
+            "same class"
+        )
+    return label

@@ -4,9 +4,9 @@
 :func:`serve` loads both from files and runs it with uvicorn. Needs the ``[serve]`` extra.
 """
 
-from defectlens.serve.config import API_KEY_ENV, ServeConfig, is_loopback
+from defectlens.serve.config import ALLOWED_HOSTS_ENV, API_KEY_ENV, ServeConfig, is_loopback
 
-__all__ = ["API_KEY_ENV", "ServeConfig", "create_app", "is_loopback", "serve"]
+__all__ = ["ALLOWED_HOSTS_ENV", "API_KEY_ENV", "ServeConfig", "create_app", "is_loopback", "serve"]
 
 
 def __getattr__(name: str) -> object:

@@ -1,12 +1,15 @@
 """``create_app``: the FastAPI application of the inspection service, built from its parts.
 
 No module globals: every app owns its Service (Predictor, log, threads, batchers, metrics
-registry), so tests build several side by side. Middleware, outermost first: metrics, CORS (only
-when origins are configured; off by default), the upload size limit.
+registry), so tests build several side by side. Middleware, outermost first: metrics, the request guard
+(bounded headers, a Host of ours, no cross-site writes: :mod:`defectlens.serve.guard`), CORS (only when
+origins are configured; off by default), the API key (before any body is read), the upload size limit.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,19 +24,21 @@ from defectlens.core.version import __version__
 from defectlens.inference.predictor import Predictor
 from defectlens.inspections import ImageStore, InspectionLog
 from defectlens.serve import page, routes_inspections, routes_ops, routes_predict
-from defectlens.serve.auth import key_checker
+from defectlens.serve.auth import KeyMiddleware, key_checker
 from defectlens.serve.config import ServeConfig
+from defectlens.serve.guard import HostPolicy, RequestGuard
 from defectlens.serve.limits import BodyLimitMiddleware
 from defectlens.serve.metrics import Metrics, MetricsMiddleware
 from defectlens.serve.service import Service
 
 _KINDS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
+_log = logging.getLogger("defectlens.serve")
 
 DESCRIPTION = """Inspect part images with a trained defectlens bundle and keep a durable log of every decision.
 
 Every `/v1` call (and `/metrics`) needs the API key when the service was started with one: send
-`X-API-Key: KEY` or `Authorization: Bearer KEY`. `/healthz`, `/readyz` and the upload page at `/`
-stay open. Errors are JSON: `{"error": kind, "detail": what to do}`.
+`X-API-Key: KEY` or `Authorization: Bearer KEY` (here: **Authorize**). `/healthz`, `/readyz` and the
+upload page at `/` stay open. Errors are JSON: `{"error": kind, "detail": what to do}`.
 """
 
 
@@ -75,7 +80,9 @@ def create_app(
     app.include_router(routes_inspections.router(service, check))
     app.include_router(routes_ops.router(service, check))
     _install_error_handlers(app, service.metrics)
+    # add_middleware puts each in front of the ones before: this reads innermost first
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
+    app.add_middleware(KeyMiddleware, api_key=config.api_key)
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -85,6 +92,8 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Authorization", "Content-Type"],
         )
+    hosts = HostPolicy.for_bind(config.host, config.allowed_hosts)
+    app.add_middleware(RequestGuard, hosts=hosts, cors_origins=config.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     return app
 
@@ -107,6 +116,14 @@ def _install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     async def refused(_: Request, exc: DefectlensError) -> JSONResponse:
         metrics.errors.labels("invalid_request").inc()
         return JSONResponse({"error": "invalid_request", "detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(sqlite3.Error)
+    async def log_unavailable(_: Request, exc: sqlite3.Error) -> JSONResponse:
+        # a write is rolled back whole (InspectionLog._transaction): nothing of this request is in the log, and
+        # the next one may pass (a lock released, space freed)
+        _log.error("inspection log unavailable: %s", exc)
+        detail = f"the inspection log is unavailable ({exc}); nothing of this request was recorded: try again"
+        return JSONResponse({"error": "log_unavailable", "detail": detail}, status_code=503)
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:

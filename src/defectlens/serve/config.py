@@ -13,6 +13,8 @@ from defectlens.inference.backends import SLICE, resolve_threads
 
 #: Environment variable read for the API key when none is given on the command line.
 API_KEY_ENV = "DEFECTLENS_API_KEY"
+#: Environment variable read for more Host names the service answers to (comma-separated), beside --allowed-host.
+ALLOWED_HOSTS_ENV = "DEFECTLENS_ALLOWED_HOSTS"
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,10 @@ class ServeConfig:
         max_batch: most images in one model call (default :data:`~defectlens.inference.backends.SLICE`:
             a call's activations stay in its core's cache).
         batch_wait_ms: longest a first image waits for others while more are still being decoded.
-        cors_origins: origins allowed to call the API from a browser (empty: CORS off).
+        cors_origins: origins allowed to call the API from a browser (empty: CORS off); also the only
+            other origins whose pages may POST to it.
+        allowed_hosts: ``Host`` names the service answers to beside loopback names and the bind host
+            (``*``: any, when a proxy in front checks it); others get 421 (DNS rebinding).
     """
 
     host: str = "127.0.0.1"
@@ -53,6 +58,7 @@ class ServeConfig:
     max_batch: int = SLICE
     batch_wait_ms: float = 5.0
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_gate_mode(self.gate)

@@ -9,6 +9,7 @@ client gets one JSON 413.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,15 +20,33 @@ class UploadTooLarge(Exception):
     """Raised from ``receive`` once a streamed body passes the limit (aborts multipart parsing)."""
 
 
+async def send_error(
+    send: Send,
+    status: int,
+    *,
+    error: str,
+    detail: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    close: bool = False,
+) -> None:
+    """Send one JSON error response, ``{"error": error, "detail": detail}``, from an ASGI middleware.
+
+    Args:
+        close: ask the client to close the connection (the request's body was not read).
+    """
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    if close:
+        head.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def send_too_large(send: Send, limit: int) -> None:
     """Send the JSON 413 response."""
     mb = limit / (1024 * 1024)
-    body = json.dumps(
-        {"error": "upload_too_large", "detail": f"request body over the {mb:g} MB limit; send fewer or smaller files"}
-    ).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+    detail = f"request body over the {mb:g} MB limit; send fewer or smaller files"
+    await send_error(send, 413, error="upload_too_large", detail=detail, close=True)
 
 
 class BodyLimitMiddleware:

@@ -55,6 +55,17 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+#: Requests refused before a route (or by the log) counted as errors of their own kind.
+_REFUSALS = {
+    401: "unauthorized",
+    403: "cross_origin",
+    413: "upload_too_large",
+    421: "host_not_allowed",
+    431: "headers_too_large",
+    503: "log_unavailable",
+}
+
+
 class MetricsMiddleware:
     """ASGI middleware counting every HTTP request and timing it, labelled by route template (never
     by raw path, so ids and probing clients cannot blow up the label count)."""
@@ -82,5 +93,5 @@ class MetricsMiddleware:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
-            if status in (401, 413) or status >= 500:
-                self.metrics.errors.labels({401: "unauthorized", 413: "upload_too_large"}.get(status, "internal")).inc()
+            if status in _REFUSALS or status >= 500:
+                self.metrics.errors.labels(_REFUSALS.get(status, "internal")).inc()

@@ -2,41 +2,53 @@
 
 A frame the gate sent for review (``status=needs_review``) has no class: the ``label`` filter and the
 tally's per-class counts never include it; an operator reviews it by overriding it with the part's class.
+Verdicts are appended to each inspection's history (``GET /v1/inspections/{id}`` lists it); ids and
+offsets past SQLite's integers are refused (422) rather than overflow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 
-from defectlens.inspections import Filters
-from defectlens.serve.schemas import ErrorOut, Inspection, InspectionPage, TallyOut, VerdictIn
+from defectlens.inspections import MAX_ID, Filters
+from defectlens.serve.schemas import ErrorOut, Inspection, InspectionDetail, InspectionPage, TallyOut, VerdictIn
 from defectlens.serve.service import Service
+
+#: An inspection id in a path: SQLite's integer range (a larger one would overflow, not miss).
+InspectionId = Annotated[int, Path(ge=1, le=MAX_ID, description="the inspection's id")]
 
 
 def parse_time(value: str | None, *, end: bool = False) -> str | None:
-    """An ISO 8601 date or time as the log's UTC text; a bare date means its start (or its end, ``end=True``).
+    """An ISO 8601 date or time as the log's UTC text; a date alone (``2026-12-05`` or ``20261205``) means the
+    start of that day, or with ``end=True`` its last millisecond, so ``until=<date>`` includes the whole day.
 
     Times without a zone are taken as UTC.
 
     Raises:
-        HTTPException: 422 naming the value when it is not ISO 8601.
+        HTTPException: 422 naming the value when it is not an ISO 8601 date or time (or out of range).
     """
     if value is None:
         return None
+    text = value.strip()
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise HTTPException(422, f"{value!r} is not an ISO 8601 date or time (e.g. 2026-11-27T08:00:00Z)") from None
-    if len(value.strip()) == 10 and end:  # a bare date: up to the end of that day
-        when = datetime.combine(when.date(), time.max)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        else:
+            when = datetime.combine(day, time.max if end else time.min)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError):
+        raise HTTPException(
+            422, f"{value[:100]!r} is not an ISO 8601 date or time (e.g. 2026-11-27 or 2026-11-27T08:00:00Z)"
+        ) from None
 
 
 def filters(
@@ -69,7 +81,7 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
     def list_inspections(
         found: Annotated[Filters, Depends(filters)],
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     ) -> InspectionPage:
         """Inspections matching the filters, newest first, ``limit`` from ``offset``."""
         rows = log.query(found, limit=limit, offset=offset)
@@ -87,21 +99,24 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
         """Matching inspections by outcome: decisions per class, with frames sent for review and errors apart."""
         return TallyOut.of(log.tally(found))
 
-    @api.get("/v1/inspections/{inspection_id}", response_model=Inspection, responses={404: {"model": ErrorOut}})
-    def get_inspection(inspection_id: int) -> Inspection:
-        """One inspection by id."""
+    @api.get("/v1/inspections/{inspection_id}", response_model=InspectionDetail, responses={404: {"model": ErrorOut}})
+    def get_inspection(inspection_id: InspectionId) -> InspectionDetail:
+        """One inspection by id, with every verdict given on it (who, when, what; oldest first)."""
         row = log.get(inspection_id)
         if row is None:
             raise HTTPException(404, f"no inspection with id {inspection_id}")
-        return row
+        return InspectionDetail(**row.to_dict(), verdicts=log.verdicts(inspection_id))
 
     @api.post(
         "/v1/inspections/{inspection_id}/verdict",
         response_model=Inspection,
         responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
-    def record_verdict(inspection_id: int, body: VerdictIn) -> Inspection:
-        """Confirm the model's decision, or override it with the part's true class (committed before the answer)."""
+    def record_verdict(inspection_id: InspectionId, body: VerdictIn) -> Inspection:
+        """Confirm the model's decision, or override it with the part's true class (committed before the answer).
+
+        The verdict is added to the inspection's history; overriding to the class it already has is refused.
+        """
         row = log.get(inspection_id)
         if row is None:
             raise HTTPException(404, f"no inspection with id {inspection_id}")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from defectlens.inspections.store import Inspection, Tally  # one definition: the log's row, as the API shows it
+# one definition: the log's row and verdict history, as the API shows them
+from defectlens.inspections.store import Inspection, Tally, VerdictEntry
+
+
+@dataclass(frozen=True)
+class InspectionDetail(Inspection):
+    """One inspection with its verdict history (oldest first; the newest is its ``verdict``)."""
+
+    verdicts: list[VerdictEntry] = field(default_factory=list)
 
 
 class GateOut(BaseModel):
@@ -114,7 +123,7 @@ class VerdictIn(BaseModel):
     verdict: Literal["confirmed", "overridden"]
     label: str | None = Field(None, description="the part's true class (required to override)")
     comment: str = Field("", max_length=2000)
-    operator: str = Field("", max_length=200)
+    operator: str = Field("", max_length=200, description="who gives the verdict (kept in the history)")
 
 
 class ErrorOut(BaseModel):

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from defectlens.core.errors import DefectlensError
 from defectlens.inference.predictor import Predictor
 from defectlens.inspections import ImageStore, InspectionLog
 from defectlens.serve.config import ServeConfig
+from defectlens.serve.guard import MAX_HEADER_BYTES
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -63,6 +66,22 @@ def serve(model: str | Path, config: ServeConfig, *, on_ready: Callable[[str], N
             host = f"[{config.host}]" if ":" in config.host else config.host
             on_ready(f"http://{host}:{sock.getsockname()[1]}/")
         server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+            uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=10,
+                http=_http_protocol(),
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES,  # the same bound where h11 parses
+            )
         )
         server.run(sockets=[sock])
+
+
+def _http_protocol() -> type[asyncio.Protocol] | Literal["h11"]:
+    """uvicorn's httptools protocol with the request-head bound, or h11 where httptools is not installed."""
+    try:
+        from defectlens.serve.protocol import BoundedHttpTools
+    except ImportError:
+        return "h11"
+    return BoundedHttpTools

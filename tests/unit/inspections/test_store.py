@@ -133,7 +133,7 @@ def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):
     db.commit()
     db.close()
     log = InspectionLog(path)
-    assert log.schema_version == SCHEMA_VERSION == 4
+    assert log.schema_version == SCHEMA_VERSION == 5
     assert (old_station := log.get(1).station) is None, old_station
     old = log.get(1)
     assert (old.client_name, old.prediction, old.warning) == ("old.png", "defect", "")

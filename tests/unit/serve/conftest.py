@@ -18,6 +18,8 @@ from tests.require import import_or_missing
 import_or_missing("fastapi", flag="SERVE", reason="the web service needs the [serve] extra")
 
 KEY = "test-key-0123456789"
+#: The test client's address: a Host the service answers to by default (bound to loopback).
+BASE = "http://127.0.0.1:8000"
 
 
 def png_bytes(seed: int = 0, size: tuple[int, int] = (40, 30), mode: str = "L") -> bytes:
@@ -93,7 +95,7 @@ def make_client(predictor, tmp_path):
         opened.append(log)
         image_store = ImageStore(tmp_path / "images") if store else None
         app = create_app(pred or predictor, log, config=ServeConfig(worker_threads=2, **config), store=image_store)
-        with TestClient(app) as client:
+        with TestClient(app, base_url=BASE) as client:
             wait_ready(client)
             yield client, log
 

@@ -1,5 +1,5 @@
 """The API-key check on its own: only the exact key passes, in either header; empty, truncated,
-extended or differently cased keys get 401."""
+extended or differently cased keys get 401, and a missing key reads differently from a wrong one."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import pytest
 from fastapi import HTTPException
 from starlette.requests import Request
 
-from defectlens.serve.auth import key_checker
+from defectlens.serve.auth import MISSING, NOT_ACCEPTED, key_checker
 from tests.unit.serve.conftest import KEY, png_bytes
 
-#: what a refused caller reads: the fix, both ways of sending the key
-REFUSED = "missing or wrong API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"
+
+def test_the_two_refusals_say_what_to_do():
+    assert (
+        MISSING == "API key missing: this service needs one; send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"
+    )
+    assert NOT_ACCEPTED == "API key not accepted: it is not the key this service was started with"
 
 
-def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
+def refusal(api_key: str | None, headers: dict[str, str]) -> str | None:
+    """The 401 detail for ``headers`` (None: the call passes)."""
     scope = {
         "type": "http",
         "method": "GET",
@@ -27,9 +32,12 @@ def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
         asyncio.run(key_checker(api_key)(Request(scope)))
     except HTTPException as exc:
         assert exc.status_code == 401 and exc.headers == {"WWW-Authenticate": "Bearer"}
-        assert exc.detail == REFUSED
-        return False
-    return True
+        return str(exc.detail)
+    return None
+
+
+def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
+    return refusal(api_key, headers) is None
 
 
 @pytest.mark.parametrize("header", ["X-API-Key", "Authorization"])
@@ -48,7 +56,7 @@ def allowed(api_key: str | None, headers: dict[str, str]) -> bool:
 )
 def test_only_the_exact_key_passes(header, sent):
     value = f"Bearer {sent}" if header == "Authorization" else sent
-    assert not allowed(KEY, {header: value})
+    assert refusal(KEY, {header: value}) == (MISSING if not sent.strip() else NOT_ACCEPTED)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +84,7 @@ def test_the_exact_key_passes_in_either_header(headers):
     ],
 )
 def test_missing_or_malformed_credentials_are_refused(headers):
-    assert not allowed(KEY, headers)
+    assert refusal(KEY, headers) == MISSING
 
 
 def test_without_a_configured_key_everything_passes():
@@ -86,10 +94,11 @@ def test_without_a_configured_key_everything_passes():
 def test_an_empty_key_header_is_refused_by_the_service(make_client):
     with make_client(api_key=KEY) as (c, log):
         files = [("files", ("a.png", png_bytes(0), "image/png"))]
-        for headers in ({"X-API-Key": ""}, {"X-API-Key": KEY[:-1]}, {"Authorization": f"Bearer {KEY}0"}):
+        sent = [({}, MISSING), ({"X-API-Key": ""}, MISSING), ({"X-API-Key": KEY[:-1]}, NOT_ACCEPTED)]
+        for headers, detail in [*sent, ({"Authorization": f"Bearer {KEY}0"}, NOT_ACCEPTED)]:
             r = c.post("/v1/predict", files=files, headers=headers)
             assert r.status_code == 401, headers
-            assert r.json() == {"error": "unauthorized", "detail": REFUSED}  # the client is told what to send
+            assert r.json() == {"error": "unauthorized", "detail": detail}  # the client is told what to send
         assert log.count() == 0  # nothing refused was decided or logged
 
 

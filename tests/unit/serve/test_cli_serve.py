@@ -33,3 +33,11 @@ def test_a_port_in_use_is_named(bundle, tmp_path, capsys):
         port = busy.getsockname()[1]
         code = main(["serve", "--model", str(bundle), "--port", str(port), "--db", str(tmp_path / "log.sqlite")])
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_allowed_hosts_come_from_the_flag_and_the_environment(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("defectlens.serve.server.serve", lambda model, config, on_ready=None: seen.append(config))
+    monkeypatch.setenv("DEFECTLENS_ALLOWED_HOSTS", " inspect.plant.local, ,line-7 ,")
+    assert main(["serve", "--model", "m.dlens", "--allowed-host", "mes.example", "--db", str(tmp_path / "l")]) == 0
+    assert seen[0].allowed_hosts == ("mes.example", "inspect.plant.local", "line-7")

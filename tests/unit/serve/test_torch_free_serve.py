@@ -25,7 +25,7 @@ def test_service_predicts_and_explains_with_a_note_without_torch(bundle, tmp_pat
         buf = io.BytesIO()
         Image.fromarray(np.zeros((20, 20), np.uint8)).save(buf, "PNG")
         app = create_app(Predictor.load({str(bundle)!r}, threads=1), InspectionLog({str(tmp_path / "l.sqlite")!r}))
-        with TestClient(app) as c:
+        with TestClient(app, base_url="http://127.0.0.1") as c:
             r = c.post("/v1/predict?explain=true", files={{"files": ("a.png", buf.getvalue(), "image/png")}})
         res = r.json()["results"][0]
         assert r.status_code == 200 and res["status"] == "ok", r.text

@@ -1,9 +1,10 @@
 // defectlens upload page. Plain browser JavaScript: no build step, no CDN, works offline.
-// Every client-supplied string (file names, reasons, comments) reaches the page through
-// textContent or element properties, never innerHTML.
+// Every client-supplied string (file names, reasons, comments, operators) reaches the page through
+// textContent or element properties, never innerHTML, and through safeText first.
 "use strict";
 
 const KEY_STORE = "defectlens-api-key";
+const OPERATOR_STORE = "defectlens-operator";
 const state = { model: null, threshold: null, shown: [] };
 
 function $(id) { return document.getElementById(id); }
@@ -17,6 +18,16 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// Characters that change how the text around them reads without showing themselves: bidi embeddings,
+// overrides, isolates and marks (part_\u202Egnp.exe would read as part_exe.png), C0/C1 controls, line and
+// paragraph separators. Each is shown as its code point, so the operator sees that something is there.
+const HIDDEN = /[\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u2028-\u202E\u2066-\u2069\uFEFF]/g;
+
+function safeText(value) {
+  return String(value === null || value === undefined ? "" : value).replace(HIDDEN, (c) =>
+    "[U+" + c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0") + "]");
+}
+
 // A frame the gate would not let the model judge (status "needs_review") is neither a decision nor an
 // error: it has its own wording and colour, and the tally counts it apart.
 const NOT_JUDGED = "Not judged — needs review";
@@ -26,10 +37,11 @@ function tally(body) {
 }
 
 function setStatus(text, isError) {
-  $("status").textContent = text;
+  $("status").textContent = safeText(text);
   $("status").className = isError ? "error" : "";
 }
 
+// --- calls to the API (with the key when one was entered) ---------------------------------------
 async function api(path, options) {
   const opts = Object.assign({}, options || {});
   opts.headers = Object.assign({ "X-Defectlens-Client": "page" }, opts.headers || {});
@@ -37,10 +49,21 @@ async function api(path, options) {
   if (key) opts.headers["X-API-Key"] = key;
   const response = await fetch(path, opts);
   if (response.status === 401) {
-    $("key-panel").hidden = false;
-    throw new Error("this service needs an API key: enter it above");
+    const body = await response.json().catch(() => null);
+    askForKey(Boolean(key));
+    throw new Error(errorText(body, response));
   }
   return response;
+}
+
+// A missing key and a wrong one read differently (the service says which in its 401).
+function askForKey(wasSent) {
+  $("key-panel").hidden = false;
+  $("key-message").textContent = wasSent
+    ? "API key not accepted: enter the key this service was started with"
+    : "This service needs an API key: enter it";
+  $("key-panel").classList.toggle("refused", wasSent);
+  $("api-key").focus();
 }
 
 function errorText(body, response) {
@@ -51,18 +74,38 @@ function errorText(body, response) {
 
 // --- the decision shown at the slider's threshold --------------------------------------------
 // Mirrors defectlens.core.decision.decide for binary models: the positive (defect) class when its
-// probability reaches the threshold (p >= threshold), else the other class. Models with more than
-// two classes keep the server's decision (the most probable class); the slider is hidden for them.
+// probability reaches the threshold (p >= threshold), else the other class. The probability is the one the
+// service computed (defect_probability), never re-derived here. Models with more than two classes keep the
+// server's decision (the most probable class); the slider is hidden for them.
 function isBinary() {
   const m = state.model;
   return Boolean(m && m.classes.length === 2 && m.positive_class && m.threshold !== null);
+}
+
+function defectProbability(result) {
+  if (typeof result.defect_probability === "number") return result.defect_probability;
+  return result.probabilities[state.model.positive_class];
 }
 
 function labelAt(result, threshold) {
   if (!isBinary()) return result.prediction;
   const pos = state.model.positive_class;
   const neg = state.model.classes.find((c) => c !== pos);
-  return result.probabilities[pos] >= threshold ? pos : neg;
+  return defectProbability(result) >= threshold ? pos : neg;
+}
+
+// a probability to 0.1 %, a threshold as set (5 %, 12.5 %); a non-breaking space keeps the unit with its number
+const percent = (p) => (100 * p).toFixed(1) + "\u00a0%";
+const thresholdPercent = (t) => String(Number((100 * t).toFixed(1))) + "\u00a0%";
+
+// What the card says about the decision: for a binary model the defect probability against the threshold
+// in force (never "defect, confidence 18.5 %": that is the probability of the class shown, not of a defect).
+function decisionText(result, label) {
+  if (!isBinary()) return "confidence " + percent(result.probabilities[label]) + " (probability of " + label + ")";
+  const p = defectProbability(result);
+  const side = p >= state.threshold ? "at or above" : "below";
+  return state.model.positive_class + " probability " + percent(p) + " is " + side + " the threshold " +
+    thresholdPercent(state.threshold);
 }
 
 // --- model ----------------------------------------------------------------------------------
@@ -106,8 +149,9 @@ async function upload(files) {
     const response = await api("/v1/predict", { method: "POST", body: form });
     const body = await response.json();
     if (!body.results) throw new Error(errorText(body, response));
-    const previews = Array.from(files, (f) => URL.createObjectURL(f));
-    body.results.forEach((r, i) => state.shown.unshift({ result: r, preview: previews[i] }));
+    // the new batch goes on top, its files in the order given
+    const batch = body.results.map((r, i) => ({ result: r, preview: URL.createObjectURL(files[i]) }));
+    state.shown.unshift(...batch);
     renderResults();
     setStatus(tally(body) + " (" + body.latency_ms.toFixed(0) + " ms)", body.ok + body.needs_review === 0);
     loadRecent();
@@ -128,28 +172,35 @@ function bars(result) {
   return box;
 }
 
+function fileName(text, tag, className) {
+  const shown = safeText(text);
+  return el(tag, { className: className, title: shown, dir: "ltr" }, shown);
+}
+
+// The decision comes first in a card, above the images: on an 800x600 line PC it is in view after an upload.
 function card(item) {
   const r = item.result;
-  const node = el("article", { className: "result" }, el("h3", { className: "file" }, r.file));
+  const node = el("article", { className: "result" }, fileName(r.file, "h3", "file"));
   node.dataset.inspectionId = String(r.inspection_id);
   const images = el("div", { className: "images" }, el("img", { src: item.preview, alt: "upload" }));
   if (r.overlay_png) images.append(el("img", { src: "data:image/png;base64," + r.overlay_png, alt: "Grad-CAM" }));
-  node.append(images);
   if (r.status === "needs_review") {
     node.classList.add("needs-review");
-    node.append(el("span", { className: "decision review" }, NOT_JUDGED), el("p", { className: "note review" }, r.reason));
+    node.append(el("div", { className: "head" }, el("span", { className: "decision review" }, NOT_JUDGED)),
+      el("p", { className: "note review" }, safeText(r.reason)), images);
     node.append(el("div", { className: "meta" }, "no class given · inspection #" + r.inspection_id + gateScore(r) +
       " · " + r.latency_ms.toFixed(1) + " ms"));
     return node;
   }
   if (r.status !== "ok") {
-    node.append(el("span", { className: "decision error" }, "error " + r.http_status), el("p", { className: "note" }, r.reason));
+    node.append(el("div", { className: "head" }, el("span", { className: "decision error" }, "error " + r.http_status)),
+      el("p", { className: "note" }, safeText(r.reason)), images);
     return node;
   }
-  const decision = el("span", { className: "decision" });
-  node.append(decision, el("span", { className: "relabelled" }), bars(r));
-  node.append(el("div", { className: "meta" }, "confidence ", el("span", { className: "confidence" }),
-    " · inspection #" + r.inspection_id + " · " + r.latency_ms.toFixed(1) + " ms · decided at threshold " + short(r.threshold)));
+  node.append(el("div", { className: "head" }, el("span", { className: "decision" }), el("span", { className: "relabelled" })));
+  node.append(el("p", { className: "probability" }), images, bars(r));
+  node.append(el("div", { className: "meta" }, "inspection #" + r.inspection_id + " · " + r.latency_ms.toFixed(1) +
+    " ms · decided at threshold " + short(r.threshold)));
   if (r.gate && r.gate.flagged) {  // --gate warn: decided, but the gate flagged the frame
     node.append(el("p", { className: "note review" }, "flagged for review: " + r.gate.reasons.join("; ")));
   }
@@ -166,8 +217,8 @@ function gateScore(r) {
 // The log's decision cell: the class, "Not judged — needs review" with the reason, or the error.
 function outcomeText(row) {
   if (row.status === "ok") return row.prediction;
-  if (row.status === "needs_review") return NOT_JUDGED + ": " + row.reason;
-  return "error: " + row.reason;
+  if (row.status === "needs_review") return NOT_JUDGED + ": " + safeText(row.reason);
+  return "error: " + safeText(row.reason);
 }
 
 function renderResults() {
@@ -184,8 +235,8 @@ function relabel() {
     const decision = item.node.querySelector(".decision");
     decision.textContent = label;
     decision.classList.toggle("positive", label === state.model.positive_class);
-    item.node.querySelector(".confidence").textContent = (100 * r.probabilities[label]).toFixed(1) + "%";
-    const moved = label !== r.prediction ? "(logged as " + r.prediction + " at " + r.threshold + ")" : "";
+    item.node.querySelector(".probability").textContent = decisionText(r, label);
+    const moved = label !== r.prediction ? "(logged as " + r.prediction + " at threshold " + short(r.threshold) + ")" : "";
     item.node.querySelector(".relabelled").textContent = moved;
   }
 }
@@ -204,36 +255,74 @@ async function loadRecent() {
 
 function recentRow(row) {
   const p = row.defect_probability === null ? "" : row.defect_probability.toFixed(3);
-  const verdict = row.verdict ? row.verdict + (row.verdict_label ? " → " + row.verdict_label : "") : "";
-  const tr = el("tr", {}, el("td", {}, row.id), el("td", {}, row.created_utc.slice(0, 19).replace("T", " ")),
-    el("td", { className: "file", title: row.client_name }, row.client_name),
-    el("td", { className: "outcome " + row.status.replace("_", "-") }, outcomeText(row)), el("td", {}, p),
-    el("td", { className: "verdict" }, verdict));
+  const tr = el("tr", {}, el("td", {}, row.id),
+    el("td", { className: "time" }, row.created_utc.slice(0, 19).replace("T", " ")),
+    fileName(row.client_name, "td", "file"),
+    el("td", { className: "outcome " + row.status.replace("_", "-") }, outcomeText(row)), el("td", {}, p));
   tr.dataset.inspectionId = String(row.id);
   const review = el("td", { className: "review" });
-  if (row.status === "ok" || row.status === "needs_review") {  // a frame not judged is reviewed by giving its class
-    const others = state.model.classes.filter((c) => c !== row.prediction);
-    const choice = el("select", { title: "true class" }, ...others.map((c) => el("option", { value: c }, c)));
-    if (row.status === "ok") {
-      review.append(el("button", { type: "button", className: "confirm", onclick: () => verdict_(row.id, "confirmed") }, "Confirm"), " ");
-    }
-    review.append(choice, el("button", { type: "button", className: "override", onclick: () => verdict_(row.id, "overridden", choice.value) }, "Override"));
+  if (row.verdict) {
+    showVerdict(review, row);
+  } else if (row.status === "ok" || row.status === "needs_review") {
+    reviewControls(review, row);
   }
   tr.append(review);
   return tr;
 }
 
+// A recorded verdict replaces the buttons; "change" brings them back (each verdict is kept in the history).
+function showVerdict(cell, row) {
+  const who = row.operator ? " by " + safeText(row.operator) : "";
+  const text = row.verdict + (row.verdict_label ? " → " + row.verdict_label : "") + who;
+  cell.replaceChildren(el("span", { className: "verdict" }, text), " ",
+    el("button", { type: "button", className: "change", onclick: () => reviewControls(cell, row) }, "change"));
+}
+
+function reviewControls(cell, row) {
+  // a frame not judged is reviewed by giving its class; an override never repeats the predicted class
+  const others = state.model.classes.filter((c) => c !== row.prediction);
+  const choice = el("select", { title: "true class" }, ...others.map((c) => el("option", { value: c }, c)));
+  cell.replaceChildren();
+  if (row.status === "ok") {
+    cell.append(el("button", { type: "button", className: "confirm", onclick: () => verdict_(row.id, "confirmed") }, "Confirm"), " ");
+  }
+  cell.append(choice, el("button", { type: "button", className: "override", onclick: () => verdict_(row.id, "overridden", choice.value) }, "Override"));
+}
+
 async function verdict_(id, verdict, label) {
+  const operator = $("operator").value.trim();
+  if (!operator) {
+    setStatus("enter your name as operator (beside Refresh) before recording a verdict", true);
+    $("operator").focus();
+    return;
+  }
   try {
     const response = await api("/v1/inspections/" + encodeURIComponent(id) + "/verdict", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ verdict: verdict, label: label || null }),
+      body: JSON.stringify({ verdict: verdict, label: label || null, operator: operator }),
     });
     const body = await response.json();
     if (!response.ok) throw new Error(errorText(body, response));
-    setStatus("inspection #" + id + " " + verdict + (label ? " as " + label : ""));
+    setStatus("inspection #" + id + " " + verdict + (label ? " as " + label : "") + " by " + operator);
     loadRecent();
+  } catch (err) {
+    setStatus(err.message, true);
+  }
+}
+
+// The log as CSV: fetched with the key (a plain link could not send it), then saved from a blob.
+async function downloadCsv() {
+  try {
+    const response = await api("/v1/inspections.csv");
+    if (!response.ok) throw new Error(errorText(await response.json().catch(() => null), response));
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: "inspections.csv", hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    setStatus("inspection log downloaded as inspections.csv");
   } catch (err) {
     setStatus(err.message, true);
   }
@@ -264,7 +353,11 @@ function wire() {
   $("threshold").addEventListener("input", (e) => setThreshold(e.target.value));
   $("threshold-reset").addEventListener("click", () => setThreshold(state.model.threshold));
   $("refresh").addEventListener("click", loadRecent);
-  $("key-save").addEventListener("click", () => {
+  $("download-csv").addEventListener("click", downloadCsv);
+  $("operator").value = localStorage.getItem(OPERATOR_STORE) || "";
+  $("operator").addEventListener("input", (e) => localStorage.setItem(OPERATOR_STORE, e.target.value.trim()));
+  $("key-panel").addEventListener("submit", (e) => {  // the button, or Enter in the field
+    e.preventDefault();
     sessionStorage.setItem(KEY_STORE, $("api-key").value);
     start();
   });
