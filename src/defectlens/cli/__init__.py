@@ -14,12 +14,17 @@ Exit codes (also in the README): 0 everything succeeded; 1 the command ran but s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.outputs import ENVIRONMENT_ERRNOS, os_reason
+from defectlens.core.text import terminal_safe
 from defectlens.core.version import __version__
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -34,10 +39,12 @@ _EXTRAS = {
     **dict.fromkeys(("efficientnet_lite_pytorch", "elpv_dataset"), "train"),
     **dict.fromkeys(("fastapi", "fastapi_offline", "uvicorn", "multipart", "prometheus_client"), "serve"),
     "openvino": "openvino",
+    **dict.fromkeys(("watchdog", "cv2", "paho", "asyncua", "pymodbus"), "line"),
+    **dict.fromkeys(("harvesters", "genicam"), "camera"),
 }
 
 # Subcommand modules, in the order they appear in --help.
-_COMMANDS = ("data", "train", "evaluate", "export", "predict", "bench", "demo", "serve", "inspector")
+_COMMANDS = ("data", "train", "evaluate", "export", "predict", "bench", "demo", "serve", "inspector", "line")
 
 
 class Parser(argparse.ArgumentParser):
@@ -101,26 +108,81 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run as a service or a window: their results do not go to standard output.
+_NO_STDOUT = ("serve", "inspector")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    previous = _watch_interrupts()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while the subcommands are imported, or the arguments parsed
+        return _interrupted()
+    except Exception as exc:  # the same moments: a bug, or an import that an interrupt broke
+        return _internal_error(exc, argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+#: Set when Ctrl-C arrives during :func:`main`: an exception it caused (a C extension's import that it
+#: interrupted turns it into an ImportError) is then the interrupt, exit 130, not an internal error.
+_SIGINT = threading.Event()
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    _SIGINT.set()
+    raise KeyboardInterrupt
+
+
+def _watch_interrupts() -> signal.Handlers | None:
+    """Note every Ctrl-C from here on (Python's handler otherwise); returns the handler to restore."""
+    _SIGINT.clear()
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None  # an embedding program's own handler, or not the main thread's business
+    try:
+        return signal.signal(signal.SIGINT, _on_sigint)  # type: ignore[return-value]
+    except ValueError:  # not the main thread
+        return None
+
+
+def _interrupted() -> int:
+    print("defectlens: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _main(argv: list[str] | None) -> int:
+    _files_report_their_size_limit()
+    if _stdout_closed(sys.argv[1:] if argv is None else argv):
+        print(
+            "defectlens: error: standard output is closed; the results would be lost: redirect it to a file "
+            "or to /dev/null",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     parser = get_args_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        _flush_stdout()
+        return code
     except DefectlensError as exc:
-        print(f"defectlens: error: {exc}", file=sys.stderr)
+        print(f"defectlens: error: {terminal_safe(str(exc))}", file=sys.stderr)  # a path may hold escapes
         return exc.exit_code
     except KeyboardInterrupt:
-        print("defectlens: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except BrokenPipeError:
         # The reader went away (`defectlens ... | head`): stop quietly, as head expects.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except StdoutError as exc:
+        print(f"defectlens: error: standard output: cannot write: {os_reason(exc.error)}", file=sys.stderr)
+        return EXIT_USAGE
     except ModuleNotFoundError as exc:
         extra = _EXTRAS.get((exc.name or "").split(".")[0])
         if extra is None:
@@ -131,11 +193,63 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS:
+            return _internal_error(exc, argv)
+        # every file defectlens writes names itself (core.outputs); an OSError without a name is a stream
+        where = exc.filename if exc.filename is not None else "standard output"
+        print(f"defectlens: error: {terminal_safe(str(where))}: {os_reason(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # a bug: one line for the user, the traceback in a file
         return _internal_error(exc, argv)
 
 
+def _stdout_closed(argv: list[str]) -> bool:
+    """True when the process started with standard output closed (``>&-``) and the command prints its
+    results there. File descriptor 1 then gets /dev/null either way, so no output file the command
+    opens can take its number and receive what is meant for the terminal."""
+    if sys.stdout is not None:
+        return False
+    fd = os.open(os.devnull, os.O_WRONLY)
+    if fd != 1:
+        os.dup2(fd, 1)
+        os.close(fd)
+    sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115  # lives as long as the process
+    return not argv or argv[0] not in _NO_STDOUT
+
+
+class StdoutError(Exception):
+    """Writing the results to standard output failed (a full disk, /dev/full, an I/O error)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _flush_stdout() -> None:
+    """Flush the results now, so a failure to write them is reported (at exit it would be lost)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        with contextlib.suppress(OSError):  # drop what could not be written: exit must not retry it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise StdoutError(exc) from None
+
+
+def _files_report_their_size_limit() -> None:
+    """A file-size limit (``ulimit -f``) makes a write fail with EFBIG, reported as exit 2 with the file's
+    name, instead of SIGXFSZ killing the process with half a row on disk."""
+    sigxfsz = getattr(signal, "SIGXFSZ", None)
+    if sigxfsz is not None:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave signals alone
+            signal.signal(sigxfsz, signal.SIG_IGN)
+
+
 def _internal_error(exc: Exception, argv: list[str] | None) -> int:
+    if _SIGINT.is_set():
+        return _interrupted()
     import tempfile
     import time
     import traceback
@@ -150,5 +264,6 @@ def _internal_error(exc: Exception, argv: list[str] | None) -> int:
         where = f"traceback in {log}"
     except OSError:
         where = "traceback:\n" + text
-    print(f"defectlens: internal error: {type(exc).__name__}: {exc} ({where}); please report it", file=sys.stderr)
+    text = terminal_safe(f"{type(exc).__name__}: {exc}")
+    print(f"defectlens: internal error: {text} ({where}); please report it", file=sys.stderr)
     return EXIT_INTERNAL

@@ -36,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from defectlens.cli.output import progress_display, stdout
+    from defectlens.cli.output import json_text, progress_display, stdout
     from defectlens.core.errors import DefectlensError
     from defectlens.inference.bench import run_benchmark
 
@@ -63,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json_text(result) + "\n", encoding="utf-8")
     for block in render(result):
         stdout().print(block)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from defectlens.core.errors import DefectlensError
 from defectlens.data.dedup import DEFAULT_PHASH_THRESHOLD
@@ -80,10 +79,13 @@ def run_import(args: argparse.Namespace) -> int:
 
     from defectlens.cli.output import progress_display, stdout
     from defectlens.cli.summary import print_stats
+    from defectlens.core.outputs import check_output
     from defectlens.data.importers import import_dataset
     from defectlens.data.manifest import MANIFEST_FILE
     from defectlens.data.stats import dataset_stats
 
+    for path in (Path(args.out), Path(args.out) / MANIFEST_FILE):
+        check_output(path, force=args.force, what="--out" if path == Path(args.out) else MANIFEST_FILE)
     if (Path(args.out) / MANIFEST_FILE).is_file() and not args.force:
         raise DefectlensError(
             f"{args.out} already holds a dataset (and its split); pass --force to replace it, or another --out"
@@ -158,7 +160,7 @@ def _print_split(console, info, classes) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from defectlens.cli.output import stdout
+    from defectlens.cli.output import json_text, stdout
     from defectlens.cli.summary import print_stats
     from defectlens.data.manifest import Manifest
     from defectlens.data.preview import sample_grid
@@ -167,7 +169,7 @@ def run_stats(args: argparse.Namespace) -> int:
     manifest = Manifest.read(args.dir)
     stats = dataset_stats(manifest)
     if args.json:
-        print(json.dumps(stats, indent=2))
+        print(json_text(stats))
     else:
         print_stats(stdout(), stats)
     if args.grid:

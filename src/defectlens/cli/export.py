@@ -46,9 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import stdout
     from defectlens.core.errors import DefectlensError
+    from defectlens.core.outputs import check_output
     from defectlens.export.exporter import default_bundle_path, export_bundle
 
     out = args.out or default_bundle_path(args.source)
+    check_output(out, force=args.force, what="--out")
     if out.exists() and not args.force:
         raise DefectlensError(f"{out} exists; pass --force to replace it, or --out another file")
     result = export_bundle(args.source, out, data=args.data, int8=args.int8, tolerance=args.tolerance, gate=args.gate)

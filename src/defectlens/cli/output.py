@@ -9,6 +9,8 @@ printed as it is.
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 from typing import Any
@@ -17,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from defectlens.core.progress import Phase, Progress
+from defectlens.core.text import terminal_safe
 
 WIDTH = 100  # tables are laid out for this many columns when the terminal is wider
 
@@ -153,3 +156,26 @@ def table(title: str, columns: list[str], rows: list[list[str]], *, numeric_from
     for r in rows:
         t.add_row(*r)
     return t
+
+
+def safe(text: object) -> str:
+    """``text`` (a file or class name) as one harmless terminal line: control characters, escape
+    sequences, bidirectional controls and undecodable bytes shown as escapes (see
+    :func:`defectlens.core.text.terminal_safe`); files keep the true name."""
+    return terminal_safe(str(text))
+
+
+def json_text(value: Any) -> str:
+    """Strict JSON (RFC 8259) for standard output: a non-finite number, which JSON cannot hold (``NaN``
+    is not JSON, and strict parsers refuse it), becomes null."""
+    return json.dumps(_finite(value), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from defectlens.cli import EXIT_NEEDS_REVIEW, EXIT_OK, EXIT_SOME_FAILED
@@ -64,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import progress_display
     from defectlens.core.errors import DefectlensError
     from defectlens.inference.predictor import Predictor
-    from defectlens.workflows.predict import collect_inputs, output_folder, predict_files
+    from defectlens.workflows.predict import CSV_FILE, collect_inputs, output_folder, predict_files
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise DefectlensError(f"--threshold must be in [0, 1], got {args.threshold}")
@@ -73,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.load(
         args.model, backend=args.backend, threads=args.threads, precision=args.precision, gate=args.gate
     )
-    inputs = collect_inputs(args.target, predictor.spec.class_names)
+    output = args.out / CSV_FILE if args.out is not None else None  # a new numbered folder holds no inputs
+    inputs = collect_inputs(args.target, predictor.spec.class_names, output=output)
     if inputs.kind == "file":
         return _one(args, predictor, inputs.files[0])
     out = output_folder(args.out, force=args.force)
@@ -100,41 +100,51 @@ def exit_code(*, errors: bool, review: bool) -> int:
 
 def _one(args: argparse.Namespace, predictor, file: Path) -> int:
     """One image: its result as JSON on stdout; the Grad-CAM overlay (--explain) into the output folder."""
-    from defectlens.workflows.predict import output_folder
+    from defectlens.core.outputs import output_error
+    from defectlens.core.text import utf8_text
+    from defectlens.workflows.predict import output_folder, overlay_name
 
     pred = next(predictor.predict_many([str(file)], threshold=args.threshold))
     result = pred.to_dict()
-    positive = predictor.spec.positive_class
-    if pred.ok and positive is not None and len(predictor.spec.class_names) == 2:
-        result["defect_probability"] = pred.probabilities[positive]
+    result["file"] = utf8_text(pred.file)  # JSON is UTF-8: the bytes of a name that is not, as \xNN
     if args.explain and pred.ok:
         from defectlens.explain.gradcam import save_overlay
 
-        target = output_folder(args.out, force=args.force) / f"{file.stem}_gradcam.png"
-        result["overlay"] = str(save_overlay(predictor, file, target, target=pred.prediction))
-    print(json.dumps(result, indent=2))
+        target = output_folder(args.out, force=args.force) / overlay_name(file)
+        try:
+            result["overlay"] = utf8_text(str(save_overlay(predictor, file, target, target=pred.prediction)))
+        except OSError as exc:
+            raise output_error(target, exc) from None
+    from defectlens.cli.output import json_text
+
+    print(json_text(result))
     return exit_code(errors=pred.status == "error", review=pred.needs_review)
 
 
+#: Labels of the rows without a class in the summary's table: lower case and in brackets, apart from
+#: the class names (counted by status, so a class named ``ERROR`` never merges with the failed files).
+STATUS_LABELS = {"needs_review": "(needs review)", "error": "(error)"}
+
+
 def _print(summary, class_names) -> None:
-    from defectlens.cli.output import fmt, stdout, table
+    from defectlens.cli.output import fmt, safe, stdout, table
 
     console = stdout()
     # every class, even at 0 (a count that is missing reads as a bug); errors only when there are some
-    rows = [[key, str(summary.counts.get(key, 0))] for key in class_names]
-    rows += [[key, str(summary.counts[key])] for key in ("NEEDS_REVIEW", "ERROR") if summary.counts.get(key)]
+    rows = [[safe(key), str(summary.counts.get(key, 0))] for key in class_names]
+    rows += [[label, str(summary.statuses[s])] for s, label in STATUS_LABELS.items() if summary.statuses.get(s)]
     console.print(table(f"{summary.files} files", ["result", "count"], rows))
     console.print("predictions:")
-    console.print(str(summary.csv_path), overflow="ignore", crop=False, soft_wrap=True)  # one line, never split
+    console.print(safe(str(summary.csv_path)), overflow="ignore", crop=False, soft_wrap=True)  # one line, never split
     m = summary.metrics
     if m:
-        recall = ", ".join(f"{r['class']} {r['recall']:.3f}" for r in m["per_class"] if r["support"])
+        recall = ", ".join(f"{safe(r['class'])} {r['recall']:.3f}" for r in m["per_class"] if r["support"])
         console.print(f"accuracy {fmt(m['accuracy'])} on {m['n']} labelled images; recall: {recall}")
         console.print(f"MISMATCH rows: {summary.mismatches}")
     for r in summary.warnings:
-        console.print(f"warning {r['file']}: {r['warning']}")
+        console.print(f"warning {safe(r['file'])}: {safe(r['warning'])}")
     for r in summary.errors:
-        console.print(f"error {r['file']}: {r['reason']}")
+        console.print(f"error {safe(r['file'])}: {safe(r['reason'])}")
     _print_gate(console, summary)
 
 
@@ -143,6 +153,8 @@ _SHOWN = 20  # review rows listed by name; the CSV holds them all
 
 def _print_gate(console, summary) -> None:
     """The gate in force (its note when it is off or partial) and the rows it flagged, with why."""
+    from defectlens.cli.output import safe
+
     gate = summary.gate
     if not gate.get("active"):
         console.print(f"gate: off: {gate.get('note') or 'frames were not checked (--gate off)'}")
@@ -155,6 +167,6 @@ def _print_gate(console, summary) -> None:
     kept = " (classes kept: --gate warn)" if gate["mode"] == "warn" else ""
     console.print(f"gate ({gate['mode']}): {len(summary.review)} of {summary.files} frames need review{kept}")
     for r in summary.review[:_SHOWN]:
-        console.print(f"needs review {r['file']}: {r['gate_reason']}")
+        console.print(f"needs review {safe(r['file'])}: {safe(r['gate_reason'])}")
     if len(summary.review) > _SHOWN:
         console.print(f"... and {len(summary.review) - _SHOWN} more: needs_review=true in the CSV")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from defectlens.cli.output import fmt, table
+from defectlens.cli.output import fmt, safe, table
 from defectlens.evaluation.metrics import HEADLINE, SCALARS
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def print_stats(console: Console, stats: dict[str, Any]) -> None:
     if stats["skipped"]:
         console.print(f"{len(stats['skipped'])} file(s) skipped:")
         for s in stats["skipped"]:
-            console.print(f"  {s['path']}: {s['reason']}")
+            console.print(f"  {safe(s['path'])}: {safe(s['reason'])}")
 
 
 def print_shifts(console: Console, result: dict[str, Any], path: Path) -> None:

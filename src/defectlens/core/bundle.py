@@ -110,7 +110,11 @@ def write_bundle(path: str | Path, *, members: dict[str, bytes], meta: dict[str,
     missing = {ONNX_FILE, WEIGHTS_FILE} - set(members)
     if unknown or missing:
         raise ValueError(f"bundle members: unknown {sorted(unknown)}, missing {sorted(missing)}")
-    meta = {**without_paths(meta), "format": FORMAT}
+    meta = {**shipped_meta(meta), "format": FORMAT}
+    try:  # never write a bundle that no load would accept (a later load names the same problem)
+        ModelSpec.from_dict(meta.get("spec"))
+    except SpecError as exc:
+        raise DefectlensError(f"{path}: refused to export: {exc}") from None
     meta["files"] = {n: hashlib.sha256(b).hexdigest() for n, b in sorted(members.items())}
     meta["model_id"] = content_hash(members, meta)
     path = Path(path)
@@ -125,6 +129,14 @@ def write_bundle(path: str | Path, *, members: dict[str, bytes], meta: dict[str,
         os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
     tmp.replace(path)  # never leave half a bundle behind
     return str(meta["model_id"])
+
+
+def shipped_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """``spec.json`` as it leaves this machine: absolute paths in the provenance fields (training config,
+    data source, notes) cut to their last component; the ``spec`` itself kept verbatim, since class names
+    are data, not paths (``scratch (/dent)`` stays, and two names never become one)."""
+    kept = {k: v for k, v in meta.items() if k != "spec"}
+    return {**without_paths(kept), **({"spec": meta["spec"]} if "spec" in meta else {})}
 
 
 def without_paths(value: Any) -> Any:
@@ -175,9 +187,19 @@ def read_bundle(path: str | Path) -> Bundle:
     Raises:
         DefectlensError: naming the file and what is wrong (missing, empty, not a zip, truncated,
             oversized or over-compressed members, unexpected or missing members, unknown format,
-            contents that do not match the recorded hash, or a spec outside the schema).
+            contents that do not match the recorded hash, a spec outside the schema, or JSON nested too
+            deeply to read).
     """
-    p = Path(path)
+    try:
+        return _read_bundle(Path(path))
+    except RecursionError:  # json and the checks below recurse; a crafted spec.json can nest 100,000 levels
+        raise DefectlensError(
+            f"{path}: refused: spec.json is nested too deeply to be a bundle's spec (crafted or damaged); "
+            "export the bundle again"
+        ) from None
+
+
+def _read_bundle(p: Path) -> Bundle:
     if not p.is_file():
         raise DefectlensError(f"{p}: model bundle not found" + ("" if not p.exists() else " (not a file)"))
     problem = zip_problem(p)
@@ -264,8 +286,8 @@ def safetensors_problem(data: bytes) -> str | None:
         return f"header of {size} bytes does not fit the file"
     try:
         header = json.loads(data[8 : 8 + size])
-    except (ValueError, UnicodeDecodeError):
-        return "header is not JSON"
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return "header is not JSON (or nested too deeply)"
     if not isinstance(header, dict):
         return "header is not an object"
     body = len(data) - 8 - size

@@ -143,6 +143,8 @@ class ModelSpec:
             data = json.loads(text)
         except ValueError as exc:
             raise SpecError(f"model spec is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise SpecError("model spec is nested too deeply to be a spec") from None
         return cls.from_dict(data)
 
 

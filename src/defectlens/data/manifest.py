@@ -8,6 +8,7 @@ A dataset folder written by ``defectlens data import`` holds ``manifest.csv`` an
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.outputs import atomic_output, output_error, write_all
 
 MANIFEST_FILE = "manifest.csv"
 INFO_FILE = "dataset.json"
@@ -76,17 +78,30 @@ class Manifest:
         return Manifest(records=records, info={**self.info, **info})
 
     def write(self, folder: str | Path) -> Path:
-        """Write ``manifest.csv`` and ``dataset.json`` into ``folder`` (created if needed)."""
+        """Write ``manifest.csv`` and ``dataset.json`` into ``folder`` (created if needed).
+
+        Each file is written whole or not at all (a temporary file renamed into place), so a failure
+        (a full disk, an interrupt) never leaves half a manifest that would read as a smaller dataset.
+
+        Raises:
+            DefectlensError: when the folder cannot be written, naming it and the reason.
+        """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=_COLUMNS)
-            writer.writeheader()
-            for r in self.records:
-                row = asdict(r)
-                row["meta"] = json.dumps(r.meta, sort_keys=True) if r.meta else ""
-                writer.writerow(row)
-        (folder / INFO_FILE).write_text(json.dumps(self.info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise output_error(folder, exc) from None
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=_COLUMNS)
+        writer.writeheader()
+        for r in self.records:
+            row = asdict(r)
+            row["meta"] = json.dumps(r.meta, sort_keys=True) if r.meta else ""
+            writer.writerow(row)
+        with atomic_output(folder / MANIFEST_FILE) as fh:
+            write_all(fh, text.getvalue().encode("utf-8"))
+        with atomic_output(folder / INFO_FILE) as fh:
+            write_all(fh, (json.dumps(self.info, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         return folder
 
     @classmethod

@@ -183,6 +183,13 @@ def evaluate(
     missing = [s for s in report if s not in scores]
     if not report or missing:
         raise DefectlensError(f"nothing to evaluate: splits {report} (no scores for {missing})")
+    broken = {s: int((~np.isfinite(sc.logits).all(axis=1)).sum()) for s, sc in scores.items()}
+    if any(broken.values()):  # metrics of NaN are noise; a diverged or damaged model is the user's to fix
+        where = ", ".join(f"{n} of {len(scores[s].logits)} {s} images" for s, n in broken.items() if n)
+        raise DefectlensError(
+            f"the model's outputs are not finite numbers (NaN or infinite) on {where}: its training diverged or it "
+            "is damaged; train again with a lower learning rate (--lr)"
+        )
     notes: list[str] = []
     temperature, method, fitted = _temperature(scores, spec, settings, notes)
     pos = positive_class_of(spec, dataset_positive)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, without_paths, write_bundle
+from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, shipped_meta, write_bundle
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import versions
 from defectlens.core.profile import FALSE_FLAG_RATE, check_false_flag_rate
@@ -151,8 +151,8 @@ def export_bundle(
             meta["default_onnx"] = INT8_FILE
     meta["gate"] = _gate_profile(fit, members, gate) if fit is not None and gate is not None else None
     model_id = write_bundle(out, members=members, meta=meta)
-    # what spec.json holds: absolute paths cut to names (the bundle leaves this machine)
-    return ExportResult(path=out, model_id=model_id, meta={**without_paths(meta), "model_id": model_id})
+    # what spec.json holds: absolute paths of the provenance cut to names (the bundle leaves this machine)
+    return ExportResult(path=out, model_id=model_id, meta={**shipped_meta(meta), "model_id": model_id})
 
 
 def _gate_source(

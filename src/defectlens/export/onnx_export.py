@@ -83,6 +83,7 @@ def to_onnx(
         data, exporter = _legacy(module, example, opset, outputs), "torch.onnx.export(dynamo=False)"
     proto = onnx.load_from_string(data)
     _pool_as_gap(proto)
+    strip_provenance(proto)
     onnx.checker.check_model(proto)
     del proto.metadata_props[:]
     for key, value in ((META_FORMAT_KEY, FORMAT), (META_SPEC_KEY, spec.to_json())):
@@ -131,6 +132,40 @@ def _legacy(model: torch.nn.Module, example: torch.Tensor, opset: int, outputs: 
             dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
         )
     return buf.getvalue()
+
+
+def strip_provenance(proto: onnx.ModelProto) -> None:
+    """Remove what the exporter records about the exporting machine from every node, value and graph:
+    ``doc_string`` and ``metadata_props`` (torch's stack traces, module paths and FX nodes, which hold
+    this machine's source and virtualenv paths). A shipped graph keeps only what runs it; the model's
+    own metadata (the spec) is set on the model afterwards."""
+    proto.doc_string = ""
+    for graph in _graphs(proto):
+        graph.doc_string = ""
+        del graph.metadata_props[:]
+        for item in (*graph.node, *graph.input, *graph.output, *graph.value_info, *graph.initializer):
+            item.doc_string = ""
+            if hasattr(item, "metadata_props"):
+                del item.metadata_props[:]
+    for function in proto.functions:
+        function.doc_string = ""
+        del function.metadata_props[:]
+        for node in function.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+
+
+def _graphs(proto: onnx.ModelProto) -> list[onnx.GraphProto]:
+    """The main graph and every subgraph held in a node attribute (If, Loop, Scan bodies)."""
+    out, todo = [], [proto.graph]
+    while todo:
+        graph = todo.pop()
+        out.append(graph)
+        for node in graph.node:
+            for attr in node.attribute:
+                todo += [attr.g] if attr.HasField("g") else []
+                todo += list(attr.graphs)
+    return out
 
 
 def _pool_as_gap(proto: onnx.ModelProto) -> int:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from defectlens.core.bundle import INT8_FILE, ONNX_FILE, WEIGHTS_FILE, is_bundle, read_bundle
-from defectlens.core.decision import decide, softmax
+from defectlens.core.decision import check_threshold, decide, defect_probability, softmax
 from defectlens.core.errors import DefectlensError, ImageError
 from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.core.spec import ModelSpec
@@ -40,6 +40,11 @@ PRECISIONS = ("auto", "fp32", "int8")
 #: A row's outcome: a decision (``ok``), a frame the gate would not let the model judge (``needs_review``:
 #: no class, the reason and the gate's scores), or an input that could not be used (``error``).
 STATUSES = ("ok", "needs_review", "error")
+#: The reason of the error row an image gets when the model's output for it is not a number.
+NOT_FINITE = (
+    "the model's output for this image is not a finite number (NaN or infinite): the model is broken; "
+    "retrain or re-export it"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class Prediction:
     decided at a low threshold a part can be called defective at a confidence below 0.5. ``warning``
     notes a problem that did not stop decoding (corrupt JPEG data, bad EXIF); the verdict is given but
     deserves a look.
+
+    ``defect_probability`` is the one defect probability of the row, as every surface shows it (see
+    :func:`defectlens.core.decision.defect_probability`): a binary model's calibrated probability of
+    its defect class, the number the threshold is compared with; None for a multi-class model (no
+    class is known to be the good one) and on rows without a decision.
     """
 
     file: str
@@ -68,6 +78,7 @@ class Prediction:
     reason: str = ""
     warning: str = ""
     gate: GateCheck | None = None
+    defect_probability: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -99,6 +110,8 @@ class Prediction:
             "status": self.status,
             **self.extra,
         }
+        if self.defect_probability is not None:
+            d["defect_probability"] = self.defect_probability
         if self.gate is not None:
             d["gate"] = self.gate.to_dict()
         if self.reason:
@@ -218,7 +231,7 @@ class Predictor:
         checkpoint_gate = Gate(None, mode=mode, member=None, note=note)
         return cls(
             run, spec, backend="torch", model_id=model_id, torch_factory=rebuild, meta=meta, gate=checkpoint_gate
-        )
+        ).probed(str(p))
 
     @classmethod
     def _from_bundle(cls, p: Path, *, backend: str, threads: int | None, precision: str, gate: GateMode) -> Predictor:
@@ -259,7 +272,7 @@ class Predictor:
             torch_factory=factory,
             meta=bundle.meta,
             gate=gate_in_force,
-        )
+        ).probed(str(p))
 
     @classmethod
     def from_onnx(
@@ -294,7 +307,42 @@ class Predictor:
             backend="onnxruntime",
             model_id=model_id,
             meta={"source": name, "embedded_spec": embedded is not None},
-        )
+        ).probed(name)
+
+    def probed(self, name: str) -> Predictor:
+        """This predictor, after one model call on a fixed noise image of the spec's input shape.
+
+        The load checks compare fixed dimensions only; a graph with open dimensions that disagrees
+        with its spec, or a model whose outputs are NaN (a diverged training run, a damaged or
+        crafted bundle), would otherwise pass and then fail on every image, or give a verdict for
+        every part from numbers that mean nothing.
+
+        Raises:
+            DefectlensError: naming ``name`` and what the model did with the probe.
+        """
+        s = self.spec
+        # one image: a foreign graph may fix its batch at 1
+        probe = np.random.default_rng(0).integers(0, 256, (1, s.in_channels, s.input_size, s.input_size), np.uint8)
+        try:
+            logits, _ = self.outputs(probe)
+        except DefectlensError:
+            raise
+        except Exception as exc:  # the runtime's own error type: a shape or type its graph does not take
+            raise DefectlensError(
+                f"{name}: refused: the model fails on input of its spec's shape [N, {s.in_channels}, {s.input_size}, "
+                f"{s.input_size}] ({type(exc).__name__}: {str(exc).strip()[:300]}); the graph does not match its spec"
+            ) from None
+        if logits.shape != (1, s.num_classes):
+            raise DefectlensError(
+                f"{name}: refused: the model returns {list(logits.shape)} for 1 image; its spec has "
+                f"{s.num_classes} classes, so the graph does not match its spec"
+            )
+        if not np.isfinite(logits).all():
+            raise DefectlensError(
+                f"{name}: refused: the model's outputs are not finite numbers (NaN or infinite); its weights "
+                "diverged in training or are damaged: retrain it (with a lower --lr) or export it again"
+            )
+        return self
 
     # -- the pipeline ---------------------------------------------------------------------------
 
@@ -382,7 +430,7 @@ class Predictor:
     def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Class index per row: binary tasks compare the positive-class probability with the
         threshold; otherwise (or with no threshold) the most probable class wins."""
-        t = self.spec.threshold if threshold is None else threshold
+        t = self.spec.threshold if threshold is None else check_threshold(threshold)
         return decide(probs, positive_index=self.spec.positive_index, threshold=t)
 
     def _result(
@@ -396,15 +444,21 @@ class Predictor:
                 item.name, "", 0.0, {}, t, item.latency_ms, status="needs_review", reason=check.reason,
                 warning=item.warning, gate=check,
             )  # fmt: skip
+        if not np.isfinite(probs).all():  # a broken model must never give a verdict
+            return Prediction.error(item.name, NOT_FINITE, threshold=t, latency_ms=item.latency_ms)
+        probabilities = {n: float(p) for n, p in zip(names, probs, strict=True)}
         return Prediction(
             file=item.name,
             prediction=names[idx],
             confidence=float(probs[idx]),
-            probabilities={n: float(p) for n, p in zip(names, probs, strict=True)},
+            probabilities=probabilities,
             threshold=t,
             latency_ms=item.latency_ms,
             warning=item.warning,
             gate=check,
+            defect_probability=defect_probability(
+                probabilities, class_names=names, positive_class=self.spec.positive_class
+            ),
         )
 
     def predict(self, source: Source, *, threshold: float | None = None, name: str | None = None) -> Prediction:
@@ -416,6 +470,7 @@ class Predictor:
             >>> Predictor.load("model.dlens").predict("part_0001.png").prediction  # doctest: +SKIP
             'ok'
         """
+        check_threshold(threshold)
         start = time.perf_counter()
         label = name or _name_of(source)
         frame = prepare_frame(source, self.spec, name=label)
@@ -444,7 +499,10 @@ class Predictor:
         """
         if batch_size < 1:
             raise DefectlensError(f"batch_size must be at least 1, got {batch_size}")
-        t = self.spec.threshold if threshold is None else threshold
+        t = self.spec.threshold if threshold is None else check_threshold(threshold)
+        return self._batches(sources, batch_size, t)  # checked here, when called, not at the first row
+
+    def _batches(self, sources: Iterable[Any], batch_size: int, t: float | None) -> Iterator[Prediction]:
         chunk: list[_Item] = []
         for i, item in enumerate(sources):
             name, source = item if isinstance(item, tuple) else (_name_of(item, i), item)

@@ -257,6 +257,12 @@ def load_checkpoint(path: str | Path) -> tuple[Classifier, ModelSpec, dict[str, 
     """Model (eval mode), its spec, and the whole checkpoint payload."""
     payload = read_checkpoint(path)
     spec = ModelSpec.from_dict(payload["spec"])
+    broken = [k for k, v in payload["state_dict"].items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
+    if broken:  # a diverged run: every verdict of this model would be noise
+        raise DefectlensError(
+            f"{path}: refused: the model's weights are not finite numbers (NaN or infinite in {len(broken)} tensors, "
+            f"e.g. {broken[0]}); its training diverged: train again with a lower learning rate (--lr)"
+        )
     return model_from_state(payload["state_dict"], spec), spec, payload
 
 

@@ -27,11 +27,18 @@ def _figure(w: float = 5.0, h: float = 4.0, ncols: int = 1) -> tuple[Any, Any]:
 
 
 def _png(fig: Any, path: str | Path | None = None) -> bytes:
+    import matplotlib
     import matplotlib.pyplot as plt
+    from matplotlib.text import Text
 
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    # Class and file names are data: a "$" in one (``bad$^$``) must print as it is, not start mathtext
+    # (an unparsable formula would abort the figure, and with it the report). No label here is a formula.
+    with matplotlib.rc_context({"text.parse_math": False}):  # also for tick labels made while drawing
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     data = buf.getvalue()
     if path is not None:

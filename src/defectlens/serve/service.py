@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from defectlens.core.decision import defect_probability
 from defectlens.inference.gate import GateCheck
 from defectlens.inference.predictor import Predictor
 from defectlens.inspections import ImageStore, InspectionLog, NewInspection
@@ -199,7 +200,6 @@ class Service:
         spec, d, check = self.predictor.spec, s.decoded, s.check
         decided = s.probs if s.status == "ok" else None  # a frame not judged keeps no probabilities
         probs = {} if decided is None else {n: float(p) for n, p in zip(spec.class_names, decided, strict=True)}
-        pos = spec.positive_index
         flag = check.reason if check is not None and check.flagged else ""
         return NewInspection(
             source=source,
@@ -213,7 +213,9 @@ class Service:
             gate_flagged=None if check is None else check.flagged,
             prediction=label,
             probabilities=probs,
-            defect_probability=float(decided[pos]) if decided is not None and pos is not None else None,
+            defect_probability=defect_probability(
+                probs, class_names=spec.class_names, positive_class=spec.positive_class
+            ),
             threshold=spec.threshold if threshold is None else threshold,
             temperature=spec.temperature,
             model_id=self.predictor.model_id,

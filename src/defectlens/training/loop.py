@@ -8,6 +8,7 @@ How a binary validation split is decided (argmax, or a threshold chosen on it) i
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from defectlens.core.errors import DefectlensError
 from defectlens.models import forward_batches
 
 #: ``(probabilities (N, 2), labels, positive index) -> (decisions, threshold)`` for a binary split.
@@ -36,6 +38,16 @@ class EpochStats:
     compute_s: float
     steps: int
     accuracy: float = float("nan")  # running accuracy on the augmented training batches
+
+
+def diverged(what: str, optimizer: torch.optim.Optimizer | None) -> DefectlensError:
+    """The one-line refusal of a run whose weights blew up (NaN or infinite), so no model is saved
+    from it: a diverged model would give a verdict for every part from numbers that mean nothing."""
+    lr = f" (it is {optimizer.param_groups[0]['lr']:g})" if optimizer is not None else ""
+    return DefectlensError(
+        f"training diverged: {what}; lower the learning rate (--lr){lr} and train again, and check the images "
+        "for extreme values"
+    )
 
 
 def batches(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -86,7 +98,10 @@ def train_one_epoch(
             loss.backward()
             optimizer.step()
         scheduler.step()
-        total += float(loss.detach()) * len(idx)
+        value = float(loss.detach())
+        if not math.isfinite(value) and scaler is None:  # AMP skips a non-finite step itself; its val check stays
+            raise diverged(f"the training loss is {value} at step {steps + 1} of this epoch", optimizer)
+        total += value * len(idx)
         hard = y.argmax(dim=1) if y.ndim == 2 else y  # soft targets: their most probable class
         correct += int((logits.detach().argmax(dim=1) == hard).sum())
         count += len(idx)
@@ -119,6 +134,8 @@ def score(
     """Validation loss, accuracy and macro-F1; a binary task is decided by ``decisions``."""
     from sklearn.metrics import accuracy_score, f1_score
 
+    if not bool(torch.isfinite(logits).all()):
+        raise diverged("the model's outputs on the validation images are not finite numbers", None)
     loss = float(F.cross_entropy(logits, labels))
     probs = torch.softmax(logits, dim=1).numpy()
     y = labels.numpy()

@@ -21,8 +21,10 @@ Output never overwrites: without ``--out`` each run gets a new folder (``predict
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
+import io
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,7 +34,9 @@ from typing import Any
 import numpy as np
 
 from defectlens.core.errors import DefectlensError
+from defectlens.core.outputs import check_output, open_output, output_error, write_all
 from defectlens.core.progress import Progress
+from defectlens.core.text import csv_cell, short_name
 from defectlens.data.walk import IMAGE_SUFFIXES, inspect, walk
 from defectlens.evaluation.metrics import compute_metrics
 from defectlens.inference.predictor import Prediction, Predictor
@@ -75,16 +79,20 @@ class Inputs:
     problems: dict[Path, str] = field(default_factory=dict)  # entries that cannot be read, and why
 
 
-def collect_inputs(target: str | Path, class_names: Iterable[str] = ()) -> Inputs:
+def collect_inputs(target: str | Path, class_names: Iterable[str] = (), *, output: str | Path | None = None) -> Inputs:
     """Resolve IMAGE, DIR or GLOB to files; in a folder whose subfolders are named after classes,
     each file below such a subfolder gets that class as ground truth.
+
+    ``output`` (the ``predictions.csv`` this run writes) is never an input of a folder; any other file,
+    whatever its name, gets its row.
 
     Raises:
         DefectlensError: when nothing matches.
     """
     p = Path(target)
     if p.is_dir():
-        entries = [e for e in walk(p, skip_hidden=True) if e.path.name != CSV_FILE]
+        skip = _resolved(output)
+        entries = [e for e in walk(p, skip_hidden=True) if skip is None or _resolved(e.path) != skip]
         files = [e.path for e in entries]
         problems = {e.path: e.problem for e in entries if e.problem is not None}
         classes = set(class_names)
@@ -115,6 +123,15 @@ def collect_inputs(target: str | Path, class_names: Iterable[str] = ()) -> Input
     raise DefectlensError(f"{target}: no such file or folder (give an image, a folder or a glob pattern)")
 
 
+def _resolved(path: str | Path | None) -> Path | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not the output file
+        return Path(path).absolute()
+
+
 def output_folder(out: str | Path | None, *, force: bool = False, base: str | Path = DEFAULT_OUT) -> Path:
     """Where a prediction run writes, created here; never a folder holding earlier predictions.
 
@@ -134,16 +151,23 @@ def output_folder(out: str | Path | None, *, force: bool = False, base: str | Pa
                 return folder
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise output_error(folder, exc) from None
         raise DefectlensError(f"{base}: 9999 numbered output folders exist already; pass --out")
     folder = Path(out)
-    if (folder / CSV_FILE).exists():
+    check_output(folder, force=force, what="--out")
+    csv_path = folder / CSV_FILE
+    if csv_path.exists() or csv_path.is_symlink():
         if not force:
             raise DefectlensError(
                 f"{folder} already holds {CSV_FILE} from an earlier run; pass --force to replace it, or another --out"
             )
         for png in (folder / GRADCAM_DIR).glob("[0-9][0-9][0-9][0-9][0-9]_*.png"):
             png.unlink()  # overlays of the replaced run would otherwise sit beside the new ones
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(folder, exc) from None
     return folder
 
 
@@ -151,7 +175,8 @@ def row_of(
     pred: Prediction, class_names: Iterable[str], truth: str | None, positive_class: str | None = None
 ) -> dict[str, Any]:
     """A flat CSV row (see :data:`CSV_COLUMNS`): status, prediction, confidence, the defect probability
-    (binary models, ``positive_class`` given), one probability column per class, truth."""
+    (the column is there for binary models, ``positive_class`` given; its value is the prediction's
+    own :attr:`~Prediction.defect_probability`), one probability column per class, truth."""
     check = pred.gate
     row: dict[str, Any] = {
         "file": pred.file,
@@ -160,7 +185,8 @@ def row_of(
         "confidence": round(pred.confidence, 6) if pred.ok else "",
     }
     if positive_class is not None:
-        row["defect_probability"] = round(pred.probabilities[positive_class], 6) if pred.ok else ""
+        dp = pred.defect_probability
+        row["defect_probability"] = round(dp, 6) if pred.ok and dp is not None else ""
     for c in class_names:
         row[f"p_{c}"] = round(pred.probabilities[c], 6) if pred.ok else ""
     row["threshold"] = "" if pred.threshold is None else pred.threshold
@@ -178,13 +204,15 @@ def row_of(
 
 @dataclass
 class FolderResult:
-    """What predicting many files produced: counts per decision (``NEEDS_REVIEW`` and ``ERROR`` for rows
-    without a class), error rows, rows the gate flagged (``review``: refused, or classed under ``--gate
-    warn``), the gate in force (its ``describe()``), and metrics on labelled files."""
+    """What predicting many files produced: counts per decided class (``counts``) and per row status
+    (``statuses``: ``ok``, ``needs_review``, ``error``; kept apart so a class named ``ERROR`` never merges
+    with the failed files), error rows, rows the gate flagged (``review``: refused, or classed under
+    ``--gate warn``), the gate in force (its ``describe()``), and metrics on labelled files."""
 
     csv_path: Path | None
     files: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
     review: list[dict[str, Any]] = field(default_factory=list)
     gate: dict[str, Any] = field(default_factory=dict)
@@ -228,6 +256,7 @@ def predict_files(
     result = FolderResult(csv_path=out_dir / CSV_FILE if out_dir is not None else None, gate=predictor.gate.describe())
     labelled: list[tuple[str, Prediction]] = []
     counts: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
     readable = [str(f) for f in inputs.files if f not in inputs.problems]
     results = iter(predictor.predict_many(readable, batch_size=batch_size, threshold=threshold))
     t = predictor.spec.threshold if threshold is None else threshold
@@ -239,11 +268,13 @@ def predict_files(
             problem = inputs.problems.get(f)
             pred = Prediction.error(str(f), problem, threshold=t) if problem is not None else next(results)
             if explain and pred.ok and out_dir is not None:
-                pred = _with_overlay(predictor, f, pred, out_dir / GRADCAM_DIR / f"{i:05d}_{f.stem}.png")
+                pred = _with_overlay(predictor, f, pred, out_dir / GRADCAM_DIR / overlay_name(f, prefix=f"{i:05d}_"))
             truth = inputs.truth.get(f)
             row = row_of(pred, names, truth, positive)
             sink.write(row)
-            counts[pred.prediction if pred.ok else pred.status.upper()] += 1
+            statuses[pred.status] += 1
+            if pred.ok:
+                counts[pred.prediction] += 1
             if pred.warning:
                 result.warnings.append(row)
             if pred.needs_review:
@@ -254,41 +285,75 @@ def predict_files(
                 labelled.append((truth, pred))
                 result.mismatches += row["match"] == "MISMATCH"
             phase.advance()
-    result.files, result.counts = len(inputs.files), dict(counts)
+    result.files, result.counts, result.statuses = len(inputs.files), dict(counts), dict(statuses)
     result.metrics = _metrics(predictor, labelled, threshold)
     return result
+
+
+def overlay_name(file: Path, *, prefix: str = "") -> str:
+    """The Grad-CAM overlay's file name for ``file``: ``PREFIX<stem>_gradcam.png``, its stem shortened
+    (with a short hash, so names stay distinct) where the whole would pass the file system's 255 bytes."""
+    return short_name(file.stem, "_gradcam.png", prefix=prefix)
 
 
 def _with_overlay(predictor: Predictor, file: Path, pred: Prediction, path: Path) -> Prediction:
     from defectlens.explain.gradcam import save_overlay
 
-    saved = save_overlay(predictor, file, path, target=pred.prediction)
+    try:
+        saved = save_overlay(predictor, file, path, target=pred.prediction)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     return Prediction(**{**pred.__dict__, "extra": {**pred.extra, "overlay": str(saved)}})
 
 
 class _CsvSink:
-    """Writes CSV rows one at a time, flushed, so a crash keeps every row already decided."""
+    """Writes CSV rows one at a time, each flushed whole, so a crash keeps every row already decided.
+
+    Every text cell goes through :func:`~defectlens.core.text.csv_cell` (no spreadsheet formula; the
+    bytes of a name that is not UTF-8 shown as ``\\xNN``). When a write fails (a full disk, a file-size
+    limit, an I/O error) the file is cut back to the end of the last complete row, so a half row can
+    never be read as a row, and the error names the file and the reason.
+    """
 
     def __init__(self, path: Path | None):
         self.path = path
         self._fh: Any = None
-        self._writer: csv.DictWriter[str] | None = None
+        self._columns: list[str] | None = None
+        self._good = 0  # bytes of the file that hold complete rows
+        self._rows = 0
 
     def __enter__(self) -> _CsvSink:
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("w", newline="", encoding="utf-8")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open_output(self.path)
+            except OSError as exc:
+                raise output_error(self.path, exc) from None
         return self
 
     def write(self, row: dict[str, Any]) -> None:
         if self._fh is None:
             return
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._fh, fieldnames=list(row))
-            self._writer.writeheader()
-        self._writer.writerow(row)
-        self._fh.flush()
+        text = io.StringIO()
+        writer = csv.writer(text)
+        if self._columns is None:
+            self._columns = list(row)
+            writer.writerow(self._columns)
+        writer.writerow([csv_cell(row.get(c, "")) for c in self._columns])
+        data = text.getvalue().encode("utf-8")
+        try:
+            write_all(self._fh, data)
+        except OSError as exc:
+            self._cut_back()
+            raise output_error(self.path, exc, after=f"its {self._rows} complete rows are kept") from None
+        self._rows += 1
+        self._good += len(data)
+
+    def _cut_back(self) -> None:
+        with contextlib.suppress(OSError):
+            self._fh.truncate(self._good)
 
     def __exit__(self, *exc: object) -> None:
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # every byte was flushed (or cut back) row by row already
+                self._fh.close()

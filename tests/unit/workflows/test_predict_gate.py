@@ -54,7 +54,7 @@ def test_refused_black_frame_is_a_third_outcome(gated_bundle, parts, tmp_path):
         assert (r["status"], r["needs_review"], r["gate_reason"]) == ("ok", "false", "")
         assert np.isfinite(float(r["ood_score"])) and r["match"] in ("MATCH", "MISMATCH")
     text = " ".join(result.out.split())
-    assert "NEEDS_REVIEW 1" in text and "ERROR" not in text
+    assert "(needs review) 1" in text and "(error)" not in text
     assert "gate (refuse): 1 of 5 frames need review" in text and "needs review " in text
     assert "labelled images" in text and "on 4 labelled images" in text
 
@@ -126,7 +126,8 @@ def test_row_of_a_refused_and_a_warned_frame_by_hand():
         "defect_probability": "",
     }
     assert (row["ood_score"], row["match"], row["gate_reason"]) == (12.5, "", check.reason)
-    warned = Prediction("b.png", "defect", 0.75, {"ok": 0.25, "defect": 0.75}, 0.5, 2.0, gate=check)
+    probs = {"ok": 0.25, "defect": 0.75}
+    warned = Prediction("b.png", "defect", 0.75, probs, 0.5, 2.0, gate=check, defect_probability=0.75)
     row = row_of(warned, ["ok", "defect"], "defect", "defect")
     assert (row["status"], row["needs_review"], row["match"], row["defect_probability"]) == (
         "ok",

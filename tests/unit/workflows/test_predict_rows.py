@@ -149,7 +149,7 @@ def test_a_real_bundle_through_predict(layout, constant_bundle, tmp_path):
 def test_row_of_by_hand(defect_first):
     classes = ("defect", "ok") if defect_first else ("ok", "defect")
     probs = {"defect": 0.2, "ok": 0.8}
-    pred = Prediction("a.png", "ok", 0.8, probs, 0.3, 1.23456)
+    pred = Prediction("a.png", "ok", 0.8, probs, 0.3, 1.23456, defect_probability=0.2)  # the row carries it
     row = row_of(pred, classes, "defect", "defect")
     assert (row["prediction"], row["confidence"], row["defect_probability"]) == ("ok", 0.8, 0.2)
     assert (row["p_defect"], row["p_ok"], row["threshold"], row["latency_ms"]) == (0.2, 0.8, 0.3, 1.235)

@@ -16,6 +16,7 @@ from typing import Any
 from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
 from defectlens.core.spec import name_problem
+from defectlens.core.text import utf8_text
 from defectlens.core.version import __version__
 from defectlens.data.importers._probe import mode_note, probe_files
 from defectlens.data.importers._scan import SPLIT_DIRS, Scan
@@ -120,6 +121,13 @@ def cross_split_duplicates(records: list[Record]) -> dict[str, Any]:
     return {"sets": len(sets), "images": images, "by_splits": by_splits, "examples": examples, "warning": warning}
 
 
+def _name_not_utf8(ref: str) -> str | None:
+    """Why a file cannot be listed in manifest.csv (a UTF-8 text file): a name that is not valid UTF-8."""
+    if utf8_text(ref) == ref:
+        return None
+    return "its name is not valid UTF-8 (the manifest could not point at it); rename the file"
+
+
 def _records(
     scan: Scan, probes: list[dict[str, Any]], mapping: Mapping[str, str] | None
 ) -> tuple[list[Record], list[str]]:
@@ -130,9 +138,9 @@ def _records(
     flagged: list[str] = []
     for cand, probe in zip(scan.candidates, probes, strict=True):
         label = remap(cand.label, mapping)
-        problem = name_problem("label", label)
+        problem = name_problem("label", label) or _name_not_utf8(cand.ref)
         if problem or "reason" in probe:
-            scan.skipped.append({"path": cand.ref, "reason": problem or probe["reason"]})
+            scan.skipped.append({"path": utf8_text(cand.ref), "reason": problem or probe["reason"]})
             continue
         if probe.get("warning"):
             flagged.append(f"{cand.ref} ({probe['warning']})")
