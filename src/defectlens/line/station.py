@@ -360,7 +360,6 @@ class Station:
         spec = self.predictor.spec
         sha, size = _digest(frame.data)
         decided = p.status == "ok"
-        pos = spec.positive_class
         height, width = frame.data.shape[:2] if isinstance(frame.data, np.ndarray) else (None, None)
         return NewInspection(
             source=frame.source,
@@ -374,7 +373,7 @@ class Station:
             gate_flagged=None if p.gate is None else p.gate.flagged,
             prediction=p.prediction if decided else None,
             probabilities=dict(p.probabilities) if decided else {},
-            defect_probability=p.probabilities.get(pos) if decided and pos is not None else None,
+            defect_probability=p.defect_probability if decided else None,
             threshold=p.threshold,
             temperature=spec.temperature,
             model_id=self.predictor.model_id,
