@@ -94,10 +94,10 @@ BUGS: dict[str, Bug] = {
     ),
     "csv_defect_probability_of_prediction": Bug(
         "the predict CSV's defect_probability filled with the predicted class's probability",
-        "workflows/predict.py",
-        'row["defect_probability"] = round(pred.probabilities[positive_class], 6)',
-        'row["defect_probability"] = round(pred.probabilities[pred.prediction], 6)',
-        ROW_TESTS,
+        "core/decision.py",  # since #33 the one defect probability of every surface is computed here
+        "return float(probabilities[positive_class])",
+        "return float(max(probabilities.values()))",
+        (*ROW_TESTS, "tests/unit/core"),
     ),
     "csv_error_row_mismatch": Bug(
         "error rows with a ground truth marked MISMATCH",
