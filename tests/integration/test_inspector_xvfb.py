@@ -8,9 +8,11 @@ DEFECTLENS_UI_SCREENSHOTS=DIR to keep the screenshot in DIR as well as in the te
 from __future__ import annotations
 
 import csv
+import ctypes
 import gc
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -31,8 +33,20 @@ MAX_LATENESS_S = 1.0
 
 
 @pytest.fixture(scope="module")
-def display() -> Iterator[str]:
+def display() -> str:
     """A private Xvfb display; Xvfb picks a free display number itself (``-displayfd``)."""
+    return xvfb("1280x900")
+
+
+#: The Xvfb servers of this test process, by screen size: started once, and left running until the process
+#: ends. Tk keeps its connection to a display after its windows are destroyed, and reads it again at the next
+#: window's first update; a server stopped after one module's tests makes that read fail in a later module,
+#: and Xlib then ends the whole process (exit 1, no report).
+_SERVERS: dict[str, tuple[subprocess.Popen, str]] = {}
+
+
+def xvfb(size: str) -> str:
+    """A private Xvfb display of screen ``size`` (``"1024x600"``), after the UI_TESTS check (Xvfb, Tk)."""
     if XVFB is None:
         missing("UI_TESTS", "Xvfb not installed (apt-get install -y xvfb)")
     try:
@@ -41,19 +55,26 @@ def display() -> Iterator[str]:
         from PIL import ImageTk  # noqa: F401
     except ImportError as exc:
         missing("UI_TESTS", f"Tk is not available in this Python ({exc})")
+    running = _SERVERS.get(size)
+    if running is not None and running[0].poll() is None:
+        return running[1]
     read, write = os.pipe()
-    cmd = [XVFB, "-displayfd", str(write), "-screen", "0", "1280x900x24", "-nolisten", "tcp"]
+    cmd = [XVFB, "-displayfd", str(write), "-screen", "0", f"{size}x24", "-nolisten", "tcp"]
     log = open(os.environ.get("XVFB_LOG", os.devnull), "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, pass_fds=(write,), stderr=log)
+    proc = subprocess.Popen(cmd, pass_fds=(write,), stderr=log, preexec_fn=_stop_with_this_process)
     os.close(write)
-    try:
-        number = _read_line(read)  # written once the server accepts clients
-        if not number:
-            missing("UI_TESTS", "Xvfb did not start")
-        yield f":{number}"
-    finally:
+    number = _read_line(read)  # written once the server accepts clients
+    if not number:
         proc.terminate()
-        proc.wait(timeout=10)
+        missing("UI_TESTS", "Xvfb did not start")
+    _SERVERS[size] = (proc, f":{number}")
+    return f":{number}"
+
+
+def _stop_with_this_process() -> None:
+    """In the Xvfb child: be sent SIGTERM when the test process has exited (Linux ``PR_SET_PDEATHSIG``), after
+    Tk has closed its connections."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _read_line(fd: int) -> str:
@@ -187,7 +208,8 @@ def test_window_on_real_images(window, bundle, shared_datasets, tmp_path):
     win.comment.event_generate("<KeyPress-c>")  # typed into the comment: text, not a verdict
     assert s.items[1].verdict is None and win.text["comment"].get().endswith("c")
     win.comment.delete(len("checked under the lamp"), "end")
-    press(win, "<KeyPress-c>")  # confirm
+    press(win, "<KeyPress-c>")  # confirm: written by the log's thread, said when it is saved
+    pump(win, lambda: s.items[1].verdict is not None and not s.items[1].saving)
     row = app.log.get(s.items[1].inspection_id)
     assert (row.source, row.verdict, row.verdict_label) == ("inspector", "confirmed", flipped)
     assert row.comment == "checked under the lamp" and row.threshold == t

@@ -44,7 +44,19 @@ class Drawing:
     gradcam_box: ttk.Checkbutton
     scale: ttk.Scale
     entry: ttk.Entry
+    threshold_label: tk.Label
     _syncing: bool
+
+    dismiss: ttk.Button
+
+    def alert(self, text: str) -> None:
+        """Show ``text`` where it stays until the operator dismisses it (never overwritten by progress)."""
+        self.text["alert"].set(text)
+        self.dismiss.configure(state="normal")
+
+    def dismiss_alert(self) -> None:
+        self.text["alert"].set("")
+        self.dismiss.configure(state="disabled")
 
     def message(self, text: str, *, error: bool = False) -> None:
         self.text["message"].set(text)
@@ -52,7 +64,14 @@ class Drawing:
 
     def on_event(self, event: Event) -> None:
         """Draw what finished in the background."""
-        if event.kind == "progress":
+        if event.note:
+            self.alert(event.note)
+        if event.kind in ("verdict", "verdict_error", "history"):
+            if event.text:
+                self.message(event.text, error=event.kind == "verdict_error")
+            if event.data is None or event.data == self.app.session.position:
+                self.refresh_item()
+        elif event.kind == "progress":
             done, total = event.data
             self.progress.configure(maximum=max(1, total), value=done)
             self.message(f"scoring {done}/{total} images...")
@@ -84,11 +103,6 @@ class Drawing:
         names = list(self.app.session.class_names)
         self.positive.configure(values=[*names, NO_POSITIVE] if len(names) == 2 else [NO_POSITIVE])
         self.override_to.configure(values=names)
-        validated = model.validated_threshold if model else None
-        self.restore.configure(
-            text=f"Restore validated ({validated:.3f})" if validated is not None else "No validated threshold",
-            state="normal" if validated is not None else "disabled",
-        )
         reason = self.app.gradcam_unavailable()
         self.gradcam_box.configure(state="disabled" if reason else "normal")
         if reason:
@@ -112,6 +126,24 @@ class Drawing:
         self.text["positive"].set(s.positive_class or NO_POSITIVE)
         self.scale.state(["!disabled"] if s.uses_threshold else ["disabled"])
         self.entry.configure(state="normal" if s.uses_threshold else "disabled")
+        self._draw_operating_point()
+
+    def _draw_operating_point(self) -> None:
+        """Say whether the threshold in force is the model's validated one: amber, with the way back, when not."""
+        model, note = self.app.model, self.app.threshold_note()
+        validated = model.validated_threshold if model is not None else None
+        if note:
+            self.text["threshold_note"].set(f"{note}: not the model's")
+        elif model is not None and self.app.session.uses_threshold:
+            self.text["threshold_note"].set("the model's validated threshold")
+        else:
+            self.text["threshold_note"].set("")
+        self.threshold_label.configure(foreground=COLOURS["review"] if note else COLOURS["none"])
+        back = validated is not None and bool(note)
+        self.restore.configure(
+            text=f"Back to the model's ({validated:.3f})" if validated is not None else "No validated threshold",
+            state="normal" if back else "disabled",
+        )
 
     def _state(self) -> tuple[object, ...]:
         s = self.app.session
@@ -150,7 +182,7 @@ class Drawing:
             colour, details = "none", item.error if item is not None else ""
         self.text["decision"].set(decision)
         self.decision.configure(foreground=COLOURS[colour])
-        self.text["details"].set(details)
+        self.text["details"].set("\n".join([details, *(self._verdict_lines(view) if view is not None else [])]))
 
     def _details(self, v: ItemView) -> str:
         s = self.app.session
@@ -170,15 +202,29 @@ class Drawing:
         lines.append(f"class mapping: {mapping}")
         if v.item.truth is not None:
             lines.append(f"ground truth {v.item.truth} -> {v.prediction}: {v.match}")
-        if v.item.verdict:
-            note = f' "{v.item.comment}"' if v.item.comment else ""
-            lines.append(
-                f"verdict: {v.item.verdict} as {v.item.verdict_label}{note} (inspection #{v.item.inspection_id})"
-            )
+        lines.extend(self._verdict_lines(v))
         return "\n".join(lines)
 
+    @staticmethod
+    def _verdict_lines(v: ItemView) -> list[str]:
+        """The image's verdict as the log holds it, and whether the last one given is saved."""
+        item, lines = v.item, []
+        if item.verdict:
+            note = f' "{item.comment}"' if item.comment else ""
+            logged = item.logged_prediction
+            said = f", logged decision {logged}" if logged != v.prediction else ""
+            lines.append(
+                f"verdict: {item.verdict} as {item.verdict_label}{note} (inspection #{item.inspection_id}{said})"
+            )
+        if item.saving:
+            lines.append("saving the verdict...")
+        elif item.unsaved:
+            lines.append("last verdict NOT saved (the notice above says why)")
+        return lines
+
     def _draw_image(self, view: ItemView | None) -> None:
-        c, (w, h) = self.canvas, IMAGE_BOX
+        c = self.canvas
+        w, h = (c.winfo_width(), c.winfo_height()) if c.winfo_width() > 1 else IMAGE_BOX  # 1: not drawn yet
         image = self._overlay(view) if view is not None else None
         key = None if view is None else (view.item.path, id(image) if image is not None else None)
         if key is not None and key == self._drawn:
@@ -190,11 +236,11 @@ class Drawing:
             c.create_text(w // 2, h // 2, text=hint, fill="white", justify="center")
             return
         try:
-            shown = image or self.image_of(view.item.path)
+            fitted = fit(image or self.image_of(view.item.path), (w, h))
         except DefectlensError as exc:  # unreadable: said inline, the batch goes on
             c.create_text(w // 2, h // 2, text=f"cannot show this image\n{exc}", fill="#ff6060", width=w - 40)
             return
-        self._photo = ImageTk.PhotoImage(fit(shown, IMAGE_BOX), master=self.root)
+        self._photo = ImageTk.PhotoImage(fitted, master=self.root)
         c.create_image(w // 2, h // 2, image=self._photo)
 
     def _overlay(self, view: ItemView) -> Image.Image | None:

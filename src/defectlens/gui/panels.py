@@ -1,4 +1,5 @@
-"""Tk pieces of the inspector besides the main window: file dialogs, the advanced panel, image fitting.
+"""Tk pieces of the inspector besides the main window: file dialogs, the advanced panel, a scrolling side
+panel, image fitting.
 
 The advanced panel describes a plain ONNX graph (class names typed or loaded from a text file,
 channels, input size, mean/std, resize policy, class order) or overrides a bundle's settings; it
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from tkinter import filedialog, ttk
 
@@ -16,8 +18,18 @@ from PIL import Image
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
+from defectlens.data.images import convert_mode
 from defectlens.gui.model import CHANNELS, RESIZE_CHOICES, Advanced, read_class_names, supported_resize
 
+#: The advanced panel's fields, by the :class:`Advanced` field each one sets.
+_FIELDS = {
+    "class_names": "class_names",
+    "channels": "in_channels",
+    "size": "input_size",
+    "mean": "mean",
+    "std": "std",
+    "resize": "resize",
+}
 IMAGE_TYPES = [("Images", "*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp *.gif"), ("All files", "*")]
 
 
@@ -52,10 +64,65 @@ class Dialogs:
 
 
 def fit(image: Image.Image, box: tuple[int, int]) -> Image.Image:
-    """``image`` scaled to fit ``box`` (up or down) keeping its aspect ratio, as RGB."""
+    """``image`` scaled to fit ``box`` (up or down) keeping its aspect ratio, as 8-bit RGB: 16- and 32-bit
+    images are scaled by their bit depth as the model's preprocessing does (PIL's own conversion clips them,
+    and a 16-bit part shows solid white)."""
     scale = min(box[0] / image.width, box[1] / image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    return convert_mode(image, 3).resize(size, Image.Resampling.BILINEAR)
+
+
+class ScrollFrame(ttk.Frame):
+    """A frame whose :attr:`inner` frame scrolls vertically when it is taller than the window gives it
+    (the side panel on a 1024x600 line PC); the mouse wheel scrolls it, and :meth:`reveal` brings a widget
+    into view (called when a field in it takes the keyboard focus).
+
+    Args:
+        parent: where it goes.
+        width: its width in pixels (fixed, so a long text never makes the panel wider).
+    """
+
+    def __init__(self, parent: tk.Misc, *, width: int):
+        super().__init__(parent)
+        self.canvas = tk.Canvas(self, width=width, height=100, highlightthickness=0, takefocus=False)
+        self.bar = ttk.Scrollbar(self, orient="vertical", command=self.canvas.yview)
+        self.canvas.configure(yscrollcommand=self.bar.set)
+        self.bar.pack(side="right", fill="y")
+        self.canvas.pack(side="left", fill="both", expand=True)
+        self.inner = ttk.Frame(self.canvas, padding=(8, 4))
+        self._window = self.canvas.create_window(0, 0, window=self.inner, anchor="nw")
+        self.inner.bind("<Configure>", self._resized)
+        self.canvas.bind("<Configure>", lambda e: self.canvas.itemconfigure(self._window, width=e.width))
+        for sequence in ("<Button-4>", "<Button-5>", "<MouseWheel>"):
+            self.bind_all(sequence, self._wheel, add="+")
+        self.inner.bind_all("<FocusIn>", self._focused, add="+")
+
+    def _resized(self, _event: tk.Event) -> None:
+        self.canvas.configure(scrollregion=(0, 0, self.inner.winfo_reqwidth(), self.inner.winfo_reqheight()))
+
+    def _inside(self, widget: object) -> bool:
+        return isinstance(widget, tk.Misc) and str(widget).startswith(str(self.inner))
+
+    def _wheel(self, event: tk.Event) -> None:
+        if self._inside(event.widget) or event.widget is self.canvas:
+            up = event.num == 4 or getattr(event, "delta", 0) > 0
+            self.canvas.yview_scroll(-2 if up else 2, "units")
+
+    def _focused(self, event: tk.Event) -> None:
+        if self._inside(event.widget):
+            self.reveal(event.widget)
+
+    def reveal(self, widget: tk.Misc) -> None:
+        """Scroll so that ``widget`` (inside :attr:`inner`) is in view, when it is not."""
+        self.update_idletasks()
+        total = max(1, self.inner.winfo_reqheight())
+        top = widget.winfo_rooty() - self.inner.winfo_rooty()
+        bottom = top + widget.winfo_height()
+        first, last = (f * total for f in self.canvas.yview())
+        if top < first:
+            self.canvas.yview_moveto(top / total)
+        elif bottom > last:
+            self.canvas.yview_moveto((bottom - (last - first)) / total)
 
 
 class AdvancedPanel(tk.Toplevel):
@@ -85,6 +152,11 @@ class AdvancedPanel(tk.Toplevel):
         self.swap = tk.BooleanVar(self, value=bool(advanced and advanced.swap_classes))
         self.error = tk.StringVar(self)
         self._fill(spec)
+        # a field applied as shown keeps what is in force (the model's own value, or the override given before):
+        # its text is rounded for reading, so parsing it back would mark it overridden by a rounding difference
+        self._kept = _FIELDS if spec is not None else {}
+        self._shown = {k: var.get() for k, var in self.vars.items()}
+        self._in_force = advanced or Advanced()
         self._build()
 
     def _fill(self, spec: ModelSpec | None) -> None:
@@ -140,8 +212,19 @@ class AdvancedPanel(tk.Toplevel):
                 self.error.set(str(exc))
 
     def values(self) -> Advanced:
-        """The panel's fields as overrides; raises DefectlensError naming a field that does not parse."""
+        """The panel's fields as overrides (a field left as shown keeps what is in force); raises
+        DefectlensError naming a field that does not parse."""
+        typed = self._typed()
+        kept = {name: getattr(self._in_force, name) for key, name in self._kept.items() if key not in typed}
+        return replace(self._parse(typed), **kept)
+
+    def _typed(self) -> dict[str, str]:
+        """The fields the operator changed (every field when the panel describes a model without a spec)."""
         v = {k: var.get().strip() for k, var in self.vars.items()}
+        return {k: text for k, text in v.items() if k not in self._kept or text != self._shown[k].strip()}
+
+    def _parse(self, typed: dict[str, str]) -> Advanced:
+        v = {k: typed.get(k, "") for k in self.vars}
 
         def numbers(key: str) -> tuple[float, ...] | None:
             try:

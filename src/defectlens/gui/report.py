@@ -1,13 +1,13 @@
 """The inspector's records: operator verdicts into the shared inspection log, and the batch export.
 
-A verdict first records the inspection (``source="inspector"``, the decision at the operator's
-current threshold) in the same :class:`InspectionLog` the web service writes, then sets the verdict
-on that row; an image re-labelled by a new threshold since gets a fresh row, so every verdict sits
-beside the decision it judged. A frame the gate sent for review (no class) is recorded as
-``needs_review`` with the gate's reasons and score; the operator reviews it by overriding it with the
-part's class (there is nothing to confirm). The export is a CSV (file, ground truth, prediction, status,
-every class probability, threshold, verdict) and a JSON summary (counts, with frames not judged apart,
-false-negative and false-positive lists, metrics at the current threshold).
+A verdict goes on the image's row in the same :class:`InspectionLog` the web service writes (one row per
+image, by SHA-256, and model: a row logged before, by the inspector or the service, is reused), recording
+the inspection first (``source="inspector"``, the decision at the operator's current threshold) when the
+log has none; every verdict is appended to that row's history. A frame the gate sent for review (no
+class) is recorded as ``needs_review`` with the gate's reasons and score; the operator reviews it by
+overriding it with the part's class (there is nothing to confirm). The export is a CSV (file, ground
+truth, prediction, status, every class probability, threshold, verdict) and a JSON summary (counts, with
+frames not judged apart, false-negative and false-positive lists, metrics at the current threshold).
 """
 
 from __future__ import annotations
@@ -16,14 +16,16 @@ import csv
 import hashlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from defectlens.core.decision import defect_probability
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
-from defectlens.gui.session import Session
+from defectlens.gui.session import Item, Session
 from defectlens.inspections import Inspection, InspectionLog, NewInspection
 
 #: The figures of :func:`compute_metrics` the summary keeps.
@@ -44,8 +46,26 @@ SUMMARY_METRICS = (
 )
 
 
-def record_verdict(
-    log: InspectionLog,
+@dataclass(frozen=True)
+class PendingVerdict:
+    """A verdict read off the window, ready to be written by the log's thread (:func:`write_verdict`).
+
+    Attributes:
+        index: the image's place in the batch.
+        inspection: the row to record when the log holds none for this image and model yet.
+        label: the class the operator gives the part (the shown decision for a confirmation).
+        inspection_id: the row the window already knows for this image, if any.
+    """
+
+    index: int
+    inspection: NewInspection
+    label: str
+    comment: str
+    operator: str
+    inspection_id: int | None
+
+
+def prepare_verdict(
     session: Session,
     spec: ModelSpec,
     model_id: str | None,
@@ -55,11 +75,13 @@ def record_verdict(
     label: str | None = None,
     comment: str = "",
     operator: str = "",
-) -> Inspection:
-    """Record image ``index``'s inspection (when not already recorded with this decision) and its verdict.
+) -> PendingVerdict:
+    """Check a verdict on image ``index`` and read what its log row needs (on the window's thread: the
+    session is not shared); the write itself is :func:`write_verdict`.
 
     Raises:
-        DefectlensError: for an image without a prediction, or an override to an unknown class.
+        DefectlensError: for an image without a prediction, an override to an unknown class, or an image
+            that cannot be read any more.
     """
     view = session.view(index)
     item = view.item
@@ -73,12 +95,69 @@ def record_verdict(
     if verdict == "overridden" and label not in session.class_names:
         raise DefectlensError(f"override label must be one of {', '.join(session.class_names)}, got {label!r}")
     threshold = session.threshold if session.uses_threshold else None
-    if item.inspection_id is None or item.recorded != (view.prediction, threshold):
-        item.inspection_id = log.record(_inspection(session, spec, model_id, index, threshold))
-        item.recorded = (view.prediction, threshold)
-    row = log.set_verdict(item.inspection_id, verdict, label=label, comment=comment, operator=operator)
-    item.verdict, item.verdict_label, item.comment = row.verdict, row.verdict_label, comment
+    try:
+        new = _inspection(session, spec, model_id, index, threshold)
+    except OSError as exc:
+        raise DefectlensError(
+            f"verdict NOT saved: {item.path} cannot be read any more ({exc.strerror or exc})"
+        ) from None
+    final = view.prediction if verdict == "confirmed" else label
+    assert final is not None  # a confirmation has a prediction; an override a checked label
+    return PendingVerdict(index, new, final, comment, operator, item.inspection_id)
+
+
+def write_verdict(log: InspectionLog, pending: PendingVerdict, rows: dict[tuple[str, str | None], int]) -> Inspection:
+    """Write ``pending`` on the image's row for this model (``rows``: SHA-256 and model id to row id),
+    recording the row first when there is none.
+
+    One image and model keep one row: a verdict given again (or at another threshold, where the shown
+    decision differs from the row's) is added to that row's history as the class the operator gave the
+    part: ``confirmed`` when the row's decision is that class, else ``overridden`` to it.
+    """
+    new = pending.inspection
+    key = (new.image_sha256, new.model_id)
+    known = pending.inspection_id or rows.get(key)
+    row = log.get(known) if known is not None else None
+    if row is None or (row.image_sha256, row.model_id) != key:
+        row_id = log.record(new)
+        decided = new.prediction
+    else:
+        row_id, decided = row.id, row.prediction
+    rows[key] = row_id
+    verdict, label = ("confirmed", None) if pending.label == decided else ("overridden", pending.label)
+    return log.set_verdict(row_id, verdict, label=label, comment=pending.comment, operator=pending.operator)
+
+
+def record_verdict(
+    log: InspectionLog,
+    session: Session,
+    spec: ModelSpec,
+    model_id: str | None,
+    index: int,
+    verdict: str,
+    *,
+    label: str | None = None,
+    comment: str = "",
+    operator: str = "",
+) -> Inspection:
+    """:func:`prepare_verdict` and :func:`write_verdict` in one call (for scripts; the window writes off its
+    thread), the image's row kept on the session's item.
+
+    Raises:
+        DefectlensError: as :func:`prepare_verdict`.
+    """
+    pending = prepare_verdict(session, spec, model_id, index, verdict, label=label, comment=comment, operator=operator)
+    item = session.items[index]
+    row = write_verdict(log, pending, {})
+    apply_row(item, row)
     return row
+
+
+def apply_row(item: Item, row: Inspection) -> None:
+    """Show ``row``'s current verdict on ``item`` (the image's log row)."""
+    item.inspection_id = row.id
+    item.verdict, item.verdict_label, item.comment = row.verdict, row.verdict_label, row.comment or ""
+    item.logged_prediction = row.prediction
 
 
 def _inspection(
@@ -106,7 +185,7 @@ def _inspection(
         gate_flagged=None if gate is None else gate.flagged,
         prediction=view.prediction,
         probabilities=view.probabilities,
-        defect_probability=view.probabilities.get(pos) if pos is not None else None,
+        defect_probability=defect_probability(view.probabilities, class_names=spec.class_names, positive_class=pos),
         threshold=threshold,
         temperature=spec.temperature,
         model_id=model_id,

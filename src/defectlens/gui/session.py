@@ -50,11 +50,13 @@ class Item:
     refused: bool = False  # the gate sent the frame for review: no class (status needs_review)
     gate: GateCheck | None = None
     scored: bool = False
-    inspection_id: int | None = None
-    recorded: tuple[str | None, float | None] | None = None  # (prediction, threshold) the log row holds
+    inspection_id: int | None = None  # the image's row in the log for this model (this session's or earlier)
+    logged_prediction: str | None = None  # the decision that row holds (it may differ at today's threshold)
     verdict: str | None = None
     verdict_label: str | None = None
     comment: str = ""
+    unsaved: str = ""  # why the last verdict given could not be written (empty once one is saved)
+    saving: bool = False  # a verdict is on its way to the log
 
     @property
     def review(self) -> str:

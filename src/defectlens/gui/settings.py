@@ -1,4 +1,4 @@
-"""The inspector's settings file: last model, folder, threshold, positive class, geometry, overrides.
+"""The inspector's settings file: last model, folder and log, each model's threshold, geometry, overrides.
 
 Settings are JSON in ``platformdirs.user_config_dir("defectlens")/inspector.json`` (the folder can be
 moved with ``DEFECTLENS_CONFIG_DIR``, which tests use). A file that cannot be parsed is moved aside
@@ -28,11 +28,14 @@ class Settings:
     Attributes:
         last_model: bundle, run folder or ONNX file loaded last.
         last_folder: image folder opened last.
-        last_db: inspection log used last.
-        threshold: operating threshold the operator chose for ``last_model`` (None: the model's own).
-        positive_class: class the threshold applies to (None: the model's own).
+        last_db: inspection log used last (the inspector opens it again when ``--db`` is not given).
+        threshold: operating threshold chosen for ``last_model`` by a version that kept only one (read when
+            ``thresholds`` has no entry for that model; never written now).
+        positive_class: the class ``threshold`` applied to (same history).
         geometry: Tk window geometry (``"1280x900+10+10"``).
         advanced: the advanced panel's overrides for ``last_model`` (see :class:`~defectlens.gui.model.Advanced`).
+        thresholds: per model id, the operating point chosen away from the model's validated one:
+            ``{"threshold": 0.62, "positive_class": "defect"}`` (a model back at its own has no entry).
     """
 
     last_model: str | None = None
@@ -42,6 +45,7 @@ class Settings:
     positive_class: str | None = None
     geometry: str | None = None
     advanced: dict[str, Any] | None = field(default=None)
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -55,6 +59,7 @@ class Settings:
         kinds: dict[str, tuple[type, ...]] = {
             "threshold": (int, float),
             "advanced": (dict,),
+            "thresholds": (dict,),
         }
         kw: dict[str, Any] = {}
         notes = []
@@ -68,7 +73,37 @@ class Settings:
             kw[f.name] = value
         if "threshold" in kw:
             kw["threshold"] = float(kw["threshold"])
+        if "thresholds" in kw:
+            kw["thresholds"] = _operating_points(kw["thresholds"], notes)
         return cls(**kw), notes
+
+    def operating_point(self, model_key: str) -> tuple[float | None, str | None] | None:
+        """The (threshold, positive class) remembered for model ``model_key``, None when there is none."""
+        entry = self.thresholds.get(model_key)
+        if entry is None:
+            return None
+        return entry.get("threshold"), entry.get("positive_class")
+
+    def with_operating_point(self, model_key: str, point: tuple[float | None, str | None] | None) -> Settings:
+        """These settings with model ``model_key``'s operating point set (None: forgotten)."""
+        thresholds = {k: v for k, v in self.thresholds.items() if k != model_key}
+        if point is not None:
+            thresholds[model_key] = {"threshold": point[0], "positive_class": point[1]}
+        return replace(self, thresholds=thresholds)
+
+
+def _operating_points(data: dict[str, Any], notes: list[str]) -> dict[str, dict[str, Any]]:
+    """The well-formed entries of ``thresholds`` (a note for each one dropped)."""
+    out = {}
+    for key, entry in data.items():
+        threshold = entry.get("threshold") if isinstance(entry, dict) else "?"
+        positive = entry.get("positive_class") if isinstance(entry, dict) else None
+        number = isinstance(threshold, int | float) and not isinstance(threshold, bool) and 0 <= threshold <= 1
+        if (threshold is not None and not number) or not isinstance(positive, str | None):
+            notes.append(f"thresholds[{key!r}]={entry!r} ignored (wrong type)")
+            continue
+        out[str(key)] = {"threshold": None if threshold is None else float(threshold), "positive_class": positive}
+    return out
 
 
 def config_dir() -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from defectlens.gui.app import Inspector
 from defectlens.gui.model import Advanced
-from defectlens.inspections import Filters
+from defectlens.inspections import Inspection
 
 
 @pytest.fixture
@@ -27,6 +27,16 @@ def opened(app: Inspector, bundle: Path, folder: Path) -> Inspector:
     events = app.wait()
     assert [e.kind for e in events if e.kind in ("model", "scored")] == ["model", "scored"]
     return app
+
+
+def judged(app: Inspector, verdict: str, **kw) -> Inspection:
+    """Give a verdict on the current image and wait for the log's thread to save it; the row it is on."""
+    index = app.session.position
+    app.record_verdict(verdict, **kw)
+    assert app.session.items[index].saving  # written off the caller's thread: the answer comes through poll()
+    events = [e for e in app.wait() if e.kind.startswith("verdict")]
+    assert [e.kind for e in events] == ["verdict"], events
+    return app.log.get(app.session.items[index].inspection_id)
 
 
 def first_readable(app: Inspector) -> int:
@@ -76,20 +86,28 @@ def test_verdicts_land_in_the_inspection_log(inspector, bundle, labelled_folder)
     first = first_readable(app)
     app.session.go_to(first)
     shown = app.session.view(first)
-    row = app.record_verdict("confirmed")
+    row = judged(app, "confirmed")
     assert row.source == "inspector" and row.verdict == "confirmed" and row.verdict_label == shown.prediction
     assert row.client_name == str(shown.item.path) and row.model_id == app.model.predictor.model_id
     assert row.threshold == 0.5 and row.width == 48 and row.image_bytes == shown.item.path.stat().st_size
     assert row.probabilities == pytest.approx(shown.probabilities)
     other = "ok" if shown.prediction == "defect" else "defect"
-    row2 = app.record_verdict("overridden", label=other, comment="scratch under the flange")
+    row2 = judged(app, "overridden", label=other, comment="scratch under the flange")
     assert row2.id == row.id  # the same decision: the verdict is updated on the same row
     assert (row2.verdict, row2.verdict_label, row2.comment) == ("overridden", other, "scratch under the flange")
-    # a new threshold that flips this image's decision gives a new row for the new verdict
+    # a threshold that flips the shown decision: confirming what is shown now gives the part that class, on the
+    # image's one row (an override of the logged decision), never a second row that contradicts the first
     app.set_threshold(0.0 if shown.prediction == "ok" else 1.0)
-    row3 = app.record_verdict("confirmed")
-    assert row3.id != row.id and row3.prediction != shown.prediction
-    assert app.log.count(Filters(verdict="overridden")) == 1 and app.log.count(Filters(verdict="confirmed")) == 1
+    assert app.session.view(first).prediction == other
+    row3 = judged(app, "confirmed")
+    assert row3.id == row.id and row3.prediction == shown.prediction
+    assert (row3.verdict, row3.verdict_label) == ("overridden", other)
+    assert app.log.count() == 1
+    assert [(v.verdict, v.label) for v in app.log.verdicts(row.id)] == [
+        ("confirmed", shown.prediction),
+        ("overridden", other),
+        ("overridden", other),
+    ]
     app.session.go_to(next(i for i, item in enumerate(app.session.items) if item.error))
     with pytest.raises(Exception, match="no prediction to judge"):
         app.record_verdict("confirmed")
@@ -100,7 +118,7 @@ def test_export_csv_and_summary(inspector, bundle, labelled_folder, tmp_path):
     app.set_threshold(float(np.median(p_defect(app))))
     first = first_readable(app)
     app.session.go_to(first)
-    app.record_verdict("confirmed", comment="fine")
+    judged(app, "confirmed", comment="fine")
     summary_path = app.export(tmp_path / "out" / "batch.csv")
     with (tmp_path / "out" / "batch.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

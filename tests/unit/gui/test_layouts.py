@@ -91,6 +91,8 @@ def test_export_and_verdict_carry_the_defect_probability(layout, inspector, tmp_
     broken = rows[f"{LAYOUTS[layout][0][0]}/broken.png"]
     assert (broken["status"], broken["match"], broken["prediction"]) == ("error", "", "")
     app.session.go_to(views(app, root)["defect/b.png"][3])  # defect 0.2: decided ok at 0.3
-    row = app.record_verdict("overridden", label="defect")
+    app.record_verdict("overridden", label="defect")
+    assert [e.kind for e in app.wait() if e.kind.startswith("verdict")] == ["verdict"]
+    row = app.log.get(app.session.items[views(app, root)["defect/b.png"][3]].inspection_id)
     assert row.prediction == "ok" and row.defect_probability == pytest.approx(0.2, abs=1e-6)
     assert row.probabilities == pytest.approx({"defect": 0.2, "ok": 0.8}, abs=1e-6)
