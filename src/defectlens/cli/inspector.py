@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--db",
         type=Path,
         default=None,
-        help="inspection log (SQLite; default: the user data folder)",
+        help="inspection log (SQLite; default: the last log used, from the settings, else the user data folder)",
     )
     p.add_argument(
         "--gate",
