@@ -274,6 +274,7 @@ class Tally:
         needs_review: frames the gate sent for review (no class; never among ``decided``).
         errors: inputs that could not be used.
         flagged: decisions the gate flagged but let through (``--gate warn``), also counted in ``decided``.
+        dropped: a line station's frames that never reached the model (queue full, station stopping).
     """
 
     total: int
@@ -281,6 +282,7 @@ class Tally:
     needs_review: int
     errors: int
     flagged: int
+    dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -501,6 +503,7 @@ class InspectionLog:
             needs_review=by_status.get("needs_review", 0),
             errors=by_status.get("error", 0),
             flagged=flagged,
+            dropped=by_status.get("dropped", 0),
         )
 
     def iter_csv(self, filters: Filters | None = None, *, chunk: int = 500) -> Iterator[str]:

@@ -58,8 +58,10 @@ def filters(
     until: Annotated[str | None, Query(description="ISO 8601; a bare date includes that whole day")] = None,
     model_id: str | None = None,
     status: Annotated[
-        Literal["ok", "needs_review", "error"] | None, Query(description="ok: decided; needs_review: not judged")
+        Literal["ok", "needs_review", "error", "dropped"] | None,
+        Query(description="ok: decided; needs_review: not judged; dropped: a station's frame never judged"),
     ] = None,
+    station: Annotated[str | None, Query(description="a line station's name (defectlens line)")] = None,
 ) -> Filters:
     """The query parameters every listing shares, as log :class:`Filters`."""
     return Filters(
@@ -69,6 +71,7 @@ def filters(
         until=parse_time(until, end=True),
         model_id=model_id,
         status=status,
+        station=station,
     )
 
 

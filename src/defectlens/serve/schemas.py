@@ -111,6 +111,7 @@ class TallyOut(BaseModel):
     needs_review: int = Field(description="frames the gate sent for review: never counted in decided")
     errors: int
     flagged: int = Field(description="decisions the gate flagged but let through (--gate warn)")
+    dropped: int = Field(0, description="a line station's frames that never reached the model (logged as dropped)")
 
     @classmethod
     def of(cls, tally: Tally) -> TallyOut:

@@ -102,3 +102,26 @@ def test_csv_export_streams_the_filtered_rows(client, filled):
     assert rows[3]["status"] == "error" and rows[3]["client_name"] == "x.txt"
     defect = list(csv.DictReader(io.StringIO(client.get("/v1/inspections.csv", params={"label": "defect"}).text)))
     assert [int(x["id"]) for x in defect] == [filled[0], filled[2]]
+
+
+def test_a_line_stations_rows_are_listed_filtered_and_tallied(client, filled):
+    """Rows a `defectlens line` station writes into the same log: its name, capture time and part id come
+    back through the API, `station=` and `status=dropped` filter them, and a dropped frame is never a part."""
+    from defectlens.inspections import NewInspection
+
+    common = {"source": "folder:/srv/in", "image_sha256": "ab" * 32, "image_bytes": 10, "station": "line-1"}
+    decided = client.log.record(
+        NewInspection(client_name="c1.png", prediction="ok", probabilities={"ok": 0.9, "defect": 0.1},
+                      captured_utc="2026-12-05T10:00:00.000+00:00", part_id="P-1", **common)
+    )  # fmt: skip
+    dropped = client.log.record(
+        NewInspection(client_name="c2.png", status="dropped", reason="queue full (8 frames waiting)", **common)
+    )
+    assert ids_of(client, station="line-1") == [dropped, decided]
+    assert ids_of(client, status="dropped") == [dropped]
+    assert ids_of(client, station="line-2") == []
+    row = client.get(f"/v1/inspections/{decided}").json()
+    assert (row["station"], row["captured_utc"], row["part_id"]) == ("line-1", "2026-12-05T10:00:00.000+00:00", "P-1")
+    tally = client.get("/v1/inspections/tally", params={"station": "line-1"}).json()
+    assert (tally["total"], tally["decided"], tally["dropped"], tally["errors"]) == (2, {"ok": 1}, 1, 0)
+    assert client.get("/v1/inspections/tally").json()["total"] == len(filled) + 2
