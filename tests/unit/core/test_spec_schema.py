@@ -71,7 +71,10 @@ def test_the_minimal_spec_is_valid_and_every_optional_field_takes_its_default():
         ({"temperature": None}, ["temperature None must be a finite number in [0.001, 1000]"]),
         # enumerations
         ({"tta": "rot"}, ["tta 'rot' must be one of none, flips, dihedral"]),
-        ({"interpolation": "cubic"}, ["interpolation 'cubic' must be one of nearest, bilinear, bicubic, lanczos, area"]),
+        (
+            {"interpolation": "cubic"},
+            ["interpolation 'cubic' must be one of nearest, bilinear, bicubic, lanczos, area"],
+        ),
         ({"resize": "crop"}, ["resize 'crop' must be one of squash"]),
         ({"illumination": "auto"}, ["illumination 'auto' must be one of none, standardize"]),
         ({"extra": []}, ["extra must be an object"]),
@@ -114,7 +117,8 @@ def test_too_many_classes_and_a_name_one_character_too_long_are_refused():
         f"class name {'y' * 39 + 'z'!r}... is longer than {MAX_NAME_LENGTH} characters"
     ]
     ctrl = "y" * 39 + "z\x07tail"  # the message shows the first 40 characters only
-    assert spec_problems(spec(class_names=["ok", ctrl])) == [f"class name {'y' * 39 + 'z'!r} contains control characters"]
+    shown = "y" * 39 + "z"
+    assert spec_problems(spec(class_names=["ok", ctrl])) == [f"class name {shown!r} contains control characters"]
 
 
 def test_a_repeat_is_reported_only_when_the_names_are_otherwise_fine():
@@ -131,7 +135,8 @@ def test_every_problem_is_listed_in_one_message():
     with pytest.raises(SpecError) as info:
         ModelSpec.from_dict(spec(input_size=8, tta="rot"))
     assert str(info.value) == (
-        "invalid model spec: input_size 8 must be an integer in 16..2048; tta 'rot' must be one of none, flips, dihedral"
+        "invalid model spec: input_size 8 must be an integer in 16..2048; "
+        "tta 'rot' must be one of none, flips, dihedral"
     )
     bad = ModelSpec(arch="x", class_names=("a", "b"), threshold=2.0, temperature=0.0)
     with pytest.raises(SpecError) as info:
