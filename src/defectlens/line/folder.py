@@ -390,7 +390,7 @@ class FolderSource:
         if _stat_key(path) == key[1:]:
             target = _unique(self.done_folder, path.name)
             with contextlib.suppress(FileNotFoundError):  # a sink moved it (sort, mode move), or someone took it
-                shutil.move(path, target)
+                _move_out(path, target)
         self._require_ledger().forget(key)
 
     def _remember(self, name: str, key: Key) -> None:
@@ -430,6 +430,26 @@ def _stat_key(path: Path) -> tuple[int, int] | None:
 def _mtime(path: Path) -> int:
     key = _stat_key(path)
     return key[1] if key is not None else 0
+
+
+def _move_out(path: Path, target: Path) -> None:
+    """Move ``path`` to ``target`` without renaming it out of the watched folder where the file system allows.
+
+    A rename out of the folder is an IN_MOVED_FROM that watchdog cannot pair (``done/`` is not watched); it holds
+    such an event for 0.5 s at the head of its event queue, so every file closed meanwhile would wait behind it.
+    A hard link and an unlink send no such event. Where links are not possible (another file system, SMB/FAT):
+    ``shutil.move``. A file already linked under its own name (a crash between link and unlink) is only unlinked.
+    """
+    with contextlib.suppress(OSError):
+        if (target.parent / path.name).samefile(path):
+            path.unlink()
+            return
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.move(path, target)
+        return
+    path.unlink()
 
 
 def _unique(folder: Path, name: str) -> Path:

@@ -240,3 +240,35 @@ def sink_result(frame):
     from defectlens.line.base import Result
 
     return Result(frame, "ok", 1, decision="ok", ok=True)
+
+
+@linux_only
+def test_a_finished_file_leaves_by_link_and_unlink_so_no_move_event_holds_up_the_next(tmp_path, inbox) -> None:
+    """A rename out of the folder is an IN_MOVED_FROM watchdog cannot pair (done/ is not watched): it holds the
+    event 0.5 s at the head of its queue, and each file closed meanwhile waited behind it (bench_line found it)."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers.inotify import InotifyObserver
+
+    from defectlens.line.folder import _move_out
+
+    kinds: list[str] = []
+    handler = FileSystemEventHandler()
+    handler.on_any_event = lambda event: kinds.append(event.event_type)  # type: ignore[method-assign]
+    done = inbox / "done"
+    done.mkdir()
+    (inbox / "a.png").write_bytes(b"a")
+    inode = (inbox / "a.png").stat().st_ino
+    observer = InotifyObserver(generate_full_events=True)
+    observer.schedule(handler, str(inbox), recursive=False)
+    observer.start()
+    try:
+        _move_out(inbox / "a.png", done / "a.png")
+        wait_for(lambda: {"deleted", "moved"} & set(kinds), "the file leaving the folder")
+    finally:
+        observer.stop()
+        observer.join()
+    assert "moved" not in kinds and (done / "a.png").stat().st_ino == inode and not (inbox / "a.png").exists()
+    (inbox / "b.png").write_bytes(b"b")
+    os.link(inbox / "b.png", done / "b.png")  # a crash between link and unlink: only the unlink is left to do
+    _move_out(inbox / "b.png", done / "b-1.png")
+    assert sorted(p.name for p in done.iterdir()) == ["a.png", "b.png"] and not (inbox / "b.png").exists()
