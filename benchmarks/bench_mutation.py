@@ -103,6 +103,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             " times out at once and breaks, as <= 0 does"
         ),
     ),
+    **{
+        f"defectlens.serve.batcher.xǁBatcherǁ_loop__mutmut_{n}": (
+            f"+        for (_, fut), result in zip(batch, results, {arg}):",
+            "the lengths are compared just before and a mismatch fails the whole batch, so zip's strict check"
+            " can never fire: strict=True, False or absent behave the same",
+        )
+        for n, arg in ((30, "strict=None"), (33, ""), (34, "strict=False"))
+    },
     "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
         "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
         "max_workers=None (the default size): " + ANY_POOL,

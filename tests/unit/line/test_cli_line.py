@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.require import import_or_missing
+from tests.require import import_or_missing, missing
 
 import_or_missing("watchdog", flag="LINE", reason="the hot folder needs watchdog (the [line] extra)")
 
@@ -39,11 +39,13 @@ def logged_names(log: Path) -> list[str]:
 class Line:
     """One ``defectlens line`` process on ``inbox``; its events in ``events``."""
 
-    def __init__(self, tmp_path: Path, bundle: Path, inbox: Path):
+    def __init__(self, tmp_path: Path, bundle: Path, inbox: Path, sinks: tuple[str, ...] = ()):
         self.events = tmp_path / "events.log"
         self.log = tmp_path / "log.sqlite"
         cmd = [sys.executable, "-m", "defectlens", "line", "--model", str(bundle), "--source", f"folder:{inbox}",
                "--log", str(self.log), "--station", "hf", "--event-log", str(self.events)]  # fmt: skip
+        for sink in sinks:
+            cmd += ["--sink", sink]
         self.started_before = self.events.read_text().count(" started ") if self.events.exists() else 0
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         self.proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -98,6 +100,18 @@ def elpv_cells(n: int) -> list[bytes]:
 
 
 def test_kill_9_while_the_folder_is_fed_then_restart_every_file_is_logged_exactly_once(tmp_path, constant_bundle):
+    """The issue's fault test: every file in the log exactly once, and every logged result on MQTT at least once
+    with its inspection id (the outbox on disk carries what the killed process had not sent)."""
+    from tests.unit.line.mosquitto import Broker, Mes, find_mosquitto
+
+    if find_mosquitto() is None:
+        missing("LINE", "the MQTT half of the fault test needs Mosquitto (make sysdeps)")
+    import_or_missing("paho.mqtt.client", flag="LINE", reason="the MQTT sink needs paho-mqtt (the [line] extra)")
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker")
+    broker.start()
+    mes = Mes(broker.port, "fault/#")
+    sinks = (f"mqtt://127.0.0.1:{broker.port}/fault",)
     cells = elpv_cells(60)
     inbox, staging = tmp_path / "in", tmp_path / "staging"
     inbox.mkdir()
@@ -120,13 +134,13 @@ def test_kill_9_while_the_folder_is_fed_then_restart_every_file_is_logged_exactl
         fed.set()
 
     bundle = constant_bundle("defect_last")
-    line = Line(tmp_path, bundle, inbox)
+    line = Line(tmp_path, bundle, inbox, sinks)
     feeder = threading.Thread(target=feed)
     feeder.start()
     wait_for(lambda: len(logged_names(line.log)) >= 10, "ten rows")
     line.proc.kill()  # kill -9, mid-stream
     line.proc.wait(DEADLINE)
-    line = Line(tmp_path, bundle, inbox)
+    line = Line(tmp_path, bundle, inbox, sinks)
     feeder.join(DEADLINE)
     assert fed.is_set()
     wait_for(lambda: len(logged_names(line.log)) >= len(names), "every file's row")
@@ -138,3 +152,10 @@ def test_kill_9_while_the_folder_is_fed_then_restart_every_file_is_logged_exactl
     assert rows == {n: hashlib.sha256(c).hexdigest() for n, c in zip(names, cells, strict=True)}
     assert sorted(p.name for p in (inbox / "done").iterdir()) == names
     assert [p.name for p in inbox.iterdir() if p.is_file()] == []
+    with sqlite3.connect(line.log) as db:
+        logged_ids = {r[0] for r in db.execute("SELECT id FROM inspections WHERE station = 'hf'")}
+    wait_for(lambda: {m["inspection_id"] for m in mes.payloads("/result")} >= logged_ids, "every result on MQTT")
+    published = {m["inspection_id"]: m["file"] for m in mes.payloads("/result")}
+    assert set(published) == logged_ids and sorted(published.values()) == names  # at least once, nothing foreign
+    mes.close()
+    broker.stop()
