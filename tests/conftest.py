@@ -6,7 +6,9 @@ tests in ``tests/unit/data``; this file only holds what several test packages ne
 
 from __future__ import annotations
 
+import gc
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"a realdata test skipped under DEFECTLENS_REQUIRE_REALDATA=1 ({reason})"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After a failed test, once Tk is loaded in this process, free what its traceback held, on the main thread.
+
+    A Tk interpreter freed on another thread aborts the whole run ("Tcl_AsyncDelete: async handler deleted
+    by the wrong thread"): a failed window test's traceback (kept in ``sys.last_traceback`` for post-mortem
+    debugging) holds its window, and a later test's server thread could be the one to collect it. So a
+    failed Tk test costs its own report, never the rest of the suite.
+    """
+    if "tkinter" not in sys.modules or getattr(sys, "last_traceback", None) is None:
+        return  # passing window tests: their modules collect at the end (test_inspector_xvfb.py)
+    sys.last_type = sys.last_value = sys.last_traceback = None  # type: ignore[assignment]
+    if hasattr(sys, "last_exc"):
+        sys.last_exc = None  # type: ignore[assignment]
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
@@ -175,3 +194,15 @@ def gated_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -
 
     run = make_checkpoint(tmp_path_factory.mktemp("gated-run"))
     return export_bundle(run, tmp_path_factory.mktemp("gated") / "model.dlens", data=tiny_dataset).path
+
+
+@pytest.fixture(scope="session")
+def cam_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
+    """A pooled-head bundle (MobileNetV3-Small, 1 channel, 64 px, test-time flips) exported with its data
+    and ``--int8``: its graphs give the logits, the OOD score and the last feature map, so the class
+    activation map runs without torch (:mod:`defectlens.inference.cam`)."""
+    from defectlens.export import export_bundle
+    from tests.helpers import make_checkpoint
+
+    run = make_checkpoint(tmp_path_factory.mktemp("cam-run"), arch="mobilenet_v3_small", size=64, tta="flips")
+    return export_bundle(run, tmp_path_factory.mktemp("cam") / "model.dlens", data=tiny_dataset, int8=True).path
