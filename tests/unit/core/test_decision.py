@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from defectlens.core.decision import decide, softmax
+from defectlens.core.decision import check_threshold, decide, defect_probability, softmax
+from defectlens.core.errors import DefectlensError
 
 # defect probabilities 0.1, 0.25, 0.4, 0.6, 1.0 and 0.0; binary fractions, so "exactly at" is exact
 P_DEFECT = np.array([0.1, 0.25, 0.4, 0.6, 1.0, 0.0])
@@ -80,3 +81,44 @@ def test_float32_logits_give_float64_probabilities():
     assert probs.dtype == np.float64
     assert probs[0, 1] == pytest.approx(1 / (1 + math.exp(-20.0)), rel=1e-12, abs=0) and probs[0, 1] < 1.0
     assert decide(probs, positive_index=1, threshold=1.0).tolist() == [0]
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.5, 1, 1.0, np.float32(0.25), np.float64(1.0), np.int64(0)])
+def test_check_threshold_passes_every_probability_through_as_a_float(value):
+    checked = check_threshold(value)
+    assert type(checked) is float and checked == float(value)
+    assert check_threshold(None) is None  # no override: the spec's own threshold applies
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), "threshold must be in [0, 1], got nan"),
+        (float("inf"), "threshold must be in [0, 1], got inf"),
+        (-0.01, "threshold must be in [0, 1], got -0.01"),
+        (1.0000001, "threshold must be in [0, 1], got 1.0000001"),
+        (7.0, "threshold must be in [0, 1], got 7.0"),
+        (True, "threshold must be a number in [0, 1], got True"),
+        ("0.5", "threshold must be a number in [0, 1], got '0.5'"),
+        ([0.5], "threshold must be a number in [0, 1], got [0.5]"),
+    ],
+)
+def test_check_threshold_refuses_what_would_silently_pass_every_part(value, message):
+    with pytest.raises(DefectlensError) as info:
+        check_threshold(value)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "class_names", "positive", "expected"),
+    [
+        ({"defect": 0.8, "ok": 0.2}, ("defect", "ok"), "defect", 0.8),  # defect first
+        ({"ok": 0.7, "defect": 0.3}, ("ok", "defect"), "defect", 0.3),  # defect second, not the predicted class
+        ({"ok": 0.7, "defect": 0.3}, ("ok", "defect"), None, None),  # no defect class named
+        ({"a": 0.5, "b": 0.3, "c": 0.2}, ("a", "b", "c"), "b", None),  # three classes: no single number
+        ({}, ("ok", "defect"), "defect", None),  # an error or a frame sent for review has no probabilities
+    ],
+)
+def test_defect_probability_is_the_defect_class_of_a_binary_model_only(probabilities, class_names, positive, expected):
+    got = defect_probability(probabilities, class_names=class_names, positive_class=positive)
+    assert got == expected and (got is None or type(got) is float)
