@@ -141,7 +141,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def workspace(name: str, target: Target, work: Path) -> Path:
-    """``work/name``: a fresh copy of src/, tests/ and pyproject.toml, with mutmut's settings appended."""
+    """``work/name``: a fresh copy of src/, tests/, README.md and pyproject.toml, with mutmut's settings appended."""
     folder = work / name
     if folder.exists():
         shutil.rmtree(folder)
@@ -149,6 +149,7 @@ def workspace(name: str, target: Target, work: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for part in ("src", "tests"):
         shutil.copytree(ROOT / part, folder / part, ignore=ignore)
+    shutil.copy2(ROOT / "README.md", folder / "README.md")  # tests that hold the README to the code read it
     settings = {
         "source_paths": ["src"],
         "only_mutate": [target.source],
