@@ -53,13 +53,13 @@ on the old datastore's blocks are copied into one, so a custom data block's ``se
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from defectlens.line.base import LineError, Result, StationControl
-from defectlens.line.handshake import Handshake, HandshakeState
+from defectlens.line.base import LineError, StationControl
+from defectlens.line.handshake import HandshakeState
+from defectlens.line.plcserver import PlcServer
 
 COILS = ("Trigger", "ResultsAck", "TriggerReady", "ResultsValid", "OK", "NG", "NoDecision", "Error", "Online", "Alarm")
 REGISTERS = (
@@ -131,7 +131,7 @@ def _pack_bits(bits: Sequence[bool]) -> list[int]:
     return [sum(1 << i for i, bit in enumerate(bits[k : k + 16]) if bit) for k in range(0, len(bits), 16)]
 
 
-class ModbusSink:
+class ModbusSink(PlcServer):
     """A Modbus TCP server presenting each result to the PLC; see the module docstring for the register map.
 
     Args:
@@ -151,17 +151,9 @@ class ModbusSink:
         wait_for_ack: bool = False,
         start_timeout: float = 10.0,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.endpoint = f"modbus://{host}:{port}"
-        self.handshake = Handshake(queue_size=queue_size, wait_for_ack=wait_for_ack)
-        self.start_timeout = start_timeout
+        super().__init__(host=host, port=port, endpoint=f"modbus://{host}:{port}", queue_size=queue_size,
+                         wait_for_ack=wait_for_ack, start_timeout=start_timeout)  # fmt: skip
         self._part_id = [0, 0]
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
 
     @classmethod
     def from_config(cls, options: dict[str, Any], *, station: str, base: Path) -> ModbusSink:
@@ -188,43 +180,12 @@ class ModbusSink:
         """Where a PLC connects, with the bound port (after :meth:`open`)."""
         return f"modbus://{self.host}:{self.port}"
 
+    protocol = "Modbus TCP"
+
     def open(self, control: StationControl) -> None:
-        """Listen, on a thread with its own event loop; :class:`LineError` naming the endpoint when it cannot."""
+        """Listen (pymodbus 3.13 or later); :class:`LineError` naming the endpoint when it cannot."""
         _check_pymodbus(self.endpoint)
-        self.handshake.attach(control)
-        self._thread = threading.Thread(target=self._run, name=f"defectlens-{self.endpoint}", daemon=True)
-        self._thread.start()
-        if not self._started.wait(self.start_timeout):
-            raise LineError(f"{self.endpoint}: the Modbus TCP server did not start within {self.start_timeout:g} s")
-        if self._error is not None:
-            self._thread.join()
-            raise LineError(
-                f"{self.endpoint}: cannot listen on {self.host}:{self.port} ({self._error}); the port is in use or "
-                "the address is not one of this machine's: choose another port or host"
-            ) from self._error
-
-    def publish(self, result: Result) -> None:
-        """Present or queue ``result`` for the PLC (never blocks on the network)."""
-        self.handshake.publish(result)
-
-    def set_status(self, online: bool, alarm: str = "") -> None:
-        self.handshake.set_status(online, alarm)
-
-    def close(self) -> None:
-        """Stop the server; queued results the PLC never acknowledged are in the inspection log."""
-        loop, stop, thread = self._loop, self._stop, self._thread
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
-        if thread is not None:
-            thread.join(timeout=10)
-        self._thread = None
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
+        super().open(control)
 
     async def _serve(self) -> None:
         from pymodbus.server import ModbusTcpServer

@@ -49,14 +49,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from defectlens.line.base import LineError, Result, StationControl
-from defectlens.line.handshake import Handshake, HandshakeState
+from defectlens.line.base import LineError
+from defectlens.line.handshake import HandshakeState
+from defectlens.line.plcserver import PlcServer
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def parse_endpoint(endpoint: str) -> tuple[str, str, int, str]:
     return f"opc.tcp://{parts.hostname}:{port}{path}", parts.hostname, port, path
 
 
-class OpcUaSink:
+class OpcUaSink(PlcServer):
     """An OPC UA server presenting each result to the PLC; see the module docstring for the nodes.
 
     Args:
@@ -141,17 +141,12 @@ class OpcUaSink:
         wait_for_ack: bool = False,
         start_timeout: float = 30.0,
     ) -> None:
-        self.endpoint, self.host, self.port, self._path = parse_endpoint(endpoint)
+        url, host, port, self._path = parse_endpoint(endpoint)
+        super().__init__(host=host, port=port, endpoint=url, queue_size=queue_size, wait_for_ack=wait_for_ack,
+                         start_timeout=start_timeout)  # fmt: skip
         self.station = station or "station"
         self.namespace = namespace
-        self.handshake = Handshake(queue_size=queue_size, wait_for_ack=wait_for_ack)
-        self.start_timeout = start_timeout
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
         self._server: Any = None
         self._nodes: dict[str, Any] = {}
         self._written: dict[str, Any] = {}
@@ -188,36 +183,7 @@ class OpcUaSink:
         """The string node id of variable ``name`` without its namespace index, e.g. ``station.Trigger``."""
         return f"{self.station}.{name}"
 
-    def open(self, control: StationControl) -> None:
-        """Listen, on a thread with its own event loop; :class:`LineError` naming the endpoint when it cannot."""
-        self.handshake.attach(control)
-        self._thread = threading.Thread(target=self._run, name=f"defectlens-{self.endpoint}", daemon=True)
-        self._thread.start()
-        if not self._started.wait(self.start_timeout):
-            raise LineError(f"{self.endpoint}: the OPC UA server did not start within {self.start_timeout:g} s")
-        if self._error is not None:
-            self._thread.join()
-            raise LineError(
-                f"{self.endpoint}: cannot listen on {self.host}:{self.port} ({self._error}); the port is in use or "
-                "the address is not one of this machine's: choose another port or host"
-            ) from self._error
-
-    def publish(self, result: Result) -> None:
-        """Present or queue ``result`` for the PLC (never blocks on the network)."""
-        self.handshake.publish(result)
-
-    def set_status(self, online: bool, alarm: str = "") -> None:
-        self.handshake.set_status(online, alarm)
-
-    def close(self) -> None:
-        """Write the last state (offline, if the station said so), then stop the server."""
-        loop, stop, thread = self._loop, self._stop, self._thread
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        if thread is not None:
-            thread.join(timeout=30)
-        self._thread = None
+    protocol = "OPC UA"
 
     def _notify(self) -> None:
         """A handshake listener, on any thread: wake the writer."""
@@ -225,13 +191,6 @@ class OpcUaSink:
         if loop is not None and wake is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(wake.set)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
