@@ -111,6 +111,11 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         )
         for n, arg in ((30, "strict=None"), (33, ""), (34, "strict=False"))
     },
+    "defectlens.core.spec.x_spec_problems__mutmut_76": (
+        '+    t, (tlo, thi) = d.get("temperature", 2.0), TEMPERATURE_RANGE',
+        "the default only stands in for a missing temperature in the range check, and 2.0 is as valid as 1.0;"
+        " ModelSpec's own default (1.0) is what a spec without a temperature gets",
+    ),
     "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
         "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
         "max_workers=None (the default size): " + ANY_POOL,

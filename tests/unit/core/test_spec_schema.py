@@ -165,3 +165,9 @@ def test_the_written_form_is_plain_lists_with_sorted_keys_and_reads_back_equal()
     text = s.to_json()
     assert list(json.loads(text)) == sorted(d)
     assert ModelSpec.from_json(text) == s
+
+
+def test_json_nested_past_the_interpreters_depth_is_refused_in_one_sentence():
+    with pytest.raises(SpecError) as info:
+        ModelSpec.from_json("[" * 100_000 + "]" * 100_000)
+    assert str(info.value) == "model spec is nested too deeply to be a spec"
