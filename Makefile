@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench bench-real clean install sysdeps peers mutation planted
+.PHONY: demo test lint format bench bench-real bench-ship clean install sysdeps peers mutation planted inspector-app
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/hadolint Dockerfile
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -41,6 +42,11 @@ bench: $(STAMP)
 bench-real: $(STAMP)
 	$(BIN)/python benchmarks/run_real.py
 
+# What a plant installs (issue 28): the wheel, the torch-free install and the container image's virtualenv
+# (built with deploy/install.sh, as the Dockerfile does), their sizes and start-up to a first verdict.
+bench-ship: $(STAMP)
+	$(BIN)/python benchmarks/bench_ship.py
+
 # Mutation testing of the modules that decide (benchmarks/bench_mutation.py; results in
 # benchmarks/results/mutation.json). Slow (tens of minutes on 2 cores), so not part of make test.
 # MODULES="decision auth" runs only those.
@@ -51,6 +57,11 @@ mutation: $(STAMP)
 # (benchmarks/bench_planted.py; results in benchmarks/results/planted.json).
 planted: $(STAMP)
 	$(BIN)/python benchmarks/bench_planted.py
+
+# The standalone QA Inspector (PyInstaller, packaging/inspector.spec): dist/defectlens-inspector/, a folder
+# with its own Python, ONNX Runtime and Tk; no torch. On Windows: pyinstaller --noconfirm packaging\inspector.spec
+inspector-app: $(STAMP)
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller packaging/inspector.spec
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

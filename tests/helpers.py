@@ -111,3 +111,31 @@ def write_part(path: Path, probabilities: Mapping[str, float], class_names: Sequ
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (size, size), tuple(colour)).save(path)
     return path
+
+
+def elpv_cells(
+    root: Path, *, per_class: int, names: tuple[str, str] = ("ok", "defect"), skip: int = 0, jpeg: bool = False
+) -> Path:
+    """``root/<names[0]>`` and ``root/<names[1]>``: real solar-cell photos (300 x 300, gray) from the elpv-dataset
+    package, the functional cells (defect probability 0) and the surely defective ones (1.0), ``per_class`` of
+    each after the first ``skip``: links to the package's PNGs, or JPEG copies (``jpeg``). What the surface tests
+    (page, Inspector, README, station) take their few real images from, so a clone without ``../shared`` runs them.
+    """
+    from importlib import resources
+
+    from PIL import Image
+
+    from tests.require import import_or_missing
+
+    import_or_missing("elpv_dataset", flag="EXTRAS", reason="the real images are ELPV cells (the [train] extra)")
+    data = Path(str(resources.files("elpv_dataset") / "data"))
+    rows = [line.split() for line in (data / "labels.csv").read_text().splitlines() if line.strip()]
+    for name, probability in zip(names, (0.0, 1.0), strict=True):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        cells = [data / path for path, p, *_ in rows if float(p) == probability][skip : skip + per_class]
+        for cell in cells:
+            if jpeg:
+                Image.open(cell).convert("L").save(root / name / f"{cell.stem}.jpeg", quality=95)
+            else:
+                (root / name / cell.name).symlink_to(cell)
+    return root

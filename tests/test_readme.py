@@ -1,10 +1,11 @@
 """The README's console blocks and Python snippets, executed (as litserve's tests/test_readme.py does).
 
 Every ``$ defectlens ...`` line of a ```console block runs, in order, in a scratch folder holding
-``parts/{good,bad}`` and ``new_parts`` made of real casting photos, and must exit 0; every output line
-the README shows must appear in the real output, with numbers, timings and ids masked (the tour's
-figures come from a larger folder). JSON lines are checked by key. Every ```python block runs too.
-So the quick tour cannot drift from the code.
+``parts/{good,bad}`` and ``new_parts`` made of real photos (ELPV solar cells from the elpv-dataset package,
+so a clone without ``../shared`` runs it; the README's figures come from casting photos), and must exit 0;
+every output line the README shows must appear in the real output, with numbers, timings and ids masked
+(the tour's figures come from a larger folder). JSON lines are checked by key. Every ```python block runs
+too. So the quick tour cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import elpv_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 RUN = re.compile(r"runs/casting-\d{8}-\d{6}")
 
-pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+pytestmark = pytest.mark.slow
+
+#: The files of ``new_parts``: the names the README's casting photos had (it predicts ``new__0_9014.jpeg``),
+#: here holding cracked (``new__0_*``) and functional (``cast_ok_*``) cells as JPEG.
+NEW_PARTS = {
+    "bad": ("new__0_9014", "new__0_9248", "new__0_9334"),
+    "good": ("cast_ok_0_9988", "cast_ok_0_9993", "cast_ok_0_9996"),
+}
 
 
 def mask(line: str) -> str:
@@ -53,17 +63,14 @@ def console_blocks() -> list[list[tuple[str, list[str]]]]:
 
 
 @pytest.fixture(scope="module")
-def workspace(shared_datasets, tmp_path_factory) -> Path:
+def workspace(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("readme")
-    casting = shared_datasets / "casting"
-    for label, folder in (("good", "ok_front"), ("bad", "def_front")):
-        (root / "parts" / label).mkdir(parents=True)
-        for f in sorted((casting / "train" / folder).glob("*.jpeg"))[:16]:
-            (root / "parts" / label / f.name).symlink_to(f)
+    elpv_cells(root / "parts", per_class=16, names=("good", "bad"), jpeg=True)
+    new = elpv_cells(root / "new", per_class=3, names=("good", "bad"), skip=16, jpeg=True)
     (root / "new_parts").mkdir()
-    for folder in ("ok_front", "def_front"):
-        for f in sorted((casting / "test" / folder).glob("*.jpeg"))[-3:]:
-            (root / "new_parts" / f.name).symlink_to(f)
+    for label, names in NEW_PARTS.items():
+        for cell, name in zip(sorted((new / label).iterdir()), names, strict=True):
+            cell.rename(root / "new_parts" / f"{name}.jpeg")
     return root
 
 

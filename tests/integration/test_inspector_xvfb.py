@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from defectlens.core.decision import decide
+from tests.helpers import elpv_cells
 from tests.require import missing
 
 XVFB = shutil.which("Xvfb")
@@ -142,24 +143,14 @@ def press(win, key: str) -> None:
     win.root.update()
 
 
-def casting_folder(shared: Path, root: Path, per_class: int, split: str = "test") -> Path:
-    """``root/ok`` and ``root/defect`` (the bundle's class names) of symlinks to real casting images."""
-    for label, source in (("ok", "ok_front"), ("defect", "def_front")):
-        (root / label).mkdir(parents=True)
-        for f in sorted((shared / "casting" / split / source).glob("*.jpeg"))[:per_class]:
-            (root / label / f.name).symlink_to(f)
-    return root
-
-
 def shown_label(win) -> str:
     return win.text["decision"].get()
 
 
 @pytest.mark.slow
-@pytest.mark.realdata
-def test_window_on_real_images(window, bundle, shared_datasets, tmp_path):
+def test_window_on_real_images(window, bundle, tmp_path):
     win, app = window, window.app
-    folder = casting_folder(shared_datasets, tmp_path / "parts", 3)
+    folder = elpv_cells(tmp_path / "parts", per_class=3)  # real solar cells, named after the bundle's classes
     (folder / "defect" / "zz_unreadable.jpeg").write_bytes(b"not a jpeg")
     app.start(model=bundle, folder=folder)
     win.refresh()
@@ -200,7 +191,7 @@ def test_window_on_real_images(window, bundle, shared_datasets, tmp_path):
 
     press(win, "<KeyPress-g>")  # Grad-CAM, computed in the background
     assert win.gradcam.get()
-    pump(win, lambda: win.text["gradcam_note"].get() == f"Grad-CAM of class {flipped}")
+    pump(win, lambda: win.text["gradcam_note"].get() == f"Grad-CAM (torch) of class {flipped}")  # a dense head
 
     win.comment.focus_force()
     win.comment.insert(0, "checked under the lamp")
@@ -261,28 +252,17 @@ def _screenshot(win, path: Path):
     return image
 
 
-def thousand_images(tmp_path: Path, shared: Path | None) -> Path:
-    """1,000 real casting JPEGs (symlinks) when the shared data is present, else 1,000 small PNGs."""
-    root = tmp_path / "thousand"
-    if shared is not None and (shared / "casting" / "train").is_dir():
-        return casting_folder(shared, root, 500, split="train")
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for label in ("ok", "defect"):
-        (root / label).mkdir(parents=True)
-        for i in range(500):
-            Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(root / label / f"{i:04d}.png")
-    return root
+def thousand_images(tmp_path: Path) -> Path:
+    """1,000 real ELPV cells (300 x 300 PNG links): 500 functional as ``ok``, 500 defective as ``defect``."""
+    return elpv_cells(tmp_path / "thousand", per_class=500)
 
 
 @pytest.mark.slow
 def test_window_stays_responsive_while_scoring_1000_images(window, bundle, tmp_path, monkeypatch):
     from defectlens.inference.predictor import Predictor
-    from tests.conftest import SHARED
 
     win, app = window, window.app
-    folder = thousand_images(tmp_path, SHARED if SHARED.is_dir() else None)
+    folder = thousand_images(tmp_path)
     app.open_model(bundle)
     pump(win, lambda: app.model is not None)
     scored_on: set[str] = set()  # the threads the images were scored on

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+from tests.helpers import elpv_cells
+
+pytestmark = pytest.mark.slow
 
 
 def defectlens(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -23,13 +25,11 @@ def defectlens(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def parts(shared_datasets, tmp_path_factory) -> Path:
-    """``parts/{good,bad}``: 16 real casting photos of each, as a user would drop them in folders."""
+def parts(tmp_path_factory) -> Path:
+    """``parts/{good,bad}``: 16 real photos of each (ELPV solar cells, from its package), as a user would drop
+    them in folders."""
     root = tmp_path_factory.mktemp("newcomer")
-    for label, source in (("good", "ok_front"), ("bad", "def_front")):
-        (root / "parts" / label).mkdir(parents=True)
-        for f in sorted((shared_datasets / "casting" / "train" / source).glob("*.jpeg"))[:16]:
-            (root / "parts" / label / f.name).symlink_to(f)
+    elpv_cells(root / "parts", per_class=16, names=("good", "bad"))
     return root
 
 

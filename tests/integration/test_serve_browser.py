@@ -1,8 +1,8 @@
 """The upload page in a real browser: system Chromium driven by Playwright against a real uvicorn server.
 
-Loads ``/``, uploads a real casting image, reads the decision, moves the threshold slider and sees
-the label change without a request, records a verdict (checked in the log) and saves a screenshot
-(``DEFECTLENS_SCREENSHOT`` names where; default: the test's tmp folder). Skips with a reason when
+Loads ``/``, uploads a real image (a cracked solar cell from the elpv-dataset package), reads the decision,
+moves the threshold slider and sees the label change without a request, records a verdict (checked in the log)
+and saves a screenshot (``DEFECTLENS_SCREENSHOT`` names where; default: the test's tmp folder). Skips with a reason when
 Chromium or Playwright is missing, unless ``DEFECTLENS_REQUIRE_UI_TESTS=1`` (CI), where it fails.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import elpv_cells
 from tests.require import import_or_missing, missing
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -68,11 +69,10 @@ class ServerThread:
 
 
 @pytest.mark.slow
-@pytest.mark.realdata
-def test_upload_page_in_chromium(chromium, bundle, shared_datasets, tmp_path):
+def test_upload_page_in_chromium(chromium, bundle, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    image = sorted((shared_datasets / "casting" / "test" / "def_front").glob("*.jpeg"))[0]
+    image = sorted((elpv_cells(tmp_path / "cells", per_class=1) / "defect").iterdir())[0]  # a real cracked cell
 
     from defectlens.inference.predictor import Predictor
     from defectlens.inspections import InspectionLog

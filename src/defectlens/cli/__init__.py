@@ -25,7 +25,6 @@ import threading
 from defectlens.core.errors import DefectlensError
 from defectlens.core.outputs import ENVIRONMENT_ERRNOS, os_reason
 from defectlens.core.text import terminal_safe
-from defectlens.core.version import __version__
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_NEEDS_REVIEW = 4
@@ -44,7 +43,7 @@ _EXTRAS = {
 }
 
 # Subcommand modules, in the order they appear in --help.
-_COMMANDS = ("data", "train", "evaluate", "export", "predict", "bench", "demo", "serve", "inspector", "line")
+_COMMANDS = ("data", "train", "evaluate", "export", "bundle", "predict", "bench", "demo", "serve", "inspector", "line")
 
 
 class Parser(argparse.ArgumentParser):
@@ -88,6 +87,20 @@ class _Formatter(argparse.HelpFormatter):
         return text
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the installed runtimes, looked up only when asked (not on every start)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0,
+                         help="print the version, the Python and the installed runtimes, then exit")  # fmt: skip
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        from defectlens.core.machine import version_report
+
+        print(version_report())
+        parser.exit()
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="defectlens",
@@ -95,7 +108,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 some inputs failed, 2 usage or input error, 3 internal error, "
         "4 some frames need review (the gate flagged them; none failed)",
     )
-    parser.add_argument("--version", action="version", version=f"defectlens {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
         try:

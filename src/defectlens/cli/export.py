@@ -68,7 +68,23 @@ def run(args: argparse.Namespace) -> int:
     if "int8" in result.meta:
         console.print(_int8_line(result.meta["int8"]))
     console.print(_gate_line(result.meta.get("gate"), parity.get("ood")))
+    console.print(_cam_line(parity.get("cam"), (result.meta.get("int8") or {}).get("cam")))
     return 0
+
+
+def _cam_line(check: dict | None, int8: dict | None) -> str:
+    """How the bundle's decisions are explained, and the CAM's parity with torch Grad-CAM."""
+    if check is None:
+        return "explanations: Grad-CAM through torch (this head is not global pooling + linear: no CAM output)"
+    figures = f"max |CAM - Grad-CAM| = {check['max_abs_diff']:.1e}, correlation >= {check['min_correlation']:.6f}"
+    where = f"on {check['images']} images"
+    if not check["ok"]:
+        return f"explanations: Grad-CAM through torch (the graph's CAM differs: {figures} {where})"
+    line = f"explanations: CAM from the graph, no torch needed; parity {figures} {where}"
+    if int8 is not None:
+        state = "" if int8["ok"] else " (below the rule: the INT8 graph explains through torch)"
+        line += f"; INT8 correlation >= {int8['min_correlation']:.4f}{state}"
+    return line
 
 
 def _gate_line(gate: dict | None, parity: dict | None) -> str:

@@ -37,7 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="model bundle (.dlens), run folder or checkpoint")
     p.add_argument("--threshold", type=float, default=None, help="decision threshold on the defect probability")
-    p.add_argument("--explain", action="store_true", help="write a Grad-CAM overlay PNG per image into the output")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="write an explanation overlay PNG per image into the output "
+        "(the CAM from the graph when the bundle has it, else Grad-CAM through torch)",
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder (default: a new ./predictions[-N])")
     p.add_argument("--force", action="store_true", help="replace the predictions already in --out")
     p.add_argument("--backend", choices=BACKENDS, default="auto", help="model runtime (default: auto)")
@@ -108,13 +113,16 @@ def _one(args: argparse.Namespace, predictor, file: Path) -> int:
     result = pred.to_dict()
     result["file"] = utf8_text(pred.file)  # JSON is UTF-8: the bytes of a name that is not, as \xNN
     if args.explain and pred.ok:
-        from defectlens.explain.gradcam import save_overlay
+        from defectlens.explain.maps import save_overlay
+        from defectlens.workflows.predict import explain_method
 
+        result["explain_method"] = explain_method(predictor)
         target = output_folder(args.out, force=args.force) / overlay_name(file)
         try:
-            result["overlay"] = utf8_text(str(save_overlay(predictor, file, target, target=pred.prediction)))
+            save_overlay(predictor, file, target, target=pred.prediction)
         except OSError as exc:
             raise output_error(target, exc) from None
+        result["overlay"] = utf8_text(str(target))
     from defectlens.cli.output import json_text
 
     print(json_text(result))
@@ -136,6 +144,8 @@ def _print(summary, class_names) -> None:
     console.print(table(f"{summary.files} files", ["result", "count"], rows))
     console.print("predictions:")
     console.print(safe(str(summary.csv_path)), overflow="ignore", crop=False, soft_wrap=True)  # one line, never split
+    if summary.explain_method:
+        console.print(f"overlays: {summary.explain_method}")
     m = summary.metrics
     if m:
         recall = ", ".join(f"{safe(r['class'])} {r['recall']:.3f}" for r in m["per_class"] if r["support"])

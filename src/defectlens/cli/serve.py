@@ -1,4 +1,9 @@
-"""``defectlens serve``: the inspection web service (upload page, REST API, inspection log)."""
+"""``defectlens serve``: the inspection web service (upload page, REST API, inspection log).
+
+A container configures it by environment variables (the Dockerfile's ``ENV``): ``DEFECTLENS_MODEL``,
+``DEFECTLENS_DB`` and ``DEFECTLENS_PORT`` stand for ``--model``, ``--db`` and ``--port`` when those are not
+given, beside ``DEFECTLENS_API_KEY`` and ``DEFECTLENS_ALLOWED_HOSTS``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,25 @@ import argparse
 import os
 from pathlib import Path
 
+from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GATE_MODES
 from defectlens.inference.backends import SLICE
 from defectlens.inference.predictor import PRECISIONS
 
+#: Environment variables read when the flag is not given (a container's configuration).
+MODEL_ENV, DB_ENV, PORT_ENV = "DEFECTLENS_MODEL", "DEFECTLENS_DB", "DEFECTLENS_PORT"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("serve", help="serve a model bundle over HTTP with an upload page", description=__doc__)
-    p.add_argument("--model", default=None, help="model bundle (.dlens), run folder or checkpoint to serve")
+    p.add_argument(
+        "--model", default=None, help=f"model bundle (.dlens), run folder or checkpoint to serve (or env {MODEL_ENV})"
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind; anything but loopback needs --api-key")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--db", type=Path, default=Path("inspections.sqlite"), help="SQLite inspection log")
+    p.add_argument("--port", type=int, default=None, help=f"TCP port (or env {PORT_ENV}; default 8000)")
+    p.add_argument(
+        "--db", type=Path, default=None, help=f"SQLite inspection log (or env {DB_ENV}; default inspections.sqlite)"
+    )
     p.add_argument("--api-key", default=None, help="require this key on /v1 and /metrics (or env DEFECTLENS_API_KEY)")
     p.add_argument("--store-images", type=Path, default=None, metavar="DIR", help="keep uploads, by content hash")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body (413 above)")
@@ -45,16 +58,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import stderr, warn
-    from defectlens.core.errors import DefectlensError
     from defectlens.serve import ALLOWED_HOSTS_ENV, API_KEY_ENV, ServeConfig
     from defectlens.serve.server import serve
 
-    if not args.model:
-        raise DefectlensError("serve needs a model: --model BUNDLE (a .dlens file from 'defectlens export RUN')")
+    model = args.model or os.environ.get(MODEL_ENV)
+    if not model:
+        raise DefectlensError(
+            f"serve needs a model: --model BUNDLE or env {MODEL_ENV} (a .dlens file from 'defectlens export RUN')"
+        )
+    db = args.db or Path(os.environ.get(DB_ENV) or "inspections.sqlite")
     config = ServeConfig(
         host=args.host,
-        port=args.port,
-        db=args.db,
+        port=_port(args.port),
+        db=db,
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         store_images=args.store_images,
         max_upload_mb=args.max_upload_mb,
@@ -73,5 +89,17 @@ def run(args: argparse.Namespace) -> int:
     )
     if config.exposed:
         warn(f"listening on {config.host} without an API key: anyone who can reach it can use it and read the log")
-    serve(args.model, config, on_ready=lambda url: stderr().print(f"serving {args.model} at {url} (log: {args.db})"))
+    serve(model, config, on_ready=lambda url: stderr().print(f"serving {model} at {url} (log: {db})"))
     return 0
+
+
+def _port(flag: int | None) -> int:
+    """--port, else env DEFECTLENS_PORT, else 8000; a bad value in the environment is refused with its name."""
+    if flag is not None:
+        return flag
+    text = os.environ.get(PORT_ENV, "").strip()
+    if not text:
+        return 8000
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise DefectlensError(f"env {PORT_ENV}={text!r} is not a TCP port: give a whole number from 0 to 65535")
+    return int(text)

@@ -11,7 +11,9 @@ This is an integrity check, not a signature: whoever can rewrite the file can re
 reading also refuses what a crafted bundle could use to hurt the reader, before reading a byte of
 it: members larger than :data:`MAX_MEMBER_BYTES` (declared size in the zip directory), compressed
 more than :data:`MAX_RATIO` times (a zip bomb), encrypted or stored with an unknown method; and
-``spec.json`` is checked against the :class:`ModelSpec` schema before anything is built from it.
+``spec.json`` is checked against the :class:`ModelSpec` schema before anything is built from it. Its
+optional ``cam`` entry (the class activation map's graph output and the head's tensors in
+``model.safetensors``, read here with NumPy) must name float tensors of the right shapes.
 
 A bundle travels to other machines and people, so :func:`write_bundle` replaces every absolute path
 in ``spec.json`` (training config, notes) by its last component: no machine's folder layout ships.
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+import numpy as np
+
 from defectlens.core.archive import EMPTY, zip_problem
 from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GateProfile, profile_problems
@@ -47,6 +51,9 @@ SUFFIX = ".dlens"
 # The ONNX metadata_props keys carrying the spec, so other runtimes can read the model on its own.
 META_SPEC_KEY = "defectlens.spec"
 META_FORMAT_KEY = "defectlens.format"
+#: The graph output holding the last feature map (N, K, h, w) of the untransformed image, for class
+#: activation maps; ``spec.json``'s ``cam`` entry names the head's tensors in ``model.safetensors``.
+CAM_OUTPUT = "cam_features"
 #: Largest uncompressed member, as declared in the zip directory (ONNX Runtime's protobuf limit is 2 GiB;
 #: the largest model in the zoo is well under 100 MiB).
 MAX_MEMBER_BYTES = 1 << 30
@@ -263,6 +270,10 @@ def _check_meta(p: Path, meta: Any, members: dict[str, bytes]) -> ModelSpec:
     default = meta.get("default_onnx", ONNX_FILE)
     if default not in (ONNX_FILE, INT8_FILE) or default not in members:
         raise DefectlensError(f"{p}: refused: default_onnx {default!r:.60} names no ONNX member of the bundle")
+    if meta.get("cam") is not None:
+        problem = cam_problem(meta["cam"], members[WEIGHTS_FILE])
+        if problem:
+            raise DefectlensError(f"{p}: refused: spec.json's cam entry is invalid: {problem}")
     if meta.get("gate") is not None:
         problems = profile_problems(meta["gate"])
         if problems:
@@ -302,4 +313,58 @@ def safetensors_problem(data: bytes) -> str | None:
             or not 0 <= offsets[0] <= offsets[1] <= body
         ):
             return f"tensor {name!r:.60} has bad data offsets"
+    return None
+
+
+#: The dtypes :func:`safetensors_array` reads (what a float state dict holds).
+_DTYPES = {"F32": "<f4", "F64": "<f8", "F16": "<f2"}
+
+
+def _safetensors_header(data: bytes) -> tuple[dict[str, Any], int]:
+    (size,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8 : 8 + size]), 8 + size
+
+
+def safetensors_array(data: bytes, name: str) -> np.ndarray:
+    """Tensor ``name`` of a safetensors file as a float32 NumPy array, read without torch or safetensors.
+
+    ``data`` must have passed :func:`safetensors_problem` (offsets inside the file).
+
+    Raises:
+        DefectlensError: when the tensor is absent, of a dtype other than F32/F64/F16, or its shape does
+            not fit its bytes.
+    """
+    header, start = _safetensors_header(data)
+    entry = header.get(name) if name != "__metadata__" else None
+    if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
+        raise DefectlensError(f"{WEIGHTS_FILE} has no float tensor {name!r:.80}")
+    shape = entry.get("shape")
+    begin, end = entry["data_offsets"]
+    dtype = np.dtype(_DTYPES[entry["dtype"]])
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise DefectlensError(f"{WEIGHTS_FILE}: tensor {name!r:.80} has a bad shape")
+    if int(np.prod(shape)) * dtype.itemsize != end - begin:
+        raise DefectlensError(f"{WEIGHTS_FILE}: tensor {name!r:.80} of shape {shape} does not fit its bytes")
+    flat = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=start + begin)
+    return flat.reshape(shape).astype(np.float32)
+
+
+def cam_problem(entry: Any, weights: bytes) -> str | None:
+    """Why ``spec.json``'s ``cam`` entry cannot drive a class activation map, or None.
+
+    It names the graph output and the head's weight (C, K) and bias (C,) in ``model.safetensors``.
+    """
+    if not isinstance(entry, dict):
+        return "not an object"
+    if entry.get("output") != CAM_OUTPUT:
+        return f"output must be {CAM_OUTPUT!r}, got {entry.get('output')!r:.60}"
+    names = (entry.get("weight"), entry.get("bias"))
+    if not all(isinstance(n, str) for n in names):
+        return "weight and bias must name tensors of model.safetensors"
+    try:
+        weight, bias = (safetensors_array(weights, str(n)) for n in names)
+    except DefectlensError as exc:
+        return str(exc)
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],):
+        return f"the head's weight {list(weight.shape)} and bias {list(bias.shape)} are not (C, K) and (C,)"
     return None

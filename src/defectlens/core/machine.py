@@ -13,6 +13,8 @@ from defectlens.core.version import __version__
 
 #: Libraries whose versions a result depends on; those not installed are left out.
 LIBRARIES = ("numpy", "torch", "torchvision", "onnx", "onnxruntime", "openvino", "scikit-learn", "pillow")
+#: The libraries that can run a model, in the order ``defectlens --version`` lists those installed.
+RUNTIMES = ("onnxruntime", "openvino", "torch")
 
 
 def versions() -> dict[str, str]:
@@ -24,6 +26,18 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def version_report() -> str:
+    """What ``defectlens --version`` prints: this version, the Python running it and the installed runtimes.
+
+    Example:
+        >>> version_report().splitlines()[0].startswith("defectlens ")
+        True
+    """
+    found = versions()
+    runtimes = ", ".join(f"{name} {found[name]}" for name in RUNTIMES if name in found)
+    return f"defectlens {__version__} (Python {found['python']})\nruntimes: {runtimes or 'none installed'}"
 
 
 def cpu_model() -> str:

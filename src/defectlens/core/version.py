@@ -1,3 +1,3 @@
 """The package version, in the bottom layer so every layer can record it without importing the rest."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -1,4 +1,7 @@
-"""Grad-CAM for any defectlens model, via the ``grad-cam`` package (``pytorch_grad_cam``).
+"""Grad-CAM for any defectlens model, via the ``grad-cam`` package (``pytorch_grad_cam``): the torch path.
+
+Surfaces call :func:`defectlens.explain.maps.explain`, which takes the torch-free CAM where the bundle
+has it and this module where it does not (a dense head, an older bundle, a checkpoint).
 
 The heatmap is computed on the torch copy of the network (a bundle's safetensors weights) at the
 model's input size, on exactly the preprocessed input the Predictor classifies, then resized to
@@ -11,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from defectlens.core.errors import DefectlensError
-from defectlens.data.images import convert_mode, load_image
+from defectlens.data.images import load_image
+from defectlens.explain.overlay import overlay
 from defectlens.inference.predictor import Predictor
 
 if TYPE_CHECKING:
@@ -23,21 +26,9 @@ if TYPE_CHECKING:
     from defectlens.models import Classifier
 
 
-def _target_index(predictor: Predictor, target: int | str | None, probs: np.ndarray) -> int:
-    names = predictor.spec.class_names
-    if target is None:
-        return int(predictor.decide(probs[None])[0])
-    if isinstance(target, str):
-        if target not in names:
-            raise DefectlensError(f"unknown target class {target!r}; the model knows {', '.join(names)}")
-        return names.index(target)
-    if not 0 <= int(target) < len(names):
-        raise DefectlensError(f"target index {target} out of range for {len(names)} classes")
-    return int(target)
-
-
 def explain(predictor: Predictor, image: Any, *, target: int | str | None = None) -> tuple[np.ndarray, Image.Image]:
-    """Grad-CAM for one image.
+    """Grad-CAM for one image, through torch (:func:`defectlens.explain.maps.explain` picks the CAM when the
+    bundle has it).
 
     Args:
         predictor: a :class:`~defectlens.inference.predictor.Predictor` with torch weights.
@@ -48,58 +39,43 @@ def explain(predictor: Predictor, image: Any, *, target: int | str | None = None
         ``(heatmap, overlay)``: a float32 array (H, W) in [0, 1] at the original image size, and an
         RGB PIL image of that size with the heatmap blended in and the label and probability drawn.
     """
+    original = image if isinstance(image, Image.Image) else load_image(image)
+    heatmap, idx, probs = gradcam_map(predictor, original, target=target)
+    label = f"{predictor.spec.class_names[idx]} {probs[idx]:.1%}"
+    return heatmap, overlay(original, heatmap, label=label)
+
+
+def gradcam_map(
+    predictor: Predictor, original: Image.Image, *, target: int | str | None = None
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """The Grad-CAM heatmap at ``original``'s size, the explained class and the image's probabilities."""
     import torch
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    original = image if isinstance(image, Image.Image) else load_image(image)
     arr = predictor.preprocess(original)
     x = torch.from_numpy(arr[None].astype(np.float32) / np.float32(255.0))
     model = predictor.torch_model()
     with predictor.explain_lock:  # the CAM's hooks make the model single-user while it runs
         with torch.inference_mode():
             probs = predictor.probabilities(model(x).float().numpy())[0]
-        idx = _target_index(predictor, target, probs)
+        idx = predictor.class_index(target, probs)
         # The map explains the image as it is, not the flipped views test-time augmentation adds.
         with GradCAM(model=_single_view(model), target_layers=[model.target_layer]) as cam:
             small = cam(input_tensor=x, targets=[ClassifierOutputTarget(idx)])[0]
-    heatmap = _resize(np.nan_to_num(small.astype(np.float32)), original.size)
-    label = f"{predictor.spec.class_names[idx]} {probs[idx]:.1%}"
-    return heatmap, overlay(original, heatmap, label=label)
+    return _resize(np.nan_to_num(small.astype(np.float32)), original.size), idx, probs
 
 
 def _single_view(model: Classifier) -> nn.Module:
     """The Classifier without test-time augmentation, as a module (what Grad-CAM differentiates)."""
-    from torch import nn
+    from defectlens.models.classifier import SingleView
 
-    class SingleView(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: Any) -> Any:
-            return self.model.forward_single(x)
-
-    return SingleView()
+    return SingleView(model)
 
 
 def _resize(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     img = Image.fromarray(heatmap, mode="F").resize(size, Image.Resampling.BILINEAR)
     return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-
-
-def overlay(image: Image.Image, heatmap: np.ndarray, *, label: str = "", alpha: float = 0.45) -> Image.Image:
-    """Blend a [0, 1] heatmap (jet colours) onto ``image`` and draw ``label`` in the top-left corner."""
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    rgb = np.asarray(convert_mode(image, 3), dtype=np.float32) / 255.0
-    blended = Image.fromarray(show_cam_on_image(rgb, heatmap, use_rgb=True, image_weight=1.0 - alpha))
-    if label:
-        draw = ImageDraw.Draw(blended)
-        box = draw.textbbox((4, 4), label)
-        draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0))
-        draw.text((4, 4), label, fill=(255, 255, 255))
-    return blended
 
 
 def save_overlay(predictor: Predictor, image: Any, out: str | Path, *, target: int | str | None = None) -> Path:

@@ -144,11 +144,9 @@ def export_bundle(
         "training_config": payload.get("config") or {},
         "default_onnx": ONNX_FILE,
     }
+    meta["cam"] = _cam_meta(model, parity)
     if int8:
-        assert data is not None
-        members[INT8_FILE], meta["int8"] = _int8(onnx_bytes, spec, data)
-        if meta["int8"]["accepted"]:
-            meta["default_onnx"] = INT8_FILE
+        _add_int8(members, meta, spec, data, cam=(model, inputs) if meta["cam"] else None)
     meta["gate"] = _gate_profile(fit, members, gate) if fit is not None and gate is not None else None
     model_id = write_bundle(out, members=members, meta=meta)
     # what spec.json holds: absolute paths of the provenance cut to names (the bundle leaves this machine)
@@ -174,12 +172,16 @@ def _checked_graph(
     Raises:
         ParityError: when ONNX Runtime's probabilities or OOD scores disagree with torch's.
     """
+    from defectlens.export.cam import cam_entry, cam_parity
     from defectlens.export.onnx_export import to_onnx
     from defectlens.export.profile import fit_gate, ood_parity  # torch: only when exporting
 
     fit = fit_gate(model, spec, source[0], drift=source[1]) if source is not None else None
-    onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None)
+    with_cam = cam_entry(model) is not None
+    onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None, cam=with_cam)
     parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
+    if with_cam:
+        parity["cam"] = cam_parity(model, onnx_bytes, spec, inputs.images)
     if fit is not None and fit.density is not None:
         parity["ood"] = ood_parity(model, fit.density, onnx_bytes, inputs.images)
         if not parity["ood"]["ok"]:
@@ -187,6 +189,20 @@ def _checked_graph(
                 f"refused to write the bundle: the graph's OOD score differs from torch's: {parity['ood']}"
             )
     return onnx_bytes, exporter, parity, fit
+
+
+def _cam_meta(model: Classifier, parity: dict[str, Any]) -> dict[str, Any] | None:
+    """``spec.json``'s ``cam`` entry when the graph's CAM equals torch Grad-CAM (else None: surfaces explain
+    through torch, and ``parity["cam"]`` says why)."""
+    from defectlens.export.cam import cam_entry
+
+    check = parity.get("cam")
+    if check is None:
+        return None
+    if not check["ok"]:
+        warnings.warn(f"the graph's CAM differs from torch Grad-CAM; explanations need torch: {check}", stacklevel=3)
+        return None
+    return cam_entry(model)
 
 
 def _gate_profile(fit: GateFit, members: dict[str, bytes], rate: float) -> dict[str, Any]:
@@ -201,9 +217,33 @@ def _gate_profile(fit: GateFit, members: dict[str, bytes], rate: float) -> dict[
     return build_profile(fit, thresholds, scores[ONNX_FILE], rate).to_dict()
 
 
-def _int8(onnx_bytes: bytes, spec: ModelSpec, data: str | Path) -> tuple[bytes, dict[str, Any]]:
-    """The INT8 graph (calibrated on training images) and its comparison with FP32 on the validation split."""
+def _add_int8(
+    members: dict[str, bytes],
+    meta: dict[str, Any],
+    spec: ModelSpec,
+    data: str | Path | None,
+    *,
+    cam: tuple[Classifier, CheckInputs] | None,
+) -> None:
+    """The INT8 graph into ``members`` and its report into ``meta``; the default graph when it lost nothing."""
+    assert data is not None  # export_bundle refuses --int8 without a dataset
+    members[INT8_FILE], meta["int8"] = _int8(members[ONNX_FILE], spec, data, cam=cam)
+    if meta["int8"]["accepted"]:
+        meta["default_onnx"] = INT8_FILE
+
+
+def _int8(
+    onnx_bytes: bytes, spec: ModelSpec, data: str | Path, *, cam: tuple[Classifier, CheckInputs] | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """The INT8 graph (calibrated on training images) and its comparison with FP32 on the validation split;
+    with ``cam`` (the model and the check images) also its own CAM against torch Grad-CAM, judged by
+    :data:`~defectlens.export.cam.INT8_CAM_TOLERANCE` (its features are quantised)."""
     calibration = calibration_inputs(spec, data)
     graph = quantize_int8(onnx_bytes, calibration)
     validation = check_inputs(spec, data, max_images=INT8_VALIDATION_IMAGES)
-    return graph, compare_int8(onnx_bytes, graph, spec, validation, calibration=calibration)
+    report = compare_int8(onnx_bytes, graph, spec, validation, calibration=calibration)
+    if cam is not None:
+        from defectlens.export.cam import INT8_CAM_TOLERANCE, cam_parity
+
+        report["cam"] = cam_parity(cam[0], graph, spec, cam[1].images, tolerance=INT8_CAM_TOLERANCE)
+    return graph, report

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from defectlens.core.bundle import FORMAT, META_FORMAT_KEY, META_SPEC_KEY
+from defectlens.core.bundle import CAM_OUTPUT, FORMAT, META_FORMAT_KEY, META_SPEC_KEY
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 
@@ -56,12 +56,20 @@ OUTPUT_NAME = "logits"
 
 
 def to_onnx(
-    model: Classifier, spec: ModelSpec, *, opset: int = OPSET, density: LayeredDensity | None = None
+    model: Classifier,
+    spec: ModelSpec,
+    *,
+    opset: int = OPSET,
+    density: LayeredDensity | None = None,
+    cam: bool = False,
 ) -> tuple[bytes, str]:
     """Export ``model`` (a Classifier taking float input in [0, 1]) to ONNX.
 
     With ``density`` the graph has a second output, ``ood`` (N,): the gate's out-of-distribution score
-    of each image, from the same pass (:class:`~defectlens.models.density.GatedNetwork`).
+    of each image, from the same pass (:class:`~defectlens.models.density.GatedNetwork`). With ``cam``
+    its last output is ``cam_features`` (N, F, h, w): the last feature map of the untransformed image,
+    from which :mod:`defectlens.inference.cam` computes the class activation map. A runtime computes
+    it anyway (the head pools it); a caller that does not ask for it does not receive it.
 
     Returns:
         The serialised ONNX model and the name of the exporter that produced it.
@@ -72,8 +80,10 @@ def to_onnx(
     from defectlens.models.density import OOD_OUTPUT, GatedNetwork
 
     model = model.eval().cpu()
-    module: torch.nn.Module = model if density is None else GatedNetwork(model, density.eval().cpu()).eval()
-    outputs = [OUTPUT_NAME] if density is None else [OUTPUT_NAME, OOD_OUTPUT]
+    plain = density is None and not cam
+    gated = None if density is None else density.eval().cpu()
+    module: torch.nn.Module = model if plain else GatedNetwork(model, gated, cam=cam).eval()
+    outputs = [OUTPUT_NAME, *([OOD_OUTPUT] if density is not None else []), *([CAM_OUTPUT] if cam else [])]
     # batch 2, not 1: a size-1 example dimension can be specialised away by torch.export
     example = torch.rand(2, spec.in_channels, spec.input_size, spec.input_size)
     try:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GateMode, check_gate_mode
-from defectlens.explain.gradcam import explain
+from defectlens.explain.maps import explain
 from defectlens.gui import report, settings
 from defectlens.gui.logwriter import LogWriter, history
 from defectlens.gui.model import Advanced, LoadedModel, load_model
@@ -250,8 +250,8 @@ class Inspector:
         if model is not self.model:
             return None  # the model changed while the map was computed
         if job.error is not None:
-            return Event("gradcam_error", f"Grad-CAM failed: {job.error}")
-        self._overlays[(index, target)] = job.result[1]
+            return Event("gradcam_error", f"{self.explain_method} failed: {job.error}")
+        self._overlays[(index, target)] = job.result.overlay
         return Event("gradcam", data=index)
 
     @property
@@ -317,8 +317,14 @@ class Inspector:
     def gradcam_unavailable(self) -> str | None:
         return "load a model first" if self.model is None else self.model.gradcam_unavailable()
 
+    @property
+    def explain_method(self) -> str:
+        """How the loaded model's overlay is made (``"CAM (onnxruntime)"`` or ``"Grad-CAM (torch)"``)."""
+        return "Grad-CAM" if self.model is None else self.model.explain_method
+
     def overlay(self, index: int) -> Image.Image | None:
-        """The Grad-CAM overlay of image ``index`` for its current decision; asks for it when missing."""
+        """The explanation overlay of image ``index`` for its current decision (the graph's CAM, or Grad-CAM
+        through torch); asks for it when missing."""
         view = self.session.view(index)
         if view.prediction is None or self.model is None or self.gradcam_unavailable():
             return None

@@ -244,11 +244,13 @@ class Drawing:
         c.create_image(w // 2, h // 2, image=self._photo)
 
     def _overlay(self, view: ItemView) -> Image.Image | None:
-        """The Grad-CAM overlay to show instead of the image, when the toggle is on and it is ready."""
+        """The explanation overlay to show instead of the image, when the toggle is on and it is ready; the note
+        names the path (``CAM (onnxruntime)`` from the graph, or ``Grad-CAM (torch)``)."""
         if not self.gradcam.get() or view.prediction is None:
             return None
         image = self.app.overlay(view.index)
-        self.text["gradcam_note"].set(f"Grad-CAM of class {view.prediction}" if image else "computing Grad-CAM...")
+        how = self.app.explain_method
+        self.text["gradcam_note"].set(f"{how} of class {view.prediction}" if image else f"computing {how}...")
         return image
 
     def image_of(self, path: Path) -> Image.Image:

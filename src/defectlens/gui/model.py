@@ -10,7 +10,6 @@ blank batch, so a wrong channel count or input size is reported at load time, no
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -187,13 +186,20 @@ class LoadedModel:
         return spec
 
     def gradcam_unavailable(self) -> str | None:
-        """Why Grad-CAM cannot run for this model, or None when it can."""
-        if not self.predictor.has_torch_weights:
+        """Why this model cannot be explained here, or None when it can (:attr:`explain_method` says how)."""
+        from defectlens.explain.maps import unavailable
+
+        if self.predictor.cam_method is None and not self.predictor.has_torch_weights:
             why = "overridden settings run the ONNX graph only" if self.overridden else "a plain ONNX file has none"
             return f"Grad-CAM needs the model's torch weights ({why}); open the .dlens bundle"
-        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("pytorch_grad_cam") is None:
-            return "Grad-CAM needs torch and grad-cam: pip install 'defectlens[train]'"
-        return None
+        return unavailable(self.predictor)
+
+    @property
+    def explain_method(self) -> str:
+        """How the overlay is made: ``"CAM (onnxruntime)"`` from the graph, or ``"Grad-CAM (torch)"``."""
+        from defectlens.explain.maps import GRADCAM
+
+        return self.predictor.cam_method or GRADCAM
 
     def describe(self) -> str:
         """One line for the window: file, classes, input, and the overridden marker."""

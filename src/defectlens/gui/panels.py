@@ -8,6 +8,7 @@ only gathers values into an :class:`~defectlens.gui.model.Advanced` and hands th
 
 from __future__ import annotations
 
+import importlib.util
 import tkinter as tk
 from collections.abc import Callable
 from dataclasses import replace
@@ -40,7 +41,8 @@ class Dialogs:
         self.parent = parent
 
     def model(self) -> str:
-        types = [("Models", "*.dlens *.onnx *.pt"), ("All files", "*")]
+        checkpoints = " *.pt" if importlib.util.find_spec("torch") else ""  # a .pt checkpoint opens through torch
+        types = [("Models", f"*.dlens *.onnx{checkpoints}"), ("All files", "*")]
         return filedialog.askopenfilename(parent=self.parent, title="Open model", filetypes=types)
 
     def model_folder(self) -> str:

@@ -3,8 +3,9 @@
 A Predictor owns a model (ONNX Runtime session or torch module) and its :class:`ModelSpec`; it
 preprocesses with :mod:`defectlens.data.images`, applies the calibration temperature and the
 decision threshold recorded in the spec, and returns a :class:`Prediction`. It is safe to share
-one Predictor between threads (a web service's workers): inference holds no mutable state, and
-Grad-CAM runs on a private copy of the network under a lock.
+one Predictor between threads (a web service's workers): inference holds no mutable state, the
+class activation map (:meth:`Predictor.explain`, from the graph's feature output: no torch) is one
+more call of the same graph, and Grad-CAM runs on a private copy of the network under a lock.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from defectlens.core.errors import DefectlensError, ImageError
 from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.core.spec import ModelSpec
 from defectlens.data.images import Source, prepare_frame, source_label
-from defectlens.inference import backends
+from defectlens.inference import backends, cam
+from defectlens.inference.cam import CamModel, ClassActivation
 from defectlens.inference.gate import Gate, GateCheck
 
 if TYPE_CHECKING:
@@ -135,6 +137,7 @@ class Predictor:
         meta: bundle ``spec.json`` or checkpoint provenance, for ``/info`` endpoints and reports.
         gate: the gate in force (:mod:`defectlens.inference.gate`); when it reads the graph's OOD score,
             ``run_logits`` returns the logits with the score as one more column.
+        cam: the graph's feature runner and head weight, for :meth:`explain` (None: no CAM).
     """
 
     def __init__(
@@ -147,8 +150,10 @@ class Predictor:
         torch_factory: Callable[[], Any] | None = None,
         meta: dict[str, Any] | None = None,
         gate: Gate | None = None,
+        cam: CamModel | None = None,
     ):
         self._run = run_logits
+        self._cam = cam
         self.gate = gate or Gate(None, mode="off", member=None, note="an in-memory model has no reference profile")
         self.spec = spec
         self.backend = backend
@@ -210,6 +215,8 @@ class Predictor:
             raise DefectlensError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         mode = check_gate_mode(gate)
         p = Path(path)
+        if not p.exists():  # before the checkpoint branch: a missing file is not a reason to ask for torch
+            raise DefectlensError(f"{p}: model file or run folder not found")
         if is_bundle(p):
             return cls._from_bundle(p, backend=backend, threads=threads, precision=precision, gate=mode)
         if backend in backends.ONNX_RUNTIMES or precision == "int8":
@@ -237,6 +244,7 @@ class Predictor:
     def _from_bundle(cls, p: Path, *, backend: str, threads: int | None, precision: str, gate: GateMode) -> Predictor:
         bundle = read_bundle(p)
         spec = bundle.spec
+        cam_model: CamModel | None = None
         profile = bundle.profile
         weights = bundle.members[WEIGHTS_FILE]
 
@@ -264,6 +272,7 @@ class Predictor:
             )
             check_graph(graph, spec, str(p))
             name = backends.RUNTIME_LABELS[runtime] + ("-int8" if member == INT8_FILE else "")
+            cam_model = _cam_model(bundle.meta, bundle.members, graph, name=name, int8=member == INT8_FILE)
         return cls(
             run,
             spec,
@@ -272,6 +281,7 @@ class Predictor:
             torch_factory=factory,
             meta=bundle.meta,
             gate=gate_in_force,
+            cam=cam_model,
         ).probed(str(p))
 
     @classmethod
@@ -553,6 +563,63 @@ class Predictor:
     # -- explanation ------------------------------------------------------------------------------
 
     @property
+    def cam_method(self) -> str | None:
+        """How :meth:`explain` explains (``"CAM (onnxruntime)"``), or None when this predictor cannot:
+        a graph without the feature output (exported before it, or a head where CAM is not Grad-CAM),
+        the torch backend, an in-memory model. Grad-CAM through torch is then the way
+        (:mod:`defectlens.explain`)."""
+        return None if self._cam is None else self._cam.method
+
+    def explain(self, source: Source, *, target: int | str | None = None) -> ClassActivation:
+        """The class activation map of one image from the graph's feature output, in NumPy (no torch).
+
+        Args:
+            source: path, bytes, PIL image or array.
+            target: class index or name to explain; default: the class the model decides.
+
+        Returns:
+            The map at the decoded image's size, the class, the probabilities and the method's name.
+
+        Example:
+            >>> Predictor.load("model.dlens").explain("part_0001.png").heatmap.shape  # doctest: +SKIP
+            (300, 300)
+
+        Raises:
+            DefectlensError: when this predictor has no CAM (:attr:`cam_method` is None) or ``target``
+                names no class; ImageError for input that cannot be used.
+        """
+        if self._cam is None:
+            raise DefectlensError(
+                "this model's graph has no feature output for a class activation map (exported before it, "
+                "a dense head, or the torch backend); Grad-CAM through torch explains it instead"
+            )
+        frame = prepare_frame(source, self.spec)
+        x = frame.array[None].astype(np.float32) / np.float32(255.0)
+        logits, features = self._cam.run(x)
+        probs = self.probabilities(logits)[0]
+        index = self.class_index(target, probs)
+        size = self.spec.input_size
+        heat = cam.heatmap(features[0], self._cam.weight, index, input_size=size, size=frame.size)
+        return ClassActivation(heat, index, probs, self._cam.method)
+
+    def class_index(self, target: int | str | None, probs: np.ndarray) -> int:
+        """The class to explain: ``target`` (index or name) checked against the spec, or the decided one.
+
+        Raises:
+            DefectlensError: for a name the model does not know or an index out of range.
+        """
+        names = self.spec.class_names
+        if target is None:
+            return int(self.decide(probs[None])[0])
+        if isinstance(target, str):
+            if target not in names:
+                raise DefectlensError(f"unknown target class {target!r}; the model knows {', '.join(names)}")
+            return names.index(target)
+        if not 0 <= int(target) < len(names):
+            raise DefectlensError(f"target index {target} out of range for {len(names)} classes")
+        return int(target)
+
+    @property
     def has_torch_weights(self) -> bool:
         """True when :meth:`torch_model` can build a torch copy (bundles and checkpoints can)."""
         return self._torch_factory is not None
@@ -641,6 +708,21 @@ def _graph_member(meta: dict[str, Any], members: dict[str, bytes], precision: st
         return ONNX_FILE
     chosen = str(meta.get("default_onnx", ONNX_FILE))
     return chosen if chosen in members else ONNX_FILE
+
+
+def _cam_model(
+    meta: dict[str, Any], members: dict[str, bytes], graph: Any, *, name: str, int8: bool
+) -> CamModel | None:
+    """The CAM of a bundle graph whose ``spec.json`` names the head's weight and whose graph has the
+    feature output (the INT8 graph's: when its own check at export passed); None otherwise (an older
+    bundle, a dense head: Grad-CAM through torch)."""
+    if int8 and not (((meta.get("int8") or {}).get("cam") or {}).get("ok")):
+        return None
+    weight = cam.head_weight(meta, members)
+    run = cam.feature_runner(graph) if weight is not None else None
+    if weight is None or run is None:
+        return None
+    return CamModel(run, weight, f"CAM ({name})")
 
 
 def _runtime_for(meta: dict[str, Any], member: str, backend: str, path: Path) -> str:

@@ -96,6 +96,15 @@ class Classifier(nn.Module):
         first view (the identity: every entry of ``TTA_VIEWS`` starts with it) of the same backbone pass
         as the logits, so the gate's feature-density score costs no extra pass through the network.
         """
+        logits, feats, _ = self.forward_outputs(x)
+        return logits, feats
+
+    def forward_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """:meth:`forward_with_features`, and the untransformed image's last feature map (N, F, h, w).
+
+        The map is what Grad-CAM differentiates at (:attr:`target_layer`) for exactly the view it
+        explains (:meth:`forward_single`), so with a pooled head it gives the class activation map.
+        """
         ks = (0,) if self.training else TTA_VIEWS[self._tta]
         views = x if len(ks) == 1 else torch.cat([dihedral(x, k) for k in ks])
         tapped = getattr(self.features, "forward_tapped", None)
@@ -110,7 +119,21 @@ class Classifier(nn.Module):
         feats = [first.mean(dim=(2, 3)) if isinstance(self.head, PooledHead) else torch.flatten(first, 1)]
         if tap is not None:
             feats.append(tap[:n].mean(dim=(2, 3)))
-        return logits, feats
+        return logits, feats, first
+
+    def cam_head(self) -> tuple[str, str] | None:
+        """The state-dict names of the linear layer's weight and bias when Grad-CAM at :attr:`target_layer`
+        equals the class activation map, else None.
+
+        That holds for :class:`PooledHead` (global average pooling, dropout, linear): d(logit_c)/dA_k is
+        W_ck / (h w) at every position, so Grad-CAM's channel weights are the head's row c up to a
+        positive factor, which the map's normalisation removes. The dense head mixes positions
+        through a hidden layer and a ReLU: no such identity.
+        """
+        if not isinstance(self.head, PooledHead):
+            return None
+        index = len(self.head) - 1
+        return f"head.{index}.weight", f"head.{index}.bias"
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Input in [0, 1] to what the backbone expects: illumination standardised (when on), then mean/std.
@@ -155,6 +178,18 @@ class Classifier(nn.Module):
     def target_layer(self) -> nn.Module:
         """The layer whose activations Grad-CAM explains (the last feature map)."""
         return self.features
+
+
+class SingleView(nn.Module):
+    """A Classifier without test-time augmentation, as a module: what Grad-CAM differentiates (the
+    image as it is, not the flipped views the exported graph averages)."""
+
+    def __init__(self, model: Classifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_single(x)
 
 
 class PooledHead(nn.Sequential):

@@ -34,7 +34,7 @@ MAX_DIMS = 2048
 REDUCED_DIMS = 512
 #: Fewest labelled training images the density is fitted on (two per class at least).
 MIN_IMAGES = 10
-#: Names of the exported graph's outputs.
+#: Names of the exported graph's outputs (the CAM's feature map is :data:`~defectlens.core.bundle.CAM_OUTPUT`).
 LOGITS_OUTPUT, OOD_OUTPUT = "logits", "ood"
 
 
@@ -139,16 +139,29 @@ def fit_layered(train: list[np.ndarray], labels: np.ndarray, validation: list[np
 
 
 class GatedNetwork(nn.Module):
-    """A classifier whose forward returns its logits and the out-of-distribution score of each image."""
+    """A classifier whose forward returns its logits, the out-of-distribution score of each image (with
+    a ``density``) and the untransformed image's last feature map (with ``cam``), in that order.
 
-    def __init__(self, classifier: Classifier, density: LayeredDensity):
+    The feature map is the class activation map's input (:meth:`Classifier.cam_head`); it is the
+    identity view's, as Grad-CAM explains, also when test-time augmentation averages the logits of
+    flipped and rotated views (their maps are of other orientations, and averaging them un-rotated
+    would explain something else than what the torch path explains).
+    """
+
+    def __init__(self, classifier: Classifier, density: LayeredDensity | None, *, cam: bool = False):
         super().__init__()
         self.classifier = classifier
         self.density = density
+        self.cam = cam
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, feats = self.classifier.forward_with_features(x)
-        return logits, self.density(feats)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits, feats, fmap = self.classifier.forward_outputs(x)
+        outputs = [logits]
+        if self.density is not None:
+            outputs.append(self.density(feats))
+        if self.cam:
+            outputs.append(fmap)
+        return tuple(outputs)
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ import numpy as np
 from defectlens.core.decision import softmax
 from defectlens.data.images import displayable
 from defectlens.evaluation.evaluate import EvaluationResult, SplitScores
+from defectlens.explain.maps import method
 from defectlens.inference.predictor import Predictor
 from defectlens.reporting import plots
 
@@ -44,9 +45,9 @@ def confident_mistakes(
     order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:limit]
     explain = _explainer(predictor)
     note = (
-        f"the {min(explained, len(order))} most confident with Grad-CAM overlays"
+        f"the {min(explained, len(order))} most confident with {method(predictor)} overlays"
         if explain
-        else "plain images (no torch weights for Grad-CAM)"
+        else "plain images (no CAM output in the graph and no torch weights for Grad-CAM)"
     )
     thumbs, captions = [], []
     for rank, i in enumerate(order):
@@ -54,9 +55,9 @@ def confident_mistakes(
         if explain is not None and rank < explained:
             try:
                 # explain the class the evaluation predicted (it may differ from the spec's own decision)
-                img = displayable(explain(predictor, paths[i], target=int(pred[i]))[1])
+                img = displayable(explain(predictor, paths[i], target=int(pred[i])).overlay)
             except Exception as exc:  # an explainer failure must not lose the evaluation
-                note = f"plain images (Grad-CAM failed: {type(exc).__name__}: {exc})"
+                note = f"plain images ({method(predictor)} failed: {type(exc).__name__}: {exc})"
                 explain = None
         if img is None:
             img = displayable(predictor.preprocess(paths[i]))
@@ -66,14 +67,11 @@ def confident_mistakes(
 
 
 def _explainer(predictor: Predictor) -> Any:
-    """Grad-CAM's ``explain`` when this install and model can run it, else None."""
-    if not predictor.has_torch_weights:
-        return None
-    try:
-        from defectlens.explain.gradcam import explain
-    except ImportError:  # an inference-only install has no torch / grad-cam
-        return None
-    return explain
+    """:func:`defectlens.explain.maps.explain` when this install and model can explain (the graph's CAM, or
+    Grad-CAM through torch), else None."""
+    from defectlens.explain.maps import explain, unavailable
+
+    return explain if unavailable(predictor) is None else None
 
 
 def render_figures(

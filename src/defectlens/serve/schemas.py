@@ -54,7 +54,10 @@ class FileResult(BaseModel):
     reason: str | None = Field(None, description="why not judged (needs_review) or not read (error)")
     gate: GateOut | None = Field(None, description="the gate's finding (absent when the model is not gated)")
     warning: str | None = Field(None, description="what decoding noticed but did not stop for (corrupt JPEG data...)")
-    overlay_png: str | None = Field(None, description="Grad-CAM overlay, base64 PNG (explain=true)")
+    overlay_png: str | None = Field(None, description="explanation overlay, base64 PNG (explain=true)")
+    explain_method: str | None = Field(
+        None, description="how the overlay was made: 'CAM (onnxruntime)' from the graph, or 'Grad-CAM (torch)'"
+    )
     explain_note: str | None = Field(None, description="why there is no overlay (explain=true)")
 
 

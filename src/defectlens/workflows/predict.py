@@ -65,7 +65,7 @@ CSV_COLUMNS = {
     "reason": "why the file could not be used (error rows) or judged (needs_review rows)",
     "gate_reason": "why the gate flagged the frame (also on --gate warn rows, which keep their class)",
     "warning": "a problem that did not stop decoding (corrupt JPEG data, bad EXIF): check the image",
-    "overlay": "the Grad-CAM overlay PNG (--explain)",
+    "overlay": "the explanation overlay PNG (--explain): the CAM from the graph, or Grad-CAM through torch",
 }
 
 
@@ -217,6 +217,7 @@ class FolderResult:
     review: list[dict[str, Any]] = field(default_factory=list)
     gate: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    explain_method: str | None = None  # how the overlays were made (--explain): "CAM (onnxruntime)", ...
     mismatches: int = 0
     metrics: dict[str, Any] | None = None
 
@@ -257,6 +258,8 @@ def predict_files(
     labelled: list[tuple[str, Prediction]] = []
     counts: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
+    if explain and out_dir is not None:
+        result.explain_method = explain_method(predictor)
     readable = [str(f) for f in inputs.files if f not in inputs.problems]
     results = iter(predictor.predict_many(readable, batch_size=batch_size, threshold=threshold))
     t = predictor.spec.threshold if threshold is None else threshold
@@ -296,14 +299,28 @@ def overlay_name(file: Path, *, prefix: str = "") -> str:
     return short_name(file.stem, "_gradcam.png", prefix=prefix)
 
 
+def explain_method(predictor: Predictor) -> str:
+    """How ``--explain`` explains with ``predictor`` (the CAM from the graph, or Grad-CAM through torch).
+
+    Raises:
+        DefectlensError: saying why it cannot (no feature output, and torch missing or no weights).
+    """
+    from defectlens.explain.maps import method, unavailable
+
+    found = method(predictor)
+    if found is None:
+        raise DefectlensError(f"--explain: {unavailable(predictor)}")
+    return found
+
+
 def _with_overlay(predictor: Predictor, file: Path, pred: Prediction, path: Path) -> Prediction:
-    from defectlens.explain.gradcam import save_overlay
+    from defectlens.explain.maps import save_overlay
 
     try:
-        saved = save_overlay(predictor, file, path, target=pred.prediction)
+        save_overlay(predictor, file, path, target=pred.prediction)
     except OSError as exc:
         raise output_error(path, exc) from None
-    return Prediction(**{**pred.__dict__, "extra": {**pred.extra, "overlay": str(saved)}})
+    return Prediction(**{**pred.__dict__, "extra": {**pred.extra, "overlay": str(path)}})
 
 
 class _CsvSink:

@@ -121,3 +121,10 @@ def test_class_names_from_a_text_file(tmp_path):
     assert read_class_names(path) == ("ok", "crack", "porosity")
     with pytest.raises(DefectlensError, match="cannot read class names"):
         read_class_names(tmp_path / "missing.txt")
+
+
+def test_a_pooled_head_bundle_is_explained_by_its_cam_and_says_so(cam_bundle, bundle):
+    loaded = load_model(cam_bundle)
+    assert loaded.gradcam_unavailable() is None
+    assert loaded.explain_method == "CAM (onnxruntime-int8)"  # the INT8 graph the export made the default
+    assert load_model(bundle).explain_method == "Grad-CAM (torch)"  # a dense head: torch

@@ -140,3 +140,11 @@ def test_info_exposes_model_id_and_spec(predictor):
     info = predictor.info()
     assert info["model_id"] == predictor.model_id and info["spec"]["arch"] == "simple_cnn"
     assert info["backend"] == "onnxruntime"
+
+
+def test_a_missing_model_path_is_named_not_taken_for_a_checkpoint(tmp_path):
+    """Without this check a missing bundle fell through to the checkpoint branch, which asks for torch."""
+    for name in ("gone.dlens", "gone.pt", "no-run-folder"):
+        with pytest.raises(DefectlensError) as info:
+            Predictor.load(tmp_path / name)
+        assert str(info.value) == f"{tmp_path / name}: model file or run folder not found"

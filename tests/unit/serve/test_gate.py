@@ -62,7 +62,9 @@ def test_a_black_frame_is_needs_review_with_its_reason_and_a_train_image_is_deci
         assert row.ood_score == black["gate"]["ood_score"]
         assert log.get(part["inspection_id"]).gate_flagged is False
         tally = client.get("/v1/inspections/tally").json()
-        assert tally == {"total": 2, "decided": {part["prediction"]: 1}, "needs_review": 1, "errors": 0, "flagged": 0}
+        assert tally == {
+            "total": 2, "decided": {part["prediction"]: 1}, "needs_review": 1, "errors": 0, "flagged": 0, "dropped": 0
+        }  # fmt: skip
         listed = client.get("/v1/inspections", params={"status": "needs_review"}).json()
         assert [i["id"] for i in listed["items"]] == [black["inspection_id"]]
         metrics = client.get("/metrics").text
@@ -99,7 +101,7 @@ def test_warn_mode_gives_the_class_and_the_flag(make_client, gated):
         assert (row.status, row.prediction, row.gate_flagged) == ("ok", res["prediction"], True)
         assert "uniform" in row.reason
         assert log.tally().to_dict() == {
-            "total": 1, "decided": {res["prediction"]: 1}, "needs_review": 0, "errors": 0, "flagged": 1
+            "total": 1, "decided": {res["prediction"]: 1}, "needs_review": 0, "errors": 0, "flagged": 1, "dropped": 0
         }  # fmt: skip
         assert 'defectlens_gate_flagged_total{outcome="warned"} 1.0' in client.get("/metrics").text
 

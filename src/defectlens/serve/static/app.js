@@ -204,6 +204,7 @@ function card(item) {
   if (r.gate && r.gate.flagged) {  // --gate warn: decided, but the gate flagged the frame
     node.append(el("p", { className: "note review" }, "flagged for review: " + r.gate.reasons.join("; ")));
   }
+  if (r.explain_method) node.append(el("p", { className: "note" }, "overlay: " + safeText(r.explain_method)));
   if (r.explain_note) node.append(el("p", { className: "note" }, r.explain_note));
   return node;
 }
