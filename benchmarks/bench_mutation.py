@@ -116,6 +116,129 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "the default only stands in for a missing temperature in the range check, and 2.0 is as valid as 1.0;"
         " ModelSpec's own default (1.0) is what a spec without a temperature gets",
     ),
+    "defectlens.evaluation.metrics.x__bootstrap__mutmut_67": (
+        "+        f1s[:, c] = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), None)",
+        (
+            "np.where(..., None) makes an object array whose None becomes NaN when stored into the float "
+            "array f1s, as np.nan does"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__bootstrap__mutmut_7": (
+        "+    idx = rng.integers(len(y), size=(n_boot, len(y)))",
+        (
+            "Generator.integers(n, size=...) draws from [0, n) with the same stream as integers(0, n, "
+            "size=...): the same resamples"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__bootstrap__mutmut_80": (
+        "+        f1s[:, c] = np.where(denom > 0, 2 * tp / np.maximum(denom, 2), np.nan)",
+        ("np.maximum(denom, 2) differs only at denom == 1, where tp == 0 and 2 * tp / 1 == 2 * tp / 2 == 0"),
+    ),
+    "defectlens.evaluation.metrics.x__bootstrap__mutmut_82": (
+        '+        warnings.simplefilter("ignore", None)',
+        (
+            "no warning can arise in the block (each resample has a sample, so nanmean never meets an all-NaN"
+            " row; percentile and beta.ppf on finite values do not warn), so the filter's category is never "
+            "consulted"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__bootstrap__mutmut_84": (
+        '+        warnings.simplefilter("ignore", )',
+        ("no warning can arise in the block (see mutant 82): ignoring every category ignores the same nothing"),
+    ),
+    "defectlens.evaluation.metrics.x__classification__mutmut_15": (
+        "+        prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, )",
+        (
+            "zero_division's default 'warn' gives the same 0 as zero_division=0, and its warning is swallowed"
+            " by the simplefilter('ignore') around it"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__classification__mutmut_46": (
+        '+            "macro_f1": float(f1_score(y, pred, average="macro", )),',
+        (
+            "f1_score without labels averages over the labels in y or pred, each with 2tp+fp+fn >= 1, so "
+            "zero_division (default 'warn', swallowed) never applies"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__classification__mutmut_49": (
+        '+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=1)),',
+        (
+            "f1_score without labels averages over the labels in y or pred, each with 2tp+fp+fn >= 1, so "
+            "zero_division=1 never applies"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__classification__mutmut_60": (
+        '+            "weighted_f1": float(f1_score(y, pred, average="weighted", )),',
+        (
+            "weighted f1_score without labels: every averaged label has 2tp+fp+fn >= 1 and the support total "
+            "is n >= 1, so zero_division (default 'warn', swallowed) never applies"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__classification__mutmut_63": (
+        '+            "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=1)),',
+        (
+            "weighted f1_score without labels: every averaged label has 2tp+fp+fn >= 1 and the support total "
+            "is n >= 1, so zero_division=1 never applies"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__ranking__mutmut_15": (
+        "+        yc = (y == c).astype(None)",
+        (
+            "astype(None) gives 0.0/1.0 floats, which roc_auc_score and average_precision_score read as the "
+            "same binary labels (pos_label 1) as 0/1 ints"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x__ranking__mutmut_46": (
+        "+    if k > 2 and 1 < len(aucs) < k:",
+        (
+            "with k > 2, len(aucs) is never 1: a class enters aucs iff it is present and not alone, so 2+ "
+            "classes present put 2+ in aucs and one puts none"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x_brier__mutmut_12": (
+        "+        return float(brier_score_loss((y_true == pos).astype(int), probs[:, pos], pos_label=None))",
+        (
+            "brier_score_loss with pos_label=None takes 1 as the positive label for 0/1 targets (all-0 and "
+            "all-1 included): the same as pos_label=1"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x_brier__mutmut_15": (
+        "+        return float(brier_score_loss((y_true == pos).astype(int), probs[:, pos], ))",
+        (
+            "pos_label's default is None, which brier_score_loss resolves to 1 for 0/1 targets (all-0 and "
+            "all-1 included): the same as pos_label=1"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x_brier__mutmut_16": (
+        "+        return float(brier_score_loss((y_true == pos).astype(None), probs[:, pos], pos_label=1))",
+        (
+            "astype(None) gives 0.0/1.0 floats, which brier_score_loss with pos_label=1 reads as the same "
+            "targets as 0/1 ints"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x_compute_metrics__mutmut_140": (
+        "+    if bootstrap and bootstrap >= 0:",
+        ("`bootstrap and` already excludes 0, the only value where >= 0 and > 0 differ"),
+    ),
+    "defectlens.evaluation.metrics.x_compute_metrics__mutmut_33": (
+        "+    pred = decide(p, positive_index=positive_index if (binary) or True else None, threshold=threshold)",
+        (
+            "decide() uses positive_index only for a 2-column array with a threshold; when binary is False "
+            "there, positive_index is None already"
+        ),
+    ),
+    "defectlens.evaluation.metrics.x_compute_metrics__mutmut_84": (
+        "+    out.update(_ranking(y, p, positive_index if (binary) or True else None, notes))",
+        ("_ranking reads positive_index only when k == 2; when binary is False there, positive_index is None already"),
+    ),
+    "defectlens.evaluation.metrics.x_reliability_bins__mutmut_28": (
+        "+    idx = np.clip(np.ceil(conf * n_bins).astype(None) - 1, 0, n_bins - 1)",
+        ("astype(None) gives float64 bin indices; clip and the idx == b masks select the same rows as with ints"),
+    ),
+    "defectlens.evaluation.metrics.x_reliability_bins__mutmut_5": (
+        "+    correct = (probs.argmax(axis=1) == y_true).astype(None)",
+        ("astype(None) is astype(float64): the same array"),
+    ),
     "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
         "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
         "max_workers=None (the default size): " + ANY_POOL,
