@@ -286,6 +286,8 @@ def workspace(name: str, target: Target, work: Path) -> Path:
         # one fork server that imports pytest once: forking the process that ran the tests (torch and
         # ONNX Runtime thread pools started) left mutants hanging until their CPU limit
         "process_isolation": "forkserver",
+        # mutmut runs the tests in its own mutants/ copy: a service test holds the README's error names to the API's
+        "also_copy": ["README.md"],
     }
     lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
