@@ -239,6 +239,197 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "+    correct = (probs.argmax(axis=1) == y_true).astype(None)",
         ("astype(None) is astype(float64): the same array"),
     ),
+    "defectlens.inspections.store.x__verdict_label__mutmut_5": (
+        '+    prediction = row["PREDICTION"]',
+        ("sqlite3.Row looks columns up by name case-insensitively: row['PREDICTION'] is row['prediction']"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_10": (
+        '+        ("STATION", self.station),',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_19": (
+        '+        clauses.append("verdict is null")',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_20": (
+        '+        clauses.append("VERDICT IS NULL")',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_24": (
+        '+        clauses.append("VERDICT = ?")',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_29": (
+        '+        clauses.append("CREATED_UTC >= ?")',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_34": (
+        '+        clauses.append("CREATED_UTC <= ?")',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_4": (
+        '+        ("PREDICTION", self.label),',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_40": (
+        '+    return (" where " + " AND ".join(clauses)) if clauses else "", params',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_43": (
+        '+    return (" WHERE " + " and ".join(clauses)) if clauses else "", params',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_6": (
+        '+        ("MODEL_ID", self.model_id),',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁFiltersǁwhere__mutmut_8": (
+        '+        ("STATUS", self.status),',
+        ("SQL keywords and identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ__init____mutmut_23": (
+        '+        self._db.execute("pragma journal_mode=wal")',
+        (
+            "pragma names and values are case-insensitive in SQLite: the same pragma is set (journal_mode "
+            "'wal' is checked)"
+        ),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ__init____mutmut_24": (
+        '+        self._db.execute("PRAGMA JOURNAL_MODE=WAL")',
+        ("pragma names are case-insensitive in SQLite: the same pragma is set (journal_mode 'wal' is checked)"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ__init____mutmut_27": (
+        '+        self._db.execute("pragma synchronous=full")',
+        ("pragma names and values are case-insensitive in SQLite: synchronous is still 2 (checked)"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ__init____mutmut_28": (
+        '+        self._db.execute("PRAGMA SYNCHRONOUS=FULL")',
+        ("pragma names are case-insensitive in SQLite: synchronous is still 2 (checked)"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ__init____mutmut_31": (
+        '+        self._db.execute("pragma foreign_keys=on")  # a verdict names an inspection that exists',
+        ("pragma names and values are case-insensitive in SQLite: foreign_keys is still 1 (checked)"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ__init____mutmut_32": (
+        '+        self._db.execute("PRAGMA FOREIGN_KEYS=ON")  # a verdict names an inspection that exists',
+        ("pragma names are case-insensitive in SQLite: foreign_keys is still 1 (checked)"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ_migrate__mutmut_5": (
+        '+    current = int(self._db.execute("pragma user_version").fetchone()[0])',
+        ("pragma names are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ_migrate__mutmut_6": (
+        '+    current = int(self._db.execute("PRAGMA USER_VERSION").fetchone()[0])',
+        ("pragma names are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁ_rollback__mutmut_4": (
+        '+            self._db.execute("rollback")',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁget__mutmut_10": (
+        '+        row = self._db.execute("SELECT * FROM INSPECTIONS WHERE ID = ?", (inspection_id,)).fetchone()',
+        ("SQL identifiers are case-insensitive in SQLite, and SELECT * returns the columns under their declared names"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁget__mutmut_9": (
+        '+        row = self._db.execute("select * from inspections where id = ?", (inspection_id,)).fetchone()',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁintegrity_check__mutmut_4": (
+        '+        return str(self._db.execute("pragma integrity_check").fetchone()[0])',
+        ("pragma names are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁintegrity_check__mutmut_5": (
+        '+        return str(self._db.execute("PRAGMA INTEGRITY_CHECK").fetchone()[0])',
+        ("pragma names are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁiter_csv__mutmut_14": (
+        (
+            "+        sql = f\"SELECT * FROM inspections{where}{' an"
+            "d' if where else ' WHERE'} id > ? ORDER BY id LIMIT ?\""
+        ),
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁiter_csv__mutmut_16": (
+        (
+            "+        sql = f\"SELECT * FROM inspections{where}{' AN"
+            "D' if where else ' where'} id > ? ORDER BY id LIMIT ?\""
+        ),
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁiter_csv__mutmut_33": (
+        '+        last = int(rows[-1]["ID"])',
+        ("sqlite3.Row looks columns up by name case-insensitively: row['ID'] is row['id']"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_24": (
+        '+        row = db.execute("select prediction from inspections where id = ?", (inspection_id,)).fetchone()',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_25": (
+        '+        row = db.execute("SELECT PREDICTION FROM INSPECTIONS WHERE ID = ?", (inspection_id,)).fetchone()',
+        (
+            "SQL identifiers are case-insensitive in SQLite; the result column is read through sqlite3.Row, "
+            "whose name lookup is case-insensitive"
+        ),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_41": (
+        (
+            '+            "update inspections set verdict = ?, verdic'
+            't_label = ?, verdict_utc = ?, comment = ?, operator = ? "'
+        ),
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_42": (
+        (
+            '+            "UPDATE INSPECTIONS SET VERDICT = ?, VERDIC'
+            'T_LABEL = ?, VERDICT_UTC = ?, COMMENT = ?, OPERATOR = ? "'
+        ),
+        ("SQL identifiers are case-insensitive in SQLite: the same columns are written"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_44": (
+        '+            "where id = ?",',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_45": (
+        '+            "WHERE ID = ?",',
+        ("SQL identifiers are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_53": (
+        '+            "insert into verdicts (inspection_id, verdict, label, operator, comment, created_utc) "',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_54": (
+        '+            "INSERT INTO VERDICTS (INSPECTION_ID, VERDICT, LABEL, OPERATOR, COMMENT, CREATED_UTC) "',
+        ("SQL identifiers are case-insensitive in SQLite: the same columns are written"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁset_verdict__mutmut_56": (
+        '+            "values (?, ?, ?, ?, ?, ?)",',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁtally__mutmut_30": (
+        "+            decided[prediction] = decided.get(None, 0) + n",
+        (
+            "only reached for status 'ok' with a prediction, and GROUP BY status, prediction gives each "
+            "prediction a single 'ok' group (SQLite's binary string equality matches Python's), so decided "
+            "never already holds that prediction: decided.get(prediction, 0) and decided.get(None, 0) are "
+            "both 0"
+        ),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁtally__mutmut_5": (
+        '+        "group by status, prediction"',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁtally__mutmut_6": (
+        '+        "GROUP BY STATUS, PREDICTION"',
+        ("SQL identifiers are case-insensitive in SQLite: the same grouping"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁverdicts__mutmut_5": (
+        '+    sql = "select * from verdicts where inspection_id = ? order by id"',
+        ("SQL keywords are case-insensitive in SQLite: the same statement runs"),
+    ),
+    "defectlens.inspections.store.xǁInspectionLogǁverdicts__mutmut_6": (
+        '+    sql = "SELECT * FROM VERDICTS WHERE INSPECTION_ID = ? ORDER BY ID"',
+        ("SQL identifiers are case-insensitive in SQLite, and SELECT * returns the declared column names"),
+    ),
     "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
         "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
         "max_workers=None (the default size): " + ANY_POOL,
