@@ -430,6 +430,15 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         '+    sql = "SELECT * FROM VERDICTS WHERE INSPECTION_ID = ? ORDER BY ID"',
         ("SQL identifiers are case-insensitive in SQLite, and SELECT * returns the declared column names"),
     ),
+    "defectlens.serve.auth.x_key_problem__mutmut_5": (
+        '+    auth = authorization or "XXXX"',
+        "the stand-in for a missing Authorization header is only tested for the 'bearer ' prefix, which"
+        " neither '' nor 'XXXX' has",
+    ),
+    "defectlens.serve.auth.x__header__mutmut_11": (
+        '+            return str(value.decode("LATIN-1"))',
+        "Python's codec names are case-insensitive: 'LATIN-1' is the latin-1 codec",
+    ),
     "defectlens.serve.batcher.xǁBatcherǁstart__mutmut_3": (
         "+    self._executor = ThreadPoolExecutor(max_workers=None, thread_name_prefix=self._name)",
         "max_workers=None (the default size): " + ANY_POOL,
