@@ -5,8 +5,7 @@ writes, and a second sink on a busy port says which port."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,27 +19,10 @@ from pymodbus.client import ModbusTcpClient  # noqa: E402
 from defectlens.line.base import Frame, LineError, Result  # noqa: E402
 from defectlens.line.handshake import Handshake  # noqa: E402
 from defectlens.line.modbus import COILS, REGISTERS, ModbusSink, coil_image, register_image  # noqa: E402
+from tests.unit.line.plc_helpers import FakeControl, wait_until  # noqa: E402
 
 C = {name: i for i, name in enumerate(COILS)}
 R = {name: i for i, name in enumerate(REGISTERS)}
-
-
-class FakeControl:
-    def __init__(self) -> None:
-        self.ready = True
-        self.calls: list[str | None] = []
-
-    def trigger(self, part_id: str | None = None) -> bool:
-        self.calls.append(part_id)
-        return True
-
-
-def wait_until(predicate: Callable[[], object], what: str, deadline_s: float = 30.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not seen within {deadline_s:g} s")
-        time.sleep(0.02)
 
 
 def result(

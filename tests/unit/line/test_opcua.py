@@ -5,8 +5,7 @@ cannot write what the station owns, and a second sink on a busy port says which 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +20,9 @@ from asyncua.sync import Client  # noqa: E402
 
 from defectlens.line.base import Frame, LineError, Result  # noqa: E402
 from defectlens.line.opcua import NAMESPACE, PLC_NODES, STATION_NODES, OpcUaSink, parse_endpoint  # noqa: E402
+from tests.unit.line.plc_helpers import FakeControl, wait_until  # noqa: E402
 
 STATION = "cell7"
-
-
-class FakeControl:
-    def __init__(self) -> None:
-        self.ready = True
-        self.calls: list[str | None] = []
-
-    def trigger(self, part_id: str | None = None) -> bool:
-        self.calls.append(part_id)
-        return True
-
-
-def wait_until(predicate: Callable[[], object], what: str, deadline_s: float = 30.0) -> None:
-    end = time.monotonic() + deadline_s
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"{what}: not seen within {deadline_s:g} s")
-        time.sleep(0.02)
 
 
 def result(
