@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,serve,openvino,line,camera,dev]'
+	$(BIN)/pip install -q -e '.[train,serve,openvino,line,camera,postgres,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -67,7 +67,7 @@ clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
 
 # Debian tools for the browser (Chromium + Playwright) and desktop (Xvfb + xdotool) tests; CI runs it.
-SYSDEPS := chromium chromium-driver xvfb xdotool mosquitto
+SYSDEPS := chromium chromium-driver xvfb xdotool mosquitto postgresql
 sysdeps:
 	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
