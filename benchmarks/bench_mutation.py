@@ -447,6 +447,18 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "+    self._executor = ThreadPoolExecutor(thread_name_prefix=self._name)",
         "max_workers left at its default: " + ANY_POOL,
     ),
+    **{
+        f"defectlens.workflows.predict.xǁ_CsvSinkǁwrite__mutmut_{n}": (
+            f"+    writer.writerow([csv_cell(row.get(c, {arg})) for c in self._columns])",
+            "a column the row lacks reaches csv_cell as None instead of '', and csv_cell(None) is '' (its first"
+            " rule): the same empty cell",
+        )
+        for n, arg in ((12, "None"), (14, ""))
+    },
+    "defectlens.workflows.predict.xǁ_CsvSinkǁwrite__mutmut_19": (
+        '+    data = text.getvalue().encode("UTF-8")',
+        "Python's codec names are case-insensitive: 'UTF-8' is the utf-8 codec, with the same strict errors",
+    ),
 }
 
 #: mutmut's exit-code verdicts that count as caught

@@ -1,5 +1,6 @@
 """The predict CSV's row values and its writer on hand cases: six decimals, empty cells where a value is
-absent, the exact bytes on disk, and what a failed write leaves (complete rows only) and says."""
+absent, the decoder's warning and the overlay's path, the exact bytes on disk, and what a failed write
+leaves (complete rows only) and says."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 
 import defectlens.workflows.predict as predict_module
 from defectlens.core.errors import DefectlensError
+from defectlens.inference.gate import GateCheck
 from defectlens.inference.predictor import Prediction
-from defectlens.workflows.predict import _CsvSink, row_of
+from defectlens.workflows.predict import CSV_COLUMNS, _CsvSink, row_of
 
 
 def test_probabilities_are_written_to_six_decimals_and_an_absent_threshold_is_an_empty_cell():
@@ -28,6 +30,37 @@ def test_probabilities_are_written_to_six_decimals_and_an_absent_threshold_is_an
 
 def rows_bytes(*rows: list[str]) -> bytes:
     return b"".join(",".join(r).encode() + b"\r\n" for r in rows)
+
+
+#: the header of a binary model's CSV whose classes are ok, defect: the documented columns, in their order
+BINARY_HEADER = [c for name in CSV_COLUMNS for c in (["p_ok", "p_defect"] if name == "p_<class>" else [name])]
+
+
+def test_a_warned_frame_with_an_overlay_is_written_cell_by_cell(tmp_path):
+    """The row a QC engineer reads for a frame that decoded with a warning, passed the gate and got an
+    explanation overlay: the gate's OOD score to six decimals, the decoder's warning and the overlay's
+    path each in its own column, under the documented header."""
+    pred = Prediction(
+        "line/p1.jpg", "defect", 0.75, {"ok": 0.25, "defect": 0.75}, 0.5, 2.0,
+        extra={"overlay": "out/gradcam/00000_p1.png"}, warning="Corrupt JPEG data: 12 extraneous bytes",
+        gate=GateCheck(False, (), 0.123456789, 3.0), defect_probability=0.75,
+    )  # fmt: skip
+    path = tmp_path / "predictions.csv"
+    with _CsvSink(path) as sink:
+        sink.write(row_of(pred, ["ok", "defect"], "defect", "defect"))
+    cells = ["line/p1.jpg", "ok", "defect", "0.75", "0.75", "0.25", "0.75", "0.5", "false", "0.123457", "2.0"]
+    cells += ["defect", "MATCH", "", "", "Corrupt JPEG data: 12 extraneous bytes", "out/gradcam/00000_p1.png"]
+    assert path.read_bytes() == rows_bytes(BINARY_HEADER, cells)
+
+
+def test_a_row_without_gate_warning_or_overlay_holds_empty_strings_never_none():
+    """The rows are also what ``predict_files`` hands back (``FolderResult.errors``, ``.review``,
+    ``.warnings``): an absent value is an empty string there, as it is an empty cell in the file."""
+    pred = Prediction("p.png", "ok", 0.8, {"ok": 0.8, "defect": 0.2}, 0.5, 1.0, defect_probability=0.2)
+    row = row_of(pred, ["ok", "defect"], None, "defect")
+    assert list(row) == BINARY_HEADER
+    absent = ("needs_review", "ood_score", "truth", "match", "reason", "gate_reason", "warning", "overlay")
+    assert {c: row[c] for c in absent} == dict.fromkeys(absent, "")
 
 
 def test_the_writer_puts_the_header_then_each_row_and_fills_a_missing_cell_with_nothing(tmp_path):
