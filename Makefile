@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,serve,openvino,line,camera,postgres,dev]'
+	$(BIN)/pip install -q -e '.[train,eval,serve,openvino,line,video,camera,postgres,ray,dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

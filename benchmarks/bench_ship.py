@@ -1,8 +1,9 @@
 """What a plant installs (issue 28): the wheel, a clean torch-free install, the container image's virtualenv.
 
 Builds the wheel and makes both virtualenvs with ``deploy/install.sh``, the script the ``Dockerfile`` runs (the
-image's virtualenv is that script's ``venv`` step with the Dockerfile's extras), from the package index, and
-records for each:
+image's virtualenv is that script's ``venv`` step with the Dockerfile's extras, then its ``slim`` step when the
+Dockerfile runs it; the clean install is ``pip install`` of the wheel, less pip and setuptools), from the package
+index, and records for each:
 
 - size on disk (apparent bytes of every file, MB = 10^6 bytes), with the largest packages;
 - start-up to the first verdict: ``defectlens predict IMAGE --model BUNDLE`` in that virtualenv, run
@@ -10,10 +11,12 @@ records for each:
 - for the image's virtualenv also the service: the Dockerfile's CMD started -> ``/readyz`` answers 200 ->
   the first ``/v1/predict`` answer.
 
-The Inspector row (``dist/defectlens-inspector``, issue 28 part 3) is measured for its size when that folder
-exists; its start-up time comes from the Inspector's own build test and is kept when already recorded here.
+The Inspector row (``dist/defectlens-inspector``, issue 28 part 3, ``make inspector-app``) is measured when that
+folder exists: its size, and the built program (not Python) started ``--runs`` times on a private Xvfb display on
+the bundle and a folder of three ELPV cells, until its window's title carries the first verdict (read with
+xdotool, as ``tests/integration/test_inspector_app.py`` does); without Xvfb or xdotool only the size.
 
-    .venv/bin/python benchmarks/bench_ship.py                  # about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_ship.py                  # about 4 minutes on 2 cores
     .venv/bin/python benchmarks/bench_ship.py --bundle B.dlens --image part.png --out /tmp/ship.json
 
 Goals (issue 28): clean install <= 200 MB, image virtualenv <= 250 MB, Inspector folder <= 150 MB.
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -55,6 +59,11 @@ def image_extras() -> str:
     match = re.search(r"install\.sh venv \S+ \S+ (\S+)", text)
     assert match is not None, "the Dockerfile has no 'install.sh venv WHEEL PREFIX EXTRAS' step"
     return match.group(1)
+
+
+def image_slims() -> bool:
+    """Whether the Dockerfile runs ``install.sh slim`` on its virtualenv."""
+    return "install.sh slim /opt/venv" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
 
 
 def tree_bytes(folder: Path) -> int:
@@ -139,14 +148,74 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> float:
     sys.exit("bench_ship: the service was not ready within 300 s")
 
 
-def inspector_row(previous: dict[str, Any] | None) -> dict[str, Any]:
-    """The Inspector folder's size when built; start-up figures already recorded (by its build test) kept."""
+def inspector_row(*, bundle: Path, images: list[Path], runs: int, work: Path) -> dict[str, Any]:
+    """The Inspector folder's size and the built program's start-up to its first verdict, when built."""
     row: dict[str, Any] = {"path": str(INSPECTOR.relative_to(ROOT)), "goal_mb": GOALS_MB["inspector"]}
-    row["size_mb"] = round(tree_bytes(INSPECTOR) / MB, 1) if INSPECTOR.is_dir() else None
-    row["startup_to_first_verdict_s"] = (previous or {}).get("startup_to_first_verdict_s")
-    if row["size_mb"] is None:
-        row["note"] = "not built here ('make inspector-app' makes it); filled when the folder exists"
+    if not INSPECTOR.is_dir():
+        row.update(size_mb=None, note="not built here ('make inspector-app' makes it); filled when the folder exists")
+        return row
+    row["size_mb"] = round(tree_bytes(INSPECTOR) / MB, 1)
+    row["meets_goal"] = row["size_mb"] <= GOALS_MB["inspector"]
+    row["largest_mb"] = largest_in(INSPECTOR / "_internal")
+    if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
+        row["startup_to_first_verdict"] = None
+        row["note"] = "start-up not measured: needs Xvfb and xdotool (make sysdeps)"
+        return row
+    cells = work / "cells"
+    cells.mkdir()
+    for image in images:
+        shutil.copy(image, cells / image.name)
+    row["startup_to_first_verdict"] = first_verdict_times(bundle=bundle, folder=cells, runs=runs, work=work)
     return row
+
+
+def largest_in(folder: Path, n: int = 8) -> dict[str, float]:
+    """The ``n`` largest entries of ``folder``, MB (links not followed: PyInstaller links libraries it places twice)."""
+    sizes = {p.name: tree_bytes(p) if p.is_dir() else p.stat().st_size for p in folder.iterdir() if not p.is_symlink()}
+    return {name: round(size / MB, 1) for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:n]}
+
+
+def first_verdict_times(*, bundle: Path, folder: Path, runs: int, work: Path) -> dict[str, Any]:
+    """Wall time from starting the built Inspector to a window title with an image's verdict, ``runs`` times."""
+    read, write = os.pipe()
+    xvfb = subprocess.Popen([str(shutil.which("Xvfb")), "-displayfd", str(write), "-screen", "0", "1280x900x24",
+                             "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)  # fmt: skip
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        display = f":{pipe.readline().strip()}"
+    times = []
+    try:
+        for run in range(runs):
+            env = {**os.environ, "DISPLAY": display, "DEFECTLENS_CONFIG_DIR": str(work / f"config-{run}")}
+            cmd = [str(INSPECTOR / "defectlens-inspector"), "--db", str(work / f"log-{run}.sqlite"),
+                   "--model", str(bundle), "--folder", str(folder)]  # fmt: skip
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                _wait_verdict(display, proc)
+                times.append(time.perf_counter() - start)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+    finally:
+        xvfb.terminate()
+        xvfb.wait(timeout=30)
+    return {"first_s": round(times[0], 3), "median_s": round(statistics.median(times), 3), "runs": runs,
+            "display": "Xvfb 1280x900"}  # fmt: skip
+
+
+def _wait_verdict(display: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until the window's title names an image and its decision (``defectlens QA Inspector - NAME: DECISION``)."""
+    deadline = time.perf_counter() + 300
+    cmd = ["xdotool", "search", "--onlyvisible", "--name", "QA Inspector", "getwindowname", "%@"]
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"bench_ship: the Inspector exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        found = subprocess.run(cmd, env={**os.environ, "DISPLAY": display}, capture_output=True, text=True)
+        if any(re.match(r"defectlens QA Inspector - .+: \S", name) for name in found.stdout.splitlines()):
+            return
+        time.sleep(0.05)
+    sys.exit("bench_ship: no verdict in the Inspector's title within 300 s")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -164,7 +233,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sys.exit(f"bench_ship: no bundle at {args.bundle}; pass --bundle (a .dlens from 'defectlens export')")
     image = args.image or sorted(Path(str(resources.files("elpv_dataset") / "data" / "images")).glob("*.png"))[0]
     machine = describe()
-    previous = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="bench-ship-") as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -176,7 +244,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             prefix = work / name
             start = time.perf_counter()
             sh("venv", str(wheel), str(prefix), *([extras] if extras else []))
-            row = {"extras": extras or None, "install_s": round(time.perf_counter() - start, 1)}
+            slim = name == "image_venv" and image_slims()
+            before_slim = round(tree_bytes(prefix) / MB, 1)
+            if slim:
+                sh("slim", str(prefix))
+            row = {"extras": extras or None, "slim": slim, "install_s": round(time.perf_counter() - start, 1)}
+            if slim:
+                row["size_before_slim_mb"] = before_slim
             row["size_mb"] = round(tree_bytes(prefix) / MB, 1)
             row["goal_mb"] = GOALS_MB[name]
             row["meets_goal"] = row["size_mb"] <= GOALS_MB[name]
@@ -187,7 +261,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows[name] = row
             print(f"{name}: {row['size_mb']} MB (goal {row['goal_mb']}), predict first {row['predict']['first_s']} s, "
                   f"median {row['predict']['median_s']} s", flush=True)  # fmt: skip
-    rows["inspector"] = inspector_row(previous.get("inspector"))
+        images = sorted(image.parent.glob("*.png"))[:3] if args.image is None else [image]
+        rows["inspector"] = inspector_row(bundle=args.bundle, images=images, runs=args.runs, work=work)
+        print(f"inspector: {rows['inspector'].get('size_mb')} MB, first verdict "
+              f"{rows['inspector'].get('startup_to_first_verdict')}", flush=True)  # fmt: skip
     result = {"bundle": str(args.bundle.relative_to(ROOT) if args.bundle.is_relative_to(ROOT) else args.bundle),
               "image": image.name, "mb": "10^6 bytes", **rows, "machine": machine}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)

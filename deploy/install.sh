@@ -8,6 +8,10 @@
 #   deploy/install.sh venv WHEEL PREFIX [EXTRAS]  a virtualenv at PREFIX made from the wheel only (and its
 #                                                 EXTRAS, comma-separated, from the package index); no torch,
 #                                                 no build cache
+#   deploy/install.sh slim PREFIX                 drop from that virtualenv what never runs in the image: the
+#                                                 packages' test suites, ONNX Runtime's offline tools, NumPy's
+#                                                 f2py and distutils, and the debug symbols some wheels ship
+#                                                 (needs strip, from binutils)
 #
 # PYTHON (default python3) is the interpreter that builds and that the virtualenv is made from.
 set -eu
@@ -48,8 +52,46 @@ venv() {
     fi
 }
 
+slim() {
+    prefix=$1
+    command -v strip >/dev/null 2>&1 || { echo "install.sh: slim needs strip (apt-get install binutils)" >&2; exit 1; }
+    site=$(echo "$prefix"/lib/python3*/site-packages)
+    [ -d "$site" ] || { echo "install.sh: no virtualenv at $prefix" >&2; exit 1; }
+    # nothing imports these at run time: test suites (numpy's alone is 14 MB), ONNX Runtime's model
+    # converters and quantiser, NumPy's Fortran wrapper generator
+    find "$site" -depth -type d -name tests -exec rm -rf {} +
+    rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
+        "$site/numpy/f2py" "$site/numpy/distutils"
+    # debug sections only (uvloop's extension is 12 MB of them), each library stripped into a copy that
+    # replaces it only when it still loads: strip breaks some libraries that auditwheel patched (NumPy's
+    # OpenBLAS then fails with "ELF load command address/offset not page-aligned")
+    "$prefix/bin/python" - "$site" <<'PY'
+import ctypes, os, subprocess, sys
+from pathlib import Path
+
+for lib in sorted(Path(sys.argv[1]).rglob("*.so*")):
+    if not lib.is_file() or lib.is_symlink():
+        continue
+    copy = lib.with_name(lib.name + ".stripped")
+    done = subprocess.run(["strip", "--strip-debug", "-o", str(copy), str(lib)], capture_output=True)
+    try:
+        if done.returncode == 0 and copy.stat().st_size < lib.stat().st_size:
+            ctypes.CDLL(str(copy))
+            os.replace(copy, lib)
+    except OSError:
+        pass
+    finally:
+        copy.unlink(missing_ok=True)
+PY
+    if ! "$prefix/bin/python" -c "import numpy, onnxruntime, PIL.Image, defectlens.inference.predictor" 2>&1; then
+        echo "install.sh: the virtualenv at $prefix no longer imports after slim" >&2
+        exit 1
+    fi
+}
+
 case "${1:-}" in
     wheel) shift; [ $# -eq 2 ] || { echo "usage: install.sh wheel SRC OUTDIR" >&2; exit 2; }; wheel "$@" ;;
     venv) shift; [ $# -ge 2 ] || { echo "usage: install.sh venv WHEEL PREFIX [EXTRAS]" >&2; exit 2; }; venv "$@" ;;
-    *) echo "usage: install.sh wheel SRC OUTDIR | venv WHEEL PREFIX [EXTRAS]" >&2; exit 2 ;;
+    slim) shift; [ $# -eq 1 ] || { echo "usage: install.sh slim PREFIX" >&2; exit 2; }; slim "$@" ;;
+    *) echo "usage: install.sh wheel SRC OUTDIR | venv WHEEL PREFIX [EXTRAS] | slim PREFIX" >&2; exit 2 ;;
 esac

@@ -32,13 +32,15 @@ EXIT_NEEDS_REVIEW = 4
 # Optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]).
 _EXTRAS = {
     **dict.fromkeys(
-        ("torch", "torchvision", "imagehash", "onnx", "onnxscript", "safetensors", "pytorch_grad_cam", "matplotlib"),
-        "train",
+        ("torch", "torchvision", "imagehash", "onnx", "onnxscript", "safetensors", "pytorch_grad_cam"), "train"
     ),
+    # evaluate without torch; [train] has them too, and a training command misses torch first
+    **dict.fromkeys(("sklearn", "scipy", "matplotlib"), "eval"),
     **dict.fromkeys(("efficientnet_lite_pytorch", "elpv_dataset"), "train"),
     **dict.fromkeys(("fastapi", "fastapi_offline", "uvicorn", "multipart", "prometheus_client"), "serve"),
     "openvino": "openvino",
-    **dict.fromkeys(("watchdog", "cv2", "paho", "asyncua", "pymodbus"), "line"),
+    **dict.fromkeys(("watchdog", "paho", "asyncua", "pymodbus"), "line"),
+    "cv2": "video",
     **dict.fromkeys(("harvesters", "genicam"), "camera"),
 }
 

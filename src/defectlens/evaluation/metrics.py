@@ -1,7 +1,9 @@
 """Classification metrics for one split, with bootstrap confidence intervals.
 
-Owns :func:`compute_metrics` (scikit-learn where it has the metric; ECE/MCE and the bootstrap are
-written here because scikit-learn has neither) and :func:`reliability_bins`. Every value in the
+Owns :func:`compute_metrics` (the classification and ranking metrics from :mod:`defectlens.evaluation.numeric`,
+NumPy held to scikit-learn's definitions, so a torch-free install computes them without scikit-learn; ECE/MCE and
+the bootstrap are written here) and :func:`reliability_bins`. Only the exact intervals of the bootstrap need
+SciPy (the ``eval`` extra). Every value in the
 returned dict is JSON-serialisable; a metric that is undefined on the given data (ROC-AUC with one
 class present, defect recall with no defects) is ``None`` and a sentence in ``notes`` says why.
 """
@@ -16,6 +18,7 @@ import numpy as np
 
 from defectlens.core.decision import decide
 from defectlens.core.errors import DefectlensError
+from defectlens.evaluation import numeric
 
 ECE_BINS = 15
 
@@ -80,19 +83,15 @@ def brier(y_true: np.ndarray, probs: np.ndarray, *, positive_index: int | None =
     ``brier_score_loss``). Multi-class: mean over samples of the squared distance to the one-hot
     label, summed over classes (Brier's original definition)."""
     if probs.shape[1] == 2:
-        from sklearn.metrics import brier_score_loss
-
         pos = 1 if positive_index is None else positive_index
-        return float(brier_score_loss((y_true == pos).astype(int), probs[:, pos], pos_label=1))
+        return numeric.brier_binary((y_true == pos).astype(int), probs[:, pos])
     onehot = np.eye(probs.shape[1])[y_true]
     return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
 
 
 def nll(y_true: np.ndarray, probs: np.ndarray) -> float:
     """Mean negative log-likelihood of the true class (scikit-learn's ``log_loss``)."""
-    from sklearn.metrics import log_loss
-
-    return float(log_loss(y_true, probs, labels=list(range(probs.shape[1]))))
+    return numeric.log_loss(y_true, probs)
 
 
 #: How each interval in ``ci`` is computed (recorded beside them).
@@ -173,30 +172,19 @@ def _validate(y_true: Any, probs: Any, class_names: Any) -> tuple[np.ndarray, np
 
 
 def _classification(y: np.ndarray, pred: np.ndarray, names: list[str], present: list[int]) -> dict[str, Any]:
-    """Accuracy, F1s, MCC, per-class precision/recall/F1 and the confusion matrix (scikit-learn)."""
-    from sklearn.metrics import (
-        accuracy_score,
-        balanced_accuracy_score,
-        confusion_matrix,
-        f1_score,
-        matthews_corrcoef,
-        precision_recall_fscore_support,
-    )
-
-    labels = list(range(len(names)))
-    with warnings.catch_warnings():
-        # undefined ratios are reported as 0 or None below, and said in notes; not as warnings
-        warnings.simplefilter("ignore")
-        prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-        out: dict[str, Any] = {
-            "accuracy": float(accuracy_score(y, pred)),
-            "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(present) > 1 else None,
-            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-            "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=0)),
-            "mcc": float(matthews_corrcoef(y, pred)),
-        }
-        # one class present (a folder scored halfway) makes scikit-learn warn; the notes say it instead
-        out["confusion_matrix"] = confusion_matrix(y, pred, labels=labels).tolist()
+    """Accuracy, F1s, MCC, per-class precision/recall/F1 and the confusion matrix; undefined ratios are 0 (or
+    None) and the notes say why."""
+    k = len(names)
+    labels = list(range(k))
+    prec, rec, f1, sup = numeric.precision_recall_f1_support(y, pred, k)
+    out: dict[str, Any] = {
+        "accuracy": numeric.accuracy(y, pred),
+        "balanced_accuracy": numeric.balanced_accuracy(y, pred, k) if len(present) > 1 else None,
+        "macro_f1": numeric.f1_average(y, pred, k, average="macro"),
+        "weighted_f1": numeric.f1_average(y, pred, k, average="weighted"),
+        "mcc": numeric.mcc(y, pred, k),
+    }
+    out["confusion_matrix"] = numeric.confusion_matrix(y, pred, k).tolist()
     out["per_class"] = [
         {
             "class": names[c],
@@ -212,16 +200,14 @@ def _classification(y: np.ndarray, pred: np.ndarray, names: list[str], present: 
 
 def _ranking(y: np.ndarray, p: np.ndarray, positive_index: int | None, notes: list[str]) -> dict[str, Any]:
     """ROC-AUC and PR-AUC: binary on the defect score, multi-class one-vs-rest over classes present."""
-    from sklearn.metrics import average_precision_score, roc_auc_score, top_k_accuracy_score
-
     n, k = p.shape
     score_classes = [1 if positive_index is None else positive_index] if k == 2 else list(range(k))
     aucs, aps = [], []
     for c in score_classes:
         yc = (y == c).astype(int)
         if 0 < yc.sum() < n:
-            aucs.append(roc_auc_score(yc, p[:, c]))
-            aps.append(average_precision_score(yc, p[:, c]))
+            aucs.append(numeric.roc_auc(yc, p[:, c]))
+            aps.append(numeric.average_precision(yc, p[:, c]))
     out: dict[str, Any] = {
         "roc_auc": float(np.mean(aucs)) if aucs else None,
         "pr_auc": float(np.mean(aps)) if aps else None,
@@ -229,10 +215,7 @@ def _ranking(y: np.ndarray, p: np.ndarray, positive_index: int | None, notes: li
     if k > 2 and 0 < len(aucs) < k:
         notes.append(f"one-vs-rest ROC-AUC/PR-AUC averaged over the {len(aucs)} classes present with both outcomes")
     if k > 2:
-        labels = list(range(k))
-        out["top_k_accuracy"] = {
-            f"top{kk}": float(top_k_accuracy_score(y, p, k=kk, labels=labels)) for kk in (2, 3) if kk < k
-        }
+        out["top_k_accuracy"] = {f"top{kk}": numeric.top_k_accuracy(y, p, kk) for kk in (2, 3) if kk < k}
     return out
 
 

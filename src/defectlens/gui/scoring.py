@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from defectlens.core.errors import DefectlensError
 from defectlens.gui.session import MetricsInput
 from defectlens.inference.predictor import Prediction, Predictor
@@ -127,8 +129,9 @@ class Worker:
 class Figures:
     """The batch's metrics, computed by a :class:`Worker` (on a thousand images they take about 0.1 s,
     too long for the window's thread): one run at a time; requests made meanwhile are merged into one
-    more run when it ends. Nothing runs before :attr:`ready` (scikit-learn imported in the background:
-    a first import on the window's thread would freeze it for a second or more)."""
+    more run when it ends. Nothing runs before :attr:`ready`, which the first job (the warm-up) sets: the
+    figures are NumPy (:mod:`defectlens.evaluation.numeric`, no scikit-learn, so the standalone Inspector
+    ships without it), and the warm-up runs them once on a toy batch, off the window's thread."""
 
     def __init__(self, worker: Worker):
         self.worker = worker
@@ -165,7 +168,7 @@ class Figures:
 
 
 def _import_metrics() -> None:
-    import sklearn.metrics  # noqa: F401
+    MetricsInput(np.array([0, 1]), np.eye(2), ("a", "b"), 1, 0.5, (1.0, 1.0)).compute()
 
 
 def _sentence(exc: Exception) -> str:

@@ -14,8 +14,8 @@ modes:
   between are discarded): said once in the log at start.
 
 Pixel formats Mono8 (one channel), RGB8/BGR8/RGBa8/BGRa8 (RGB) and the 8-bit Bayer formats (demosaiced
-with OpenCV) become uint8 arrays; ``pixel_format`` sets the camera's PixelFormat at start. Other camera
-features (exposure, gain...) go in ``features``, set by name before acquisition starts.
+with OpenCV, the ``[video]`` extra) become uint8 arrays; ``pixel_format`` sets the camera's PixelFormat at start. Other
+camera features (exposure, gain...) go in ``features``, set by name before acquisition starts.
 
 Every fetch waits at most ``timeout`` seconds: a camera that sends nothing for that long, or that
 disappears, is logged as an error naming it and reopened with exponential backoff (``reconnect_min``
@@ -92,8 +92,13 @@ def to_array(data: np.ndarray, *, width: int, height: int, pixel_format: str) ->
         image = flat[: width * height * channels].reshape(height, width, channels)
         return np.ascontiguousarray(image[:, :, order])
     if pixel_format in BAYER:
-        import cv2
-
+        try:
+            import cv2
+        except ImportError as exc:
+            raise LineError(
+                f"pixel format {pixel_format} is demosaiced with OpenCV, which is not installed: "
+                f"pip install 'defectlens[video]', or set 'pixel_format' to Mono8 or an RGB format ({exc})"
+            ) from exc
         return np.asarray(
             cv2.cvtColor(flat[: width * height].reshape(height, width), getattr(cv2, BAYER[pixel_format]))
         )

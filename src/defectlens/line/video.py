@@ -1,4 +1,4 @@
-"""Frames from a video file, a network stream (RTSP, HTTP) or a USB camera, through OpenCV (``[line]`` extra).
+"""Frames from a video file, a network stream (RTSP, HTTP) or a USB camera, through OpenCV (``[video]`` extra).
 
 One source, three kinds of endpoint, told apart by the station file's option (``path``, ``url``, ``device``)
 or the CLI's short form ``--source video:PATH_OR_URL_OR_DEVICE_INDEX``:
@@ -54,7 +54,9 @@ def _cv2() -> Any:
     try:
         import cv2
     except ImportError as exc:
-        raise LineError(f"video sources need OpenCV: pip install 'defectlens[line]' ({exc})") from exc
+        raise LineError(
+            f"video sources need OpenCV, which is not installed: pip install 'defectlens[video]' ({exc})"
+        ) from exc
     return cv2
 
 
