@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import struct
@@ -367,4 +368,26 @@ def cam_problem(entry: Any, weights: bytes) -> str | None:
         return str(exc)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],):
         return f"the head's weight {list(weight.shape)} and bias {list(bias.shape)} are not (C, K) and (C,)"
+    return _map_kind_problem(entry)
+
+
+#: ``cam.kind`` of an anomaly model: the graph output is the anomaly map itself (N, 1, S, S), drawn with
+#: the fixed ``range`` [low, high] of raw values (an overlay of a good part stays cold).
+ANOMALY_MAP = "anomaly_map"
+
+
+def _map_kind_problem(entry: dict[str, Any]) -> str | None:
+    kind = entry.get("kind", "cam")
+    if kind == "cam":
+        return None
+    if kind != ANOMALY_MAP:
+        return f"kind must be 'cam' or {ANOMALY_MAP!r}, got {kind!r:.40}"
+    span = entry.get("range")
+    numbers = (
+        isinstance(span, list)
+        and len(span) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+    )
+    if not numbers or not span[0] < span[1]:  # type: ignore[index]
+        return f"an anomaly map's range must be two finite numbers, low < high, got {span!r:.60}"
     return None

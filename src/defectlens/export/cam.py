@@ -23,6 +23,7 @@ from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.inference import cam
 from defectlens.inference.backends import installed_runtimes, onnx_runner, openvino_runner
+from defectlens.inference.cam import ANOMALY_MAP
 
 if TYPE_CHECKING:
     from defectlens.models import Classifier
@@ -35,14 +36,54 @@ CAM_TOLERANCE = 1e-3
 #: map is close in shape, not to 1e-3. Below this the INT8 graph explains through torch.
 INT8_CAM_TOLERANCE = 0.9
 IDENTITY = "Grad-CAM at the last feature map = class activation map for a global-average-pool + linear head"
+#: An anomaly model's explanation: its anomaly map, a graph output like the CAM's features.
+ANOMALY_METHOD = "anomaly map (PatchCore nearest-neighbour patch distances, upsampled and smoothed)"
 
 
 def cam_entry(model: Classifier) -> dict[str, Any] | None:
     """``spec.json``'s ``cam`` entry for ``model``, or None when its head breaks the identity (dense head)."""
+    from defectlens.models.patchcore import AnomalyModel  # torch: only when exporting
+
     names = model.cam_head()
     if names is None:
         return None
+    if isinstance(model, AnomalyModel):
+        low, high = (float(v) for v in model.head.map_range)
+        return {
+            "output": CAM_OUTPUT, "weight": names[0], "bias": names[1], "method": ANOMALY_METHOD,
+            "kind": ANOMALY_MAP, "range": [low, high],
+        }  # fmt: skip
     return {"output": CAM_OUTPUT, "weight": names[0], "bias": names[1], "method": IDENTITY}
+
+
+def anomaly_map_parity(model: Classifier, onnx_bytes: bytes, spec: ModelSpec, images: np.ndarray) -> dict[str, Any]:
+    """The graph's anomaly map against torch's on ``images``, per installed runtime, both drawn as an overlay
+    draws them (:func:`defectlens.inference.cam.anomaly_map_at`); ``ok`` as for :func:`cam_parity`."""
+    import torch
+
+    from defectlens.models.patchcore import AnomalyModel
+
+    assert isinstance(model, AnomalyModel)
+    images = images[:CAM_IMAGES]
+    low, high = (float(v) for v in model.head.map_range)
+    with torch.inference_mode():
+        _, _, maps = model.eval().forward_outputs(torch.from_numpy(images.astype(np.float32) / np.float32(255.0)))
+    reference = np.stack([cam.anomaly_map_at(m, (low, high)) for m in maps.numpy()])
+    checked: dict[str, dict[str, Any]] = {}
+    for runtime in installed_runtimes():
+        try:
+            _, features = _graph_features(runtime, onnx_bytes, images)
+        except DefectlensError as exc:
+            checked[runtime] = {"ok": False, "reason": str(exc)}
+            continue
+        ours = np.stack([cam.anomaly_map_at(f, (low, high)) for f in features])
+        checked[runtime] = _compare(ours, reference, min_correlation=None)
+    ref = checked.get("onnx", {"ok": False, "reason": "ONNX Runtime did not run"})
+    return {
+        "method": ANOMALY_METHOD, "images": len(images), "rule": f"max abs diff <= {CAM_TOLERANCE:g}",
+        "max_abs_diff": ref.get("max_abs_diff"), "min_correlation": ref.get("min_correlation"),
+        "ok": bool(ref.get("ok")), "backends": checked,
+    }  # fmt: skip
 
 
 def gradcam_maps(model: Classifier, images: np.ndarray, targets: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from defectlens.core.anomaly import is_anomaly
 from defectlens.core.bundle import INT8_FILE, ONNX_FILE, SUFFIX, WEIGHTS_FILE, shipped_meta, write_bundle
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import versions
@@ -113,6 +114,10 @@ def export_bundle(
         if data is not None and not Path(data).is_dir():
             data_note = f"training dataset {data} recorded in the checkpoint is not present here"
             data = None
+    if int8 and is_anomaly(spec):
+        raise DefectlensError(
+            "--int8 is not offered for anomaly bundles in this release: export without it (the FP32 graph)"
+        )
     if int8 and data is None:
         raise DefectlensError(
             f"--int8 needs the training dataset to calibrate on and to judge INT8 on ({data_note or 'none given'}); "
@@ -172,16 +177,18 @@ def _checked_graph(
     Raises:
         ParityError: when ONNX Runtime's probabilities or OOD scores disagree with torch's.
     """
-    from defectlens.export.cam import cam_entry, cam_parity
+    from defectlens.export.cam import anomaly_map_parity, cam_entry, cam_parity
     from defectlens.export.onnx_export import to_onnx
     from defectlens.export.profile import fit_gate, ood_parity  # torch: only when exporting
 
-    fit = fit_gate(model, spec, source[0], drift=source[1]) if source is not None else None
+    anomaly = is_anomaly(spec)
+    fit = fit_gate(model, spec, source[0], drift=source[1], ood=not anomaly) if source is not None else None
     with_cam = cam_entry(model) is not None
     onnx_bytes, exporter = to_onnx(model, spec, density=fit.density if fit else None, cam=with_cam)
     parity = check_parity(model, onnx_bytes, spec, inputs, tol=tolerance)
     if with_cam:
-        parity["cam"] = cam_parity(model, onnx_bytes, spec, inputs.images)
+        check = anomaly_map_parity if anomaly else cam_parity
+        parity["cam"] = check(model, onnx_bytes, spec, inputs.images)
     if fit is not None and fit.density is not None:
         parity["ood"] = ood_parity(model, fit.density, onnx_bytes, inputs.images)
         if not parity["ood"]["ok"]:

@@ -29,6 +29,7 @@ from defectlens.core.profile import FALSE_FLAG_RATE, STATS, GateProfile, OodProf
 from defectlens.core.spec import ModelSpec
 from defectlens.data.images import prepare_frame
 from defectlens.data.manifest import Manifest, Record
+from defectlens.evaluation.conformal import ood_threshold, threshold_rule  # noqa: F401  (the gate's rule)
 from defectlens.inference.backends import onnx_runner
 from defectlens.inference.gate import image_stats
 from defectlens.models import Classifier
@@ -119,13 +120,18 @@ def size_band(sizes: list[tuple[int, int]]) -> SizeProfile:
     )
 
 
-def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path, *, drift: bool = False) -> GateFit | None:
+def fit_gate(
+    model: Classifier, spec: ModelSpec, data: str | Path, *, drift: bool = False, ood: bool = True
+) -> GateFit | None:
     """Fit the gate's image bands and feature density on ``data``'s training and validation images.
 
     With ``drift`` (a model trained with ``augment: line``, which handles the line's pose, lighting,
     focus, noise and JPEG drift) each validation image also enters with one drawn drift of the same
     kind (:func:`~defectlens.training.acquisition.acquisition_shift`, seeded), so the bands and the OOD
     threshold accept what the model was trained to handle instead of flagging it.
+
+    ``ood=False`` (an anomaly model, whose own score is what is unlike the training images) fits the image
+    bands only: an out-of-distribution refusal would take the anomalies away from the model.
 
     With too few images for a part of the gate, that part is left out with a warning, never the export:
     no gate without a readable image; no out-of-distribution score with fewer than
@@ -145,7 +151,9 @@ def fit_gate(model: Classifier, spec: ModelSpec, data: str | Path, *, drift: boo
     stats = {name: stat_band(name, table[:, i]) for i, name in enumerate(STATS)}
     known = train.labels >= 0
     density = None
-    if np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
+    if not ood:
+        pass
+    elif np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
         feats, _ = features_and_logits(model, train.images[known])
         density = fit_layered(feats, train.labels[known], features_and_logits(model, val.images)[0])
     else:
@@ -181,34 +189,6 @@ def graph_scores(graph: bytes, images: np.ndarray, *, batch: int = 32) -> np.nda
         session.run([OOD_OUTPUT], {session.get_inputs()[0].name: x[i : i + batch]})[0] for i in range(0, len(x), batch)
     ]
     return np.concatenate(out).reshape(-1).astype(np.float64)
-
-
-def ood_threshold(scores: np.ndarray, rate: float = FALSE_FLAG_RATE) -> float:
-    """The score above which at most ``rate`` of in-distribution images fall, from validation scores.
-
-    The conformal quantile: the ceil((n + 1)(1 - rate))-th smallest score, so a new in-distribution
-    image is flagged with probability at most ``rate``. With fewer validation images than that rank
-    needs (n < (1 - rate) / rate: 199 at the default 0.005) no validation score certifies the rate, and
-    the largest would flag about 1 in n + 1 healthy frames; the threshold is then the normal prediction
-    bound for one new score, mean + t(1 - rate, n - 1) * std * sqrt(1 + 1 / n) (wide when n is small),
-    and never below the largest validation score (:func:`threshold_rule` says which rule applied).
-    """
-    from scipy.stats import t
-
-    s = np.sort(np.asarray(scores, dtype=np.float64))
-    n = len(s)
-    k = math.ceil((n + 1) * (1.0 - rate))
-    if k <= n:
-        return float(s[k - 1])
-    bound = float(s.mean()) + float(t.ppf(1.0 - rate, n - 1)) * float(s.std(ddof=1)) * math.sqrt(1.0 + 1.0 / n)
-    return max(float(s[-1]), bound)
-
-
-def threshold_rule(n: int, rate: float) -> str:
-    """How :func:`ood_threshold` sets the threshold for ``n`` validation scores."""
-    if math.ceil((n + 1) * (1.0 - rate)) <= n:
-        return "conformal"
-    return "gaussian"
 
 
 def ood_parity(model: Classifier, density: LayeredDensity, graph: bytes, images: np.ndarray) -> dict[str, float | bool]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from defectlens.core.bundle import CAM_OUTPUT, WEIGHTS_FILE, safetensors_array
+from defectlens.core.bundle import ANOMALY_MAP, CAM_OUTPUT, WEIGHTS_FILE, safetensors_array
 
 #: A batch (N, C, H, W) in [0, 1] to the graph's logits (N, classes) and feature maps (N, K, h, w).
 FeatureRunner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -49,11 +49,36 @@ class ClassActivation:
 
 @dataclass(frozen=True)
 class CamModel:
-    """A graph's feature runner and the head weight (C, K) the map is computed with."""
+    """A graph's feature runner and the head weight (C, K) the map is computed with; for an anomaly model
+    (``map_range`` set) the runner's second output is the anomaly map itself, drawn with that fixed range."""
 
     run: FeatureRunner
     weight: np.ndarray
     method: str
+    map_range: tuple[float, float] | None = None
+
+    def heatmap(self, features: np.ndarray, index: int, *, input_size: int, size: tuple[int, int]) -> np.ndarray:
+        """The map of one image's graph output at the image's ``size`` (width, height), in [0, 1]."""
+        if self.map_range is not None:
+            return np.clip(resized(anomaly_map_at(features, self.map_range), size), 0.0, 1.0)
+        return heatmap(features, self.weight, index, input_size=input_size, size=size)
+
+
+def map_range(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The fixed drawing range of an anomaly model's map (``spec.json``'s ``cam.range``), or None for a CAM."""
+    entry = meta.get("cam")
+    if not isinstance(entry, dict) or entry.get("kind") != ANOMALY_MAP:
+        return None
+    low, high = entry["range"]
+    return float(low), float(high)
+
+
+def anomaly_map_at(features: np.ndarray, span: tuple[float, float]) -> np.ndarray:
+    """An anomaly map (1, S, S) in raw distance units drawn in [0, 1]: ``span[0]`` (typical of good parts)
+    and below is 0, ``span[1]`` (the image threshold's score) and above is 1: no per-image stretching, so
+    a good part's overlay stays cold."""
+    low, high = span
+    return np.clip((np.asarray(features[0], np.float32) - low) / np.float32(high - low), 0.0, 1.0)
 
 
 def head_weight(meta: dict[str, Any], members: dict[str, bytes]) -> np.ndarray | None:

@@ -599,8 +599,21 @@ class Predictor:
         probs = self.probabilities(logits)[0]
         index = self.class_index(target, probs)
         size = self.spec.input_size
-        heat = cam.heatmap(features[0], self._cam.weight, index, input_size=size, size=frame.size)
+        heat = self._cam.heatmap(features[0], index, input_size=size, size=frame.size)
         return ClassActivation(heat, index, probs, self._cam.method)
+
+    def anomaly_map(self, source: Source) -> np.ndarray:
+        """An anomaly model's raw map (S, S) at the input size, in its score's units: what pixel figures rank
+        (:meth:`explain` draws it with the bundle's fixed range for an overlay).
+
+        Raises:
+            DefectlensError: for a model that is not an anomaly bundle; ImageError for unusable input.
+        """
+        if self._cam is None or self._cam.map_range is None:
+            raise DefectlensError("this model has no anomaly map: it is not an anomaly bundle (train --task anomaly)")
+        frame = prepare_frame(source, self.spec)
+        _, maps = self._cam.run(frame.array[None].astype(np.float32) / np.float32(255.0))
+        return np.asarray(maps[0, 0], np.float32)
 
     def class_index(self, target: int | str | None, probs: np.ndarray) -> int:
         """The class to explain: ``target`` (index or name) checked against the spec, or the decided one.
@@ -722,7 +735,8 @@ def _cam_model(
     run = cam.feature_runner(graph) if weight is not None else None
     if weight is None or run is None:
         return None
-    return CamModel(run, weight, f"CAM ({name})")
+    span = cam.map_range(meta)
+    return CamModel(run, weight, f"{'anomaly map' if span else 'CAM'} ({name})", span)
 
 
 def _runtime_for(meta: dict[str, Any], member: str, backend: str, path: Path) -> str:

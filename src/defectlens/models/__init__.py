@@ -4,7 +4,10 @@ Importing ``defectlens.models`` imports the zoo, whose builders register themsel
 itself imports no architecture. ``models`` depends only on ``defectlens.core``.
 """
 
-from defectlens.models import zoo  # noqa: F401  (fills the registry)
+from defectlens.models import (
+    patchcore,  # noqa: F401  (registers the anomaly model's rebuilder)
+    zoo,  # noqa: F401  (fills the registry)
+)
 from defectlens.models.classifier import (
     Classifier,
     create_model,

@@ -273,8 +273,34 @@ def _to_grayscale(features: nn.Module) -> None:
     raise RuntimeError("no 3-channel input convolution found")
 
 
+#: Rebuilders of models whose spec names another task than classification (``spec.extra["task"]``);
+#: each registers itself (:mod:`defectlens.models.patchcore`), so this module imports none of them.
+_REBUILDERS: dict[str, Callable[[dict[str, torch.Tensor], ModelSpec], Classifier]] = {}
+
+
+def register_rebuilder(
+    task: str,
+) -> Callable[[Callable[[dict[str, torch.Tensor], ModelSpec], Classifier]], Callable[..., Classifier]]:
+    """Decorator: ``model_from_state`` rebuilds specs of ``task`` with the decorated function."""
+
+    def add(fn: Callable[[dict[str, torch.Tensor], ModelSpec], Classifier]) -> Callable[..., Classifier]:
+        if task in _REBUILDERS:
+            raise ValueError(f"a rebuilder for task {task!r} is already registered")
+        _REBUILDERS[task] = fn
+        return fn
+
+    return add
+
+
 def model_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> Classifier:
     """Rebuild the network described by ``spec`` and load ``state_dict`` into it (eval mode)."""
+    task = spec.extra.get("task")
+    if task not in (None, "classify"):
+        if task not in _REBUILDERS:
+            raise DefectlensError(
+                f"this model's task {task!r:.40} is not one this release knows ({', '.join(_REBUILDERS)})"
+            )
+        return _REBUILDERS[task](state_dict, spec)
     model = create_model(
         spec.arch,
         num_classes=spec.num_classes,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.anomaly import TASKS
 from defectlens.core.decision import THRESHOLD_METHODS
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import CACHE_VIEWS, ILLUMINATION_MODES, TTA_VIEWS
@@ -32,6 +33,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "cache_variants": tuple(CACHE_VIEWS),
     "threshold_method": THRESHOLD_METHODS,
     "illumination": ILLUMINATION_MODES,
+    "task": TASKS,
 }
 
 
@@ -50,6 +52,8 @@ class TrainConfig:
     """Settings of one training run.
 
     Attributes:
+        task: ``classify`` (a classifier of the dataset's labelled classes) or ``anomaly`` (PatchCore fitted on
+            the normal class only; the other classes, when present, are used for validation and test only).
         data: dataset folder (``manifest.csv`` + ``dataset.json``) with train/val/test splits.
         model: registry name of the backbone.
         pretrained: start from ImageNet weights (offline).
@@ -95,6 +99,12 @@ class TrainConfig:
         threads: torch CPU threads (``None``: torch's default).
         evaluate: evaluate the best checkpoint on every split at the end (metrics.json, report.html).
         device: ``auto``, ``cpu`` or ``cuda``.
+        normal: anomaly mode: the class of good parts (default: the one named good, ok or normal).
+        bank_size: anomaly mode: rows of the memory bank (its latency and size grow with it).
+        max_patches: anomaly mode: patch features the coreset is chosen from (a memory budget: times the
+            feature length times 4 bytes).
+        false_alarm_rate: anomaly mode: the share of normal parts the threshold may flag when validation holds
+            no defect image (the threshold is then set on held-out normal images alone).
     """
 
     data: str = ""
@@ -132,6 +142,11 @@ class TrainConfig:
     threads: int | None = None
     evaluate: bool = True
     device: str = "auto"
+    task: str = "classify"
+    normal: str | None = None
+    bank_size: int = 4096
+    max_patches: int = 100_000
+    false_alarm_rate: float = 0.01
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -176,6 +191,9 @@ class TrainConfig:
             ("weight_decay", self.weight_decay >= 0, ">= 0"),
             ("backbone_lr_scale", self.backbone_lr_scale >= 0, ">= 0"),
             ("cost_fn", self.cost_fn >= 0 and self.cost_fp >= 0, ">= 0 (and so must cost_fp)"),
+            ("bank_size", 1 <= self.bank_size <= 1_000_000, "between 1 and 1,000,000"),
+            ("max_patches", self.max_patches >= self.bank_size, ">= bank_size"),
+            ("false_alarm_rate", 0.0 < self.false_alarm_rate < 0.5, "in (0, 0.5)"),
         )
         for name, ok, rule in checks:
             if not ok:

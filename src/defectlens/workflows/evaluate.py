@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from defectlens.core.anomaly import model_label
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import versions
 from defectlens.core.progress import Progress
@@ -61,14 +62,15 @@ def score_records(
         DefectlensError: when a label is not a class of the model.
     """
     names = list(predictor.spec.class_names)
-    unknown = sorted({r.label for r in records} - set(names))
+    labels = [model_label(predictor.spec, r.label) for r in records]  # anomaly models: defect kinds -> anomalous
+    unknown = sorted(set(labels) - set(names))
     if unknown:
         raise DefectlensError(
             f"dataset labels {unknown} are not classes of the model ({names}); "
             "evaluate with the dataset the model was trained for"
         )
     paths = [manifest.resolve(r) for r in records]
-    y = np.array([names.index(r.label) for r in records], dtype=np.int64)
+    y = np.array([names.index(label) for label in labels], dtype=np.int64)
     with progress.phase(f"scoring {label}", total=len(paths), unit="img") as phase:
         logits, checks = predictor.score_and_check(paths, batch_size=batch_size, on_batch=phase.advance)
     kinds = [c.kinds if c is not None else () for c in checks] if predictor.gate.active else None

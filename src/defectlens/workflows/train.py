@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.anomaly import ANOMALY_TASK
 from defectlens.core.checkpoint import save_checkpoint
+from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
 from defectlens.core.spec import TTA_VIEWS, ModelSpec
 from defectlens.data.manifest import Manifest
@@ -23,6 +25,7 @@ from defectlens.models import load_checkpoint
 from defectlens.reporting.plots import learning_png, read_history
 from defectlens.training import RunResult, train
 from defectlens.training.config import TrainConfig
+from defectlens.workflows.anomaly import train_anomaly
 from defectlens.workflows.evaluate import evaluate_model
 
 
@@ -35,8 +38,13 @@ def train_and_evaluate(
         The training result; ``metrics`` holds the val and test metrics, ``spec`` the evaluated spec.
     """
     start = time.perf_counter()
-    result = train(config, resume=resume, progress=progress, val_decisions=f1_decisions)
-    run_dir = result.run_dir
+    if config.task == ANOMALY_TASK:
+        if resume is not None:
+            raise DefectlensError("an anomaly run has no epochs to resume: train it again (it takes one pass)")
+        result, run_dir = train_anomaly(config, progress=progress)
+    else:
+        result = train(config, resume=resume, progress=progress, val_decisions=f1_decisions)
+        run_dir = result.run_dir
     if run_dir is None:  # a non-main process of a distributed run writes nothing
         return result
     if (run_dir / "history.csv").is_file():
@@ -50,6 +58,8 @@ def train_and_evaluate(
 def eval_settings(config: TrainConfig) -> EvalSettings:
     """How a training run's final evaluation decides: the threshold policy of its config."""
     return EvalSettings(
+        # an anomaly score has no temperature to calibrate: its scale is set from held-out normal images
+        calibrate=config.task != ANOMALY_TASK,
         threshold_method=config.threshold_method,
         target_recall=config.target_recall,
         cost_fn=config.cost_fn,
@@ -70,7 +80,8 @@ def evaluate_best(
         # Training-set figures cost a full pass (times the TTA views) and say little; the curves in
         # history.csv show the fit. `defectlens evaluate --split train` reports them on request.
         splits=("val", "test"),
-        batch_size=max(4, 32 // len(TTA_VIEWS[spec.tta])),  # the views share one forward pass
+        # the views share one forward pass; an anomaly model's distances to its bank take the memory
+        batch_size=8 if config.task == ANOMALY_TASK else max(4, 32 // len(TTA_VIEWS[spec.tta])),
         settings=eval_settings(config),
         run_info={"run_dir": run_dir.name, "config": config.to_dict()},
         history=run_dir / "history.csv",

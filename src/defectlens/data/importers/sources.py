@@ -20,6 +20,7 @@ from defectlens.data.importers._scan import (
     Candidate,
     Scan,
     files_under,
+    rel,
     require_dir,
     scan_class_folders,
 )
@@ -45,11 +46,41 @@ def scan_folder(src: str | Path) -> Scan:
         return scan
     for folder, split in splits.items():
         scan_class_folders(scan, folder, split=split)
+    masks = _attach_masks(scan, root / MASK_DIR) if (root / MASK_DIR).is_dir() else set()
     for entry in sorted(root.iterdir()):
         if entry not in splits:
             for f in files_under(entry, scan) if entry.is_dir() else [entry]:
-                scan.skip(f, "outside the train/val/test folders")
+                if f not in masks:
+                    scan.skip(f, "outside the train/val/test folders")
     return scan
+
+
+#: MVTec AD's folder of defect masks: ``ground_truth/<class>/<image stem>_mask.png``.
+MASK_DIR = "ground_truth"
+
+
+def _attach_masks(scan: Scan, folder: Path) -> set[Path]:
+    """Give each image its MVTec AD mask (``meta["mask"]``, relative to the root); returns the masks used.
+
+    A mask without its image is listed as skipped (by the caller); a defect image without a mask is
+    counted in a warning (pixel figures then leave it out).
+    """
+    used: set[Path] = set()
+    for c in scan.candidates:
+        mask = folder / c.label / f"{c.file.stem}_mask.png"
+        if c.split == "test" and mask.is_file():
+            c.meta["mask"] = rel(mask, scan.root)
+            used.add(mask)
+    unmasked = [
+        c for c in scan.candidates if c.split == "test" and "mask" not in c.meta and (folder / c.label).is_dir()
+    ]
+    if unmasked:
+        scan.warnings.append(
+            f"{len(unmasked)} test images of classes with masks in {MASK_DIR}/ have no mask (e.g. {unmasked[0].ref}): "
+            "pixel figures leave them out"
+        )
+    scan.info["masks"] = len(used)
+    return used
 
 
 def scan_casting(src: str | Path) -> Scan:

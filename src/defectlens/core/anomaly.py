@@ -1,0 +1,61 @@
+"""What every layer needs to know of anomaly mode, without torch: how a spec says it is an anomaly model,
+its two classes, and how a dataset's labels map onto them.
+
+An anomaly model (:mod:`defectlens.models.patchcore`) is fitted on the normal class only and answers as
+a binary model with classes ``(normal, "anomalous")``: every other label of a dataset (each defect kind,
+seen or not) is ``anomalous`` when it is evaluated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from defectlens.core.errors import DefectlensError
+from defectlens.core.spec import ModelSpec
+
+#: ``ModelSpec.extra["task"]`` of an anomaly model.
+ANOMALY_TASK = "anomaly"
+#: The positive class of an anomaly model: every label but the normal one.
+ANOMALOUS = "anomalous"
+#: Training tasks: a classifier of labelled classes, or anomaly detection fitted on normal images only.
+TASKS = ("classify", ANOMALY_TASK)
+#: Fewest normal training images anomaly mode fits on.
+MIN_NORMAL_IMAGES = 10
+
+
+def is_anomaly(spec: ModelSpec) -> bool:
+    """Whether ``spec`` describes an anomaly model."""
+    return spec.extra.get("task") == ANOMALY_TASK
+
+
+def normal_class(spec: ModelSpec) -> str:
+    """The normal class of an anomaly model's spec (its first class)."""
+    return str(spec.class_names[0])
+
+
+def model_label(spec: ModelSpec, label: str) -> str:
+    """``label`` (a dataset's class) as the model's class: for an anomaly model, the normal class or
+    ``anomalous``; otherwise unchanged."""
+    if not is_anomaly(spec):
+        return label
+    return label if label == normal_class(spec) else ANOMALOUS
+
+
+def pick_normal(classes: Iterable[str], normal: str | None) -> str:
+    """The normal class of a dataset: ``normal`` when given, else ``good``/``ok``/``normal``/``ok_front``.
+
+    Raises:
+        DefectlensError: naming the dataset's classes, when there is no such class.
+    """
+    names = list(classes)
+    if normal is not None:
+        if normal not in names:
+            raise DefectlensError(f"normal class {normal!r} is not a class of the dataset ({', '.join(names)})")
+        return normal
+    found = [n for n in names if n.lower() in ("good", "ok", "normal", "ok_front", "functional", "pass")]
+    if len(found) != 1:
+        raise DefectlensError(
+            f"anomaly mode fits on the normal class only; name it with --normal (the dataset's classes: "
+            f"{', '.join(names)})"
+        )
+    return found[0]

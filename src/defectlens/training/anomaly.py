@@ -1,0 +1,105 @@
+"""Anomaly mode's training strategy: fill a PatchCore memory bank from normal images, and score images.
+
+No gradient step: the backbone is ImageNet's, frozen. :func:`fit_patchcore` extracts every normal
+training image's patch features, keeps at most ``max_patches`` of them (a seeded uniform sample: the
+memory budget of the coreset step, ``max_patches x D x 4`` bytes), and selects ``bank_size`` rows by
+greedy k-center coreset (:func:`~defectlens.models.patchcore.greedy_coreset`). :func:`outlier_images`
+looks for training images that may not be normal at all (a defect filed under ``good/``): each image is
+scored against the bank without the rows taken from it (leave-one-out), and an image far above the rest
+is named, so the user can look at it before it defines "normal".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from defectlens.models.patchcore import AnomalyModel, greedy_coreset
+
+
+@dataclass(frozen=True)
+class BankFit:
+    """How the memory bank was filled: patches seen and sampled, bank rows, feature length, seconds."""
+
+    images: int
+    patches: int
+    sampled: int
+    bank: int
+    dims: int
+    seconds: float
+
+
+def _batches(images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    return [images[i : i + batch_size].float().div(255.0) for i in range(0, len(images), batch_size)]
+
+
+@torch.inference_mode()
+def patch_features(model: AnomalyModel, images: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
+    """Patch features (N * h * w, D) of uint8 images (N, C, H, W)."""
+    out = []
+    for x in _batches(images, batch_size):
+        fmap = model.features(model.normalize(x))
+        out.append(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]))
+    return torch.cat(out)
+
+
+def fit_patchcore(
+    model: AnomalyModel,
+    images: torch.Tensor,
+    *,
+    bank_size: int,
+    max_patches: int,
+    seed: int = 0,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[BankFit, torch.Tensor]:
+    """Fill ``model``'s memory bank from normal images (uint8 (N, C, H, W)); returns how, and the image
+    each bank row came from (for :func:`outlier_images`)."""
+    start = time.perf_counter()
+    feats = patch_features(model, images)
+    if on_batch is not None:
+        on_batch(len(images))
+    total = feats.shape[0]
+    owner = torch.arange(len(images)).repeat_interleave(total // max(1, len(images)))
+    if total > max_patches:
+        keep = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_patches]
+        feats, owner = feats[keep], owner[keep]
+    chosen = greedy_coreset(feats, bank_size, seed=seed)
+    model.head.set_bank(feats[chosen].clone())
+    fit = BankFit(len(images), total, feats.shape[0], len(chosen), feats.shape[1], time.perf_counter() - start)
+    return fit, owner[chosen]
+
+
+@torch.inference_mode()
+def raw_scores(model: AnomalyModel, images: torch.Tensor, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Raw image scores (N,) and the median of each image's anomaly map (N,), for uint8 images."""
+    scores, medians = [], []
+    for x in _batches(images, batch_size):
+        s, patches = model.raw_scores(x)
+        scores.append(s.numpy())
+        medians.append(model.head.anomaly_map(patches).flatten(1).median(dim=1).values.numpy())
+    return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(medians) if medians else np.zeros(0)
+
+
+@torch.inference_mode()
+def outlier_images(
+    model: AnomalyModel, images: torch.Tensor, owners: torch.Tensor, *, batch_size: int = 8
+) -> np.ndarray:
+    """Each training image's score against the bank without the rows that came from it (N,): leave-one-out,
+    so an image's own patches never vouch for it. A defect filed as normal has patches no other image
+    has; the coreset keeps them (they are far from everything), and only they make its score low."""
+    head = model.head
+    scores = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].float().div(255.0)
+        fmap = model.features(model.normalize(x))
+        n, d, h, w = fmap.shape
+        patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
+        d2 = patches.square().sum(dim=2, keepdim=True) - 2.0 * torch.matmul(patches, head.bank.t()) + head.bank_sq
+        own = owners[None, :] == torch.arange(start, start + n)[:, None]  # (n, M): rows from each image
+        d2 = d2.masked_fill(own[:, None, :], float("inf"))
+        scores.append(d2.amin(dim=2).clamp_min(0.0).sqrt().amax(dim=1).numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)

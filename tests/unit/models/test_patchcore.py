@@ -1,0 +1,134 @@
+"""PatchCore's pieces: the coreset, the nearest-neighbour distances, the map, the rebuild from weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from defectlens.core.anomaly import ANOMALOUS, ANOMALY_TASK
+from defectlens.core.errors import DefectlensError
+from defectlens.models import default_spec, model_from_state
+from defectlens.models.patchcore import create_patchcore, gaussian_kernel, greedy_coreset
+
+
+def test_the_coreset_keeps_the_rare_rows_random_sampling_would_miss() -> None:
+    gen = torch.Generator().manual_seed(0)
+    common = torch.randn(2000, 8, generator=gen) * 0.1  # one dense cluster
+    rare = torch.full((3, 8), 5.0) + torch.arange(3.0)[:, None]  # three far-out patches
+    feats = torch.cat([common, rare])
+    chosen = greedy_coreset(feats, 10, seed=1)
+    assert len(set(chosen.tolist())) == 10
+    assert {2000, 2001, 2002} <= set(chosen.tolist())
+
+
+def test_a_coreset_asked_for_more_rows_than_there_are_keeps_them_all() -> None:
+    feats = torch.randn(7, 4)
+    assert greedy_coreset(feats, 10).tolist() == list(range(7))
+
+
+def test_the_coreset_is_the_same_for_the_same_seed_and_differs_for_another() -> None:
+    feats = torch.randn(500, 80, generator=torch.Generator().manual_seed(3))  # > 64 dims: projected
+    a, b, c = (greedy_coreset(feats, 20, seed=s) for s in (0, 0, 1))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_patch_scores_are_the_distance_to_the_nearest_bank_row() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=3, input_size=64, pretrained=False, bank=5)
+    dims = model.head.bank.shape[1]
+    bank = torch.randn(5, dims, generator=torch.Generator().manual_seed(0))
+    model.head.set_bank(bank)
+    fmap = torch.randn(2, dims, 8, 8, generator=torch.Generator().manual_seed(1))
+    got = model.head.patch_scores(fmap)
+    patches = fmap.permute(0, 2, 3, 1).reshape(2, 64, dims)
+    want = torch.cdist(patches, bank[None].expand(2, -1, -1)).amin(dim=2).reshape(2, 8, 8)
+    assert torch.allclose(got, want, atol=1e-4)
+    # a patch equal to a bank row scores 0, up to the rounding of |x|^2 - 2 x.m + |m|^2 in float32 (the
+    # matrix-product form the exported graph uses), far below any other patch's score
+    fmap[0, :, 3, 4] = bank[2]
+    scores = model.head.patch_scores(fmap)
+    assert float(scores[0, 3, 4]) < 0.02 < float(scores.flatten()[scores.flatten() > 0.02].min())
+
+
+def test_the_image_score_is_the_largest_patch_score_and_the_logit_is_zero_at_the_threshold() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=3)
+    model.set_normalisation(center=2.0, width=0.5, map_range=(0.1, 2.0))
+    patches = torch.tensor([[[0.5, 2.0], [1.0, 0.2]], [[3.0, 0.0], [0.0, 0.0]]])
+    scores = model.head.image_scores(patches)
+    assert scores.tolist() == [2.0, 3.0]
+    logits = model.head.logits(scores)
+    assert logits[:, 0].tolist() == [0.0, 0.0]
+    assert logits[:, 1].tolist() == [0.0, 2.0]  # (3 - 2) / 0.5
+
+
+def test_the_anomaly_map_is_smoothed_at_the_input_size_and_peaks_where_the_patch_does() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=3, input_size=64, pretrained=False, bank=2)
+    patches = torch.zeros(1, 8, 8)
+    patches[0, 2, 5] = 1.0
+    amap = model.head.anomaly_map(patches)
+    assert amap.shape == (1, 1, 64, 64)
+    y, x = divmod(int(amap.flatten().argmax()), 64)
+    assert abs(y - (2 * 8 + 4)) <= 4 and abs(x - (5 * 8 + 4)) <= 4
+    assert float(amap.max()) < 1.0  # smoothed, not the raw peak
+    assert float(gaussian_kernel(4.0).sum()) == pytest.approx(1.0)
+
+
+def test_a_bad_normalisation_is_refused() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=3, input_size=64, pretrained=False, bank=2)
+    with pytest.raises(DefectlensError, match="width > 0"):
+        model.set_normalisation(center=1.0, width=0.0, map_range=(0.0, 1.0))
+
+
+def test_only_efficientnet_lite_backbones_are_tapped() -> None:
+    with pytest.raises(DefectlensError, match="EfficientNet-Lite"):
+        create_patchcore("resnet18", in_channels=3, input_size=64, pretrained=False)
+
+
+def test_a_fitted_model_is_rebuilt_from_its_weights_and_spec() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=4)
+    model.head.set_bank(torch.randn(9, model.head.bank.shape[1]))
+    model.set_normalisation(center=1.5, width=0.25, map_range=(0.2, 1.5))
+    spec = default_spec("efficientnet_lite0", in_channels=1, input_size=64, class_names=("good", ANOMALOUS))
+    spec = spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra={"task": ANOMALY_TASK})
+    again = model_from_state(model.state_dict(), spec)
+    x = torch.rand(2, 1, 64, 64)
+    assert again.head.bank.shape == (9, model.head.bank.shape[1])
+    assert torch.allclose(again(x), model(x))
+
+
+def test_a_spec_naming_an_unknown_task_is_refused() -> None:
+    spec = default_spec("efficientnet_lite0", class_names=("a", "b")).replace(extra={"task": "segmentation"})
+    with pytest.raises(DefectlensError, match="segmentation"):
+        model_from_state({}, spec)
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"kind": "anomaly_map", "range": [0.5, 2.0]}, None),
+        ({"kind": "heat"}, "kind must be 'cam' or 'anomaly_map'"),
+        ({"kind": "anomaly_map", "range": [2.0, 0.5]}, "low < high"),
+        ({"kind": "anomaly_map", "range": [0.0, float("nan")]}, "two finite numbers"),
+        ({"kind": "anomaly_map", "range": [True, 2.0]}, "two finite numbers"),
+        ({"kind": "anomaly_map"}, "two finite numbers"),
+    ],
+)
+def test_a_bundle_names_its_anomaly_maps_drawing_range_or_is_refused(entry: dict, problem: str | None) -> None:
+    from safetensors.torch import save
+
+    from defectlens.core.bundle import cam_problem
+
+    weights = save({"w": torch.tensor([[0.0], [1.0]]), "b": torch.zeros(2)})
+    found = cam_problem({"output": "cam_features", "weight": "w", "bias": "b", **entry}, weights)
+    assert (found is None) if problem is None else (problem in (found or ""))
+
+
+def test_the_overlay_draws_the_map_with_the_fixed_range_not_stretched_per_image() -> None:
+    import numpy as np
+
+    from defectlens.inference.cam import anomaly_map_at
+
+    flat_good = np.full((1, 4, 4), 1.0, np.float32)
+    assert anomaly_map_at(flat_good, (2.0, 6.0)).max() == 0.0  # below the typical level: cold, not stretched
+    bad = np.array([[[2.0, 4.0], [6.0, 9.0]]], np.float32)
+    assert anomaly_map_at(bad, (2.0, 6.0)).tolist() == [[0.0, 0.5], [1.0, 1.0]]

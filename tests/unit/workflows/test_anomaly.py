@@ -1,0 +1,198 @@
+"""Anomaly mode end to end on generated parts: fit on good textures only, find a drawn scratch nobody
+labelled, ship it as a bundle, and refuse bad input clearly.
+
+The parts are a grey texture (smoothed noise with a woven pattern); a defect is a bright scratch drawn
+across it, with its MVTec-style mask in ``ground_truth/scratch/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from defectlens.core.anomaly import ANOMALOUS
+from defectlens.core.errors import DefectlensError
+from defectlens.data.manifest import Manifest
+from defectlens.evaluation.anomaly import pixel_auroc
+from defectlens.training.config import TrainConfig
+
+SIZE = 96
+
+
+def texture(rng: np.random.Generator) -> Image.Image:
+    noise = rng.normal(0.0, 18.0, (SIZE, SIZE))
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    weave = 14.0 * np.sin(xx / 2.5) * np.sin(yy / 2.5)
+    img = Image.fromarray(np.clip(120 + noise + weave, 0, 255).astype(np.uint8), "L")
+    return img.filter(ImageFilter.GaussianBlur(0.8))
+
+
+def scratched(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    img, mask = texture(rng), Image.new("L", (SIZE, SIZE), 0)
+    x0, y0 = (int(v) for v in rng.integers(10, 40, 2))
+    x1, y1 = x0 + int(rng.integers(25, 45)), y0 + int(rng.integers(25, 45))
+    for canvas, fill in ((ImageDraw.Draw(img), 250), (ImageDraw.Draw(mask), 255)):
+        canvas.line([(x0, y0), (x1, y1)], fill=fill, width=3)
+    return img, mask
+
+
+def write_parts(root: Path, *, good: int = 30, test_good: int = 8, test_bad: int = 8, seed: int = 0) -> Path:
+    """``train/good``, ``test/good``, ``test/scratch`` and ``ground_truth/scratch/*_mask.png`` (MVTec AD)."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", good), ("test", test_good)):
+        (root / split / "good").mkdir(parents=True)
+        for i in range(n):
+            texture(rng).save(root / split / "good" / f"{i:03d}.png")
+    (root / "test" / "scratch").mkdir(parents=True)
+    (root / "ground_truth" / "scratch").mkdir(parents=True)
+    for i in range(test_bad):
+        img, mask = scratched(rng)
+        img.save(root / "test" / "scratch" / f"{i:03d}.png")
+        mask.save(root / "ground_truth" / "scratch" / f"{i:03d}_mask.png")
+    return root
+
+
+def config(data: Path, out: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(
+        task="anomaly", data=str(data), channels=1, input_size=SIZE, bank_size=256, max_patches=4000,
+        out=str(out), workers=1,
+    )  # fmt: skip
+    return base.replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    from defectlens.export import export_bundle
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    tmp = tmp_path_factory.mktemp("anomaly")
+    source = write_parts(tmp / "parts")
+    prepared = prepare_training_data(source, out=tmp / "runs")
+    result = train_and_evaluate(config(prepared.folder, tmp / "runs"))
+    assert result.run_dir is not None
+    bundle = export_bundle(result.run_dir, tmp / "parts.dlens")
+    return {"source": source, "data": prepared.folder, "result": result, "bundle": bundle}
+
+
+def test_the_mvtec_layout_imports_with_its_masks(fitted: dict[str, object]) -> None:
+    manifest = Manifest.read(fitted["data"])  # type: ignore[arg-type]
+    test = manifest.split("test")
+    masked = [r for r in test if r.label == "scratch"]
+    assert len(masked) == 8 and all(r.meta.get("mask", "").startswith("ground_truth/scratch/") for r in masked)
+    assert not any("mask" in r.meta for r in test if r.label == "good")
+    skipped = json.loads((Path(fitted["data"]) / "dataset.json").read_text())["skipped"]  # type: ignore[arg-type]
+    assert not [s for s in skipped if "ground_truth" in s["path"]]  # the masks were used, not skipped
+
+
+def test_it_fits_on_good_parts_and_finds_the_scratch_it_never_saw(fitted: dict[str, object]) -> None:
+    result = fitted["result"]
+    spec = result.spec  # type: ignore[attr-defined]
+    assert spec.class_names == ("good", ANOMALOUS) and spec.positive_class == ANOMALOUS
+    test = result.metrics["test"]  # type: ignore[attr-defined]
+    assert test["roc_auc"] >= 0.95
+    # validation held good images only: the threshold came from them, never "every image anomalous"
+    assert spec.threshold == pytest.approx(0.5)
+    recall = {c["class"]: c["recall"] for c in test["per_class"]}
+    assert recall[ANOMALOUS] >= 0.75 and recall["good"] >= 0.75
+
+
+def test_the_bundle_calls_the_scratch_anomalous_and_its_map_points_at_it(
+    fitted: dict[str, object], tmp_path: Path
+) -> None:
+    from defectlens.inference.predictor import Predictor
+
+    bundle = fitted["bundle"]
+    assert bundle.meta["parity"]["backends"]["onnx"]["ok"]  # type: ignore[attr-defined]
+    assert bundle.meta["parity"]["max_abs_prob_diff"] <= 1e-4  # type: ignore[attr-defined]
+    assert bundle.meta["parity"]["cam"]["ok"]  # type: ignore[attr-defined]
+    assert bundle.meta["gate"]["ood"] is None  # type: ignore[attr-defined]  # the score is the model's own
+    predictor = Predictor.load(bundle.path)  # type: ignore[attr-defined]
+    rng = np.random.default_rng(99)
+    masks, maps = [], []
+    for i in range(4):
+        img, mask = scratched(rng)
+        img.save(tmp_path / f"bad{i}.png")
+        assert predictor.predict(tmp_path / f"bad{i}.png").prediction == ANOMALOUS
+        heat, inside = predictor.explain(tmp_path / f"bad{i}.png").heatmap, np.asarray(mask) > 0
+        assert heat[inside].mean() > heat[~inside].mean() + 0.2  # the overlay is hottest on the scratch
+        masks.append(inside)
+        maps.append(predictor.anomaly_map(tmp_path / f"bad{i}.png"))
+    assert pixel_auroc(np.stack(masks), np.stack(maps)) >= 0.9
+    texture(rng).save(tmp_path / "good.png")
+    good = predictor.predict(tmp_path / "good.png")
+    assert good.prediction == "good"
+    assert predictor.explain(tmp_path / "good.png").heatmap.max() < 0.9  # a good part's overlay stays cold
+
+
+def test_a_black_frame_is_refused_by_the_gate_not_called_anomalous(fitted: dict[str, object], tmp_path: Path) -> None:
+    from defectlens.inference.predictor import Predictor
+
+    Image.new("L", (SIZE, SIZE), 0).save(tmp_path / "black.png")
+    pred = Predictor.load(fitted["bundle"].path).predict(tmp_path / "black.png")  # type: ignore[attr-defined]
+    assert pred.status == "needs_review" and not pred.ok
+
+
+def test_a_defect_filed_as_good_is_named_as_an_outlier(tmp_path: Path) -> None:
+    import torch
+
+    from defectlens.models.patchcore import create_patchcore
+    from defectlens.training.anomaly import fit_patchcore, outlier_images
+    from defectlens.workflows.anomaly import _write_outliers
+
+    rng = np.random.default_rng(5)
+    images = [np.asarray(texture(rng)) for _ in range(15)] + [np.asarray(scratched(rng)[0])]
+    batch = torch.from_numpy(np.stack(images)[:, None])
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=SIZE, pretrained=True)
+    _, owners = fit_patchcore(model, batch, bank_size=400, max_patches=5000)
+    cross = outlier_images(model, batch, owners)
+    assert int(np.argmax(cross)) == 15
+
+    class _R:  # the two fields _write_outliers reads
+        def __init__(self, path: str):
+            self.path = path
+
+    from defectlens.data.dataset import CachedSplit
+
+    split = CachedSplit(batch, torch.zeros(16, dtype=torch.int64), [_R(f"train/good/{i}.png") for i in range(16)])  # type: ignore[list-item]
+    with pytest.warns(UserWarning, match="look unlike the other normal ones"):
+        flagged = _write_outliers(tmp_path, split, cross)
+    assert flagged == ["train/good/15.png"]
+    rows = list(csv.DictReader((tmp_path / "outliers.csv").open(encoding="utf-8")))
+    assert [r["path"] for r in rows] == ["train/good/15.png"]
+
+
+def test_too_few_good_images_is_a_clear_error(tmp_path: Path) -> None:
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    prepared = prepare_training_data(write_parts(tmp_path / "p", good=8, test_good=2, test_bad=2), out=tmp_path / "r")
+    with pytest.raises(DefectlensError, match=r"at least 10 'good' training images; the training split has \d"):
+        train_and_evaluate(config(prepared.folder, tmp_path / "r"))
+
+
+def test_a_dataset_without_a_normal_class_names_its_classes(tmp_path: Path) -> None:
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    root = write_parts(tmp_path / "p", good=12, test_good=2, test_bad=2)
+    (root / "train" / "good").rename(root / "train" / "parts")
+    (root / "test" / "good").rename(root / "test" / "parts")
+    prepared = prepare_training_data(root, out=tmp_path / "r")
+    with pytest.raises(DefectlensError, match=r"name it with --normal \(the dataset's classes: parts, scratch\)"):
+        train_and_evaluate(config(prepared.folder, tmp_path / "r"))
+    with pytest.raises(DefectlensError, match="normal class 'ok' is not a class of the dataset"):
+        train_and_evaluate(config(prepared.folder, tmp_path / "r", normal="ok"))
+
+
+def test_int8_is_refused_for_an_anomaly_bundle(fitted: dict[str, object], tmp_path: Path) -> None:
+    from defectlens.export import export_bundle
+
+    result = fitted["result"]
+    with pytest.raises(DefectlensError, match="--int8 is not offered for anomaly bundles"):
+        export_bundle(result.run_dir, tmp_path / "x.dlens", data=fitted["data"], int8=True)  # type: ignore[attr-defined]
