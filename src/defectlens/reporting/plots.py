@@ -130,7 +130,8 @@ def ranking_png(
     if kind == "roc":
         ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc=legend, fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # a split of one class (good-only validation) has no curve
+        ax.legend(loc=legend, fontsize=7)
     return _png(fig, path)
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from defectlens.core.anomaly import model_label
+from defectlens.core.anomaly import is_anomaly, model_label
+from defectlens.core.decision import softmax
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import versions
 from defectlens.core.progress import Progress
@@ -134,6 +135,8 @@ def evaluate_model(
         settings=settings,
         gate=predictor.gate.describe(),
     )
+    if is_anomaly(predictor.spec):
+        _anomaly_figures(result, scores, predictor, manifest)
     provenance = {
         "dataset": {**manifest.info, "counts": manifest.counts()},
         "model": {"spec": predictor.spec.to_dict(), "backend": predictor.backend, "model_id": predictor.model_id},
@@ -151,6 +154,48 @@ def evaluate_model(
             history=history,
         )
     return EvaluationRun(result, Path(out_dir), report_path)
+
+
+def _anomaly_figures(
+    result: EvaluationResult, scores: dict[str, SplitScores], predictor: Predictor, manifest: Manifest
+) -> None:
+    """An anomaly model's own figures into ``result.metrics``: recall at 1 % false alarms per split, and
+    pixel AUROC and PRO on the images of a split that carry masks (MVTec AD ``ground_truth/``), from the
+    raw anomaly maps at the input size (one more pass over those images)."""
+    from defectlens.evaluation.anomaly import pixel_metrics, recall_at_false_alarms
+
+    pos = predictor.spec.positive_index
+    for split, metrics in result.metrics.items():
+        sc = scores[split]
+        p = softmax(sc.logits, result.temperature)[:, pos]
+        metrics["recall_at_1pct_false_alarms"] = recall_at_false_alarms(sc.y == pos, p, 0.01)
+        masked = [r for r in sc.records if r.meta.get("mask")]
+        if masked and predictor.cam_method is not None and split != UNSEEN:
+            size = predictor.spec.input_size
+            # an image without a mask is all normal pixels
+            masks = [
+                prepare_mask(manifest.root / r.meta["mask"] if r.meta.get("mask") else None, size) for r in sc.records
+            ]
+            maps = [predictor.anomaly_map(manifest.resolve(r)) for r in sc.records]
+            metrics["pixel"] = pixel_metrics(np.stack(masks), np.stack(maps))
+
+
+def prepare_mask(path: Path | None, size: int) -> np.ndarray:
+    """A mask file as booleans at the model's input size (nearest resize); all False for no mask.
+
+    Raises:
+        DefectlensError: naming a mask the manifest lists that is missing or unreadable.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if path is None:
+        return np.zeros((size, size), bool)
+    try:
+        img = Image.open(path)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DefectlensError(f"{path}: the mask of a test image cannot be read ({exc})") from None
+    with img:
+        return np.asarray(img.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
 
 
 def evaluate_run(

@@ -196,3 +196,16 @@ def test_int8_is_refused_for_an_anomaly_bundle(fitted: dict[str, object], tmp_pa
     result = fitted["result"]
     with pytest.raises(DefectlensError, match="--int8 is not offered for anomaly bundles"):
         export_bundle(result.run_dir, tmp_path / "x.dlens", data=fitted["data"], int8=True)  # type: ignore[attr-defined]
+
+
+def test_evaluating_the_bundle_reports_pixel_figures_from_the_masks(fitted: dict[str, object], tmp_path: Path) -> None:
+    from defectlens.workflows.evaluate import evaluate_run
+
+    run = evaluate_run(fitted["bundle"].path, data=fitted["data"], out_dir=tmp_path / "eval", splits=("test",))  # type: ignore[attr-defined]
+    test = run.result.metrics["test"]
+    assert test["pixel"]["images"] == 16 and test["pixel"]["defect_pixels"] > 0
+    assert test["pixel"]["pixel_auroc"] >= 0.9
+    assert 0.0 < test["pixel"]["pro"] <= 1.0
+    assert test["recall_at_1pct_false_alarms"] >= 0.75
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert "pixel" in json.dumps(saved)
