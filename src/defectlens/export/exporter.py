@@ -114,15 +114,8 @@ def export_bundle(
         if data is not None and not Path(data).is_dir():
             data_note = f"training dataset {data} recorded in the checkpoint is not present here"
             data = None
-    if int8 and is_anomaly(spec):
-        raise DefectlensError(
-            "--int8 is not offered for anomaly bundles in this release: export without it (the FP32 graph)"
-        )
-    if int8 and data is None:
-        raise DefectlensError(
-            f"--int8 needs the training dataset to calibrate on and to judge INT8 on ({data_note or 'none given'}); "
-            "pass --data DIR"
-        )
+    if int8:
+        _check_int8(spec, data, data_note)
     inputs = check_inputs(spec, data, max_images=max_images)
     if inputs.source == "synthetic":
         warnings.warn(
@@ -156,6 +149,19 @@ def export_bundle(
     model_id = write_bundle(out, members=members, meta=meta)
     # what spec.json holds: absolute paths of the provenance cut to names (the bundle leaves this machine)
     return ExportResult(path=out, model_id=model_id, meta={**shipped_meta(meta), "model_id": model_id})
+
+
+def _check_int8(spec: ModelSpec, data: str | Path | None, data_note: str | None) -> None:
+    """Refuse ``--int8`` for an anomaly model, or without a dataset to calibrate on."""
+    if is_anomaly(spec):
+        raise DefectlensError(
+            "--int8 is not offered for anomaly bundles in this release: export without it (the FP32 graph)"
+        )
+    if data is None:
+        raise DefectlensError(
+            f"--int8 needs the training dataset to calibrate on and to judge INT8 on ({data_note or 'none given'}); "
+            "pass --data DIR"
+        )
 
 
 def _gate_source(
