@@ -174,27 +174,34 @@ def _anomaly_figures(
             size = predictor.spec.input_size
             # an image without a mask is all normal pixels
             masks = [
-                prepare_mask(manifest.root / r.meta["mask"] if r.meta.get("mask") else None, size) for r in sc.records
+                prepare_mask(manifest.root / r.meta["mask"], size, image=(r.width, r.height))
+                if r.meta.get("mask")
+                else np.zeros((size, size), bool)  # an image without a mask: every pixel normal
+                for r in sc.records
             ]
             maps = [predictor.anomaly_map(manifest.resolve(r)) for r in sc.records]
             metrics["pixel"] = pixel_metrics(np.stack(masks), np.stack(maps))
 
 
-def prepare_mask(path: Path | None, size: int) -> np.ndarray:
-    """A mask file as booleans at the model's input size (nearest resize); all False for no mask.
+def prepare_mask(path: Path, size: int, *, image: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """A mask file as booleans at the model's input size (nearest resize).
 
     Raises:
-        DefectlensError: naming a mask the manifest lists that is missing or unreadable.
+        DefectlensError: naming a mask that is missing or unreadable, or whose size is not its image's
+            (``image``: width and height as imported; (0, 0) when unknown).
     """
     from PIL import Image, UnidentifiedImageError
 
-    if path is None:
-        return np.zeros((size, size), bool)
     try:
         img = Image.open(path)
     except (OSError, UnidentifiedImageError) as exc:
         raise DefectlensError(f"{path}: the mask of a test image cannot be read ({exc})") from None
     with img:
+        if all(image) and img.size != image:
+            raise DefectlensError(
+                f"{path}: the mask is {img.size[0]}x{img.size[1]} but its image is {image[0]}x{image[1]}; "
+                "a mask must match its image pixel for pixel"
+            )
         return np.asarray(img.convert("L").resize((size, size), Image.Resampling.NEAREST)) > 127
 
 

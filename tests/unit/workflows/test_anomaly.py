@@ -209,3 +209,14 @@ def test_evaluating_the_bundle_reports_pixel_figures_from_the_masks(fitted: dict
     assert test["recall_at_1pct_false_alarms"] >= 0.75
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "pixel" in json.dumps(saved)
+
+
+def test_a_mask_that_does_not_match_its_image_is_named(tmp_path: Path) -> None:
+    from defectlens.workflows.evaluate import prepare_mask
+
+    Image.new("L", (50, 40), 255).save(tmp_path / "m.png")
+    with pytest.raises(DefectlensError, match=r"m.png: the mask is 50x40 but its image is 96x96"):
+        prepare_mask(tmp_path / "m.png", 32, image=(96, 96))
+    with pytest.raises(DefectlensError, match=r"missing.png: the mask of a test image cannot be read"):
+        prepare_mask(tmp_path / "missing.png", 32)
+    assert prepare_mask(tmp_path / "m.png", 32, image=(50, 40)).all()
