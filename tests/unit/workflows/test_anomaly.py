@@ -220,3 +220,28 @@ def test_a_mask_that_does_not_match_its_image_is_named(tmp_path: Path) -> None:
     with pytest.raises(DefectlensError, match=r"missing.png: the mask of a test image cannot be read"):
         prepare_mask(tmp_path / "missing.png", 32)
     assert prepare_mask(tmp_path / "m.png", 32, image=(50, 40)).all()
+
+
+def test_the_service_serves_an_anomaly_bundle_with_its_map_as_the_overlay(
+    fitted: dict[str, object], tmp_path: Path
+) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from defectlens.inference.predictor import Predictor
+    from defectlens.inspections import InspectionLog
+    from defectlens.serve.app import create_app
+
+    img, _ = scratched(np.random.default_rng(7))
+    img.save(tmp_path / "part.png")
+    log = InspectionLog(tmp_path / "log.sqlite")
+    app = create_app(Predictor.load(fitted["bundle"].path), log)  # type: ignore[attr-defined]
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        answer = client.post(
+            "/v1/predict?explain=true", files={"files": ("part.png", (tmp_path / "part.png").read_bytes(), "image/png")}
+        )
+    assert answer.status_code == 200
+    row = answer.json()["results"][0]
+    assert row["prediction"] == ANOMALOUS and row["explain_method"] == "anomaly map (onnxruntime)"
+    assert row["overlay_png"]
+    assert log.get(row["inspection_id"]).prediction == ANOMALOUS  # type: ignore[union-attr]
