@@ -9,7 +9,12 @@ from defectlens.cli import EXIT_NEEDS_REVIEW, EXIT_OK, EXIT_SOME_FAILED
 from defectlens.core.profile import GATE_MODES
 from defectlens.inference.predictor import BACKENDS, PRECISIONS
 
+#: How a folder is scored: in this process (workflows.predict) or on Ray (workflows.archive, the [ray] extra).
+ENGINES = ("local", "ray")
+
 _EPILOG = """\
+archive: --engine ray scores a folder, glob or object-store URI (s3://, gs://) on Ray Data ('defectlens[ray]'):
+the same rows and error rules, in OUT/predictions.parquet/ and OUT/predictions.csv; run it again to resume.
 output: one image prints JSON; a folder or glob writes OUT/predictions.csv row by row (an unreadable
 file is an error row with its reason) and prints a summary. Without --out each run gets a new folder
 (./predictions, ./predictions-2, ...); an --out already holding predictions.csv needs --force.
@@ -61,6 +66,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=16, help="images per model call (default: 16)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for inference")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process (the default); ray: an archive on a Ray cluster, one actor per core, written to "
+        "OUT/predictions.parquet and predictions.csv; a re-run with the same --out skips the files already scored",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="--engine ray: the cluster (HOST:PORT, ray://HOST:PORT or auto; default: a local Ray on this machine)",
+    )
+    p.add_argument(
+        "--actors", type=int, default=None, help="--engine ray: actors, one core each (default: one per CPU)"
+    )
     p.set_defaults(func=run)
 
 
@@ -74,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         raise DefectlensError(f"--threshold must be in [0, 1], got {args.threshold}")
     if args.batch_size < 1:
         raise DefectlensError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.engine == "ray":
+        return _archive(args)
+    if args.address is not None or args.actors is not None:
+        raise DefectlensError("--address and --actors need --engine ray")
     predictor = Predictor.load(
         args.model, backend=args.backend, threads=args.threads, precision=args.precision, gate=args.gate
     )
@@ -93,6 +117,33 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     _print(summary, predictor.spec.class_names)
+    return exit_code(errors=bool(summary.errors), review=bool(summary.review))
+
+
+def _archive(args: argparse.Namespace) -> int:
+    """--engine ray: the archive on Ray Data, then the summary ``predict DIR`` prints."""
+    from defectlens.cli.output import progress_display, safe, stdout
+    from defectlens.core.errors import DefectlensError
+    from defectlens.workflows.archive import ArchiveModel, Cluster, score_archive
+
+    if args.explain:
+        raise DefectlensError(
+            "--explain works with --engine local only: explain the frames of interest with a local predict afterwards"
+        )
+    if args.threads is not None:
+        raise DefectlensError("--threads works with --engine local only: each Ray actor has one core (see --actors)")
+    model = ArchiveModel(
+        str(args.model), backend=args.backend, precision=args.precision, gate=args.gate,
+        threshold=args.threshold, batch_size=args.batch_size,
+    )  # fmt: skip
+    with progress_display() as progress:
+        summary = score_archive(
+            args.target, model=model, out=args.out, force=args.force, cluster=Cluster(args.address, args.actors),
+            progress=progress,
+        )  # fmt: skip
+    _print(summary, summary.class_names)
+    stdout().print(f"parquet: {safe(str(summary.parquet_path))}", overflow="ignore", crop=False, soft_wrap=True)
+    stdout().print(f"this run scored {summary.scored} files on {summary.actors} actors; {summary.skipped} had rows")
     return exit_code(errors=bool(summary.errors), review=bool(summary.review))
 
 

@@ -26,10 +26,10 @@ import csv
 import glob
 import io
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,8 @@ from defectlens.inference.predictor import Prediction, Predictor
 CSV_FILE = "predictions.csv"
 DEFAULT_OUT = "predictions"
 GRADCAM_DIR = "gradcam"
+
+F = TypeVar("F", Path, str)
 
 #: The columns of predictions.csv and what each holds (``p_<class>``: one per class).
 CSV_COLUMNS = {
@@ -260,16 +262,12 @@ def predict_files(
     statuses: Counter[str] = Counter()
     if explain and out_dir is not None:
         result.explain_method = explain_method(predictor)
-    readable = [str(f) for f in inputs.files if f not in inputs.problems]
-    results = iter(predictor.predict_many(readable, batch_size=batch_size, threshold=threshold))
-    t = predictor.spec.threshold if threshold is None else threshold
+    preds = predictions(predictor, inputs.files, inputs.problems, threshold=threshold, batch_size=batch_size)
     with (
         _CsvSink(result.csv_path) as sink,
         (progress or Progress()).phase("predicting", total=len(inputs.files), unit="img") as phase,
     ):
-        for i, f in enumerate(inputs.files):
-            problem = inputs.problems.get(f)
-            pred = Prediction.error(str(f), problem, threshold=t) if problem is not None else next(results)
+        for i, (f, pred) in enumerate(zip(inputs.files, preds, strict=True)):
             if explain and pred.ok and out_dir is not None:
                 pred = _with_overlay(predictor, f, pred, out_dir / GRADCAM_DIR / overlay_name(f, prefix=f"{i:05d}_"))
             truth = inputs.truth.get(f)
@@ -374,3 +372,26 @@ class _CsvSink:
         if self._fh is not None:
             with contextlib.suppress(OSError):  # every byte was flushed (or cut back) row by row already
                 self._fh.close()
+
+
+def predictions(
+    predictor: Predictor,
+    files: Sequence[F],
+    problems: Mapping[F, str],
+    *,
+    read: Callable[[F], Any] = str,
+    threshold: float | None = None,
+    batch_size: int = 16,
+) -> Iterator[Prediction]:
+    """One prediction per file, in order, under the per-file error rules of ``predict DIR`` (the Ray
+    engine of :mod:`defectlens.workflows.archive` decides through this too).
+
+    A file in ``problems`` (a FIFO, a dangling symlink...) gets its error row without being opened; the
+    others go through :meth:`Predictor.predict_many`, named ``str(file)`` and decoded from ``read(file)``
+    (the path; or the file's bytes, read elsewhere), so an unreadable file is an error row with its
+    reason and the rest go on. The threshold is checked here, when called, not at the first row.
+    """
+    t = predictor.spec.threshold if threshold is None else threshold
+    readable = ((str(f), read(f)) for f in files if f not in problems)
+    results = iter(predictor.predict_many(readable, batch_size=batch_size, threshold=threshold))
+    return (Prediction.error(str(f), problems[f], threshold=t) if f in problems else next(results) for f in files)
