@@ -62,6 +62,7 @@ TARGETS: dict[str, Target] = {
         ("tests/unit/workflows", "tests/unit/hardening/test_predict_output.py"),
         ("defectlens.workflows.predict.x_row_of__mutmut_*", "defectlens.workflows.predict.*_CsvSink*"),
     ),
+    "numeric": Target("src/defectlens/evaluation/numeric.py", ("tests/unit/evaluation",)),
     "metrics": Target("src/defectlens/evaluation/metrics.py", ("tests/unit/evaluation",)),
     "store": Target(
         "src/defectlens/inspections/store.py", ("tests/unit/inspections", "tests/unit/serve/test_inspections_api.py")
@@ -116,6 +117,92 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "the default only stands in for a missing temperature in the range check, and 2.0 is as valid as 1.0;"
         " ModelSpec's own default (1.0) is what a spec without a temperature gets",
     ),
+    **{
+        f"defectlens.evaluation.numeric.x__divide__mutmut_{n}": (
+            f"+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, {arg})",
+            "every denominator is a count array (int64) or a float64 sum of counts; np.divide by the float64"
+            " numerator promotes an int64 one exactly (counts stay far below 2**53): the same quotients, and"
+            " den != 0 the same mask",
+        )
+        for n, arg in ((7, "dtype=None"), (9, ""))
+    },
+    **{
+        f"defectlens.evaluation.numeric.x_precision_recall_f1_support__mutmut_{n}": (
+            f"+    f1 = _divide(2.0 * tp, {expr})",
+            "astype(None) is astype(float64): the same array",
+        )
+        for n, expr in (
+            (22, "true_sum.astype(None) + pred_sum.astype(np.float64)"),
+            (23, "true_sum.astype(np.float64) + pred_sum.astype(None)"),
+        )
+    },
+    **{
+        f"defectlens.evaluation.numeric.x_mcc__mutmut_{n}": (
+            f"+    {line}",
+            "counts summed as int64 instead of float64: the dot products and n**2 made from them are then exact"
+            " integers, and the float64 ones are exact too while they stay below 2**53, that is for any split under"
+            " 94 million samples (two label arrays of 1.5 GB, more than a test can hold): the same MCC",
+        )
+        for n, line in (
+            (10, "t_sum = cm.sum(axis=1, dtype=None)"),
+            (12, "t_sum = cm.sum(axis=1, )"),
+            (16, "p_sum = cm.sum(axis=0, dtype=None)"),
+            (18, "p_sum = cm.sum(axis=0, )"),
+            (22, "n_correct = np.trace(cm, dtype=None)"),
+            (24, "n_correct = np.trace(cm, )"),
+        )
+    },
+    "defectlens.evaluation.numeric.x__ranked_counts__mutmut_2": (
+        "+    y = np.asarray(y_binary).astype(None)",
+        "the labels are 0/1 or booleans (every caller passes (y == c).astype(int)); as 0.0/1.0 floats they give the"
+        " same all() and any() and the same int64 cumulative sum. Other values have no agreed meaning: scikit-learn"
+        " refuses them without a pos_label",
+    ),
+    **{
+        f"defectlens.evaluation.numeric.x__ranked_counts__mutmut_{n}": (
+            f"+    order = np.argsort(-s, {arg})",
+            "the order only has to be by score: each run of equal scores is read at its last sample, where the"
+            " cumulative counts hold the whole run whatever the order of its samples",
+        )
+        for n, arg in ((16, "kind=None"), (18, ""))
+    },
+    "defectlens.evaluation.numeric.x__ranked_counts__mutmut_21": (
+        '+    order = np.argsort(-s, kind="STABLE")',
+        "NumPy reads the sort kind case-insensitively: 'STABLE' is the same stable sort",
+    ),
+    **{
+        f"defectlens.evaluation.numeric.x__ranked_counts__mutmut_{n}": (
+            f"+    tps = np.cumsum(y, {arg})[last]",
+            "the cumulative sum of a bool array accumulates in NumPy's default integer, int64 on the 64-bit"
+            " platforms defectlens runs on (NumPy 2, Windows included): the same counts in the same dtype",
+        )
+        for n, arg in ((31, "dtype=None"), (33, ""))
+    },
+    "defectlens.evaluation.numeric.x_top_k_accuracy__mutmut_6": (
+        '+    ranked = np.argsort(np.asarray(probs), kind="mergesort")[:, ::-1]',
+        "probs is (n, k), a row of class probabilities per sample (the [:, ::-1] that follows needs two axes):"
+        " argsort's default axis, -1, is axis 1",
+    ),
+    "defectlens.evaluation.numeric.x_top_k_accuracy__mutmut_11": (
+        '+    ranked = np.argsort(np.asarray(probs), axis=1, kind="MERGESORT")[:, ::-1]',
+        "NumPy reads the sort kind case-insensitively: 'MERGESORT' is the same stable sort",
+    ),
+    **{
+        f"defectlens.evaluation.numeric.x_brier_binary__mutmut_{n}": (
+            f"+    y = np.asarray(y_binary, {arg})",
+            "the labels are 0/1 or booleans, which every dtype holds exactly, and 1.0 - y and the subtraction of"
+            " the float64 probabilities make float64 of them either way: the same squares",
+        )
+        for n, arg in ((8, "dtype=None"), (10, ""))
+    },
+    **{
+        f"defectlens.evaluation.metrics.x__classification__mutmut_{n}": (
+            f'+        "weighted_f1": numeric.f1_average(y, pred, k, average={arg}),',
+            "numeric.f1_average takes every average other than 'macro' as 'weighted' (only mypy's Literal check"
+            " refuses another value): the same weighted F1",
+        )
+        for n, arg in ((48, "None"), (53, '"XXweightedXX"'), (54, '"WEIGHTED"'))
+    },
     "defectlens.evaluation.metrics.x__bootstrap__mutmut_67": (
         "+        f1s[:, c] = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), None)",
         (
@@ -146,46 +233,11 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         '+        warnings.simplefilter("ignore", )',
         ("no warning can arise in the block (see mutant 82): ignoring every category ignores the same nothing"),
     ),
-    "defectlens.evaluation.metrics.x__classification__mutmut_15": (
-        "+        prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, )",
-        (
-            "zero_division's default 'warn' gives the same 0 as zero_division=0, and its warning is swallowed"
-            " by the simplefilter('ignore') around it"
-        ),
-    ),
-    "defectlens.evaluation.metrics.x__classification__mutmut_46": (
-        '+            "macro_f1": float(f1_score(y, pred, average="macro", )),',
-        (
-            "f1_score without labels averages over the labels in y or pred, each with 2tp+fp+fn >= 1, so "
-            "zero_division (default 'warn', swallowed) never applies"
-        ),
-    ),
-    "defectlens.evaluation.metrics.x__classification__mutmut_49": (
-        '+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=1)),',
-        (
-            "f1_score without labels averages over the labels in y or pred, each with 2tp+fp+fn >= 1, so "
-            "zero_division=1 never applies"
-        ),
-    ),
-    "defectlens.evaluation.metrics.x__classification__mutmut_60": (
-        '+            "weighted_f1": float(f1_score(y, pred, average="weighted", )),',
-        (
-            "weighted f1_score without labels: every averaged label has 2tp+fp+fn >= 1 and the support total "
-            "is n >= 1, so zero_division (default 'warn', swallowed) never applies"
-        ),
-    ),
-    "defectlens.evaluation.metrics.x__classification__mutmut_63": (
-        '+            "weighted_f1": float(f1_score(y, pred, average="weighted", zero_division=1)),',
-        (
-            "weighted f1_score without labels: every averaged label has 2tp+fp+fn >= 1 and the support total "
-            "is n >= 1, so zero_division=1 never applies"
-        ),
-    ),
     "defectlens.evaluation.metrics.x__ranking__mutmut_15": (
         "+        yc = (y == c).astype(None)",
         (
-            "astype(None) gives 0.0/1.0 floats, which roc_auc_score and average_precision_score read as the "
-            "same binary labels (pos_label 1) as 0/1 ints"
+            "astype(None) gives 0.0/1.0 floats: 0 < yc.sum() < n holds for the same classes, and numeric.roc_auc"
+            " and average_precision read the labels through astype(bool), the same outcomes as from 0/1 ints"
         ),
     ),
     "defectlens.evaluation.metrics.x__ranking__mutmut_46": (
@@ -195,26 +247,10 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             "classes present put 2+ in aucs and one puts none"
         ),
     ),
-    "defectlens.evaluation.metrics.x_brier__mutmut_12": (
-        "+        return float(brier_score_loss((y_true == pos).astype(int), probs[:, pos], pos_label=None))",
-        (
-            "brier_score_loss with pos_label=None takes 1 as the positive label for 0/1 targets (all-0 and "
-            "all-1 included): the same as pos_label=1"
-        ),
-    ),
-    "defectlens.evaluation.metrics.x_brier__mutmut_15": (
-        "+        return float(brier_score_loss((y_true == pos).astype(int), probs[:, pos], ))",
-        (
-            "pos_label's default is None, which brier_score_loss resolves to 1 for 0/1 targets (all-0 and "
-            "all-1 included): the same as pos_label=1"
-        ),
-    ),
-    "defectlens.evaluation.metrics.x_brier__mutmut_16": (
-        "+        return float(brier_score_loss((y_true == pos).astype(None), probs[:, pos], pos_label=1))",
-        (
-            "astype(None) gives 0.0/1.0 floats, which brier_score_loss with pos_label=1 reads as the same "
-            "targets as 0/1 ints"
-        ),
+    "defectlens.evaluation.metrics.x_brier__mutmut_13": (
+        "+        return numeric.brier_binary((y_true == pos).astype(None), probs[:, pos])",
+        "astype(None) gives 0.0/1.0 floats, and numeric.brier_binary reads the labels as float64 in any case"
+        " (np.asarray(y_binary, dtype=np.float64)): the same targets",
     ),
     "defectlens.evaluation.metrics.x_compute_metrics__mutmut_140": (
         "+    if bootstrap and bootstrap >= 0:",
@@ -530,7 +566,7 @@ def verdicts(folder: Path, target: Target) -> dict[str, str]:
     }
 
 
-def summarise(folder: Path, target: Target, seconds: float, returncode: int) -> dict[str, Any]:
+def summarise(folder: Path, target: Target, seconds: float | None, returncode: int | None) -> dict[str, Any]:
     status = verdicts(folder, target)
     counts: dict[str, int] = {}
     for verdict in status.values():
@@ -555,7 +591,7 @@ def summarise(folder: Path, target: Target, seconds: float, returncode: int) -> 
         "equivalent": equivalent,
         "score": round(caught / scored, 3) if scored else None,
         "survivors": survivors,
-        "seconds": round(seconds, 1),
+        "seconds": None if seconds is None else round(seconds, 1),  # None: the run's time was not recorded
         "mutmut_exit_code": returncode,
     }
 
@@ -590,9 +626,14 @@ def main(args: argparse.Namespace) -> int:
         )
     for name in args.modules:
         if args.summary_only:
-            old = results["modules"].get(name)
-            if old is None or not (args.work / name / "mutants").is_dir():
+            if not (args.work / name / "mutants").is_dir():
                 continue
+            # a module first run by hand (mutmut run in its folder) has no earlier entry: no recorded time
+            old = results["modules"].get(name) or {
+                "seconds": None,
+                "mutmut_exit_code": None,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
             entry = summarise(args.work / name, TARGETS[name], old["seconds"], old["mutmut_exit_code"])
             entry["finished"] = old["finished"]
         else:

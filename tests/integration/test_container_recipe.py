@@ -1,11 +1,12 @@
 """The container image's recipe, tested without a Docker engine, and the real image where one answers.
 
 The first tests do what the ``Dockerfile`` does, with the same script (``deploy/install.sh``): build the wheel,
-make a fresh virtualenv from it with the image's extras (from the package index, without torch), then start
-the Dockerfile's ``CMD`` with its ``ENV`` (the image's paths ``/opt/venv``, ``/models`` and ``/data`` mapped
-onto temporary folders, and a free port in ``DEFECTLENS_PORT``), poll its ``HEALTHCHECK`` command until it
-passes, predict one image over HTTP and stop the service with SIGTERM. What they cannot check is the base
-image itself and the user 10001; the last test builds and runs the real image where ``docker info`` succeeds.
+make a fresh virtualenv from it with the image's extras (from the package index, without torch), slim it as the
+image's builder does (test suites, offline tools and debug sections dropped), then start the Dockerfile's
+``CMD`` with its ``ENV`` (the image's paths ``/opt/venv``, ``/models`` and ``/data`` mapped onto temporary
+folders, and a free port in ``DEFECTLENS_PORT``), poll its ``HEALTHCHECK`` command until it passes, predict one
+image over HTTP and stop the service with SIGTERM. What they cannot check is the base image itself and the user
+10001; the last test builds and runs the real image where ``docker info`` succeeds.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def test_the_dockerfile_is_what_the_tests_assume():
     assert RECIPE.volumes == ["/models", "/data"]
     assert RECIPE.env["DEFECTLENS_MODEL"].startswith("/models/") and RECIPE.env["DEFECTLENS_DB"].startswith("/data/")
     assert "torch" not in RECIPE.extras and "train" not in RECIPE.extras
+    # the installed fixture makes the virtualenv in the same two steps, in the same order
+    runs = [args for op, args in steps if op == "RUN"]
+    made = next(i for i, args in enumerate(runs) if "install.sh venv" in args and " /opt/venv " in args)
+    slimmed = next(i for i, args in enumerate(runs) if "install.sh slim /opt/venv" in args)
+    assert made < slimmed
 
 
 def test_what_the_builder_copies_passes_the_dockerignore_and_exists():
@@ -147,6 +153,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         ["sh", str(script), "venv", str(wheel), str(prefix), RECIPE.extras], env=env, capture_output=True, text=True
     )
     assert made.returncode == 0, made.stderr
+    # what the image ships: the builder slims its virtualenv before the final stage copies it
+    slimmed = subprocess.run(["sh", str(script), "slim", str(prefix)], env=env, capture_output=True, text=True)
+    assert slimmed.returncode == 0, slimmed.stderr
     return Installed(wheel=wheel, prefix=prefix, seconds=time.monotonic() - start)
 
 

@@ -94,10 +94,20 @@ def test_one_class_everywhere():
     y = pred = np.array([1, 1, 1])
     check_classification(y, pred, 2)
     assert numeric.mcc(y, pred, 2) == 0.0
-    with pytest.raises(ValueError, match="both outcomes"):
+    one_outcome = "^ranking metrics need both outcomes among the labels$"
+    with pytest.raises(ValueError, match=one_outcome):
         numeric.roc_auc(np.array([1, 1]), np.array([0.2, 0.3]))
-    with pytest.raises(ValueError, match="both outcomes"):
+    with pytest.raises(ValueError, match=one_outcome):
         numeric.average_precision(np.array([0, 0]), np.array([0.2, 0.3]))
+
+
+def test_weighted_f1_with_no_support_to_weigh_by_is_zero_like_sklearn():
+    """When the supports that weight the mean sum to zero, the weighted F1 is scikit-learn's zero_division=0
+    answer, 0.0, not a ZeroDivisionError. scikit-learn meets it with labels absent from the truth; here, where
+    every label in the truth or the predictions counts, only with no sample at all."""
+    assert sk.f1_score([0], [0], labels=[1], average="weighted", zero_division=0) == 0.0
+    nothing = np.array([], dtype=np.int64)
+    assert numeric.f1_average(nothing, nothing, 2, average="weighted") == 0.0
 
 
 def test_certain_wrong_probabilities_are_clipped_like_sklearn():
@@ -105,6 +115,56 @@ def test_certain_wrong_probabilities_are_clipped_like_sklearn():
     y = np.array([1, 1, 0])  # the first sample: probability 0 for its class
     check_probabilistic(y, probs)
     assert np.isfinite(numeric.log_loss(y, probs))
+
+
+def test_certain_right_probabilities_cost_the_clipped_eps_like_sklearn():
+    probs = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y = np.array([0, 1])
+    # exactly, not within TOL: clipped to 1 - eps, each sample costs -log(1 - eps) = 2.2e-16, not 0
+    assert numeric.log_loss(y, probs) == sk.log_loss(y, probs)
+    assert 0 < numeric.log_loss(y, probs) < 1e-15
+
+
+def test_scores_of_any_dtype_rank_by_value_like_sklearn():
+    """Scores may be 8-bit values (an anomaly map's maximum) or hard decisions (bool), not only floats: each is
+    ranked by its value, as scikit-learn ranks it (negated as uint8, 0 would wrap to the top; a bool cannot be
+    negated at all)."""
+    y = np.array([0, 1, 1, 0, 1])
+    as_uint8 = np.array([0, 200, 200, 30, 90], dtype=np.uint8)
+    assert numeric.roc_auc(y, as_uint8) == 1.0  # every defect above every good part
+    check_ranking(y, as_uint8)
+    hard = np.array([False, True, False, True, True])
+    # 6 (good, defect) pairs: 2 ranked right, 3 ties counting 1/2, 1 ranked wrong
+    assert numeric.roc_auc(y, hard) == pytest.approx(7 / 12, abs=TOL)
+    check_ranking(y, hard)
+
+
+def test_float32_probabilities_count_at_their_float64_values():
+    """ONNX Runtime hands back float32 probabilities: each metric reads them as their float64 values, so the
+    numbers are those of scikit-learn on the float64 copy (in float32, 1 - p rounds and the Brier score moves by
+    about 1e-10; the log loss's clip would use float32's eps, 1.2e-7, and a certain wrong answer would cost 15.9
+    instead of 36.0)."""
+    y = np.array([0, 1, 1, 0, 1])
+    p32 = np.array([0.1, 0.7, 0.9, 0.3, 0.6], dtype=np.float32)
+    _close(numeric.brier_binary(y, p32), sk.brier_score_loss(y, p32.astype(np.float64)))
+    probs32 = np.stack([1 - p32, p32], axis=1)
+    probs32[0] = [0.0, 1.0]  # certain, and wrong
+    _close(numeric.log_loss(y, probs32), sk.log_loss(y, probs32.astype(np.float64)))
+    assert numeric.log_loss(y, probs32) > 36.04 / 5  # the first sample alone: -log(2.2e-16) / 5
+
+
+def test_labels_as_floats_or_booleans_are_the_same_class_indices():
+    """Labels read back from a CSV come as floats, and a binary truth is often a comparison's booleans: both name
+    the same classes as the integers, in every metric (scikit-learn reads them alike)."""
+    y = np.array([0, 0, 1, 1, 1])
+    pred = np.array([0, 1, 1, 0, 1])
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
+    for kind in (np.float64, bool):
+        y_as, pred_as = y.astype(kind), pred.astype(kind)
+        assert numeric.confusion_matrix(y_as, pred_as, 2).tolist() == [[1, 1], [1, 2]]
+        assert numeric.log_loss(y_as, probs) == numeric.log_loss(y, probs)
+        check_classification(y_as, pred_as, 2)
+        check_probabilistic(y_as, probs)
 
 
 # -- properties -----------------------------------------------------------------------------------------------

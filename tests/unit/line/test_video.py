@@ -15,7 +15,7 @@ import pytest
 
 from tests.require import import_or_missing
 
-cv2 = import_or_missing("cv2", flag="LINE", reason="the video source needs OpenCV (the [line] extra)")
+cv2 = import_or_missing("cv2", flag="LINE", reason="the video source needs OpenCV (the [video] extra)")
 import_or_missing("elpv_dataset", flag="EXTRAS", reason="the test video is made of ELPV cells (the [train] extra)")
 
 from defectlens.line.base import Frame, LineError  # noqa: E402
