@@ -9,9 +9,11 @@ Flags:
     PEERS: the benchmark peers' virtualenv (``make peers``).
     REALDATA: ``../shared/datasets`` beside the checkout.
     SERVE: the ``serve`` extra (FastAPI, uvicorn) and httpx, for the web service tests.
-    EXTRAS: the other extras ``make install`` installs (``train``: elpv-dataset, grad-cam; ``openvino``).
-    LINE: ``defectlens line``'s extras (``line``, ``camera``: watchdog, OpenCV, paho-mqtt, asyncua, pymodbus,
-        harvesters + genicam's simulated camera) and the Mosquitto broker (``make sysdeps``).
+    EXTRAS: the other extras ``make install`` installs (``train``: elpv-dataset, grad-cam; ``openvino``; ``ray``).
+    LINE: ``defectlens line``'s extras (``line``, ``video``, ``camera``: watchdog, paho-mqtt, asyncua, pymodbus,
+        OpenCV, harvesters + genicam's simulated camera) and the Mosquitto broker (``make sysdeps``).
+    POSTGRES: the ``postgres`` extra (SQLAlchemy, psycopg, alembic) and PostgreSQL's ``initdb``/``pg_ctl``
+        (``make sysdeps``), for the inspection log's tests on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import NoReturn
 
 import pytest
 
-FLAGS = ("UI_TESTS", "PEERS", "REALDATA", "SERVE", "EXTRAS", "LINE")
+FLAGS = ("UI_TESTS", "PEERS", "REALDATA", "SERVE", "EXTRAS", "LINE", "POSTGRES")
 
 
 def required(flag: str) -> bool:

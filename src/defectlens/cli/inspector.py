@@ -19,9 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--folder", type=Path, default=None, help="image folder (class subfolders give ground truth)")
     p.add_argument(
         "--db",
-        type=Path,
         default=None,
-        help="inspection log (SQLite; default: the last log used, from the settings, else the user data folder)",
+        help="inspection log: a SQLite file (or sqlite:///PATH) or postgresql://USER:PASSWORD@HOST:PORT/DB (or env "
+        "DEFECTLENS_DB; default: the last log used, from the settings, else the user data folder)",
     )
     p.add_argument(
         "--gate",
@@ -33,7 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from defectlens.core.errors import DefectlensError
+    from defectlens.inspections.engine import parse_location
 
     for flag, path in (("--model", args.model), ("--folder", args.folder)):
         if path is not None and not path.exists():
@@ -46,5 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise DefectlensError(
             "the inspector needs Tk, which this Python lacks: install python3-tk (Debian/Ubuntu) or a Python with Tk"
         ) from None
-    run_inspector(model=args.model, folder=args.folder, db=args.db, gate=args.gate)
+    db = args.db or os.environ.get("DEFECTLENS_DB")
+    if db:
+        parse_location(db)  # a location that is neither a path nor a database URL is refused before a window opens
+    run_inspector(model=args.model, folder=args.folder, db=db, gate=args.gate)
     return 0

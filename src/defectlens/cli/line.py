@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None, help="folder:/path (hot folder) or video:FILE")
     p.add_argument("--sink", action="append", default=[], metavar="SINK",
                    help="sort:/out, mqtt://HOST:PORT/TOPIC, opcua://HOST:PORT, modbus://HOST:PORT; repeat")  # fmt: skip
-    p.add_argument("--log", default=None, help="the inspection log (SQLite; default inspections.sqlite)")
+    p.add_argument("--log", "--db", dest="log", default=None,
+                   help="the inspection log: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DB (or env "
+                        "DEFECTLENS_DB; default inspections.sqlite)")  # fmt: skip
     p.add_argument("--station", default="line", help="the station's name in the log and on the sinks")
     p.add_argument("--gate", choices=GATE_MODES, default="refuse", help="a frame the model cannot judge")
     p.add_argument("--queue-size", type=int, default=8, help="frames waiting for the model")
@@ -58,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
         config = load_station_file(args.config)
     elif args.model and args.source:
         config = config_from_args(
-            model=args.model, source=args.source, sinks=args.sink, station=args.station, log=args.log, gate=args.gate,
-            queue_size=args.queue_size, policy=args.policy, metrics_port=args.metrics_port,
+            model=args.model, source=args.source, sinks=args.sink, station=args.station, gate=args.gate,
+            log=args.log or os.environ.get("DEFECTLENS_DB"), queue_size=args.queue_size, policy=args.policy,
+            metrics_port=args.metrics_port,
         )  # fmt: skip
     else:
         raise LineError("line needs --config STATION.yaml, or --model BUNDLE and --source (folder:/path, video:FILE)")

@@ -28,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind; anything but loopback needs --api-key")
     p.add_argument("--port", type=int, default=None, help=f"TCP port (or env {PORT_ENV}; default 8000)")
     p.add_argument(
-        "--db", type=Path, default=None, help=f"SQLite inspection log (or env {DB_ENV}; default inspections.sqlite)"
+        "--db",
+        default=None,
+        help=f"inspection log: a SQLite file (or sqlite:///PATH) or postgresql://USER:PASSWORD@HOST:PORT/DB "
+        f"(the [postgres] extra); or env {DB_ENV}; default inspections.sqlite",
     )
     p.add_argument("--api-key", default=None, help="require this key on /v1 and /metrics (or env DEFECTLENS_API_KEY)")
     p.add_argument("--store-images", type=Path, default=None, metavar="DIR", help="keep uploads, by content hash")
@@ -58,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import stderr, warn
+    from defectlens.inspections.engine import parse_location
     from defectlens.serve import ALLOWED_HOSTS_ENV, API_KEY_ENV, ServeConfig
     from defectlens.serve.server import serve
 
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise DefectlensError(
             f"serve needs a model: --model BUNDLE or env {MODEL_ENV} (a .dlens file from 'defectlens export RUN')"
         )
-    db = args.db or Path(os.environ.get(DB_ENV) or "inspections.sqlite")
+    db = parse_location(args.db or os.environ.get(DB_ENV) or "inspections.sqlite")  # a URL prints masked
     config = ServeConfig(
         host=args.host,
         port=_port(args.port),

@@ -30,6 +30,7 @@ from defectlens.gui.model import Advanced, LoadedModel, load_model
 from defectlens.gui.scoring import Failed, Figures, Finished, JobDone, Message, Scored, Worker
 from defectlens.gui.session import Session
 from defectlens.inspections import InspectionLog
+from defectlens.inspections.engine import Location, parse_location
 from defectlens.workflows.predict import collect_inputs
 
 
@@ -89,7 +90,7 @@ class Inspector:
         self.last_rate: float | None = None  # images/s of the last completed scoring run
         self._overlays: dict[tuple[int, str], Image.Image] = {}
         self._asked: set[tuple[int, str]] = set()
-        self._figures = Figures(self.worker)  # submits the scikit-learn warm-up job
+        self._figures = Figures(self.worker)  # submits the warm-up job: the NumPy metrics once on a toy batch
         self.jobs = 1
 
     # -- opening things ----------------------------------------------------------------------------
@@ -407,7 +408,7 @@ class Inspector:
         self.settings = remembered.replace(
             last_model=str(self.model.path) if self.model else self.settings.last_model,
             last_folder=str(folder) if folder else self.settings.last_folder,
-            last_db=str(self.db_path),
+            last_db=str(self.db_path) if isinstance(self.db_path, Path) else self.settings.last_db,
             threshold=None,  # kept per model in ``thresholds`` now
             positive_class=None,
             geometry=geometry or self.settings.geometry,
@@ -426,10 +427,11 @@ class Inspector:
         self.writer.close()
 
 
-def _choose_db(db: str | Path | None, remembered: settings.Settings) -> tuple[Path, str, str]:
-    """The log to open, where that choice came from, and a note when the remembered log is gone."""
+def _choose_db(db: str | Path | None, remembered: settings.Settings) -> tuple[Location, str, str]:
+    """The log to open (a SQLite file or a PostgreSQL URL), where that choice came from, and a note when the
+    remembered log is gone. Only a file is remembered: a database URL may carry a password."""
     if db:
-        return Path(db), "given with --db", ""
+        return parse_location(db), "given with --db", ""
     if remembered.last_db and Path(remembered.last_db).is_file():
         return Path(remembered.last_db), "the last one used, from the settings", ""
     default = settings.default_db_path()

@@ -27,6 +27,7 @@ from typing import Any
 from defectlens.core.errors import DefectlensError
 from defectlens.gui.scoring import JobDone, Message
 from defectlens.inspections import Filters, Inspection, InspectionLog
+from defectlens.inspections.engine import Location
 
 #: How long a write waits for a log another program holds locked before the verdict is reported unsaved.
 LOCK_TIMEOUT_S = 2.0
@@ -48,7 +49,7 @@ class LogWriter:
         lock_timeout_s: how long a write waits for a lock.
     """
 
-    path: Path
+    path: Location
     messages: queue.Queue[Message]
     lock_timeout_s: float = LOCK_TIMEOUT_S
     log: InspectionLog | None = field(init=False, default=None)
@@ -93,7 +94,7 @@ class LogWriter:
         self._thread.join(timeout)
 
 
-def describe_failure(exc: Exception, path: Path) -> str:
+def describe_failure(exc: Exception, path: Location) -> str:
     """What the operator reads when the log refused a write: what went wrong and what to do."""
     text = str(exc)
     if isinstance(exc, DefectlensError):

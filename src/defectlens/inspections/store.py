@@ -1,24 +1,21 @@
-"""The inspection log in SQLite: one row per inspected image, the operator's verdict beside it.
+"""The inspection log: one row per inspected image, the operator's verdict beside it, on SQLite or PostgreSQL.
 
-Durability: WAL journal, ``synchronous=FULL``, and :meth:`InspectionLog.record` returns only after
-its transaction is committed, so an id a caller has been given survives a crash or ``kill -9``. One
-connection behind a lock is the single writer (a web service's threads and the inspector's
-background scorer share it). The schema carries a version (``PRAGMA user_version``) and is migrated
-forward on open; a file written by a newer defectlens is refused rather than damaged.
+:class:`InspectionLog` is the one API every surface writes through (the web service, the line station, the
+desktop Inspector); where it lives is one location (:func:`~defectlens.inspections.engine.parse_location`): a
+SQLite file (:mod:`~defectlens.inspections.sqlite_engine`, the default) or a PostgreSQL database
+(:mod:`~defectlens.inspections.postgres_engine`, many writers on many machines). The statements here are the
+same on both engines.
 
-A row's ``status`` is the Predictor's outcome (:data:`STATUSES`): ``ok`` (a decision: ``prediction`` is
-the class), ``needs_review`` (the gate would not let the model judge the frame: no class, ``reason`` says
-why, ``ood_score`` and ``gate_flagged`` keep its finding) or ``error`` (unusable input). Counts of parts per
-class (:meth:`InspectionLog.tally`, the ``label`` filter) are of decisions only, so a frame nobody judged
-is never counted as a good part.
+Durability: :meth:`InspectionLog.record` returns only after its transaction is committed, so an id a caller has
+been given survives a crash or ``kill -9``; group commit is :meth:`InspectionLog.record_many` (many rows, one
+transaction). Every write goes through the engine's one transaction helper, which rolls back whole on any
+failure (a failed ``COMMIT`` included) and leaves the log ready for the next write.
 
-Every write goes through one transaction helper (:meth:`InspectionLog._transaction`): ``BEGIN IMMEDIATE``,
-``COMMIT``, and ``ROLLBACK`` on any failure, a failed ``COMMIT`` included, so a write that fails (a locked or
-full database, a read-only file, a constraint) leaves the shared connection ready for the next one.
-
-An operator's verdicts are kept as an append-only history (table ``verdicts``, schema 5): a new verdict never
-replaces the previous one; the newest is also the row's ``verdict`` / ``verdict_label`` for queries. Overriding
-a decision to the class it already has is refused (that is a confirmation).
+Counts of parts per class (:meth:`InspectionLog.tally`, the ``label`` filter) are of decisions only, so a frame
+nobody judged is never counted as a good part. An operator's verdicts are kept as an append-only history (table
+``verdicts``, schema 5): a new verdict never replaces the previous one; the newest is also the row's ``verdict`` /
+``verdict_label`` for queries. Overriding a decision to the class it already has is refused (that is a
+confirmation).
 
 A client's file name is stored as data only: nothing here turns it into a path.
 """
@@ -28,264 +25,94 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.text import csv_cell as _csv_cell  # one rule for every CSV a person opens
-from defectlens.inference.predictor import STATUSES
-
-SCHEMA_VERSION = 5
-#: The largest id (and offset) SQLite's integers hold; a larger one names no row.
-MAX_ID = 2**63 - 1
-#: A row's status: the Predictor's outcomes, and ``dropped`` (a station's frame that never reached the model:
-#: the queue was full or the station stopped; ``reason`` says which). Dropped rows are never counted as parts.
-LOG_STATUSES = (*STATUSES, "dropped")
-#: An operator's verdict on a decision: the model was right, or the part is in fact ``verdict_label``.
-VERDICTS = ("confirmed", "overridden")
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-    CREATE TABLE inspections (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        created_utc TEXT NOT NULL,
-        source TEXT NOT NULL,
-        client_name TEXT NOT NULL,
-        image_sha256 TEXT NOT NULL,
-        image_bytes INTEGER NOT NULL,
-        width INTEGER,
-        height INTEGER,
-        status TEXT NOT NULL,
-        reason TEXT NOT NULL DEFAULT '',
-        prediction TEXT,
-        probabilities TEXT,
-        defect_probability REAL,
-        threshold REAL,
-        temperature REAL,
-        model_id TEXT,
-        latency_ms REAL,
-        image_path TEXT,
-        verdict TEXT,
-        verdict_label TEXT,
-        verdict_utc TEXT,
-        comment TEXT,
-        operator TEXT
-    );
-    CREATE INDEX inspections_created ON inspections (created_utc);
-    CREATE INDEX inspections_prediction ON inspections (prediction);
-    CREATE INDEX inspections_model ON inspections (model_id);
-    """,
-    # 2: what decoding noticed but did not stop for (corrupt JPEG data, bad EXIF...)
-    2: "ALTER TABLE inspections ADD COLUMN warning TEXT NOT NULL DEFAULT '';",
-    # 3: the gate's finding (#26): the OOD score, and whether the frame was flagged (NULL: not gated; rows
-    # logged before have no finding); status gains the value 'needs_review' (the column has no CHECK)
-    3: """
-    ALTER TABLE inspections ADD COLUMN ood_score REAL;
-    ALTER TABLE inspections ADD COLUMN gate_flagged INTEGER;
-    CREATE INDEX inspections_status ON inspections (status);
-    """,
-    # 4: a line station's frames (#27): which station, when the frame was captured (created_utc is when the
-    # row was decided), the part or trigger id where the source has one; status gains 'dropped'
-    4: """
-    ALTER TABLE inspections ADD COLUMN station TEXT;
-    ALTER TABLE inspections ADD COLUMN captured_utc TEXT;
-    ALTER TABLE inspections ADD COLUMN part_id TEXT;
-    CREATE INDEX inspections_station ON inspections (station);
-    """,
-    # 5: the verdict history (#33): every verdict appended, never replaced; the verdicts given before become
-    # each row's first entry. The triggers keep the history append-only.
-    5: """
-    CREATE TABLE verdicts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        inspection_id INTEGER NOT NULL REFERENCES inspections (id),
-        verdict TEXT NOT NULL,
-        label TEXT,
-        operator TEXT,
-        comment TEXT,
-        created_utc TEXT NOT NULL
-    );
-    CREATE INDEX verdicts_inspection ON verdicts (inspection_id);
-    INSERT INTO verdicts (inspection_id, verdict, label, operator, comment, created_utc)
-        SELECT id, verdict, verdict_label, operator, comment, COALESCE(verdict_utc, created_utc)
-        FROM inspections WHERE verdict IS NOT NULL ORDER BY id;
-    CREATE TRIGGER verdicts_no_update BEFORE UPDATE ON verdicts
-        BEGIN SELECT RAISE(ABORT, 'the verdict history is append-only'); END;
-    CREATE TRIGGER verdicts_no_delete BEFORE DELETE ON verdicts
-        BEGIN SELECT RAISE(ABORT, 'the verdict history is append-only'); END;
-    """,
-}
-
-
-def _statements(script: str) -> Iterator[str]:
-    """The SQL statements of a migration script, one at a time (a trigger's body stays whole)."""
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            yield pending.strip()
-            pending = ""
-    if pending.strip():
-        yield pending.strip()  # incomplete: SQLite names the error
-
-
-#: Columns in the order the CSV export writes them.
-COLUMNS = (
-    "id",
-    "created_utc",
-    "source",
-    "client_name",
-    "image_sha256",
-    "image_bytes",
-    "width",
-    "height",
-    "status",
-    "reason",
-    "warning",
-    "ood_score",
-    "gate_flagged",
-    "prediction",
-    "probabilities",
-    "defect_probability",
-    "threshold",
-    "temperature",
-    "model_id",
-    "latency_ms",
-    "image_path",
-    "verdict",
-    "verdict_label",
-    "verdict_utc",
-    "comment",
-    "operator",
-    "station",
-    "captured_utc",
-    "part_id",
+from defectlens.inspections.engine import DatabaseURL, Location, parse_location
+from defectlens.inspections.migrations import SCHEMA_VERSION
+from defectlens.inspections.postgres_engine import PostgresEngine
+from defectlens.inspections.schema import (
+    COLUMNS,
+    LOG_STATUSES,
+    MAX_ID,
+    VERDICTS,
+    Inspection,
+    NewInspection,
+    Tally,
+    VerdictEntry,
+    utc_now,
 )
+from defectlens.inspections.sqlite_engine import SQLiteEngine
+
+__all__ = [
+    "COLUMNS",
+    "LOG_STATUSES",
+    "MAX_ID",
+    "SCHEMA_VERSION",
+    "VERDICTS",
+    "Filters",
+    "Inspection",
+    "InspectionLog",
+    "NewInspection",
+    "Tally",
+    "VerdictEntry",
+    "utc_now",
+]
+
+#: The columns a new row writes (the log adds ``id``; the verdict columns start empty).
+_SET_LATER = ("id", "verdict", "verdict_label", "verdict_utc", "comment", "operator")
+INSERTED = tuple(c for c in COLUMNS if c not in _SET_LATER)
+
+# The log's statements, the same on both engines: ``?`` placeholders, ``{where}`` a :class:`Filters` clause.
+_INSERT = f"INSERT INTO inspections ({', '.join(INSERTED)}) VALUES ({', '.join('?' * len(INSERTED))})"
+_PREDICTION = "SELECT prediction FROM inspections WHERE id = ?"
+_SET_VERDICT = (
+    "UPDATE inspections SET verdict = ?, verdict_label = ?, verdict_utc = ?, comment = ?, operator = ? WHERE id = ?"
+)
+_ADD_VERDICT = (
+    "INSERT INTO verdicts (inspection_id, verdict, label, operator, comment, created_utc) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_VERDICTS = "SELECT * FROM verdicts WHERE inspection_id = ? ORDER BY id"
+_ONE = "SELECT * FROM inspections WHERE id = ?"
+_PAGE = "SELECT * FROM inspections{where} ORDER BY id DESC LIMIT ? OFFSET ?"
+_COUNT = "SELECT COUNT(*) AS n FROM inspections{where}"
+_TALLY = (
+    "SELECT status, prediction, COUNT(*) AS n, SUM(CASE WHEN gate_flagged = 1 THEN 1 ELSE 0 END) AS flagged "
+    "FROM inspections{where} GROUP BY status, prediction"
+)
+_CHUNK = "SELECT * FROM inspections{where} ORDER BY id LIMIT ?"
+_AND_AFTER, _WHERE_AFTER = " AND id > ?", " WHERE id > ?"
 
 
-def utc_now() -> str:
-    """The current UTC time as ISO 8601 with milliseconds (sorts as text)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+class Session(Protocol):
+    """Statements inside one engine transaction (``?`` placeholders on both engines)."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]: ...
+
+    def insert(self, sql: str, params: Sequence[Any]) -> int: ...
+
+    def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]: ...
+
+    def run(self, sql: str, params: Sequence[Any]) -> None: ...
 
 
-@dataclass(frozen=True)
-class NewInspection:
-    """What a surface records about one inspected image (the log adds id and time)."""
+class Engine(Protocol):
+    """What :class:`InspectionLog` needs of an engine (:class:`SQLiteEngine`, :class:`PostgresEngine`)."""
 
-    source: str  # "web", "api", "inspector"
-    client_name: str
-    image_sha256: str
-    image_bytes: int
-    status: str = "ok"  # one of STATUSES; "needs_review" rows have no prediction
-    reason: str = ""  # why not judged (error, needs_review), or the gate's flag on a decision (warn mode)
-    warning: str = ""
-    ood_score: float | None = None
-    gate_flagged: bool | None = None  # None: the frame was not gated (gate off, or a model without a profile)
-    prediction: str | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
-    defect_probability: float | None = None
-    threshold: float | None = None
-    temperature: float | None = None
-    model_id: str | None = None
-    latency_ms: float | None = None
-    width: int | None = None
-    height: int | None = None
-    image_path: str | None = None
-    station: str | None = None  # a line station's name (None: the service, the Inspector)
-    captured_utc: str | None = None  # when the source captured the frame (stations)
-    part_id: str | None = None  # the part or trigger id, where the source has one
+    def write(self) -> AbstractContextManager[Session]: ...
 
+    def read(self) -> AbstractContextManager[Session]: ...
 
-@dataclass(frozen=True)
-class Inspection:
-    """One row of the log."""
+    def schema_version(self) -> int: ...
 
-    id: int
-    created_utc: str
-    source: str
-    client_name: str
-    image_sha256: str
-    image_bytes: int
-    width: int | None
-    height: int | None
-    status: str
-    reason: str
-    warning: str
-    ood_score: float | None
-    gate_flagged: bool | None
-    prediction: str | None
-    probabilities: dict[str, float]
-    defect_probability: float | None
-    threshold: float | None
-    temperature: float | None
-    model_id: str | None
-    latency_ms: float | None
-    image_path: str | None
-    verdict: str | None
-    verdict_label: str | None
-    verdict_utc: str | None
-    comment: str | None
-    operator: str | None
-    station: str | None = None
-    captured_utc: str | None = None
-    part_id: str | None = None
+    def integrity_check(self) -> str: ...
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Inspection:
-        d = dict(row)
-        d["probabilities"] = json.loads(d["probabilities"]) if d["probabilities"] else {}
-        d["gate_flagged"] = None if d["gate_flagged"] is None else bool(d["gate_flagged"])
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class VerdictEntry:
-    """One verdict in an inspection's history (append-only; the newest is the row's current verdict).
-
-    Attributes:
-        label: the part's class the verdict gives (the prediction for ``confirmed``).
-        created_utc: when it was recorded (ISO 8601 UTC).
-    """
-
-    id: int
-    inspection_id: int
-    verdict: str
-    label: str | None
-    operator: str | None
-    comment: str | None
-    created_utc: str
-
-
-@dataclass(frozen=True)
-class Tally:
-    """How the matching inspections came out: decisions per class, and the frames not decided, apart.
-
-    Attributes:
-        total: every matching row.
-        decided: rows with a class (``status="ok"``), per predicted class.
-        needs_review: frames the gate sent for review (no class; never among ``decided``).
-        errors: inputs that could not be used.
-        flagged: decisions the gate flagged but let through (``--gate warn``), also counted in ``decided``.
-        dropped: a line station's frames that never reached the model (queue full, station stopping).
-    """
-
-    total: int
-    decided: dict[str, int]
-    needs_review: int
-    errors: int
-    flagged: int
-    dropped: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -327,69 +154,31 @@ class Filters:
 
 
 class InspectionLog:
-    """The shared inspection log (thread-safe; one connection, one writer).
+    """The shared inspection log (thread-safe), on the engine its location names.
 
     Args:
-        path: the SQLite file (created with its folder when missing).
-        timeout: seconds a write waits for another process's lock before it fails ("database is locked").
+        location: a SQLite file (a path or ``sqlite:///PATH``; created with its folder when missing) or a
+            PostgreSQL database (``postgresql://USER:PASSWORD@HOST:PORT/DB``, the ``[postgres]`` extra).
+        timeout: seconds a write waits for another writer's lock before it fails ("database is locked"); on
+            PostgreSQL also how long to wait for the server to answer.
 
     Raises:
-        DefectlensError: for a file that is not a SQLite database, or one written by a newer schema.
+        DefectlensError: for a file that is not a SQLite database, a database that cannot be reached, one written
+            by a newer schema, or a PostgreSQL URL without the ``[postgres]`` extra.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=timeout)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")  # a verdict names an inspection that exists
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise DefectlensError(f"{self.path}: not a usable inspection log ({exc})") from None
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write: under the lock, ``BEGIN IMMEDIATE`` ... ``COMMIT``; ``ROLLBACK`` on any exception,
-        a failed ``COMMIT`` included (a deferred constraint, an I/O error), so the shared connection is never
-        left inside a transaction and the next write starts clean."""
-        with self._lock:
-            self._rollback()  # only a failed rollback could have left one open; never build on it
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._rollback()
-                raise
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            # the exception being handled says what went wrong; a rollback that fails too adds nothing to it
-            with suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-
-    def _migrate(self) -> None:
-        current = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if current > SCHEMA_VERSION:
-            raise DefectlensError(
-                f"{self.path}: inspection log schema version {current} is newer than this defectlens "
-                f"understands ({SCHEMA_VERSION}); upgrade defectlens"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            # one transaction per step: a failure mid-migration leaves the previous version intact
-            with self._transaction() as db:
-                for statement in _statements(_MIGRATIONS[version]):
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {version}")
+    def __init__(self, location: str | Path | DatabaseURL, *, timeout: float = 30.0):
+        #: where the log is: the file, or the database URL (prints with its password masked)
+        self.path: Location = parse_location(location)
+        self._engine: Engine
+        if isinstance(self.path, DatabaseURL):
+            self._engine = PostgresEngine(self.path, timeout=timeout)
+        else:
+            self._engine = SQLiteEngine(self.path, timeout=timeout)
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return self._engine.schema_version()
 
     def record(self, item: NewInspection) -> int:
         """Insert one inspection; returns its id once the row is committed to disk."""
@@ -402,17 +191,14 @@ class InspectionLog:
                 choices = ", ".join(LOG_STATUSES)
                 raise DefectlensError(f"{item.client_name}: status must be one of {choices}, got {item.status!r}")
         now = utc_now()
-        columns = [
-            c for c in COLUMNS if c not in ("id", "verdict", "verdict_label", "verdict_utc", "comment", "operator")
-        ]
-        sql = f"INSERT INTO inspections ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        ids = []
-        with self._transaction() as db:
-            for item in items:
-                values = {**asdict(item), "created_utc": now, "probabilities": json.dumps(item.probabilities)}
-                cur = db.execute(sql, [values[c] for c in columns])
-                ids.append(int(cur.lastrowid or 0))
-        return ids
+        rows = []
+        for item in items:
+            values = {**asdict(item), "created_utc": now, "probabilities": json.dumps(item.probabilities)}
+            if item.gate_flagged is not None:
+                values["gate_flagged"] = int(item.gate_flagged)  # an INTEGER column on both engines
+            rows.append([values[c] for c in INSERTED])
+        with self._engine.write() as db:
+            return db.insert_many(_INSERT, rows)
 
     def set_verdict(
         self, inspection_id: int, verdict: str, *, label: str | None = None, comment: str = "", operator: str = ""
@@ -431,20 +217,12 @@ class InspectionLog:
             raise DefectlensError("an override needs the label the operator gives the part")
         if not _fits(inspection_id):
             raise DefectlensError(f"no inspection with id {inspection_id}")
-        with self._transaction() as db:
-            row = db.execute("SELECT prediction FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
-            final = _verdict_label(inspection_id, row, verdict, label)
+        with self._engine.write() as db:
+            rows = db.rows(_PREDICTION, (inspection_id,))
+            final = _verdict_label(inspection_id, rows[0] if rows else None, verdict, label)
             now = utc_now()
-            db.execute(
-                "UPDATE inspections SET verdict = ?, verdict_label = ?, verdict_utc = ?, comment = ?, operator = ? "
-                "WHERE id = ?",
-                (verdict, final, now, comment or None, operator or None, inspection_id),
-            )
-            db.execute(
-                "INSERT INTO verdicts (inspection_id, verdict, label, operator, comment, created_utc) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (inspection_id, verdict, final, operator or None, comment or None, now),
-            )
+            db.run(_SET_VERDICT, (verdict, final, now, comment or None, operator or None, inspection_id))
+            db.insert(_ADD_VERDICT, (inspection_id, verdict, final, operator or None, comment or None, now))
         found = self.get(inspection_id)
         assert found is not None
         return found
@@ -453,49 +231,49 @@ class InspectionLog:
         """Every verdict given on ``inspection_id``, oldest first (empty for none, or an unknown id)."""
         if not _fits(inspection_id):
             return []
-        sql = "SELECT * FROM verdicts WHERE inspection_id = ? ORDER BY id"
-        with self._lock:
-            rows = self._db.execute(sql, (inspection_id,)).fetchall()
+        with self._engine.read() as db:
+            rows = db.rows(_VERDICTS, (inspection_id,))
         return [VerdictEntry(**dict(r)) for r in rows]
 
     def get(self, inspection_id: int) -> Inspection | None:
         if not _fits(inspection_id):
             return None
-        with self._lock:
-            row = self._db.execute("SELECT * FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
-        return Inspection.from_row(row) if row is not None else None
+        with self._engine.read() as db:
+            rows = db.rows(_ONE, (inspection_id,))
+        return Inspection.from_row(rows[0]) if rows else None
 
     def query(self, filters: Filters | None = None, *, limit: int = 50, offset: int = 0) -> list[Inspection]:
         """The newest inspections first, ``limit`` from ``offset``."""
         where, params = (filters or Filters()).where()
-        sql = f"SELECT * FROM inspections{where} ORDER BY id DESC LIMIT ? OFFSET ?"
         if not _fits(offset):
-            return []  # past any row SQLite can hold
-        with self._lock:
-            rows = self._db.execute(sql, [*params, min(int(limit), MAX_ID), int(offset)]).fetchall()
+            return []  # past any row the log can hold
+        # a negative limit is no limit and a negative offset starts at the newest (SQLite's reading, on both engines)
+        page = MAX_ID if limit < 0 else min(int(limit), MAX_ID)
+        with self._engine.read() as db:
+            rows = db.rows(_PAGE.format(where=where), [*params, page, max(int(offset), 0)])
         return [Inspection.from_row(r) for r in rows]
 
     def count(self, filters: Filters | None = None) -> int:
         where, params = (filters or Filters()).where()
-        with self._lock:
-            return int(self._db.execute(f"SELECT COUNT(*) FROM inspections{where}", params).fetchone()[0])
+        with self._engine.read() as db:
+            (row,) = db.rows(_COUNT.format(where=where), params)
+        return int(row["n"])
 
     def tally(self, filters: Filters | None = None) -> Tally:
         """Counts of the matching inspections by outcome (see :class:`Tally`)."""
         where, params = (filters or Filters()).where()
-        sql = (
-            f"SELECT status, prediction, COUNT(*), SUM(gate_flagged = 1) FROM inspections{where} "
-            "GROUP BY status, prediction"
-        )
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
+        with self._engine.read() as db:
+            rows = [
+                (r["status"], r["prediction"], r["n"], r["flagged"])
+                for r in db.rows(_TALLY.format(where=where), params)
+            ]
         by_status: dict[str, int] = {}
         decided: dict[str, int] = {}
         flagged = 0
         for status, prediction, n, n_flagged in rows:
             by_status[status] = by_status.get(status, 0) + n
             if status == "ok" and prediction is not None:
-                decided[prediction] = decided.get(prediction, 0) + n
+                decided[prediction] = n  # GROUP BY status, prediction: one "ok" group per class
                 flagged += int(n_flagged or 0)
         return Tally(
             total=sum(by_status.values()),
@@ -512,11 +290,11 @@ class InspectionLog:
         buf = io.StringIO()
         csv.writer(buf).writerow(COLUMNS)
         yield buf.getvalue()
+        sql = _CHUNK.format(where=where + _AND_AFTER if where else _WHERE_AFTER)
         last = 0
         while True:
-            sql = f"SELECT * FROM inspections{where}{' AND' if where else ' WHERE'} id > ? ORDER BY id LIMIT ?"
-            with self._lock:
-                rows = self._db.execute(sql, [*params, last, chunk]).fetchall()
+            with self._engine.read() as db:
+                rows = db.rows(sql, [*params, last, chunk])
             if not rows:
                 return
             buf = io.StringIO()
@@ -527,13 +305,12 @@ class InspectionLog:
             yield buf.getvalue()
 
     def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check`` (``"ok"`` for a sound file)."""
-        with self._lock:
-            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+        """``"ok"`` for a sound log (SQLite's ``PRAGMA integrity_check``; on PostgreSQL, the tables answer at the
+        schema this defectlens writes)."""
+        return self._engine.integrity_check()
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._engine.close()
 
     def __enter__(self) -> InspectionLog:
         return self
@@ -543,11 +320,11 @@ class InspectionLog:
 
 
 def _fits(n: int) -> bool:
-    """True when ``n`` is an integer SQLite can hold (a larger id or offset names no row: no OverflowError)."""
+    """True when ``n`` is an integer the log can hold (a larger id or offset names no row: no OverflowError)."""
     return -MAX_ID - 1 <= n <= MAX_ID
 
 
-def _verdict_label(inspection_id: int, row: sqlite3.Row | None, verdict: str, label: str | None) -> str | None:
+def _verdict_label(inspection_id: int, row: Mapping[str, Any] | None, verdict: str, label: str | None) -> str | None:
     """The class a verdict gives the part, or the reason it cannot be recorded on ``row``."""
     if row is None:
         raise DefectlensError(f"no inspection with id {inspection_id}")

@@ -5,7 +5,7 @@ A station file (YAML; every key is checked, unknown keys refused, relative paths
     station: line-1                 # the log's station column, the sinks' topic and node names
     model: casting.dlens
     gate: refuse                    # refuse | warn | off
-    log: inspections.sqlite
+    log: inspections.sqlite         # or postgresql://USER:PASSWORD@HOST:PORT/DB: one log for many stations
     queue: {size: 8, policy: hold}  # hold: stop reading the source while full; drop: log the frame as dropped
     alarm_after: 3                  # frames in a row without a decision that raise the station alarm
     good: [ok_front]                # multi-class models: the classes a PLC may take as OK
@@ -30,8 +30,10 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GATE_MODES
 from defectlens.inference.predictor import Predictor
+from defectlens.inspections.engine import DatabaseURL, Location, parse_location
 from defectlens.inspections.store import InspectionLog
 from defectlens.line.base import LineError, Sink, Source
 from defectlens.line.metrics import LineMetrics
@@ -64,7 +66,7 @@ class StationConfig:
     source: Mapping[str, Any]
     sinks: tuple[Mapping[str, Any], ...] = ()
     gate: str = "refuse"
-    log: Path = Path("inspections.sqlite")
+    log: Location = Path("inspections.sqlite")
     queue_size: int = 8
     policy: Policy = "hold"
     alarm_after: int = 3
@@ -111,7 +113,11 @@ def _config(data: dict[str, Any], *, origin: str, base: Path) -> StationConfig:
     if data.get("gate", "refuse") not in GATE_MODES:
         raise bad("gate", f"must be one of {', '.join(GATE_MODES)}", data["gate"])
     if not isinstance(data.get("log", ""), str):
-        raise bad("log", "must be a path", data["log"])
+        raise bad("log", "must be a path or a database URL", data["log"])
+    try:
+        log = parse_location(data.get("log", "inspections.sqlite"))
+    except DefectlensError as exc:
+        raise LineError(f"{origin}: log: {exc}") from None
     size, policy = _queue(data.get("queue", {}), bad)
     alarm_after = data.get("alarm_after", 3)
     if not _is_int(alarm_after) or alarm_after < 1:
@@ -130,7 +136,7 @@ def _config(data: dict[str, Any], *, origin: str, base: Path) -> StationConfig:
         source=source,
         sinks=tuple(_typed(s, f"sinks[{i}]", SINK_TYPES, bad) for i, s in enumerate(sinks)),
         gate=data.get("gate", "refuse"),
-        log=base / Path(data.get("log", "inspections.sqlite")).expanduser(),
+        log=base / log if isinstance(log, Path) else log,
         queue_size=size,
         policy=policy,
         alarm_after=alarm_after,
@@ -248,7 +254,7 @@ def config_from_args(
         source=parse_source(source),
         sinks=tuple(parse_sink(s) for s in sinks),
         gate=gate,
-        log=Path(log or "inspections.sqlite").expanduser(),
+        log=parse_location(log or "inspections.sqlite"),
     )
 
 
@@ -367,7 +373,7 @@ def check_station(config: StationConfig) -> list[str]:
     predictor = Predictor.load(config.model, gate=config.gate)
     good = good_classes(predictor.spec, config.good)
     lines = [f"model {config.model}: classes {', '.join(predictor.spec.class_names)}; OK = {', '.join(sorted(good))}"]
-    if config.log.exists():
+    if isinstance(config.log, DatabaseURL) or config.log.exists():
         InspectionLog(config.log).close()
     elif not os.access(_existing_parent(config.log.parent), os.W_OK):
         raise LineError(f"log {config.log}: cannot create it here (folder not writable)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.inference.backends import SLICE, resolve_threads
+from defectlens.inspections.engine import DatabaseURL
 
 #: Environment variable read for the API key when none is given on the command line.
 API_KEY_ENV = "DEFECTLENS_API_KEY"
@@ -24,7 +25,7 @@ class ServeConfig:
     Attributes:
         host: interface to bind (loopback unless the operator chooses otherwise).
         port: TCP port.
-        db: the SQLite inspection log.
+        db: the inspection log: a SQLite file or a PostgreSQL database.
         api_key: when set, every ``/v1`` call and ``/metrics`` need it.
         store_images: folder for content-addressed copies of uploads (None: keep only the hash).
         max_upload_mb: largest request body accepted (413 above it).
@@ -46,7 +47,7 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    db: Path = Path("inspections.sqlite")
+    db: Path | DatabaseURL = Path("inspections.sqlite")
     api_key: str | None = None
     store_images: Path | None = None
     max_upload_mb: float = 20.0

@@ -1,4 +1,5 @@
-"""The shared inspection log: durable inserts, verdicts, filters, CSV, schema versioning."""
+"""The shared inspection log: durable inserts, verdicts, filters, CSV, schema versioning (both engines, except
+where a test says SQLite: the file's own pragmas and the schemas earlier releases wrote)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import io
 import sqlite3
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from defectlens.core.errors import DefectlensError
 from defectlens.inspections import SCHEMA_VERSION, Filters, ImageStore, InspectionLog, NewInspection
+from defectlens.inspections.migrations import sqlite_scripts
 
 
 def item(name: str, prediction: str = "defect", **kw) -> NewInspection:
@@ -32,8 +35,8 @@ def item(name: str, prediction: str = "defect", **kw) -> NewInspection:
     return NewInspection(**base)
 
 
-def test_record_get_and_verdicts(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_record_get_and_verdicts(where):
+    log = InspectionLog(where())
     (a,) = [log.record(item("../../etc/passwd"))]  # a client name is data, never a path
     b = log.record(item("b.png", prediction="ok", probabilities={"ok": 0.9, "defect": 0.1}))
     got = log.get(a)
@@ -56,8 +59,8 @@ def test_record_get_and_verdicts(tmp_path):
     assert log.integrity_check() == "ok"
 
 
-def test_rows_survive_reopening_and_csv_streams_every_row(tmp_path):
-    path = tmp_path / "log.sqlite"
+def test_rows_survive_reopening_and_csv_streams_every_row(where, engine):
+    path = where()
     with InspectionLog(path) as log:
         ids = log.record_many([item(f"p{i}.png") for i in range(1203)])
     with InspectionLog(path) as log:
@@ -66,12 +69,13 @@ def test_rows_survive_reopening_and_csv_streams_every_row(tmp_path):
         rows = list(csv.DictReader(io.StringIO(text)))
         assert len(rows) == 1203 and rows[0]["client_name"] == "p0.png" and rows[0]["verdict"] == ""
         assert log.schema_version == SCHEMA_VERSION
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if engine == "sqlite":
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_concurrent_writers_lose_nothing(where):
+    log = InspectionLog(where())
     ids: list[int] = []
     lock = threading.Lock()
 
@@ -89,7 +93,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(set(ids)) == 400 and log.count() == 400
 
 
-def test_newer_schema_and_non_databases_are_refused(tmp_path):
+def test_newer_schema_and_non_databases_are_refused(tmp_path):  # SQLite
     path = tmp_path / "log.sqlite"
     InspectionLog(path).close()
     db = sqlite3.connect(path)
@@ -111,8 +115,8 @@ def test_image_store_is_content_addressed(tmp_path):
     assert store.put(b"other", image_format=None).endswith(".img")
 
 
-def test_csv_export_defuses_spreadsheet_formulas(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_csv_export_defuses_spreadsheet_formulas(where):
+    log = InspectionLog(where())
     log.record(item('=HYPERLINK("http://x")'))
     log.record(item("@SUM(A1).png"))
     rows = list(csv.DictReader(io.StringIO("".join(log.iter_csv()))))
@@ -120,8 +124,8 @@ def test_csv_export_defuses_spreadsheet_formulas(tmp_path):
     assert log.get(1).client_name == '=HYPERLINK("http://x")'  # the log keeps the name as given
 
 
-def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):
-    from defectlens.inspections.store import _MIGRATIONS
+def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):  # SQLite: a file an earlier release wrote
+    _MIGRATIONS = sqlite_scripts()
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
@@ -141,8 +145,8 @@ def test_a_version_1_log_is_migrated_and_keeps_its_rows(tmp_path):
     assert log.get(new).warning == "corrupt JPEG data"
 
 
-def test_a_version_2_log_gains_the_gate_columns_and_keeps_its_rows(tmp_path):
-    from defectlens.inspections.store import _MIGRATIONS
+def test_a_version_2_log_gains_the_gate_columns_and_keeps_its_rows(tmp_path):  # SQLite
+    _MIGRATIONS = sqlite_scripts()
 
     path = tmp_path / "v2.sqlite"
     db = sqlite3.connect(path)
@@ -164,8 +168,8 @@ def test_a_version_2_log_gains_the_gate_columns_and_keeps_its_rows(tmp_path):
         assert (got.status, got.prediction, got.ood_score, got.gate_flagged) == ("needs_review", None, 7.25, True)
 
 
-def test_needs_review_is_its_own_status_and_never_an_ok_part(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_needs_review_is_its_own_status_and_never_an_ok_part(where):
+    log = InspectionLog(where())
     review = {"status": "needs_review", "prediction": None, "probabilities": {}, "gate_flagged": True}
     ids = log.record_many(
         [
@@ -193,8 +197,8 @@ def test_needs_review_is_its_own_status_and_never_an_ok_part(tmp_path):
     assert (rows[3]["status"], rows[3]["ood_score"], rows[3]["gate_flagged"]) == ("needs_review", "9.0", "1")
 
 
-def test_station_rows_keep_station_capture_time_and_part_and_dropped_frames_are_not_parts(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_station_rows_keep_station_capture_time_and_part_and_dropped_frames_are_not_parts(where):
+    log = InspectionLog(where())
     decided = log.record(
         replace(item("p1.png"), station="line-1", captured_utc="2026-12-05T10:00:00.000+00:00", part_id="P-17")
     )
@@ -207,3 +211,25 @@ def test_station_rows_keep_station_capture_time_and_part_and_dropped_frames_are_
     assert tally.total == 2 and sum(tally.decided.values()) == 1
     header = next(csv.reader(io.StringIO("".join(log.iter_csv()))))
     assert header[-3:] == ["station", "captured_utc", "part_id"]
+
+
+def test_a_log_the_release_wrote_opens_in_place_with_its_rows_and_verdicts(tmp_path):  # SQLite
+    """A schema-5 file written by 0.3.0's store (data/log_0.3.0_schema5.sql, its dump) is read and written as is."""
+    path = tmp_path / "release.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript((Path(__file__).parent / "data" / "log_0.3.0_schema5.sql").read_text())
+    db.close()
+    with InspectionLog(path) as log:
+        assert log.schema_version == SCHEMA_VERSION and log.integrity_check() == "ok"
+        a, b, c = (log.get(i) for i in (1, 2, 3))
+        assert (a.probabilities, a.gate_flagged, a.ood_score, a.verdict, a.operator) == (
+            {"ok": 0.25, "defect": 0.75}, False, 1.5, "confirmed", "ben"
+        )  # fmt: skip
+        assert (b.status, b.gate_flagged, b.verdict_label) == ("needs_review", True, "defect")
+        assert (c.station, c.part_id, c.captured_utc) == ("line-1", "P-1", "2026-12-01T10:00:00.000+00:00")
+        assert [(v.verdict, v.label, v.operator) for v in log.verdicts(1)] == [
+            ("overridden", "ok", "ana"), ("confirmed", "defect", "ben")
+        ]  # fmt: skip
+        assert log.tally().total == 3 and log.record(item("d.png")) == 4
+        log.set_verdict(4, "confirmed")
+        assert [v.id for v in log.verdicts(4)] == [4]  # the history goes on from the release's three

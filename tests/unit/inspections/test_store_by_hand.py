@@ -1,8 +1,9 @@
 """The inspection log checked against hand-written expectations (never the log itself as the oracle).
 
-Each test pins one thing a user or an operator relies on: the exact refusals, the values read back, the
-integer limits of ids and offsets, the defaults (page size, CSV chunk, lock timeout), the pragmas that make a
-committed id durable, and that a failed rollback never hides the error that caused it.
+On both engines where a test takes ``log`` or ``where``, each test pins one thing a user or an operator relies
+on: the exact refusals, the values read back, the integer limits of ids and offsets, the defaults (page size,
+CSV chunk, lock timeout), the pragmas that make a committed id durable (SQLite), and that a failed rollback
+never hides the error that caused it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from defectlens.core.errors import DefectlensError
 from defectlens.inspections import Filters, InspectionLog, NewInspection
+from defectlens.inspections.migrations import sqlite_scripts
 from defectlens.inspections.store import Tally
 
 MAX_ID = 9_223_372_036_854_775_807  # 2**63 - 1, written out
@@ -41,23 +43,14 @@ def new(name: str = "a.png", prediction: str | None = "defect", **kw) -> NewInsp
     return NewInspection(**base)
 
 
-def insert_raw(path, row_id: int, name: str) -> None:
-    """A row written by another program at a chosen id (SQLite's rowids run from -2**63 to 2**63 - 1)."""
-    db = sqlite3.connect(path, isolation_level=None)
-    try:
-        db.execute(
-            "INSERT INTO inspections (id, created_utc, source, client_name, image_sha256, image_bytes, status, "
-            "prediction) VALUES (?, '2026-01-01T00:00:00.000+00:00', 'api', ?, 'ee', 1, 'ok', 'defect')",
-            (row_id, name),
-        )
-    finally:
-        db.close()
-
-
-@pytest.fixture
-def log(tmp_path):
-    with InspectionLog(tmp_path / "log.sqlite") as opened:
-        yield opened
+def insert_raw(raw, where, row_id: int, name: str) -> None:
+    """A row written by another program at a chosen id (ids run from -2**63 to 2**63 - 1 on both engines)."""
+    raw(
+        where,
+        "INSERT INTO inspections (id, created_utc, source, client_name, image_sha256, image_bytes, status, "
+        "prediction) VALUES (?, '2026-01-01T00:00:00.000+00:00', 'api', ?, 'ee', 1, 'ok', 'defect')",
+        (row_id, name),
+    )
 
 
 # --- refusals, word for word ---------------------------------------------------------------------------
@@ -154,10 +147,10 @@ def test_times_are_utc_iso_with_offset(log):
 # --- ids and offsets at SQLite's integer limits ---------------------------------------------------------
 
 
-def test_row_at_the_largest_id_is_found(tmp_path):
-    path = tmp_path / "log.sqlite"
+def test_row_at_the_largest_id_is_found(where, raw):
+    path = where()
     InspectionLog(path).close()
-    insert_raw(path, MAX_ID, "last.png")
+    insert_raw(raw, path, MAX_ID, "last.png")
     with InspectionLog(path) as log:
         got = log.get(MAX_ID)
         assert got is not None and got.id == MAX_ID and got.client_name == "last.png"
@@ -166,10 +159,10 @@ def test_row_at_the_largest_id_is_found(tmp_path):
         assert log.get(MAX_ID + 1) is None and log.verdicts(MAX_ID + 1) == []
 
 
-def test_row_at_the_smallest_id_is_found(tmp_path):
-    path = tmp_path / "log.sqlite"
+def test_row_at_the_smallest_id_is_found(where, raw):
+    path = where()
     InspectionLog(path).close()
-    insert_raw(path, MIN_ID, "first.png")
+    insert_raw(raw, path, MIN_ID, "first.png")
     with InspectionLog(path) as log:
         got = log.get(MIN_ID)
         assert got is not None and got.id == MIN_ID and got.client_name == "first.png"
@@ -191,15 +184,31 @@ def test_negative_offsets_within_range_start_at_the_newest(log):
     assert log.query(offset=MAX_ID + 1) == []
 
 
-def test_insert_that_a_trigger_suppresses_returns_id_zero(tmp_path):
+def test_a_negative_limit_is_no_limit_and_zero_is_none(log):
+    ids = log.record_many([new(f"{n}.png") for n in range(3)])
+    assert [r.id for r in log.query(limit=-1)] == ids[::-1]  # SQLite's reading of LIMIT -1, on both engines
+    assert [r.id for r in log.query(limit=-(2**70))] == ids[::-1]
+    assert log.query(limit=0) == [] and [r.id for r in log.query(limit=1, offset=-5)] == [ids[2]]
+
+
+SKIP_INSERTS = {
+    "sqlite": ["CREATE TRIGGER skip BEFORE INSERT ON inspections BEGIN SELECT RAISE(IGNORE); END"],
+    "postgresql": [
+        "CREATE FUNCTION skip() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+        "CREATE TRIGGER skip BEFORE INSERT ON inspections FOR EACH ROW EXECUTE FUNCTION skip()",
+    ],
+}
+
+
+def test_insert_that_a_trigger_suppresses_returns_id_zero(where, raw):
     """An insert that wrote no row (a site's BEFORE INSERT trigger ignoring it) gets id 0, which names no row."""
-    path = tmp_path / "log.sqlite"
+    path = where()
     InspectionLog(path).close()
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TRIGGER skip BEFORE INSERT ON inspections BEGIN SELECT RAISE(IGNORE); END")
-    db.close()
+    for statement in SKIP_INSERTS[raw.engine]:
+        raw(path, statement)
     with InspectionLog(path) as log:
         assert log.record(new()) == 0
+        assert log.record_many([new("a.png"), new("b.png"), new("c.png")]) == [0, 0, 0]  # a group commit too
         assert log.get(0) is None and log.count() == 0
 
 
@@ -306,7 +315,7 @@ def test_tally_counts_only_decisions_and_sums_flags_across_classes(log):
     )
 
 
-# --- opening: folders, connection settings, pragmas -----------------------------------------------------
+# --- SQLite: opening, folders, connection settings, pragmas ----------------------------------------------
 
 
 def test_open_creates_missing_parent_folders(tmp_path):
@@ -336,7 +345,7 @@ def test_connection_settings(tmp_path, monkeypatch):
 def test_pragmas(tmp_path):
     path = tmp_path / "log.sqlite"
     with InspectionLog(path) as log:
-        db = log._db
+        db = log._engine._db
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -390,13 +399,14 @@ class _RollbackFails:
         return self._real.execute(sql, *args)
 
 
-def test_failed_rollback_keeps_the_original_error(log, monkeypatch):
-    real = log._db
-    monkeypatch.setattr(log, "_db", _RollbackFails(real))
+def test_failed_rollback_keeps_the_original_error(tmp_path, monkeypatch):
+    log = InspectionLog(tmp_path / "log.sqlite")
+    real = log._engine._db
+    monkeypatch.setattr(log._engine, "_db", _RollbackFails(real))
     with pytest.raises(sqlite3.OperationalError, match=r"^database or disk is full$"):
         log.record(new("lost.png"))
     assert real.in_transaction  # the rollback really failed
-    monkeypatch.setattr(log, "_db", real)
+    monkeypatch.setattr(log._engine, "_db", real)
     i = log.record(new("next.png"))  # the next write rolls the stale transaction back first
     assert [r.client_name for r in log.query()] == ["next.png"]
     assert log.get(i).client_name == "next.png"
@@ -406,8 +416,8 @@ def test_failed_rollback_keeps_the_original_error(log, monkeypatch):
 
 
 @pytest.mark.parametrize("version", [1, 2, 3, 4])
-def test_migration_from_each_older_schema_keeps_rows(tmp_path, version):
-    from defectlens.inspections.store import _MIGRATIONS
+def test_migration_from_each_older_schema_keeps_rows(tmp_path, version):  # SQLite: files earlier releases wrote
+    _MIGRATIONS = sqlite_scripts()
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)

@@ -1,4 +1,5 @@
-"""Verdicts are an append-only history: who, when, what; a new verdict never replaces the previous one."""
+"""Verdicts are an append-only history: who, when, what; a new verdict never replaces the previous one (both
+engines)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pytest
 
 from defectlens.core.errors import DefectlensError
 from defectlens.inspections import MAX_ID, SCHEMA_VERSION, InspectionLog
+from defectlens.inspections.migrations import sqlite_scripts
 from tests.unit.inspections.test_store import item
 
 
-def test_every_verdict_is_kept_in_order_and_the_newest_is_current(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_every_verdict_is_kept_in_order_and_the_newest_is_current(where):
+    log = InspectionLog(where())
     a = log.record(item("a.png"))
     log.set_verdict(a, "confirmed", operator="ana", comment="scratch seen")
     log.set_verdict(a, "overridden", label="ok", operator="ben", comment="dust, wiped off")
@@ -33,8 +35,8 @@ def test_every_verdict_is_kept_in_order_and_the_newest_is_current(tmp_path):
 
 
 @pytest.mark.parametrize("prediction", ["ok", "defect", "scratch", "=1+2"])
-def test_overriding_to_the_class_already_predicted_is_refused(tmp_path, prediction):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_overriding_to_the_class_already_predicted_is_refused(where, prediction):
+    log = InspectionLog(where())
     a = log.record(item("a.png", prediction=prediction))
     with pytest.raises(DefectlensError, match=re.escape(f"already decided {prediction!r}: confirm it instead")):
         log.set_verdict(a, "overridden", label=prediction, operator="ana")
@@ -45,19 +47,20 @@ def test_overriding_to_the_class_already_predicted_is_refused(tmp_path, predicti
     assert log.set_verdict(review, "overridden", label=prediction).verdict_label == prediction  # no class to repeat
 
 
-def test_the_history_cannot_be_rewritten(tmp_path):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_the_history_cannot_be_rewritten(where, raw):
+    log = InspectionLog(where())
     log.set_verdict(log.record(item("a.png")), "confirmed", operator="ana")
-    db = sqlite3.connect(log.path)
-    for statement in ("UPDATE verdicts SET operator = 'mallory'", "DELETE FROM verdicts"):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            db.execute(statement)
-    db.close()
+    statements = ["UPDATE verdicts SET operator = 'mallory'", "DELETE FROM verdicts"]
+    if raw.engine == "postgresql":
+        statements.append("TRUNCATE verdicts")
+    for statement in statements:
+        with pytest.raises(Exception, match="append-only"):  # sqlite3.IntegrityError, psycopg's RaiseException
+            raw(where(), statement)
     assert [v.operator for v in log.verdicts(1)] == ["ana"]
 
 
-def test_a_version_4_log_keeps_its_verdicts_as_the_first_history_entries(tmp_path):
-    from defectlens.inspections.store import _MIGRATIONS
+def test_a_version_4_log_keeps_its_verdicts_as_the_first_history_entries(tmp_path):  # SQLite
+    _MIGRATIONS = sqlite_scripts()
 
     rng = random.Random(4)
     path = tmp_path / "v4.sqlite"
@@ -90,8 +93,8 @@ def test_a_version_4_log_keeps_its_verdicts_as_the_first_history_entries(tmp_pat
 
 
 @pytest.mark.parametrize("huge", [MAX_ID + 1, 2**64, 10**30, -(2**63) - 1, -(10**40)])
-def test_ids_and_offsets_past_sqlite_integers_name_no_row(tmp_path, huge):
-    log = InspectionLog(tmp_path / "log.sqlite")
+def test_ids_and_offsets_past_sqlite_integers_name_no_row(where, huge):
+    log = InspectionLog(where())
     log.record(item("a.png"))
     assert log.get(huge) is None and log.verdicts(huge) == []
     with pytest.raises(DefectlensError, match=f"no inspection with id {huge}"):

@@ -1,4 +1,5 @@
-"""A write that fails leaves the log ready for the next one: every kind of write, every kind of failure.
+"""A write that fails leaves the log ready for the next one: every kind of write, every kind of failure (SQLite;
+PostgreSQL's failures, a server that goes away included, are in ``test_postgres.py``).
 
 Each failure is injected the way it happens on a line PC: a trigger that aborts the statement (a constraint,
 a check another tool added), a deferred constraint that fails only at ``COMMIT``, a log SQLite may not write
@@ -58,17 +59,17 @@ def commit_fails(log: InspectionLog) -> Iterator[None]:
 
 @contextmanager
 def read_only(log: InspectionLog) -> Iterator[None]:
-    log._db.execute("PRAGMA query_only = ON")
+    log._engine._db.execute("PRAGMA query_only = ON")
     yield
-    log._db.execute("PRAGMA query_only = OFF")
+    log._engine._db.execute("PRAGMA query_only = OFF")
 
 
 @contextmanager
 def disk_full(log: InspectionLog) -> Iterator[None]:
-    pages = log._db.execute("PRAGMA page_count").fetchone()[0]
-    log._db.execute(f"PRAGMA max_page_count = {pages}")
+    pages = log._engine._db.execute("PRAGMA page_count").fetchone()[0]
+    log._engine._db.execute(f"PRAGMA max_page_count = {pages}")
     yield
-    log._db.execute("PRAGMA max_page_count = 1000000")
+    log._engine._db.execute("PRAGMA max_page_count = 1000000")
 
 
 @contextmanager
@@ -130,7 +131,7 @@ def test_a_failed_write_leaves_nothing_and_the_next_writes_succeed(tmp_path, fai
     with failure.inject(log), pytest.raises(sqlite3.Error):
         write(log, kind, target)
     assert snapshot(log, target) == before  # nothing of the failed write, the earlier verdict kept
-    assert not log._db.in_transaction  # the shared connection is not left inside the failed transaction
+    assert not log._engine._db.in_transaction  # the shared connection is not left inside the failed transaction
     after = log.record(item("after.png"))
     assert log.get(after) is not None and log.count() == before[0] + 1
     write(log, kind, target)  # the same write now goes through
@@ -168,7 +169,9 @@ def test_random_failures_between_writes_never_corrupt_the_log(tmp_path, seed):
 
 
 def test_a_failed_migration_leaves_the_previous_version_intact(tmp_path):
-    from defectlens.inspections.store import _MIGRATIONS
+    from defectlens.inspections.migrations import sqlite_scripts
+
+    _MIGRATIONS = sqlite_scripts()
 
     path = tmp_path / "v4.sqlite"
     db = sqlite3.connect(path)
