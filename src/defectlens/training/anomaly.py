@@ -1,8 +1,8 @@
 """Anomaly mode's training strategy: fill a PatchCore memory bank from normal images, and score images.
 
 No gradient step: the backbone is ImageNet's, frozen. :func:`fit_patchcore` extracts every normal
-training image's patch features, keeps at most ``max_patches`` of them (a seeded uniform sample: the
-memory budget of the coreset step, ``max_patches x D x 4`` bytes), and selects ``bank_size`` rows by
+training image's patch features, keeps at most ``max_patches`` of them (a seeded uniform sample, the same
+share from each image: the memory budget, ``max_patches x D x 4`` bytes), and selects ``bank_size`` rows by
 greedy k-center coreset (:func:`~defectlens.models.patchcore.greedy_coreset`). :func:`outlier_images`
 looks for training images that may not be normal at all (a defect filed under ``good/``): each image is
 scored against the bank without the rows taken from it (leave-one-out), and an image far above the rest
@@ -37,16 +37,6 @@ def _batches(images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return [images[i : i + batch_size].float().div(255.0) for i in range(0, len(images), batch_size)]
 
 
-@torch.inference_mode()
-def patch_features(model: AnomalyModel, images: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
-    """Patch features (N * h * w, D) of uint8 images (N, C, H, W)."""
-    out = []
-    for x in _batches(images, batch_size):
-        fmap = model.features(model.normalize(x))
-        out.append(fmap.permute(0, 2, 3, 1).reshape(-1, fmap.shape[1]))
-    return torch.cat(out)
-
-
 def fit_patchcore(
     model: AnomalyModel,
     images: torch.Tensor,
@@ -54,23 +44,39 @@ def fit_patchcore(
     bank_size: int,
     max_patches: int,
     seed: int = 0,
+    batch_size: int = 16,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[BankFit, torch.Tensor]:
     """Fill ``model``'s memory bank from normal images (uint8 (N, C, H, W)); returns how, and the image
-    each bank row came from (for :func:`outlier_images`)."""
+    each bank row came from (for :func:`outlier_images`).
+
+    Each image gives the same share of at most ``max_patches`` patches, drawn as the batches are
+    extracted, so memory stays within ``max_patches x D x 4`` bytes however many images there are.
+    """
     start = time.perf_counter()
-    feats = patch_features(model, images)
-    if on_batch is not None:
-        on_batch(len(images))
-    total = feats.shape[0]
-    owner = torch.arange(len(images)).repeat_interleave(total // max(1, len(images)))
-    if total > max_patches:
-        keep = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:max_patches]
-        feats, owner = feats[keep], owner[keep]
-    chosen = greedy_coreset(feats, bank_size, seed=seed)
-    model.head.set_bank(feats[chosen].clone())
-    fit = BankFit(len(images), total, feats.shape[0], len(chosen), feats.shape[1], time.perf_counter() - start)
-    return fit, owner[chosen]
+    gen = torch.Generator().manual_seed(seed)
+    quota = max(1, max_patches // max(1, len(images)))  # patches kept per image
+    feats, owner, total = [], [], 0
+    with torch.inference_mode():
+        for first in range(0, len(images), batch_size):
+            x = images[first : first + batch_size].float().div(255.0)
+            fmap = model.features(model.normalize(x))
+            n, d, h, w = fmap.shape
+            patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
+            total += n * h * w
+            keep = torch.argsort(torch.rand(n, h * w, generator=gen), dim=1)[:, : min(quota, h * w)]
+            feats.append(torch.gather(patches, 1, keep[..., None].expand(-1, -1, d)).reshape(-1, d))
+            owner.append(torch.arange(first, first + n).repeat_interleave(keep.shape[1]))
+            if on_batch is not None:
+                on_batch(n)
+    pool, owners = torch.cat(feats), torch.cat(owner)
+    if len(pool) > max_patches:  # more images than max_patches: one patch from a random subset of them
+        pick = torch.randperm(len(pool), generator=gen)[:max_patches]
+        pool, owners = pool[pick], owners[pick]
+    chosen = greedy_coreset(pool, bank_size, seed=seed)
+    model.head.set_bank(pool[chosen].clone())
+    fit = BankFit(len(images), total, pool.shape[0], len(chosen), pool.shape[1], time.perf_counter() - start)
+    return fit, owners[chosen]
 
 
 @torch.inference_mode()
