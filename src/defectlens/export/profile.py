@@ -151,12 +151,10 @@ def fit_gate(
     stats = {name: stat_band(name, table[:, i]) for i, name in enumerate(STATS)}
     known = train.labels >= 0
     density = None
-    if not ood:
-        pass
-    elif np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
+    if ood and np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
         feats, _ = features_and_logits(model, train.images[known])
         density = fit_layered(feats, train.labels[known], features_and_logits(model, val.images)[0])
-    else:
+    elif ood:
         warnings.warn(
             f"{data}: {np.count_nonzero(known)} labelled training and {len(val.images)} validation images are too few "
             f"for the out-of-distribution score (at least {MIN_IMAGES} and {MIN_VALIDATION}): the gate checks image "
