@@ -140,7 +140,7 @@ def _official_placement(records: list[Record], members: dict[str, list[int]], of
     return assigned
 
 
-def _deal(
+def deal_groups(
     records: list[Record],
     free: dict[str, list[int]],
     fractions: dict[str, float],
@@ -207,7 +207,7 @@ def split_manifest(
     if "test" not in official:
         fractions["test"] = test
     free = {g: rest for g, idx in members.items() if (rest := [i for i in idx if i not in assigned])}
-    assigned.update(_deal(records, free, fractions, stratify_meta=stratify_meta, seed=seed))
+    assigned.update(deal_groups(records, free, fractions, stratify_meta=stratify_meta, seed=seed))
     out = [replace(r, split=assigned[i], group=groups[i]) for i, r in enumerate(records)]
     report = _report(out, members, pair_counts)
     dropped: list[str] = []

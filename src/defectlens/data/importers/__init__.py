@@ -204,6 +204,34 @@ def import_dataset(
     scan = _scanner(fmt, elpv_classes, neu_labels, allow_outside_root)(src)
     if not scan.candidates and not scan.skipped:
         raise DefectlensError(f"{scan.root}: no image files found for format {fmt!r}; check the path and --format")
+    return import_scan(
+        scan, fmt=fmt, source=str(src), mapping=mapping, positive=positive, workers=workers, progress=progress
+    )
+
+
+def import_scan(
+    scan: Scan,
+    *,
+    fmt: str,
+    source: str,
+    mapping: Mapping[str, str] | None = None,
+    positive: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """The shared half of every import: probe a scan's candidates and make the Manifest.
+
+    A source outside this package (the inspection log, :mod:`defectlens.workflows.from_log`) names its candidates
+    in a :class:`~defectlens.data.importers._scan.Scan` and comes through here like any folder.
+
+    Args:
+        scan: the candidates and the files already refused.
+        fmt: the source's format name, recorded in ``info["format"]``.
+        source: where the images came from as a person reads it, recorded in ``info["source"]``.
+
+    Raises:
+        DefectlensError: when no candidate is a usable image (the first reasons named).
+    """
     probes = probe_files([str(c.file) for c in scan.candidates], workers=workers, progress=progress)
     records, warnings = _records(scan, probes, mapping)
     leakage = cross_split_duplicates(records)
@@ -231,7 +259,7 @@ def import_dataset(
         "positive_class": positive_class,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "defectlens_version": __version__,
-        "source": str(src),
+        "source": source,
         "mapping": dict(mapping) if mapping else None,
         "skipped": scan.skipped,
         "warnings": warnings,
@@ -248,5 +276,6 @@ __all__ = [
     "cross_split_duplicates",
     "detect_format",
     "import_dataset",
+    "import_scan",
     "remap",
 ]
