@@ -267,6 +267,52 @@ def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
+    """Our recipe trained with seeds 0..N-1 on one fixed split (``--seed``): every run kept, per CPU model.
+
+    Resumable: a seed this CPU model already ran with the same recipe is skipped. The results go to
+    ``<dataset>.json`` under ``seeds`` (and the recipe's accuracy range to the packaged ``expected.json``)."""
+    import os
+
+    from seed_spread import by_cpu, done, weights_digest, write_expected
+
+    work, path = Path(args.work), Path(args.out) / f"{ds.name}.json"
+    data = prepare(ds, shared=Path(args.shared), work=work, smoke=args.smoke, seed=args.seed)
+    result = json.loads(path.read_text()) if path.is_file() else {"dataset": ds.name}
+    seeds = result.setdefault("seeds", {"split_seed": args.seed, "runs": []})
+    cpu = describe()["cpu"]
+    for seed in range(args.seeds):
+        config = recipe(ds, "ours", data=data, work=work / ds.name / "seeds", smoke=args.smoke, seed=seed)
+        recorded = {k: v for k, v in config.to_dict().items() if k not in _NOT_RECIPE}
+        if done(seeds["runs"], cpu=cpu, seed=seed, config=recorded):
+            print(f"== {ds.name} / ours seed {seed}: already ran on {cpu}", flush=True)
+            continue
+        print(f"== {ds.name} / ours, seed {seed} of 0..{args.seeds - 1} on {cpu}", flush=True)
+        load = os.getloadavg()
+        run = train(config.replace(name=f"ours-seed{seed}"), quiet=args.quiet)
+        summary = summarize(run.metrics, run.run_dir)
+        seeds["runs"].append(
+            {
+                "seed": seed,
+                "cpu": cpu,
+                "machine": describe() | {"load_average_at_end": list(os.getloadavg())},
+                "load_average_at_start": list(load),
+                "test": summary["test"],
+                "val": summary["val"],
+                "best_epoch": run.best_epoch,
+                "train_seconds": round(run.seconds, 1),
+                "weights_sha256": weights_digest(run.run_dir / "best.pt"),
+                "config": recorded,
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            }
+        )
+        seeds["by_cpu"] = by_cpu(seeds["runs"])
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        if not args.smoke:
+            write_expected(ds.config or ds.name, seeds["by_cpu"])
+    return result
+
+
 def recipe(ds: DatasetDef, approach: str, *, data: Path, work: Path, smoke: bool, seed: int):
     """The TrainConfig of ``approach`` on ``ds``: our YAML recipe with the approach's overrides."""
     from defectlens.workflows.recipes import load_recipe
@@ -584,7 +630,16 @@ def update_readme(results_dir: Path, readme: Path = ROOT / "README.md") -> None:
         return
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{results_table(results_dir)}\n{end}{tail}")
+    text = f"{head}{start}\n{results_table(results_dir)}\n{end}{tail}"
+    start, end = "<!-- SEEDS:START -->", "<!-- SEEDS:END -->"
+    if start in text and end in text:  # the seed spread of every recipe run with --seeds
+        from seed_spread import seed_table
+
+        found = {n: json.loads(p.read_text()) for n in DATASETS if (p := results_dir / f"{n}.json").is_file()}
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = f"{head}{start}\n{seed_table(found)}\n{end}{tail}"
+    readme.write_text(text)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -597,6 +652,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="16 images per class, 1 epoch, 64 px: a pipeline check")
     p.add_argument("--cv", type=int, default=0, metavar="K", help="k-fold cross-validation of our recipe instead")
+    p.add_argument(
+        "--seeds", type=int, default=0, metavar="N", help="our recipe with training seeds 0..N-1 instead (same split)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate the README table")
     p.add_argument("--readme-only", action="store_true", help="only regenerate the README table from the JSON")
@@ -626,6 +684,8 @@ def main(args: argparse.Namespace) -> int:
                 "split": res.get("split"),
             }
             path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        elif args.seeds:
+            seed_runs(ds, args)
         else:
             run_dataset(ds, args)
         done.append(name)

@@ -19,10 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import progress_display, stdout
-    from defectlens.cli.summary import print_run
+    from defectlens.cli.summary import print_expected, print_run
+    from defectlens.core.machine import cpu_model
     from defectlens.workflows.demo import run_demo
+    from defectlens.workflows.recipes import expected_ranges
 
     with progress_display() as progress:
         result = run_demo(data=args.data, out=args.out, recipe=args.recipe, fresh=args.fresh, progress=progress)
     print_run(stdout(), result, title="defectlens demo (ELPV, Deitsch split)")
+    print_expected(stdout(), result.metrics.get("test", {}), expected_ranges(args.recipe), cpu_model())
     return 0

@@ -17,6 +17,7 @@ from defectlens.evaluation.metrics import HEADLINE, SCALARS
 if TYPE_CHECKING:
     from defectlens.evaluation.evaluate import EvaluationResult
     from defectlens.training import RunResult
+    from defectlens.workflows.recipes import ExpectedRange
 
 _NAMES = dict(SCALARS)
 
@@ -43,6 +44,33 @@ def print_run(console: Console, result: RunResult, *, title: str = "training run
     console.print(f"time {result.seconds:.0f}s")
     console.print("run folder:")
     console.print(str(result.run_dir), overflow="ignore", crop=False)
+
+
+def print_expected(console: Console, test: dict[str, Any], ranges: list[ExpectedRange], cpu: str) -> None:
+    """The run's test accuracy beside the recipe's measured seed range on this CPU (others listed too), so a
+    user can tell a normal result from a broken install."""
+    from defectlens.workflows.recipes import range_for_cpu
+
+    accuracy = test.get("accuracy")
+    if accuracy is None or not ranges:
+        return
+    mine = range_for_cpu(ranges, cpu)
+    parts = []
+    for r in [mine] if mine else []:
+        where = "this CPU" if r.cpu == cpu else f"{r.cpu}, the nearest measured to this {cpu}"
+        parts.append(
+            f"this recipe's {len(r.seeds)}-seed range on {where} is {r.low:.3f}-{r.high:.3f}, "
+            f"mean {r.mean:.3f} (sd {r.sd:.3f})"
+        )
+    others = [f"{r.cpu} {r.low:.3f}-{r.high:.3f}" for r in ranges if r is not mine]
+    if others:
+        parts.append(("other CPUs: " if mine else "measured on other CPUs only: ") + "; ".join(others))
+    console.print(f"expected: test accuracy {accuracy:.4f}; " + "; ".join(parts))
+    if mine and not mine.low - 0.02 <= accuracy <= mine.high + 0.02:
+        console.print(
+            f"warning: {accuracy:.4f} is outside that range by more than 0.02: check the install "
+            "(the package versions in the run folder's hparams.json) before trusting this run"
+        )
 
 
 def print_evaluation(console: Console, result: EvaluationResult, report_path: Path) -> None:

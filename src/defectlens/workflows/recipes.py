@@ -8,6 +8,8 @@ takes a path (``my.yaml``, ``../recipes/casting.yaml``) or the name of a shipped
 from __future__ import annotations
 
 import difflib
+import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -43,3 +45,41 @@ def recipe_path(name_or_path: str | Path) -> Path:
 def load_recipe(name_or_path: str | Path) -> TrainConfig:
     """A :class:`TrainConfig` from a recipe name or YAML path."""
     return TrainConfig.from_yaml(recipe_path(name_or_path))
+
+
+#: Where ``benchmarks/run_real.py --seeds N`` records each shipped recipe's measured test-accuracy spread.
+EXPECTED_FILE = "expected.json"
+
+
+@dataclass(frozen=True)
+class ExpectedRange:
+    """A shipped recipe's test accuracy over training seeds on one CPU model (measured, not promised)."""
+
+    cpu: str
+    seeds: tuple[int, ...]
+    mean: float
+    sd: float
+    low: float
+    high: float
+
+
+def expected_ranges(recipe: str) -> list[ExpectedRange]:
+    """The measured seed spreads of a shipped recipe, one per CPU model (empty for an unmeasured recipe)."""
+    source = resources.files(_PACKAGE).joinpath(EXPECTED_FILE)
+    if not source.is_file():
+        return []
+    entries = json.loads(source.read_text(encoding="utf-8")).get(str(recipe), {})
+    return [
+        ExpectedRange(cpu, tuple(e["seeds"]), e["mean"], e["sd"], e["min"], e["max"])
+        for cpu, e in sorted(entries.items())
+    ]
+
+
+def range_for_cpu(ranges: list[ExpectedRange], cpu: str) -> ExpectedRange | None:
+    """The range measured on this exact CPU model, else on the same vendor's family, else None."""
+    exact = [r for r in ranges if r.cpu == cpu]
+    if exact:
+        return exact[0]
+    vendor = cpu.split()[0].lower() if cpu.split() else ""
+    family = [r for r in ranges if vendor and r.cpu.lower().startswith(vendor)]
+    return family[0] if family else None
