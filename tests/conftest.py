@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.anomaly_fixtures import anomaly_fitted  # noqa: F401  # the session's anomaly bundle, for every surface
 from tests.require import missing, required
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"

@@ -9,10 +9,12 @@ printed as it is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -38,6 +40,26 @@ def stderr() -> Console:
 
 def warn(message: str) -> None:
     stderr().print(f"warning: {message}")
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show the library's ``UserWarning``s (a defect filed as normal, training images left out...) as
+    ``warning: ...`` lines, like the command's own, instead of Python's ``file:line: UserWarning`` and source
+    line; other categories keep Python's display."""
+    import warnings
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+            if issubclass(category, UserWarning):
+                warn(terminal_safe(str(message)))
+            else:
+                shown(message, category, *args, **kwargs)
+
+        warnings.showwarning = show
+        yield
 
 
 class _PlainPhase(Phase):

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from defectlens.cli.output import progress_display, stderr, stdout
+    from defectlens.cli.output import progress_display, stderr, stdout, warnings_as_lines
     from defectlens.cli.summary import print_run
     from defectlens.training import config_from_run
     from defectlens.workflows.prepare import prepare_training_data
@@ -78,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
     base = config_from_run(args.resume) if args.resume else load_recipe(args.config) if args.config else TrainConfig()
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and k not in _EXTRA}
     config = base.replace(**overrides)
-    with progress_display() as progress:
+    with warnings_as_lines(), progress_display() as progress:
         if not args.resume:
-            prepared = prepare_training_data(config.data, out=config.out, force=args.force_split, progress=progress)
+            prepared = prepare_training_data(
+                config.data, out=config.out, force=args.force_split, progress=progress,
+                task=config.task, normal=config.normal, channels=config.channels,
+            )  # fmt: skip
             for line in prepared.messages:
                 stderr().print(line)
             config = config.replace(data=str(prepared.folder))

@@ -8,7 +8,7 @@ seen or not) is ``anomalous`` when it is evaluated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
@@ -39,6 +39,18 @@ def model_label(spec: ModelSpec, label: str) -> str:
     if not is_anomaly(spec):
         return label
     return label if label == normal_class(spec) else ANOMALOUS
+
+
+def subfolder_classes(class_names: Sequence[str], subfolders: Iterable[str]) -> dict[str, str]:
+    """The model class each class subfolder of an input folder stands for (ground truth for predict, bench and
+    the Inspector): a subfolder named like a class is that class. For an anomaly model, beside a subfolder
+    named like its normal class, every other subfolder is a defect kind, so ``anomalous`` (MVTec AD's
+    ``test/good``, ``test/<kind>``); without that normal subfolder, only ``anomalous/`` itself is."""
+    names, folders = tuple(class_names), set(subfolders)
+    out = {f: f for f in folders if f in names}
+    if len(names) == 2 and names[1] == ANOMALOUS and names[0] in folders:
+        out.update({f: ANOMALOUS for f in folders if f not in names})
+    return out
 
 
 def pick_normal(classes: Iterable[str], normal: str | None) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from defectlens.core.anomaly import subfolder_classes
 from defectlens.core.bundle import INT8_FILE, read_bundle
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import describe_machine
@@ -160,8 +161,10 @@ def _end_to_end(rows: list[_Row], files: list[Path], sizes: tuple[int, ...], pro
 
 
 def _labels(files: list[Path], spec: ModelSpec) -> list[str | None]:
-    """Each file's class when it sits in a folder named like one of the model's classes."""
-    return [f.parent.name if f.parent.name in spec.class_names else None for f in files]
+    """Each file's class when it sits in a folder named like one of the model's classes (or, for an anomaly
+    model, like a defect kind beside its normal class's folder)."""
+    classes = subfolder_classes(spec.class_names, {f.parent.name for f in files})
+    return [classes.get(f.parent.name) for f in files]
 
 
 def _row_report(row: _Row, reference: _Row, labels: list[str | None]) -> dict[str, Any]:

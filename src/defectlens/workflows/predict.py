@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from defectlens.core.anomaly import subfolder_classes
 from defectlens.core.errors import DefectlensError
 from defectlens.core.outputs import check_output, open_output, output_error, write_all
 from defectlens.core.progress import Progress
@@ -83,7 +84,8 @@ class Inputs:
 
 def collect_inputs(target: str | Path, class_names: Iterable[str] = (), *, output: str | Path | None = None) -> Inputs:
     """Resolve IMAGE, DIR or GLOB to files; in a folder whose subfolders are named after classes,
-    each file below such a subfolder gets that class as ground truth.
+    each file below such a subfolder gets that class as ground truth (for an anomaly model, a defect kind's
+    subfolder beside the normal one gives ``anomalous``: :func:`~defectlens.core.anomaly.subfolder_classes`).
 
     ``output`` (the ``predictions.csv`` this run writes) is never an input of a folder; any other file,
     whatever its name, gets its row.
@@ -97,12 +99,12 @@ def collect_inputs(target: str | Path, class_names: Iterable[str] = (), *, outpu
         entries = [e for e in walk(p, skip_hidden=True) if skip is None or _resolved(e.path) != skip]
         files = [e.path for e in entries]
         problems = {e.path: e.problem for e in entries if e.problem is not None}
-        classes = set(class_names)
+        tops = {f: f.relative_to(p).parts for f in files}
+        classes = subfolder_classes(tuple(class_names), {parts[0] for parts in tops.values() if len(parts) > 1})
         truth = {}
-        for f in files:
-            parts = f.relative_to(p).parts
+        for f, parts in tops.items():
             if parts[0] in classes and len(parts) > 1 and f not in problems:
-                truth[f] = parts[0]
+                truth[f] = classes[parts[0]]
         if not files:
             raise DefectlensError(f"{p}: folder has no files to predict")
         return Inputs(files, truth, "folder", problems)

@@ -8,9 +8,11 @@ dataset folder written by ``defectlens data import`` is used as it is.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from defectlens.core.anomaly import ANOMALY_TASK, MIN_NORMAL_IMAGES, pick_normal
 from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
 from defectlens.data.importers import detect_format, import_dataset
@@ -35,7 +37,14 @@ def is_dataset(path: Path) -> bool:
 
 
 def prepare_training_data(
-    data: str | Path, *, out: str | Path, force: bool = False, progress: Progress | None = None
+    data: str | Path,
+    *,
+    out: str | Path,
+    force: bool = False,
+    progress: Progress | None = None,
+    task: str = "classify",
+    normal: str | None = None,
+    channels: int | None = None,
 ) -> PreparedData:
     """A dataset folder for ``data``: itself when it is one, else an imported and split copy of the source.
 
@@ -45,9 +54,13 @@ def prepare_training_data(
         out: the runs folder; an imported source goes to ``<out>/data-<name>``.
         force: re-import even when that folder exists from an earlier run.
         progress: receives the import phases.
+        task: the training task; for ``anomaly`` an imported source must have its normal class (``normal``,
+            else the one named good/ok/normal) with at least ``MIN_NORMAL_IMAGES`` images outside its test split.
+        channels: the model input's channels, to say what images of mixed pixel modes are converted to.
 
     Raises:
-        DefectlensError: for an empty ``data``, a missing path, or a folder already holding another source.
+        DefectlensError: for an empty ``data``, a missing path, a folder already holding another source, or
+            (anomaly mode) a source without enough normal images.
     """
     if not data:
         raise DefectlensError("no dataset given: pass --data DIR (a folder of class subfolders, or a dataset folder)")
@@ -68,6 +81,8 @@ def prepare_training_data(
             target, [f"using the dataset imported earlier from {source}: {target} (--force-split re-imports)"]
         )
     manifest = import_dataset(source, fmt=fmt, progress=progress)
+    if task == ANOMALY_TASK:
+        _check_normal_images(manifest, normal, source)
     official = sorted({r.split for r in manifest.records if r.split})
     manifest = split_manifest(manifest, val=DEFAULT_VAL, test=DEFAULT_TEST, seed=0)
     manifest.write(target)
@@ -82,5 +97,33 @@ def prepare_training_data(
     skipped = manifest.info.get("skipped") or []
     if skipped:
         messages.append(f"{len(skipped)} file(s) skipped (reasons in {target / INFO_FILE})")
+        messages += [f"  {s['path']}: {s['reason']}" for s in skipped[:5]]
     messages += [f"warning: {w}" for w in manifest.info.get("warnings", [])]
-    return PreparedData(target, messages)
+    return PreparedData(target, messages + _mixed_modes(manifest, channels))
+
+
+def _check_normal_images(manifest: Manifest, normal: str | None, source: str) -> None:
+    """Refuse, before splitting, a source anomaly mode cannot fit on: no normal class, or too few of its images."""
+    try:
+        name = pick_normal(manifest.classes, normal)
+    except DefectlensError as exc:
+        raise DefectlensError(f"{source}: {exc}") from None
+    fit = sum(r.label == name and r.split != "test" for r in manifest.records)
+    if fit < MIN_NORMAL_IMAGES:
+        raise DefectlensError(
+            f"{source}: anomaly mode needs at least {MIN_NORMAL_IMAGES} {name!r} training images; the source has "
+            f"{fit} outside its test split"
+        )
+
+
+def _mixed_modes(manifest: Manifest, channels: int | None) -> list[str]:
+    """A note when the images mix pixel modes (gray and RGB): each is converted, none is left out."""
+    modes = Counter(r.mode for r in manifest.records)
+    if len(modes) < 2:
+        return []
+    target = {1: "1-channel (grayscale)", 3: "3-channel (RGB; a gray image repeated in each channel)"}
+    listed = ", ".join(f"{m} ({n})" for m, n in sorted(modes.items()))
+    return [
+        f"note: the images mix pixel modes {listed}; each is converted to "
+        f"{target.get(channels or 0, 'the model input')} model input, none left out"
+    ]

@@ -1,83 +1,33 @@
 """Anomaly mode end to end on generated parts: fit on good textures only, find a drawn scratch nobody
 labelled, ship it as a bundle, and refuse bad input clearly.
 
-The parts are a grey texture (smoothed noise with a woven pattern); a defect is a bright scratch drawn
-across it, with its MVTec-style mask in ``ground_truth/scratch/``.
+The parts (``tests/anomaly_fixtures.py``) are a grey texture; a defect is a bright scratch drawn across it,
+with its MVTec-style mask in ``ground_truth/scratch/``.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image
 
 from defectlens.core.anomaly import ANOMALOUS
 from defectlens.core.errors import DefectlensError
 from defectlens.data.manifest import Manifest
 from defectlens.evaluation.anomaly import pixel_auroc
-from defectlens.training.config import TrainConfig
-
-SIZE = 96
+from tests.anomaly_fixtures import SIZE, AnomalyParts, config, scratched, texture, write_parts
 
 
-def texture(rng: np.random.Generator) -> Image.Image:
-    noise = rng.normal(0.0, 18.0, (SIZE, SIZE))
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    weave = 14.0 * np.sin(xx / 2.5) * np.sin(yy / 2.5)
-    img = Image.fromarray(np.clip(120 + noise + weave, 0, 255).astype(np.uint8), "L")
-    return img.filter(ImageFilter.GaussianBlur(0.8))
-
-
-def scratched(rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
-    img, mask = texture(rng), Image.new("L", (SIZE, SIZE), 0)
-    x0, y0 = (int(v) for v in rng.integers(10, 40, 2))
-    x1, y1 = x0 + int(rng.integers(25, 45)), y0 + int(rng.integers(25, 45))
-    for canvas, fill in ((ImageDraw.Draw(img), 250), (ImageDraw.Draw(mask), 255)):
-        canvas.line([(x0, y0), (x1, y1)], fill=fill, width=3)
-    return img, mask
-
-
-def write_parts(root: Path, *, good: int = 30, test_good: int = 8, test_bad: int = 8, seed: int = 0) -> Path:
-    """``train/good``, ``test/good``, ``test/scratch`` and ``ground_truth/scratch/*_mask.png`` (MVTec AD)."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", good), ("test", test_good)):
-        (root / split / "good").mkdir(parents=True)
-        for i in range(n):
-            texture(rng).save(root / split / "good" / f"{i:03d}.png")
-    (root / "test" / "scratch").mkdir(parents=True)
-    (root / "ground_truth" / "scratch").mkdir(parents=True)
-    for i in range(test_bad):
-        img, mask = scratched(rng)
-        img.save(root / "test" / "scratch" / f"{i:03d}.png")
-        mask.save(root / "ground_truth" / "scratch" / f"{i:03d}_mask.png")
-    return root
-
-
-def config(data: Path, out: Path, **changes: object) -> TrainConfig:
-    base = TrainConfig(
-        task="anomaly", data=str(data), channels=1, input_size=SIZE, bank_size=256, max_patches=4000,
-        out=str(out), workers=1,
-    )  # fmt: skip
-    return base.replace(**changes)
-
-
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    from defectlens.export import export_bundle
-    from defectlens.workflows.prepare import prepare_training_data
-    from defectlens.workflows.train import train_and_evaluate
-
-    tmp = tmp_path_factory.mktemp("anomaly")
-    source = write_parts(tmp / "parts")
-    prepared = prepare_training_data(source, out=tmp / "runs")
-    result = train_and_evaluate(config(prepared.folder, tmp / "runs"))
-    assert result.run_dir is not None
-    bundle = export_bundle(result.run_dir, tmp / "parts.dlens")
-    return {"source": source, "data": prepared.folder, "result": result, "bundle": bundle}
+@pytest.fixture
+def fitted(anomaly_fitted: AnomalyParts) -> AnomalyParts:
+    """The session's anomaly model (``tests/anomaly_fixtures.py``), shared with the surfaces' tests."""
+    return anomaly_fitted
 
 
 def test_the_mvtec_layout_imports_with_its_masks(fitted: dict[str, object]) -> None:
@@ -243,5 +193,10 @@ def test_the_service_serves_an_anomaly_bundle_with_its_map_as_the_overlay(
     assert answer.status_code == 200
     row = answer.json()["results"][0]
     assert row["prediction"] == ANOMALOUS and row["explain_method"] == "anomaly map (onnxruntime)"
-    assert row["overlay_png"]
+    assert 0.5 <= row["defect_probability"] <= 1.0 and set(row["probabilities"]) == {"good", ANOMALOUS}
+    from defectlens.explain.maps import explain
+
+    with Image.open(io.BytesIO(base64.b64decode(row["overlay_png"]))) as served:
+        drawn = explain(Predictor.load(fitted["bundle"].path), tmp_path / "part.png")  # type: ignore[attr-defined]
+        assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(drawn.overlay))  # the anomaly map's
     assert log.get(row["inspection_id"]).prediction == ANOMALOUS  # type: ignore[union-attr]

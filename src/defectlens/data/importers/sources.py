@@ -51,7 +51,7 @@ def scan_folder(src: str | Path) -> Scan:
         if entry not in splits:
             for f in files_under(entry, scan) if entry.is_dir() else [entry]:
                 if f not in masks:
-                    scan.skip(f, "outside the train/val/test folders")
+                    scan.skip(f, _unused_reason(entry))
     return scan
 
 
@@ -69,6 +69,7 @@ def _attach_masks(scan: Scan, folder: Path) -> set[Path]:
     for c in scan.candidates:
         mask = folder / c.label / f"{c.file.stem}_mask.png"
         if c.split == "test" and mask.is_file():
+            _check_mask_size(mask, c)
             c.meta["mask"] = rel(mask, scan.root)
             used.add(mask)
     unmasked = [
@@ -81,6 +82,32 @@ def _attach_masks(scan: Scan, folder: Path) -> set[Path]:
         )
     scan.info["masks"] = len(used)
     return used
+
+
+def _unused_reason(entry: Path) -> str:
+    if entry.name == MASK_DIR:
+        return (
+            f"a mask that matches no test image (a mask is {MASK_DIR}/<class>/<image stem>_mask.png, beside "
+            "test/<class>/<image stem>.<ext>)"
+        )
+    return "outside the train/val/test folders"
+
+
+def _check_mask_size(mask: Path, image: Candidate) -> None:
+    """Refuse a mask whose size is not its image's (read from the headers; an unreadable file is left to the
+    pipeline, which names it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(mask) as m, Image.open(image.file) as i:
+            mask_size, image_size = m.size, i.size
+    except (OSError, ValueError):
+        return
+    if mask_size != image_size:
+        raise DefectlensError(
+            f"{mask}: the mask is {mask_size[0]}x{mask_size[1]} but its image {image.ref} is "
+            f"{image_size[0]}x{image_size[1]}; a mask must match its image pixel for pixel"
+        )
 
 
 def scan_casting(src: str | Path) -> Scan:
