@@ -8,7 +8,8 @@ Exit codes (also in the README): 0 everything succeeded; 1 the command ran but s
 (error rows in a prediction CSV); 2 bad usage or bad input (a message names the file or value);
 3 an internal error (one line on stderr, the traceback in a log file whose path it names);
 4 the command ran, no input failed, but the model's gate flagged some frames for review
-(``needs_review`` rows of ``predict``); 130 interrupted.
+(``needs_review`` rows of ``predict``); 5 ``compare`` kept the champion (the challenger is not promoted);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from defectlens.core.text import terminal_safe
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_NEEDS_REVIEW = 4
+EXIT_KEEP_CHAMPION = 5
 
 # Optional packages and the extra that installs each (pyproject.toml [project.optional-dependencies]).
 _EXTRAS = {
@@ -45,7 +47,10 @@ _EXTRAS = {
 }
 
 # Subcommand modules, in the order they appear in --help.
-_COMMANDS = ("data", "train", "evaluate", "export", "bundle", "predict", "bench", "demo", "serve", "inspector", "line")
+_COMMANDS = (
+    "data", "train", "evaluate", "export", "bundle", "predict", "bench", "demo", "serve", "inspector", "line",
+    "compare", "monitor",
+)  # fmt: skip
 
 
 class Parser(argparse.ArgumentParser):
@@ -108,7 +113,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         prog="defectlens",
         description="Visual inspection for manufacturing: import, train, evaluate, explain, deploy.",
         epilog="exit codes: 0 ok, 1 some inputs failed, 2 usage or input error, 3 internal error, "
-        "4 some frames need review (the gate flagged them; none failed)",
+        "4 some frames need review (the gate flagged them; none failed), 5 compare kept the champion",
     )
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

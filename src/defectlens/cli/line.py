@@ -1,6 +1,8 @@
 """``defectlens line``: a station on the line: frames from a hot folder or a camera, each decided by the model,
 logged, and handed to the PLC (OPC UA, Modbus TCP), the MES (MQTT) and a sort folder.
 
+SIGHUP loads the model file again (replace the bundle, then ``kill -HUP PID``): the station decides with the new
+model from the next frame on, or, when it cannot be used, goes on with the old one (an event says which).
 Ctrl-C or SIGTERM stops the source, decides what is queued, publishes the last results and marks the station
 offline; then it exits 0 after SIGTERM (a service manager's stop), 130 after Ctrl-C. A bad station file, a model
 or endpoint that cannot be used at start, or a source that fails while running: exit 2 with the reason.
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     with _Reporter(args.event_log) as report:
         station_run = open_station(config, on_event=report.event)
         got = _on_signals(station_run.station.stop)
+        _reload_on_hangup(lambda: station_run.station.swap_in_background(config.model))
         with station_run:
             report.started(station_run.station.name, station_run.metrics_host, station_run.metrics_port)
             while not station_run.station.wait(0.25):
@@ -94,6 +97,12 @@ def _on_signals(stop: Any) -> dict[str, int]:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return got
+
+
+def _reload_on_hangup(reload: Any) -> None:
+    """SIGHUP: load the model file again, off the signal handler (where there is a SIGHUP: not on Windows)."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: reload())
 
 
 def _clean(text: str) -> str:

@@ -9,7 +9,10 @@ sent for review instead of being called good. The profile is written at export
   training and validation images and the band the gate accepts (:class:`StatRange`);
 * ``size``: the smallest and largest image side and aspect ratio seen, and the band accepted;
 * ``ood``: the out-of-distribution score computed inside the exported graph (a second output), the
-  method, and the threshold per graph, each set on validation at :attr:`OodProfile.false_flag_rate`.
+  method, and the threshold per graph, each set on validation at :attr:`OodProfile.false_flag_rate`;
+* ``drift`` (bundles exported since the drift watch; absent in older ones): the reference distributions
+  the drift watch (:mod:`defectlens.inference.drift`) compares windows of live frames with
+  (:class:`DriftReference`).
 
 Every number is schema-checked when a bundle is read (finite, ordered, in range), so a damaged or
 hand-edited profile is refused with the field that is wrong.
@@ -17,6 +20,7 @@ hand-edited profile is refused with the field that is wrong.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -103,6 +107,40 @@ class OodProfile:
 
 
 @dataclass(frozen=True)
+class RefBins:
+    """One statistic's reference distribution, binned on its own quantiles.
+
+    Attributes:
+        edges: increasing interior bin edges (tied quantiles merged); a value ``v`` falls in bin
+            ``searchsorted(edges, v, side="right")``, so there are ``len(edges) + 1`` bins.
+        shares: the reference images' share in each bin (summing to 1).
+    """
+
+    edges: list[float]
+    shares: list[float]
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """What the drift watch compares a window of live frames with (written at export; None in older bundles).
+
+    Attributes:
+        bins: statistic -> its reference bins: each image statistic (:data:`STATS`) over the training and
+            validation images (never the drift copies an ``augment: line`` export adds), and ``ood``, the
+            out-of-distribution score of the default graph on the validation images.
+        decisions: outcome -> its share on the validation images: each class the model decided, and
+            ``needs_review`` (the gate flagged the frame).
+        accuracy: the share of validation images decided and right (None when none was labelled).
+        images: the validation images ``decisions`` and ``accuracy`` are counted on.
+    """
+
+    bins: dict[str, RefBins]
+    decisions: dict[str, float]
+    accuracy: float | None
+    images: int
+
+
+@dataclass(frozen=True)
 class GateProfile:
     """The reference profile of a bundle (see the module docstring)."""
 
@@ -111,6 +149,7 @@ class GateProfile:
     ood: OodProfile | None
     images: int
     version: int = PROFILE_VERSION
+    drift: DriftReference | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,14 +165,28 @@ class GateProfile:
         if problems:
             raise ProfileError(f"{where}: invalid gate profile: {'; '.join(problems[:6])}")
         assert isinstance(d, dict)
-        ood = d.get("ood")
+        ood, drift = d.get("ood"), d.get("drift")
         return cls(
             stats={k: StatRange(**v) for k, v in d["stats"].items()},
             size=SizeProfile(**d["size"]),
             ood=None if ood is None else OodProfile(**ood),
             images=int(d["images"]),
             version=int(d["version"]),
+            drift=None if drift is None else _drift_reference(drift),
         )
+
+
+def _drift_reference(d: dict[str, Any]) -> DriftReference:
+    bins = {
+        k: RefBins(edges=[float(e) for e in v["edges"]], shares=[float(x) for x in v["shares"]])
+        for k, v in d["bins"].items()
+    }
+    return DriftReference(
+        bins=bins,
+        decisions={k: float(v) for k, v in d["decisions"].items()},
+        accuracy=None if d.get("accuracy") is None else float(d["accuracy"]),
+        images=int(d["images"]),
+    )
 
 
 def _finite(v: Any) -> bool:
@@ -225,6 +278,45 @@ def _ood_problems(ood: Any) -> list[str]:
     return problems
 
 
+def _bins_problems(name: str, b: Any) -> list[str]:
+    if not isinstance(b, dict) or set(b) != {"edges", "shares"}:
+        return [f"drift.bins.{name} must hold exactly edges and shares"]
+    edges, shares = b["edges"], b["shares"]
+    if not isinstance(edges, list) or not isinstance(shares, list) or not all(map(_finite, edges + shares)):
+        return [f"drift.bins.{name}: edges and shares must be lists of finite numbers"]
+    problems = []
+    if len(shares) != len(edges) + 1:
+        problems.append(f"drift.bins.{name} needs one share more than edges")
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        problems.append(f"drift.bins.{name}: edges must increase")
+    if min(shares, default=-1) < 0 or abs(sum(shares) - 1.0) > 1e-6:
+        problems.append(f"drift.bins.{name}: shares must be non-negative and sum to 1")
+    return problems
+
+
+def _drift_problems(drift: Any) -> list[str]:
+    if drift is None:
+        return []
+    if not isinstance(drift, dict) or set(drift) != {"bins", "decisions", "accuracy", "images"}:
+        return ["drift must be null or hold exactly bins, decisions, accuracy and images"]
+    problems = []
+    bins, decisions = drift["bins"], drift["decisions"]
+    if not isinstance(bins, dict):
+        problems.append("drift.bins must be an object")
+    else:
+        for name, b in bins.items():
+            problems += _bins_problems(name, b)
+    if not isinstance(decisions, dict) or not all(_finite(v) and 0 <= v <= 1 for v in decisions.values()):
+        problems.append("drift.decisions must map outcomes to shares 0-1")
+    acc = drift["accuracy"]
+    if acc is not None and not (_finite(acc) and 0 <= acc <= 1):
+        problems.append(f"drift.accuracy must be null or a share 0-1, got {acc!r:.40}")
+    images = drift["images"]
+    if not isinstance(images, int) or isinstance(images, bool) or images < 0:
+        problems.append(f"drift.images must be a non-negative integer, got {images!r:.40}")
+    return problems
+
+
 def profile_problems(d: Any) -> list[str]:
     """Every way ``d`` breaks the gate-profile schema (empty when it is valid)."""
     if not isinstance(d, dict):
@@ -238,6 +330,7 @@ def profile_problems(d: Any) -> list[str]:
     problems += _stat_problems(d.get("stats"))
     problems += _size_problems(d.get("size"))
     problems += _ood_problems(d.get("ood"))
+    problems += _drift_problems(d.get("drift"))
     return problems
 
 

@@ -13,25 +13,41 @@ is kept) and validation images, and builds:
 The OOD threshold of each graph is then set on that graph's own validation scores
 (:func:`ood_threshold`), so the INT8 graph's quantised scores get their own, and the scores' parity with
 torch is checked like the probabilities' (:func:`ood_parity`).
+
+The drift watch's reference (:class:`~defectlens.core.profile.DriftReference`) comes from the same images
+without the drift copies: each statistic's decile bins (:func:`ref_bins`), the OOD score's on validation,
+and the decisions' shares and accuracy on validation under the bundle's own rule and gate
+(:func:`drift_reference`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from defectlens.core.decision import decide, softmax
 from defectlens.core.errors import DefectlensError, ImageError
-from defectlens.core.profile import FALSE_FLAG_RATE, STATS, GateProfile, OodProfile, SizeProfile, StatRange
+from defectlens.core.profile import (
+    FALSE_FLAG_RATE,
+    STATS,
+    DriftReference,
+    GateProfile,
+    OodProfile,
+    RefBins,
+    SizeProfile,
+    StatRange,
+)
 from defectlens.core.spec import ModelSpec
 from defectlens.data.images import prepare_frame
 from defectlens.data.manifest import Manifest, Record
 from defectlens.evaluation.conformal import ood_threshold, threshold_rule  # noqa: F401  (the gate's rule)
 from defectlens.inference.backends import onnx_runner
-from defectlens.inference.gate import image_stats
+from defectlens.inference.drift import ref_bins
+from defectlens.inference.gate import image_stats, stat_findings
 from defectlens.models import Classifier
 from defectlens.models.density import MIN_IMAGES, OOD_OUTPUT, LayeredDensity, features_and_logits, fit_layered
 
@@ -69,6 +85,19 @@ class GateFit:
     density: LayeredDensity | None
     validation: Reference
     images: int
+    drift: DriftInputs | None = None
+
+
+@dataclass(frozen=True)
+class DriftInputs:
+    """What the drift reference needs from the fit: the statistics' bins, and per clean validation image
+    (the first ``len(decisions)`` of :attr:`GateFit.validation`) its statistics, decided class and label."""
+
+    bins: dict[str, RefBins]
+    stats: list[dict[str, float]]
+    decisions: np.ndarray | None
+    labels: np.ndarray
+    class_names: tuple[str, ...] = field(default=())
 
 
 def read_reference(manifest: Manifest, records: list[Record], spec: ModelSpec, limit: int) -> Reference:
@@ -141,19 +170,22 @@ def fit_gate(
     manifest = Manifest.read(data)
     train = read_reference(manifest, manifest.split("train"), spec, MAX_TRAIN)
     val = read_reference(manifest, manifest.split("val"), spec, MAX_VAL)
-    if drift and len(val.images):
+    clean = len(val.images)
+    if drift and clean:
         val = _with_drift(val)
     images = np.concatenate([train.images, val.images])
     if not len(images):
         warnings.warn(f"{data}: no readable training or validation image: the bundle gets no gate", stacklevel=2)
         return None
-    table = np.asarray([[s[k] for k in STATS] for s in map(image_stats, images)])
+    all_stats = [image_stats(a) for a in images]
+    table = np.asarray([[s[k] for k in STATS] for s in all_stats])
     stats = {name: stat_band(name, table[:, i]) for i, name in enumerate(STATS)}
     known = train.labels >= 0
-    density = None
+    density, val_logits = None, None
     if ood and np.count_nonzero(known) >= MIN_IMAGES and len(val.images) >= MIN_VALIDATION:
         feats, _ = features_and_logits(model, train.images[known])
-        density = fit_layered(feats, train.labels[known], features_and_logits(model, val.images)[0])
+        val_feats, val_logits = features_and_logits(model, val.images)
+        density = fit_layered(feats, train.labels[known], val_feats)
     elif ood:
         warnings.warn(
             f"{data}: {np.count_nonzero(known)} labelled training and {len(val.images)} validation images are too few "
@@ -161,7 +193,32 @@ def fit_gate(
             "quality only",
             stacklevel=2,
         )
-    return GateFit(stats, size_band(train.sizes + val.sizes), density, val, len(images))
+    ref = _drift_inputs(spec, table[: len(train.images) + clean], all_stats, val, clean, val_logits)
+    return GateFit(stats, size_band(train.sizes + val.sizes), density, val, len(images), ref)
+
+
+def _drift_inputs(
+    spec: ModelSpec,
+    table: np.ndarray,
+    all_stats: list[dict[str, float]],
+    val: Reference,
+    clean: int,
+    val_logits: np.ndarray | None,
+) -> DriftInputs:
+    """The drift reference's inputs: ``table`` holds the statistics of the training and the ``clean`` (first)
+    validation images; ``val_logits`` the model's logits on all validation images (None: no classes decided)."""
+    decisions = None
+    if val_logits is not None:
+        probs = softmax(val_logits[:clean], spec.temperature)
+        decisions = decide(probs, positive_index=spec.positive_index, threshold=spec.threshold)
+    first_val = len(table) - clean
+    return DriftInputs(
+        bins={name: ref_bins(table[:, i]) for i, name in enumerate(STATS)},
+        stats=all_stats[first_val : first_val + clean],
+        decisions=decisions,
+        labels=val.labels[:clean],
+        class_names=tuple(spec.class_names),
+    )
 
 
 def _with_drift(val: Reference) -> Reference:
@@ -206,7 +263,8 @@ def build_profile(
 ) -> GateProfile:
     """The profile written into ``spec.json``, with each graph's OOD threshold (no OOD part without scores)."""
     if fit.density is None or validation_scores is None:
-        return GateProfile(stats=fit.stats, size=fit.size, ood=None, images=fit.images)
+        plain = GateProfile(stats=fit.stats, size=fit.size, ood=None, images=fit.images)
+        return replace(plain, drift=drift_reference(fit, plain, None, None))
     q = np.quantile(validation_scores, [0.5, 0.99])
     ood = OodProfile(
         method="mahalanobis",
@@ -218,4 +276,37 @@ def build_profile(
         features=fit.density.features,
         layers=len(fit.density.densities),
     )
-    return GateProfile(stats=fit.stats, size=fit.size, ood=ood, images=fit.images)
+    gated = GateProfile(stats=fit.stats, size=fit.size, ood=ood, images=fit.images)
+    threshold = next(iter(thresholds.values()), None)
+    return replace(gated, drift=drift_reference(fit, gated, validation_scores, threshold))
+
+
+def drift_reference(
+    fit: GateFit, profile: GateProfile, scores: np.ndarray | None, threshold: float | None
+) -> DriftReference | None:
+    """The drift watch's reference (see the module docstring): None for a fit made without its inputs.
+
+    ``scores`` are the default graph's OOD scores on :attr:`GateFit.validation` (its clean images first);
+    a validation image counts as ``needs_review`` when the gate flags it (a quality band, or its score
+    above ``threshold``), as the deployed bundle would.
+    """
+    ref = fit.drift
+    if ref is None:
+        return None
+    n = len(ref.stats)
+    bins = dict(ref.bins)
+    if scores is not None and n:
+        bins["ood"] = ref_bins(scores[:n])
+    flagged = np.asarray([bool(stat_findings(s, profile)) for s in ref.stats], bool)
+    if scores is not None and threshold is not None:
+        flagged |= ~(scores[:n] <= threshold)
+    decisions: dict[str, float] = {}
+    accuracy = None
+    if ref.decisions is not None and n:
+        for i, name in enumerate(ref.class_names):
+            decisions[name] = float(np.count_nonzero((ref.decisions == i) & ~flagged) / n)
+        decisions["needs_review"] = float(np.count_nonzero(flagged) / n)
+        judged = ~flagged & (ref.labels >= 0)
+        if judged.any():
+            accuracy = float(np.mean(ref.decisions[judged] == ref.labels[judged]))
+    return DriftReference(bins=bins, decisions=decisions, accuracy=accuracy, images=n)

@@ -1,16 +1,22 @@
 """A station's Prometheus metrics, served at ``http://HOST:PORT/metrics`` (``metrics: {port: N}``).
 
 Frames in, results by status (``ok`` decisions, ``needs_review``, ``error``, ``dropped``), the queue depth,
-the capture-to-published latency, and sink errors by sink. Each station has its own ``CollectorRegistry``,
+the capture-to-published latency, sink errors by sink, and the drift watch (:mod:`defectlens.line.drift`):
+``defectlens_line_drift_alarm`` (1 while an episode is open), ``defectlens_line_drift_alarms_total``,
+``defectlens_line_drift_severity{check}`` (1: alarm level) and ``defectlens_line_drift_window_images``.
+Each station has its own ``CollectorRegistry``,
 so two stations (or a station and the web service) in one process never mix. prometheus_client is imported
 here only, when metrics are asked for.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from defectlens.line.base import LineError
+
+if TYPE_CHECKING:
+    from defectlens.inference.drift import DriftStatus
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -37,6 +43,13 @@ class LineMetrics:
         self._info.labels(station=station).set(1)
         for status in ("ok", "needs_review", "error", "dropped"):
             self._results.labels(status=status)
+        self._drift_alarm = Gauge("defectlens_line_drift_alarm", "1 while a drift alarm episode is open", registry=r)
+        self._drift_alarms = Counter("defectlens_line_drift_alarms", "Drift alarm episodes raised", registry=r)
+        self._drift_severity = Gauge(
+            "defectlens_line_drift_severity", "Each drift check's value over its alarm level (1: alarm)", ["check"],
+            registry=r,
+        )  # fmt: skip
+        self._drift_filled = Gauge("defectlens_line_drift_window_images", "Frames in the drift window", registry=r)
         self._server: Any = None
         self.port: int | None = None
 
@@ -52,6 +65,15 @@ class LineMetrics:
 
     def sink_error(self, sink: str) -> None:
         self._sink_errors.labels(sink=sink).inc()
+
+    def drift(self, status: DriftStatus, *, raised: bool = False) -> None:
+        """The drift watch's state after a frame (``raised``: that frame opened an alarm episode)."""
+        self._drift_alarm.set(1 if status.alarm else 0)
+        self._drift_filled.set(status.filled)
+        if raised:
+            self._drift_alarms.inc()
+        for c in status.checks:
+            self._drift_severity.labels(check=c.name).set(c.severity)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest

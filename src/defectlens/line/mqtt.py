@@ -4,6 +4,9 @@ Topics, under a configurable prefix (``defectlens`` by default):
 
 - ``<prefix>/<station>/result``: one message per result, QoS 1, the payload :meth:`Result.to_message`
   (inspection id, status, decision, scores, model id, file, part id, capture and decision times).
+- ``<prefix>/<station>/event``: the station's events a MES acts on (``drift_alarm``, ``drift_cleared``,
+  ``model_swapped``, ``model_swap_failed``), QoS 1, ``{"station", "kind", "text", "utc"}``, through the
+  same outbox as the results.
 - ``<prefix>/<station>/status``: ``{"station", "status": "online"|"offline", "alarm", "utc"}``, QoS 1,
   retained; the broker publishes the same with ``"offline"`` as the connection's last will, so a station
   that crashed or lost its network reads offline.
@@ -176,6 +179,7 @@ class MqttSink:
         prefix = topic_prefix.strip("/")
         self.result_topic = f"{prefix}/{station}/result"
         self.status_topic = f"{prefix}/{station}/status"
+        self.event_topic = f"{prefix}/{station}/event"
         self.outbox_path = outbox
         self.client_id = client_id or f"defectlens-{station}"
         self.username, self.password = username, password
@@ -279,6 +283,14 @@ class MqttSink:
             raise LineError(f"MQTT sink {self.endpoint}: publish() before open() or after close()")
         payload = json.dumps(result.to_message(), separators=(",", ":")).encode()
         self._outbox.append(self.result_topic, payload)
+        self._wake.set()
+
+    def publish_event(self, kind: str, text: str) -> None:
+        """Append one station event (a drift alarm, a model swap) to the outbox, like a result: never lost."""
+        if self._outbox is None or self._closing.is_set():
+            return  # an event outside open()..close() has no station to speak for
+        payload = {"station": self.station, "kind": kind, "text": text, "utc": utc_now()}
+        self._outbox.append(self.event_topic, json.dumps(payload, separators=(",", ":")).encode())
         self._wake.set()
 
     def set_status(self, online: bool, alarm: str = "") -> None:

@@ -16,6 +16,12 @@ The steps, once each per frame, in this order (the contract every source and sin
 frame gives None (no decision), never OK. ``alarm_after`` such frames in a row raise a station alarm on every
 sink; a dropped frame raises one at once. :meth:`Station.stop` (SIGTERM, Ctrl-C) stops the source, decides what
 is queued, publishes the last results, marks every sink offline and closes them.
+
+The model can be swapped while the line runs (:meth:`Station.swap`; SIGHUP in ``defectlens line``): the new
+bundle is loaded, checked and warmed up beside the one deciding (:class:`~defectlens.inference.swap.ModelSlot`),
+then put in force between two frames. A frame is decided, logged and published with the model that took it
+(its row's ``model_id``); a bundle that cannot be used leaves the old model deciding and raises a
+``model_swap_failed`` event.
 """
 
 from __future__ import annotations
@@ -27,14 +33,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.inference.predictor import Prediction, Predictor
+from defectlens.inference.swap import ModelSlot, Swapped
 from defectlens.inspections.store import Inspection, InspectionLog, NewInspection
 from defectlens.line.base import Frame, LineError, Result, Sink, Source
+from defectlens.line.drift import StationDrift
 
 #: What to do with a frame when the queue is full: stop reading the source, or log the frame as dropped.
 Policy = Literal["hold", "drop"]
@@ -42,8 +52,22 @@ POLICIES: tuple[Policy, ...] = ("hold", "drop")
 #: Class names taken as a good part in a multi-class model when the station file names none (case-insensitive).
 DEFAULT_GOOD = ("ok", "good", "pass", "functional", "normal", "ok_front")
 EventKind = Literal[
-    "started", "result", "alarm", "alarm_cleared", "sink_error", "source_error", "log_error", "stopping", "stopped"
+    "started",
+    "result",
+    "alarm",
+    "alarm_cleared",
+    "sink_error",
+    "source_error",
+    "log_error",
+    "stopping",
+    "stopped",
+    "model_swapped",
+    "model_swap_failed",
+    "drift_alarm",
+    "drift_cleared",
 ]
+#: The events a sink with ``publish_event`` (MQTT) hands to the MES, beside the results.
+PUBLISHED_EVENTS = frozenset({"drift_alarm", "drift_cleared", "model_swapped", "model_swap_failed"})
 _END = object()  # the end of a queue: everything before it is handled, nothing comes after
 
 
@@ -158,11 +182,14 @@ class Station:
             raise LineError(f"queue policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         if queue_size < 1 or alarm_after < 1:
             raise LineError(f"queue size and alarm_after must be at least 1, got {queue_size} and {alarm_after}")
-        self.source, self.predictor, self.log = source, predictor, log
+        self.source, self.log = source, log
+        self.slot = ModelSlot(predictor)
         self.sinks = list(sinks)
         self.name, self.policy, self.alarm_after = name, policy, alarm_after
-        self.good = good_classes(predictor.spec, good)
+        self._good = tuple(good) if good else None
+        good_classes(predictor.spec, good)  # refuse a model with no good class at once
         self.metrics = metrics
+        self.drift = StationDrift(metrics)  # follows the model id of each frame's predictor (swaps)
         self.stats = StationStats()
         self._on_event = on_event
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -175,6 +202,49 @@ class Station:
         self._threads: list[threading.Thread] = []
         self._running = False
         self.source_error: BaseException | None = None
+
+    @property
+    def predictor(self) -> Predictor:
+        """The model deciding now (a frame takes it once and keeps it; see the module docstring)."""
+        return self.slot.current
+
+    @property
+    def good(self) -> frozenset[str]:
+        """The current model's good classes (see :func:`good_classes`)."""
+        return good_classes(self.predictor.spec, self._good)
+
+    def swap(self, path: str | Path, *, allow_new_classes: bool = False) -> Swapped:
+        """Decide with the bundle at ``path`` from the next frame on, without stopping the line (it is loaded,
+        checked and warmed up first, on the calling thread, while the current model decides on).
+
+        Raises:
+            DefectlensError: for a bundle that cannot be used (missing, corrupt, other classes, no good class);
+                the current model goes on deciding and a ``model_swap_failed`` event says why.
+        """
+        try:
+            done = self.slot.swap(
+                path, allow_new_classes=allow_new_classes, check=lambda p: good_classes(p.spec, self._good)
+            )
+        except DefectlensError as exc:
+            self._event("model_swap_failed", f"station {self.name}: model {self.predictor.model_id} decides on: {exc}")
+            raise
+        self._event(
+            "model_swapped", f"station {self.name}: now deciding with model {done.model_id} from {done.path} "
+            f"(previous {done.previous_model_id}; loaded in {done.load_ms:.0f} ms)",
+        )  # fmt: skip
+        return done
+
+    def swap_in_background(self, path: str | Path) -> threading.Thread:
+        """:meth:`swap` on a thread of its own, for a signal handler (SIGHUP), which must not block the process;
+        its outcome is a ``model_swapped`` or ``model_swap_failed`` event."""
+
+        def run() -> None:
+            with contextlib.suppress(DefectlensError):  # reported as an event; the old model decides on
+                self.swap(path)
+
+        thread = threading.Thread(target=run, name=f"{self.name}-swap", daemon=True)
+        thread.start()
+        return thread
 
     # -- StationControl (what a PLC handshake asks) ---------------------------------------------------------------
 
@@ -301,15 +371,17 @@ class Station:
 
     def _decide(self, frame: Frame) -> None:
         unreadable = frame.error  # a source's own finding (a hot folder's vanished file, a lost trigger)
+        predictor = self.slot.current  # the model that takes this frame, whatever swaps meanwhile
         try:
             if unreadable:
                 prediction = Prediction.error(frame.name, unreadable)
             else:
-                prediction = next(iter(self.predictor.predict_many([(frame.name, frame.data)], batch_size=1)))
+                prediction = next(iter(predictor.predict_many([(frame.name, frame.data)], batch_size=1)))
         except Exception as exc:  # the model itself failed: an error row, and the line goes on
             prediction = Prediction.error(frame.name, f"the model failed on this frame ({type(exc).__name__}: {exc})")
-        row = self._row(frame, prediction)
-        self._log_and_queue(frame, row, self._result(frame, row, None))
+        self.drift.observe(predictor, prediction, self._event)  # a drift_alarm / drift_cleared event
+        row = self._row(frame, prediction, predictor)
+        self._log_and_queue(frame, row, self._result(frame, row, None, predictor))
 
     def _log_and_queue(self, frame: Frame, row: NewInspection, result: Result) -> None:
         """Commit the row, then queue the result with its id for publishing (under one lock: id order)."""
@@ -352,12 +424,13 @@ class Station:
         row = self.log.get(inspection_id)
         if row is None:
             return
-        self._publish(replace(self._result(frame, row, inspection_id), decided_utc=row.created_utc))
+        result = self._result(frame, row, inspection_id, self.predictor)
+        self._publish(replace(result, decided_utc=row.created_utc))
 
     # -- rows, results, alarms -----------------------------------------------------------------------------------------
 
-    def _row(self, frame: Frame, p: Prediction) -> NewInspection:
-        spec = self.predictor.spec
+    def _row(self, frame: Frame, p: Prediction, predictor: Predictor) -> NewInspection:
+        spec = predictor.spec
         sha, size = _digest(frame.data)
         decided = p.status == "ok"
         height, width = frame.data.shape[:2] if isinstance(frame.data, np.ndarray) else (None, None)
@@ -376,7 +449,7 @@ class Station:
             defect_probability=p.defect_probability if decided else None,
             threshold=p.threshold,
             temperature=spec.temperature,
-            model_id=self.predictor.model_id,
+            model_id=predictor.model_id,
             latency_ms=round(p.latency_ms, 3),
             width=width,
             height=height,
@@ -385,8 +458,10 @@ class Station:
             part_id=frame.part_id,
         )
 
-    def _result(self, frame: Frame, row: NewInspection | Inspection, inspection_id: int | None) -> Result:
-        names = self.predictor.spec.class_names
+    def _result(
+        self, frame: Frame, row: NewInspection | Inspection, inspection_id: int | None, predictor: Predictor
+    ) -> Result:
+        names = predictor.spec.class_names
         decision = row.prediction if row.status == "ok" else None
         return Result(
             frame=frame,
@@ -394,7 +469,7 @@ class Station:
             inspection_id=inspection_id,
             decision=decision,
             class_index=names.index(decision) if decision in names else None,
-            ok=None if decision is None else decision in self.good,
+            ok=None if decision is None else decision in good_classes(predictor.spec, self._good),
             defect_probability=row.defect_probability,
             probabilities=dict(row.probabilities),
             reason=row.reason,
@@ -437,6 +512,14 @@ class Station:
         self._event("sink_error", f"sink {sink.endpoint}: {step} failed: {type(exc).__name__}: {exc}")
 
     def _event(self, kind: EventKind, text: str = "", result: Result | None = None) -> None:
+        if kind in PUBLISHED_EVENTS:  # the MES hears of drift and model changes (sinks with publish_event)
+            for sink in self.sinks:
+                publish = getattr(sink, "publish_event", None)
+                if publish is not None:
+                    try:
+                        publish(kind, text)
+                    except Exception as exc:  # a sink's failure is counted, never fatal
+                        self._sink_failed(sink, "publish_event", exc)
         if self._on_event is not None:
             with contextlib.suppress(Exception):  # a broken status line must not stop the line
                 self._on_event(StationEvent(kind, text, result))

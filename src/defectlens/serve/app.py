@@ -12,6 +12,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,7 +32,14 @@ from defectlens.serve.limits import BodyLimitMiddleware
 from defectlens.serve.metrics import Metrics, MetricsMiddleware
 from defectlens.serve.service import Service
 
-_KINDS = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
+_KINDS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    422: "invalid_request",
+}
 _log = logging.getLogger("defectlens.serve")
 
 DESCRIPTION = """Inspect part images with a trained defectlens bundle and keep a durable log of every decision.
@@ -48,6 +56,7 @@ def create_app(
     *,
     config: ServeConfig | None = None,
     store: ImageStore | None = None,
+    model_path: str | Path | None = None,
 ) -> FastAPI:
     """The service's app for ``predictor``, recording into ``log``.
 
@@ -56,9 +65,10 @@ def create_app(
         log: the inspection log every decision is written to before it is answered.
         config: limits, API key, batching and threads (defaults: :class:`ServeConfig`).
         store: where to keep uploaded images (None: only their sha256 is logged).
+        model_path: the file ``predictor`` was loaded from: SIGHUP loads it again (None: no reload).
     """
     config = config or ServeConfig()
-    service = Service(predictor, log, config=config, store=store)
+    service = Service(predictor, log, config=config, store=store, model_path=model_path)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

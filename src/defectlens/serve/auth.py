@@ -10,6 +10,10 @@ Swagger page at ``/docs`` can take the key (Authorize).
 ``/healthz``, ``/readyz``, the upload page, its static files and ``/docs`` stay open: they carry no data
 (the page asks for the key and sends it with each call). ``/metrics`` needs the key, since it reveals
 production volumes and the defect mix; Prometheus sends it with ``authorization: {credentials: KEY}``.
+
+Changing the served model (``POST /v1/model``, ``POST /v1/model/rollback``) needs the key even where the rest is
+open: a service started without one refuses it (403, :data:`NO_KEY`), so a model can be swapped over HTTP only by
+someone holding a key the operator chose.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ HOW = "send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'"
 #: The 401 details: a call without a key reads differently from one with a wrong key.
 MISSING = f"API key missing: this service needs one; {HOW}"
 NOT_ACCEPTED = "API key not accepted: it is not the key this service was started with"
+#: The 403 detail of a model change asked of a service started without a key.
+NO_KEY = (
+    "changing the model needs an API key, and this service was started without one: restart it with "
+    "--api-key KEY (or env DEFECTLENS_API_KEY), or send the process SIGHUP to reload the model file it started with"
+)
 #: Paths that need the key (everything else is the page, its assets, the docs and the health checks).
 PROTECTED = ("/v1/", "/metrics")
 
@@ -88,8 +97,10 @@ class KeyMiddleware:
         await self.app(scope, receive, send)
 
 
-def key_checker(api_key: str | None) -> Callable[..., Awaitable[None]]:
+def key_checker(api_key: str | None, *, required: bool = False) -> Callable[..., Awaitable[None]]:
     """A FastAPI dependency that raises 401 unless the request carries ``api_key`` (no-op without a key).
+
+    With ``required`` (changing the model), a service without a key refuses every call (403, :data:`NO_KEY`).
 
     A coroutine, though nothing in it waits: FastAPI runs a plain function dependency on a worker
     thread, a thread hop per request for a header comparison.
@@ -100,6 +111,8 @@ def key_checker(api_key: str | None) -> Callable[..., Awaitable[None]]:
         _key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> None:
+        if required and api_key is None:
+            raise HTTPException(status_code=403, detail=NO_KEY)
         problem = key_problem(api_key, request.headers.get("x-api-key"), request.headers.get("authorization"))
         if problem is not None:
             raise HTTPException(status_code=401, detail=problem, headers={"WWW-Authenticate": "Bearer"})

@@ -3,13 +3,16 @@
 Exposed at ``GET /metrics``: requests by route, method and status; errors by kind; request latency;
 the model batch size (the micro-batcher's effect); log commit group size; decisions per class; frames the
 gate flagged, apart (``needs_review``: no class given, never among the decisions; ``warned``: decided with
-the flag, ``--gate warn``).
+the flag, ``--gate warn``); the drift watch's alarm, checks and window (:mod:`defectlens.serve.drift`); model
+changes while serving, by action and outcome (a refused bundle counts as ``failed``).
 """
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
+
+from defectlens.serve.drift import ServiceDrift
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -47,11 +50,19 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("defectlens_ready", "1 once the model is loaded and warmed up", registry=r)
+        self.drift = ServiceDrift(r)  # the drift watch's gauges (see defectlens.serve.drift)
+        self.model_swaps = Counter(
+            "defectlens_model_swaps",
+            "Model changes while serving: action load, reload (SIGHUP) or rollback; outcome ok or failed",
+            ["action", "outcome"],
+            registry=r,
+        )
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        self.drift.refresh()
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
@@ -93,5 +104,7 @@ class MetricsMiddleware:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - start)
-            if status in _REFUSALS or status >= 500:
+            if status == 403 and route.startswith("/v1/model"):  # a model change without a configured key
+                self.metrics.errors.labels("forbidden").inc()
+            elif status in _REFUSALS or status >= 500:
                 self.metrics.errors.labels(_REFUSALS.get(status, "internal")).inc()

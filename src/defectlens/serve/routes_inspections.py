@@ -78,7 +78,6 @@ def filters(
 def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter:
     api = APIRouter(tags=["inspections"], dependencies=[Depends(check)])
     log = service.log
-    classes = service.predictor.spec.class_names
 
     @api.get("/v1/inspections", response_model=InspectionPage, responses={401: {"model": ErrorOut}})
     def list_inspections(
@@ -123,6 +122,7 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
         row = log.get(inspection_id)
         if row is None:
             raise HTTPException(404, f"no inspection with id {inspection_id}")
+        classes = service.predictor.spec.class_names  # the model in force now (POST /v1/model may change it)
         if body.verdict == "overridden" and body.label not in classes:
             raise HTTPException(422, f"an override needs a label, one of {', '.join(classes)}; got {body.label!r}")
         if row.status == "error":
@@ -133,6 +133,8 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
             )
         label = body.label if body.verdict == "overridden" else None
         done = log.set_verdict(inspection_id, body.verdict, label=label, comment=body.comment, operator=body.operator)
+        if row.status == "ok":  # the live agreement of the drift watch (a judged frame only)
+            service.metrics.drift.verdict(row.model_id, agreed=body.verdict == "confirmed")
         return done
 
     return api

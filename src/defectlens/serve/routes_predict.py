@@ -73,12 +73,12 @@ def router(service: Service, check: Callable[..., Awaitable[None]]) -> APIRouter
         chosen = threshold if threshold is not None else threshold_q
         source = "web" if request.headers.get(CLIENT_HEADER) == "page" else "api"
         results = await service.inspect(uploads, threshold=chosen, explain=explain or explain_q, source=source)
-        spec = service.predictor.spec
+        first = results[0]  # every file of a request is decided by the model that took it (a swap may follow)
         statuses = [r["status"] for r in results]
         body = {
-            "model_id": service.predictor.model_id,
-            "threshold": spec.threshold if chosen is None else chosen,
-            "temperature": spec.temperature,
+            "model_id": first["model_id"],
+            "threshold": first["threshold"],
+            "temperature": first["temperature"],
             "files": len(results),
             "ok": statuses.count("ok"),
             "needs_review": statuses.count("needs_review"),

@@ -95,6 +95,30 @@ class ModelInfo(BaseModel):
     explain_available: bool = Field(description="the model carries torch weights for Grad-CAM")
     gate: dict[str, Any] = Field(description="the gate in force: mode, active, ood_threshold, false_flag_rate, note")
     ready: bool
+    previous_model_id: str | None = Field(
+        None, description="the model the last swap replaced, kept loaded for POST /v1/model/rollback (None: no swap)"
+    )
+
+
+class ModelSwapIn(BaseModel):
+    """Which bundle to serve from now on: a ``.dlens`` file on the server's disk."""
+
+    path: str = Field(min_length=1, max_length=4096, description="the bundle's path on the server")
+    allow_new_classes: bool = Field(
+        False,
+        description="accept a model whose classes differ from the served one's (the log's columns change meaning)",
+    )
+
+
+class ModelSwapOut(BaseModel):
+    """What a swap or rollback did: the model now in force and the one kept for a rollback."""
+
+    action: Literal["load", "reload", "rollback"]
+    model_id: str | None
+    previous_model_id: str | None
+    classes: list[str]
+    path: str | None = Field(description="the bundle loaded (None for a rollback)")
+    load_ms: float = Field(description="loading, checking and warming the new model up (it served on meanwhile)")
 
 
 class InspectionPage(BaseModel):

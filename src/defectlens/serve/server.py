@@ -56,7 +56,7 @@ def serve(model: str | Path, config: ServeConfig, *, on_ready: Callable[[str], N
     store = ImageStore(config.store_images) if config.store_images is not None else None
     with InspectionLog(config.db) as log:
         sock = bind(config.host, config.port)
-        app = create_app(predictor, log, config=config, store=store)
+        app = create_app(predictor, log, config=config, store=store, model_path=model)
         # What exists now (the app, the runtime, the model) lives as long as the process: keep it out of
         # the garbage collector's full passes, which otherwise walk all of it and hold every request in
         # flight for tens of milliseconds under load (the standard gc.freeze() for long-running servers).

@@ -288,3 +288,36 @@ def test_from_config_and_the_cli_short_form(tmp_path: Path) -> None:
     assert MqttSink.options_from_url("mqtt://10.0.0.5") == {"host": "10.0.0.5", "port": 1883}
     with pytest.raises(LineError, match="mqtt://HOST:PORT/TOPIC_PREFIX"):
         MqttSink.options_from_url("http://x/y")
+
+
+def test_a_drift_alarm_reaches_the_mes_on_the_event_topic(broker, gated_bundle, tiny_dataset, tmp_path) -> None:
+    """The station's drift alarm is published beside the results (through the outbox), so the MES hears it."""
+    from defectlens.inference.drift import DriftConfig
+    from defectlens.inference.predictor import Predictor
+    from defectlens.inspections import InspectionLog
+    from defectlens.line.drift import StationDrift
+    from defectlens.line.station import Station
+    from tests.unit.line.station_helpers import FeedSource, wait_for
+    from tests.unit.line.test_drift import frames
+
+    mes = Mes(broker.port, f"plant/{STATION}/#")
+    out = sink(broker.port, tmp_path / "outbox.sqlite")
+    with InspectionLog(tmp_path / "log.sqlite") as log:
+        source = FeedSource()
+        station = Station(source=source, predictor=Predictor.load(gated_bundle, threads=1), log=log, sinks=[out],
+                          name=STATION)  # fmt: skip
+        station.drift = StationDrift(None, DriftConfig(window=20))
+        with station:
+            for data, name in frames(tiny_dataset, 0.0) + frames(tiny_dataset, -90.0) * 2:
+                source.put(data, name)
+            wait_for(lambda: station.stats.published >= 96, "every frame")
+            station.stop()
+            assert station.wait(60)
+    try:
+        wait_until(lambda: mes.on("/event"), what="the drift event")
+        events = mes.payloads("/event")
+        assert [e["kind"] for e in events] == ["drift_alarm"]
+        assert events[0]["station"] == STATION and str(events[0]["text"]).startswith("drift: ")
+        assert len(mes.on("/result")) >= 96  # the results went on as before
+    finally:
+        mes.close()

@@ -155,6 +155,7 @@ async function upload(files) {
     renderResults();
     setStatus(tally(body) + " (" + body.latency_ms.toFixed(0) + " ms)", body.ok + body.needs_review === 0);
     loadRecent();
+    loadDrift();
   } catch (err) {
     setStatus(err.message, true);
   }
@@ -329,11 +330,57 @@ async function downloadCsv() {
   }
 }
 
+// --- the drift panel: the drift watch's gauges, read from /metrics ----------------------------------
+function driftGauges(text) {
+  const out = { checks: {}, unavailable: [] };
+  for (const line of text.split("\n")) {
+    const m = /^(defectlens_drift_[a-z_]+)(?:\{([^}]*)\})? ([-+0-9.eEinfNa]+)$/.exec(line);
+    if (!m) continue;
+    const labels = {};
+    for (const part of (m[2] || "").matchAll(/(\w+)="([^"]*)"/g)) labels[part[1]] = part[2];
+    const value = Number(m[3]);
+    if (m[1] === "defectlens_drift_severity") (out.checks[labels.check] ||= {}).severity = value;
+    else if (m[1] === "defectlens_drift_value") Object.assign(out.checks[labels.check] ||= {}, { value: value, kind: labels.kind });
+    else if (m[1] === "defectlens_drift_unavailable" && value === 1) out.unavailable.push(labels.statistic);
+    else out[m[1].slice("defectlens_drift_".length)] = value;
+  }
+  return out;
+}
+
+function renderDrift(g) {
+  const state = $("drift-state");
+  const filled = (g.window_images || 0) + " of " + (g.window_size || 0) + " frames";
+  state.textContent = g.alarm === 1 ? "ALARM: the stream has drifted (" + filled + ")" : "no drift (" + filled + ")";
+  state.className = "drift-state" + (g.alarm === 1 ? " alarm" : "");
+  const rows = Object.entries(g.checks).sort((a, b) => (b[1].severity || 0) - (a[1].severity || 0));
+  $("drift-checks").tBodies[0].replaceChildren(...rows.map(([name, c]) => {
+    const sev = Math.max(0, Math.min(1, c.severity || 0));
+    const value = c.kind === "psi" ? "PSI " + (c.value || 0).toFixed(3) : "p " + (c.value || 0).toExponential(1);
+    const fill = el("div", { className: "fill" + (sev >= 1 ? " alarm" : "") });
+    fill.style.width = (100 * sev).toFixed(0) + "%";
+    return el("tr", {}, el("td", {}, safeText(name)), el("td", {}, value),
+      el("td", {}, el("div", { className: "track" }, fill)));
+  }));
+  const note = $("drift-unavailable");
+  note.hidden = g.unavailable.length === 0;
+  note.textContent = "Not watched for this model: " + g.unavailable.join(", ");
+}
+
+async function loadDrift() {
+  try {
+    const response = await api("/metrics");
+    if (response.ok) renderDrift(driftGauges(await response.text()));
+  } catch (err) {
+    // the panel stays as it was; the status line reports API errors of the page's own actions
+  }
+}
+
 // --- wiring --------------------------------------------------------------------------------------
 async function start() {
   try {
     await loadModel();
     await loadRecent();
+    await loadDrift();
   } catch (err) {
     setStatus(err.message, true);
   }
@@ -355,6 +402,8 @@ function wire() {
   $("threshold-reset").addEventListener("click", () => setThreshold(state.model.threshold));
   $("refresh").addEventListener("click", loadRecent);
   $("download-csv").addEventListener("click", downloadCsv);
+  $("drift-refresh").addEventListener("click", loadDrift);
+  setInterval(loadDrift, 15000);
   $("operator").value = localStorage.getItem(OPERATOR_STORE) || "";
   $("operator").addEventListener("input", (e) => localStorage.setItem(OPERATOR_STORE, e.target.value.trim()));
   $("key-panel").addEventListener("submit", (e) => {  // the button, or Enter in the field
