@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint format bench bench-real bench-ship clean install sysdeps peers mutation planted inspector-app
+.PHONY: demo test lint format bench bench-real bench-ship clean install sysdeps peers anomalib-peer mutation planted inspector-app
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -86,3 +86,16 @@ $(PEERS_VENV)/bin/python: benchmarks/peers/requirements.txt
 	touch $@
 
 peers: $(PEERS_VENV)/bin/python
+
+# anomalib's PatchCore beside ours (issue #29), benchmark-only like the Ultralytics peer: its own
+# virtualenv, never .venv, not part of install or test. benchmarks/run_anomaly.py --peer anomalib
+# runs benchmarks/peers/anomalib_patchcore.py in it (see benchmarks/peers/README.md).
+ANOMALIB_VENV ?= .venv-anomalib
+ANOMALIB_PINS := torch==2.14.1 torchvision==0.29.1 anomalib==2.7.0 openvino==2026.4.1 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0
+$(ANOMALIB_VENV)/.installed: Makefile
+	$(PY) -m venv $(ANOMALIB_VENV)
+	$(ANOMALIB_VENV)/bin/pip install -q --upgrade pip
+	$(ANOMALIB_VENV)/bin/pip install -q $(ANOMALIB_PINS)
+	touch $@
+
+anomalib-peer: $(ANOMALIB_VENV)/.installed

@@ -43,6 +43,7 @@ class PatchFeatures(nn.Module):
 
     def __init__(self, net: Any, *, input_size: int):
         super().__init__()
+        net.eval()  # the dry run below must not move BatchNorm's ImageNet running statistics
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         strides, x = [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
         with torch.no_grad():
@@ -182,7 +183,7 @@ def create_patchcore(
     lite, _ = entry.build(pretrained=pretrained, input_size=spec.input_size)
     if in_channels == 1:
         _to_grayscale(lite)
-    features = PatchFeatures(lite.net, input_size=spec.input_size)
+    features = PatchFeatures(lite.net, input_size=spec.input_size).eval()
     with torch.no_grad():
         dim = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size)).shape[1]
     head = PatchCoreHead(torch.zeros(bank, dim), input_size=spec.input_size)

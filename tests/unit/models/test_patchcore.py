@@ -132,3 +132,25 @@ def test_the_overlay_draws_the_map_with_the_fixed_range_not_stretched_per_image(
     assert anomaly_map_at(flat_good, (2.0, 6.0)).max() == 0.0  # below the typical level: cold, not stretched
     bad = np.array([[[2.0, 4.0], [6.0, 9.0]]], np.float32)
     assert anomaly_map_at(bad, (2.0, 6.0)).tolist() == [[0.0, 0.5], [1.0, 1.0]]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_building_the_model_keeps_the_imagenet_batchnorm_statistics(channels: int) -> None:
+    """The dry runs that find the taps and the feature width must not move BatchNorm's running statistics: the
+    features are the package's ImageNet weights, exactly (a training-mode pass shifted them by up to 1.9)."""
+    from defectlens.models.classifier import _to_grayscale
+    from defectlens.models.registry import get_entry
+
+    model = create_patchcore("efficientnet_lite0", in_channels=channels, input_size=96)
+    fresh, _ = get_entry("efficientnet_lite0").build(pretrained=True, input_size=96)
+    if channels == 1:
+        _to_grayscale(fresh)
+    reference = fresh.net.state_dict()
+    ours = {k.removeprefix("features."): v for k, v in model.state_dict().items() if k.startswith("features.")}
+    checked = 0
+    for key, value in ours.items():
+        if key.endswith(("running_mean", "running_var")):
+            name = key.replace("stem.0.", "_conv_stem.").replace("stem.1.", "_bn0.").replace("blocks.", "_blocks.")
+            assert torch.equal(value, reference[name]), key
+            checked += 1
+    assert checked > 10
