@@ -11,6 +11,7 @@ or endpoint that cannot be used at start, or a source that fails while running: 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import signal
@@ -44,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", choices=("hold", "drop"), default="hold", help="when the queue is full")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics here (0: any port)")
     p.add_argument("--event-log", type=Path, default=None, help="one line per event here (default: the terminal)")
+    p.add_argument("--store-images", type=Path, default=None, metavar="DIR",
+                   help="keep each judged frame's image here, by content hash (overrides the station file's "
+                        "store_images; the log's rows name them: data import --from-log)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     else:
         raise LineError("line needs --config STATION.yaml, or --model BUNDLE and --source (folder:/path, video:FILE)")
+    if args.store_images is not None:
+        config = dataclasses.replace(config, store_images=args.store_images)
     with _Reporter(args.event_log) as report:
         station_run = open_station(config, on_event=report.event)
         got = _on_signals(station_run.station.stop)
@@ -163,6 +169,7 @@ class _Reporter:
         counts = " ".join(f"{k} {v}" for k, v in sorted(stats.results.items()))
         alarm = f" | ALARM {stats.alarm}" if stats.alarm else ""
         errors = f" | sink errors {sum(stats.sink_errors.values())}" if stats.sink_errors else ""
+        errors += f" | images not kept {stats.store_errors}" if stats.store_errors else ""
         self.live.update(
             Text(f"in {stats.frames_in} | {counts or 'no results yet'} | queue policy {policy}{alarm}{errors}")
         )

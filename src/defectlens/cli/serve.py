@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="answer to this Host name too (beside loopback and the bind host; or env DEFECTLENS_ALLOWED_HOSTS)",
     )
+    d = p.add_argument_group(
+        "drift watch", "when the last window of frames no longer looks like the bundle's reference"
+    )
+    d.add_argument("--drift-window", type=int, metavar="N", help="frames per window (default: the watch's, 100)")
+    d.add_argument("--drift-psi-alarm", type=float, metavar="PSI", help="PSI at which a statistic alarms (default 1.0)")
+    d.add_argument("--drift-share-alpha", type=float, metavar="P", help="p-value under which a decision share alarms")
+    d.add_argument("--no-drift", action="store_true", help="turn the drift watch off")
     p.set_defaults(func=run)
 
 
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from defectlens.cli.output import stderr, warn
     from defectlens.inspections.engine import parse_location
     from defectlens.serve import ALLOWED_HOSTS_ENV, API_KEY_ENV, ServeConfig
+    from defectlens.serve.config import drift_config
     from defectlens.serve.server import serve
 
     model = args.model or os.environ.get(MODEL_ENV)
@@ -71,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             f"serve needs a model: --model BUNDLE or env {MODEL_ENV} (a .dlens file from 'defectlens export RUN')"
         )
     db = parse_location(args.db or os.environ.get(DB_ENV) or "inspections.sqlite")  # a URL prints masked
+    drift = {"window": args.drift_window, "psi_alarm": args.drift_psi_alarm, "share_alpha": args.drift_share_alpha}
     config = ServeConfig(
         host=args.host,
         port=_port(args.port),
@@ -90,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
             *args.allowed_host,
             *(h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()),
         ),
+        drift=drift_config(drift),
+        drift_watch=not args.no_drift,
     )
     if config.exposed:
         warn(f"listening on {config.host} without an API key: anyone who can reach it can use it and read the log")

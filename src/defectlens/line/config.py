@@ -14,6 +14,8 @@ A station file (YAML; every key is checked, unknown keys refused, relative paths
       - {type: sort, path: sorted/}
       - {type: mqtt, host: broker, port: 1883, topic: plant/line-1}
     metrics: {port: 9108}           # 0: the system picks a port
+    store_images: images/           # keep each judged frame's image (training data: data import --from-log)
+    drift: {window: 100, psi_alarm: 1.0, share_alpha: 1.0e-6, enabled: true}
 
 Sources and sinks are found through :data:`SOURCE_TYPES` and :data:`SINK_TYPES` (``module:Class``, imported only
 when a station uses them, so a protocol library is needed only by the station that speaks it). Each class has
@@ -32,8 +34,10 @@ from urllib.parse import urlsplit
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GATE_MODES
+from defectlens.inference.drift import DriftConfig
 from defectlens.inference.predictor import Predictor
 from defectlens.inspections.engine import DatabaseURL, Location, parse_location
+from defectlens.inspections.images import ImageStore
 from defectlens.inspections.store import InspectionLog
 from defectlens.line.base import LineError, Sink, Source
 from defectlens.line.metrics import LineMetrics
@@ -52,7 +56,12 @@ SINK_TYPES = {
 }
 #: The extra that installs each protocol library a source or sink imports.
 _EXTRA_OF = {"harvesters": "camera", "genicam": "camera"}
-_KEYS = ("station", "model", "gate", "log", "queue", "alarm_after", "good", "source", "sinks", "metrics")
+_KEYS = (
+    "station", "model", "gate", "log", "queue", "alarm_after", "good", "source", "sinks", "metrics", "store_images",
+    "drift",
+)  # fmt: skip
+#: The ``drift:`` section's keys: the DriftConfig fields a line tunes, and ``enabled`` (false: no watch).
+DRIFT_KEYS = ("window", "psi_alarm", "share_alpha", "enabled")
 #: ``--sink KIND://HOST:PORT`` short forms and their default ports.
 URL_SINKS = {"mqtt": 1883, "opcua": 4840, "modbus": 502}
 
@@ -73,6 +82,9 @@ class StationConfig:
     good: tuple[str, ...] | None = None
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
+    store_images: Path | None = None  # where each judged frame's image is kept (None: only its hash is logged)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    drift_watch: bool = True  # False: the drift watch is off (drift: {enabled: false})
     base: Path = field(default_factory=Path.cwd)  # where relative paths of sources and sinks start
     origin: str = "command line"  # the station file, for messages
 
@@ -130,6 +142,10 @@ def _config(data: dict[str, Any], *, origin: str, base: Path) -> StationConfig:
     if not isinstance(sinks, list):
         raise bad("sinks", "must be a list of sinks, each a mapping with a type", sinks)
     port, host = _metrics(data.get("metrics"), bad)
+    store = data.get("store_images")
+    if store is not None and (not isinstance(store, str) or not store.strip()):
+        raise bad("store_images", "must be a folder path", store)
+    drift, watch_drift = _drift(data.get("drift", {}), bad)
     return StationConfig(
         station=data["station"].strip(),
         model=base / Path(data["model"]).expanduser(),
@@ -143,6 +159,9 @@ def _config(data: dict[str, Any], *, origin: str, base: Path) -> StationConfig:
         good=None if good is None else tuple(good),
         metrics_port=port,
         metrics_host=host,
+        store_images=None if store is None else base / Path(store).expanduser(),
+        drift=drift,
+        drift_watch=watch_drift,
         base=base,
         origin=origin,
     )
@@ -188,6 +207,55 @@ def _metrics(value: Any, bad: Callable[[str, str, Any], LineError]) -> tuple[int
     if not isinstance(host, str) or not host:
         raise bad("metrics.host", "must be an interface address", host)
     return port, host
+
+
+def _drift(value: Any, bad: Callable[[str, str, Any], LineError]) -> tuple[DriftConfig, bool]:
+    """The ``drift:`` section: the watch's settings (checked by :class:`DriftConfig`) and whether it runs."""
+    if not isinstance(value, dict):
+        raise bad("drift", "must be a mapping {window: N, psi_alarm: X, share_alpha: P, enabled: true|false}", value)
+    for key in sorted(set(value) - set(DRIFT_KEYS), key=str):
+        raise bad(f"drift.{key}", f"unknown key (keys: {', '.join(DRIFT_KEYS)})", value[key])
+    enabled = value.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise bad("drift.enabled", "must be true or false", enabled)
+    given = {k: _number(k, v, bad) for k, v in value.items() if k != "enabled"}
+    for key, number in given.items():
+        try:
+            drift_config({key: number})
+        except DefectlensError as exc:
+            raise bad(f"drift.{key}", str(exc), number) from None
+    return drift_config(given), enabled
+
+
+def _number(key: str, value: Any, bad: Callable[[str, str, Any], LineError]) -> int | float:
+    """A ``drift:`` value: the window a whole number, the others any number (YAML reads ``1e-6``, without a dot,
+    as text: taken as the number it spells)."""
+    if key == "window":
+        if not _is_int(value):
+            raise bad("drift.window", "must be a whole number", value)
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"drift.{key}", "must be a number", value)
+    return value
+
+
+def drift_config(given: Mapping[str, Any]) -> DriftConfig:
+    """:class:`DriftConfig` with ``given`` fields; a window shorter than the default ``min_verdicts`` checks
+    agreement from as many verdicts as it holds (instead of refusing a setting nobody gave).
+
+    Raises:
+        DefectlensError: DriftConfig's message for a value out of range.
+    """
+    settings = dict(given)
+    window = settings.get("window")
+    if isinstance(window, int) and "min_verdicts" not in settings:
+        settings["min_verdicts"] = max(1, min(DriftConfig.min_verdicts, window))
+    return DriftConfig(**settings)
 
 
 # -- the command line's short forms ---------------------------------------------------------------------------------
@@ -239,6 +307,7 @@ def config_from_args(
     queue_size: int = 8,
     policy: str = "hold",
     metrics_port: int | None = None,
+    store_images: str | Path | None = None,
 ) -> StationConfig:
     """A station from the command line's ``--model``, ``--source``, ``--sink``... (paths from the current folder)."""
     if gate not in GATE_MODES:
@@ -255,6 +324,7 @@ def config_from_args(
         sinks=tuple(parse_sink(s) for s in sinks),
         gate=gate,
         log=parse_location(log or "inspections.sqlite"),
+        store_images=None if store_images is None else Path(store_images).expanduser(),
     )
 
 
@@ -346,13 +416,35 @@ def open_station(config: StationConfig, *, on_event: Callable[[StationEvent], No
     predictor = Predictor.load(config.model, gate=config.gate)
     good_classes(predictor.spec, config.good)  # refuse a model with no good class before anything opens
     source, sinks = create_source(config), create_sinks(config)
+    store = open_image_store(config)
     log = InspectionLog(config.log)
     metrics = LineMetrics(config.station) if config.metrics_port is not None else None
     station = Station(
         source=source, predictor=predictor, log=log, sinks=sinks, name=config.station, queue_size=config.queue_size,
         policy=config.policy, alarm_after=config.alarm_after, good=config.good, metrics=metrics, on_event=on_event,
+        store=store, drift=config.drift, watch_drift=config.drift_watch,
     )  # fmt: skip
     return StationRun(station, log, metrics, config.metrics_port, config.metrics_host)
+
+
+def open_image_store(config: StationConfig) -> ImageStore | None:
+    """The image store ``store_images`` names (its folder created), or None without one.
+
+    Raises:
+        LineError: when the folder cannot be created or written.
+    """
+    if config.store_images is None:
+        return None
+    folder = config.store_images
+    try:
+        store = ImageStore(folder)
+    except OSError as exc:
+        raise LineError(
+            f"{config.origin}: store_images {folder}: cannot create the folder ({exc.strerror or exc})"
+        ) from None
+    if not os.access(folder, os.W_OK):
+        raise LineError(f"{config.origin}: store_images {folder}: the folder is not writable")
+    return store
 
 
 class _NoTrigger:
@@ -378,6 +470,8 @@ def check_station(config: StationConfig) -> list[str]:
     elif not os.access(_existing_parent(config.log.parent), os.W_OK):
         raise LineError(f"log {config.log}: cannot create it here (folder not writable)")
     lines.append(f"log {config.log}: usable")
+    if open_image_store(config) is not None:
+        lines.append(f"images {config.store_images}: writable")
     source = create_source(config)
     source.open()
     source.close()

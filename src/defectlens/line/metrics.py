@@ -3,7 +3,9 @@
 Frames in, results by status (``ok`` decisions, ``needs_review``, ``error``, ``dropped``), the queue depth,
 the capture-to-published latency, sink errors by sink, and the drift watch (:mod:`defectlens.line.drift`):
 ``defectlens_line_drift_alarm`` (1 while an episode is open), ``defectlens_line_drift_alarms_total``,
-``defectlens_line_drift_severity{check}`` (1: alarm level) and ``defectlens_line_drift_window_images``.
+``defectlens_line_drift_severity{check}`` (1: alarm level), ``defectlens_line_drift_window_images`` and
+``defectlens_line_drift_window_size`` (0: the watch is off); images the store could not keep
+(``defectlens_line_image_store_errors_total``).
 Each station has its own ``CollectorRegistry``,
 so two stations (or a station and the web service) in one process never mix. prometheus_client is imported
 here only, when metrics are asked for.
@@ -50,6 +52,13 @@ class LineMetrics:
             registry=r,
         )  # fmt: skip
         self._drift_filled = Gauge("defectlens_line_drift_window_images", "Frames in the drift window", registry=r)
+        self._drift_size = Gauge(
+            "defectlens_line_drift_window_size", "Frames a full drift window holds (0: the watch is off)", registry=r
+        )
+        self._store_errors = Counter(
+            "defectlens_line_image_store_errors", "Images the store could not keep (rows logged without them)",
+            registry=r,
+        )  # fmt: skip
         self._server: Any = None
         self.port: int | None = None
 
@@ -65,6 +74,13 @@ class LineMetrics:
 
     def sink_error(self, sink: str) -> None:
         self._sink_errors.labels(sink=sink).inc()
+
+    def store_error(self) -> None:
+        self._store_errors.inc()
+
+    def drift_window(self, size: int) -> None:
+        """The drift watch's window size (0: off)."""
+        self._drift_size.set(size)
 
     def drift(self, status: DriftStatus, *, raised: bool = False) -> None:
         """The drift watch's state after a frame (``raised``: that frame opened an alarm episode)."""

@@ -22,12 +22,19 @@ bundle is loaded, checked and warmed up beside the one deciding (:class:`~defect
 then put in force between two frames. A frame is decided, logged and published with the model that took it
 (its row's ``model_id``); a bundle that cannot be used leaves the old model deciding and raises a
 ``model_swap_failed`` event.
+
+With an image store (``store_images:``) each judged frame's image is kept before its row is logged (the bytes as
+the source read them; a camera's pixels as a lossless PNG), and the row names it (``image_path``): operator
+verdicts on those rows become training data (``defectlens data import --from-log``). A store that cannot take
+an image never costs the inspection: the row is logged without the path, counted, and a ``store_error`` event
+says why.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import queue
 import threading
 import time
@@ -40,8 +47,10 @@ import numpy as np
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
+from defectlens.inference.drift import DriftConfig
 from defectlens.inference.predictor import Prediction, Predictor
 from defectlens.inference.swap import ModelSlot, Swapped
+from defectlens.inspections.images import ImageStore
 from defectlens.inspections.store import Inspection, InspectionLog, NewInspection
 from defectlens.line.base import Frame, LineError, Result, Sink, Source
 from defectlens.line.drift import StationDrift
@@ -59,6 +68,7 @@ EventKind = Literal[
     "sink_error",
     "source_error",
     "log_error",
+    "store_error",
     "stopping",
     "stopped",
     "model_swapped",
@@ -78,6 +88,7 @@ class StationMetrics(Protocol):
     def result(self, status: str, latency_s: float) -> None: ...
     def queue_depth(self, depth: int) -> None: ...
     def sink_error(self, sink: str) -> None: ...
+    def store_error(self) -> None: ...
 
 
 @runtime_checkable
@@ -104,6 +115,7 @@ class StationStats:
     frames_in: int = 0
     results: dict[str, int] = field(default_factory=dict)  # by status: ok, needs_review, error, dropped
     sink_errors: dict[str, int] = field(default_factory=dict)
+    store_errors: int = 0  # images the store could not take (their rows are logged without image_path)
     alarm: str = ""
     last: Result | None = None
 
@@ -146,6 +158,23 @@ def _digest(data: bytes | np.ndarray) -> tuple[str, int]:
     return hashlib.sha256(raw).hexdigest(), len(raw)
 
 
+def _encoded(data: bytes | np.ndarray) -> tuple[bytes, str | None]:
+    """A frame's image as a file and its format: the bytes a source read, as they are (their format from the
+    header), or a camera's pixels as a lossless PNG."""
+    from PIL import Image
+
+    if isinstance(data, np.ndarray):
+        buf = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(data)).save(buf, "PNG")
+        return buf.getvalue(), "PNG"
+    raw = bytes(data)
+    try:
+        with Image.open(io.BytesIO(raw)) as im:  # reads the header only
+            return raw, im.format
+    except Exception:  # stored all the same, as .img: the model judged it
+        return raw, None
+
+
 class Station:
     """One running station (see the module docstring for the steps and the guarantees).
 
@@ -161,6 +190,9 @@ class Station:
         good: the good classes of a multi-class model (see :func:`good_classes`).
         metrics: instruments to update (None: none).
         on_event: called with every :class:`StationEvent`, from the station's threads.
+        store: where to keep each judged frame's image (None: only its hash is logged).
+        drift: the drift watch's settings (None: its defaults).
+        watch_drift: False turns the drift watch off.
     """
 
     def __init__(
@@ -177,6 +209,9 @@ class Station:
         good: Sequence[str] | None = None,
         metrics: StationMetrics | None = None,
         on_event: Callable[[StationEvent], None] | None = None,
+        store: ImageStore | None = None,
+        drift: DriftConfig | None = None,
+        watch_drift: bool = True,
     ):
         if policy not in POLICIES:
             raise LineError(f"queue policy must be one of {', '.join(POLICIES)}, got {policy!r}")
@@ -189,7 +224,8 @@ class Station:
         self._good = tuple(good) if good else None
         good_classes(predictor.spec, good)  # refuse a model with no good class at once
         self.metrics = metrics
-        self.drift = StationDrift(metrics)  # follows the model id of each frame's predictor (swaps)
+        self.store = store
+        self.drift = StationDrift(metrics, drift, enabled=watch_drift)  # follows each frame's model id (swaps)
         self.stats = StationStats()
         self._on_event = on_event
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
@@ -380,8 +416,28 @@ class Station:
         except Exception as exc:  # the model itself failed: an error row, and the line goes on
             prediction = Prediction.error(frame.name, f"the model failed on this frame ({type(exc).__name__}: {exc})")
         self.drift.observe(predictor, prediction, self._event)  # a drift_alarm / drift_cleared event
-        row = self._row(frame, prediction, predictor)
+        image_path = self._store_image(frame) if prediction.status != "error" else None
+        row = replace(self._row(frame, prediction, predictor), image_path=image_path)
         self._log_and_queue(frame, row, self._result(frame, row, None, predictor))
+
+    def _store_image(self, frame: Frame) -> str | None:
+        """Keep the frame's image in the store, before its row is logged; its path there, or None without a store
+        or when the write failed (counted and reported: the inspection is logged all the same)."""
+        if self.store is None:
+            return None
+        try:
+            data, image_format = _encoded(frame.data)
+            return self.store.put(data, image_format=image_format)
+        except Exception as exc:  # a full disk must not stop the line or lose the inspection
+            with self._count:
+                self.stats.store_errors += 1
+            if self.metrics is not None:
+                self.metrics.store_error()
+            self._event(
+                "store_error", f"{frame.name}: image not kept in {self.store.folder} ({type(exc).__name__}: {exc}); "
+                "the inspection is logged without it",
+            )  # fmt: skip
+            return None
 
     def _log_and_queue(self, frame: Frame, row: NewInspection, result: Result) -> None:
         """Commit the row, then queue the result with its id for publishing (under one lock: id order)."""

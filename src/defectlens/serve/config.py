@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.inference.backends import SLICE, resolve_threads
+from defectlens.inference.drift import DriftConfig
 from defectlens.inspections.engine import DatabaseURL
 
 #: Environment variable read for the API key when none is given on the command line.
 API_KEY_ENV = "DEFECTLENS_API_KEY"
 #: Environment variable read for more Host names the service answers to (comma-separated), beside --allowed-host.
 ALLOWED_HOSTS_ENV = "DEFECTLENS_ALLOWED_HOSTS"
+#: The drift watch's settings ``serve`` takes: DriftConfig's field -> its option (as ``monitor`` names them).
+DRIFT_OPTIONS = {"window": "--drift-window", "psi_alarm": "--drift-psi-alarm", "share_alpha": "--drift-share-alpha"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class ServeConfig:
             other origins whose pages may POST to it.
         allowed_hosts: ``Host`` names the service answers to beside loopback names and the bind host
             (``*``: any, when a proxy in front checks it); others get 421 (DNS rebinding).
+        drift: the drift watch's settings (see :func:`drift_config`).
+        drift_watch: False turns the drift watch off (``--no-drift``).
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +67,8 @@ class ServeConfig:
     batch_wait_ms: float = 5.0
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    drift_watch: bool = True
 
     def __post_init__(self) -> None:
         check_gate_mode(self.gate)
@@ -94,6 +103,30 @@ class ServeConfig:
     def exposed(self) -> bool:
         """True when bound beyond this machine with no API key (the command line warns)."""
         return not is_loopback(self.host) and not self.api_key
+
+
+def drift_config(given: Mapping[str, Any]) -> DriftConfig:
+    """The drift watch's settings from ``--drift-window``, ``--drift-psi-alarm`` and ``--drift-share-alpha``
+    (``given``: DriftConfig's field -> value, None where not given). A window shorter than the default
+    ``min_verdicts`` checks agreement from as many verdicts as it holds.
+
+    Raises:
+        DefectlensError: naming the option and its value, with DriftConfig's reason.
+    """
+    chosen = {k: v for k, v in given.items() if v is not None}
+    for key, value in chosen.items():
+        try:
+            _drift({key: value})
+        except DefectlensError as exc:
+            raise DefectlensError(f"{DRIFT_OPTIONS.get(key, key)} {value}: {exc}") from None
+    return _drift(chosen)
+
+
+def _drift(settings: dict[str, Any]) -> DriftConfig:
+    window = settings.get("window")
+    if window is not None and "min_verdicts" not in settings:
+        settings = {**settings, "min_verdicts": max(1, min(DriftConfig.min_verdicts, int(window)))}
+    return DriftConfig(**settings)
 
 
 def is_loopback(host: str) -> bool:

@@ -10,6 +10,9 @@ the reference and starts a new window. Gauges (a private registry's, refreshed w
 * ``defectlens_drift_window_images``: frames in the window so far (the checks start when it holds
   ``defectlens_drift_window_size``); ``defectlens_drift_unavailable{statistic}``: 1 for each statistic the
   model's bundle cannot be watched on (an old bundle).
+
+Its settings come from ``serve``'s ``--drift-window``, ``--drift-psi-alarm`` and ``--drift-share-alpha``;
+``--no-drift`` turns it off (no watch; ``defectlens_drift_window_size`` 0).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ _log = logging.getLogger("defectlens.serve.drift")
 class ServiceDrift:
     """The watch, its gauges in ``registry`` and its log events (thread-safe)."""
 
-    def __init__(self, registry: Any, config: DriftConfig | None = None):
+    def __init__(self, registry: Any, config: DriftConfig | None = None, *, enabled: bool = True):
         from prometheus_client import Counter, Gauge
 
         self.config = config or DriftConfig()
+        self.enabled = enabled
         self.watch: DriftWatch | None = None
         self.events: list[DriftEvent] = []  # the latest alarms and clearances, newest last (at most 50)
         self._lock = threading.Lock()
@@ -55,10 +59,12 @@ class ServiceDrift:
             "defectlens_drift_unavailable", "1 for each statistic this model cannot be watched on", ["statistic"],
             registry=r,
         )  # fmt: skip
-        self._size.set(self.config.window)
+        self._size.set(self.config.window if enabled else 0)
 
     def observe(self, predictor: Predictor, check: GateCheck | None, label: str | None, *, error: bool) -> None:
         """Count one upload decided (``label``), flagged by the gate or refused by it; errors are not counted."""
+        if not self.enabled:
+            return
         with self._lock:
             if self.watch is None:
                 self.watch = DriftWatch.for_predictor(predictor, self.config)

@@ -17,6 +17,8 @@ from defectlens.serve.drift import ServiceDrift
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from defectlens.inference.drift import DriftConfig
+
 _LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 
@@ -24,7 +26,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 class Metrics:
     """The service's instruments, in a private registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, drift: DriftConfig | None = None, watch_drift: bool = True) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -50,7 +52,7 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("defectlens_ready", "1 once the model is loaded and warmed up", registry=r)
-        self.drift = ServiceDrift(r)  # the drift watch's gauges (see defectlens.serve.drift)
+        self.drift = ServiceDrift(r, drift, enabled=watch_drift)  # its gauges (see defectlens.serve.drift)
         self.model_swaps = Counter(
             "defectlens_model_swaps",
             "Model changes while serving: action load, reload (SIGHUP) or rollback; outcome ok or failed",

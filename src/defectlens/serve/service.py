@@ -91,7 +91,7 @@ class Service:
         self.log = log
         self.config = config
         self.store = store
-        self.metrics = Metrics()
+        self.metrics = Metrics(drift=config.drift, watch_drift=config.drift_watch)
         self.ready = False
         self._pool: ThreadPoolExecutor | None = None
         self._warmup: asyncio.Task[None] | None = None
