@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 #: Extension per PIL format name; other formats are stored as ``.img``.
@@ -29,12 +30,16 @@ class ImageStore:
         path = self.folder / rel
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with tmp.open("wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                with tmp.open("wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                tmp.replace(path)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # no half-written file left behind
+                raise
         return rel.as_posix()
 
     def path(self, rel: str) -> Path:

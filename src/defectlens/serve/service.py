@@ -223,7 +223,11 @@ class Service:
         decoded = decode(upload, predictor)
         path = None
         if self.store is not None and decoded.error is None:
-            path = self.store.put(upload.data, image_format=decoded.image_format)
+            try:
+                path = self.store.put(upload.data, image_format=decoded.image_format)
+            except OSError as exc:  # a full or failing disk costs the stored copy, never the inspection
+                self.metrics.errors.labels("image_store").inc()
+                _log.warning("image store %s: %r kept without its image: %s", self.store.folder, upload.name, exc)
         return decoded, path
 
     # -- one request --------------------------------------------------------------------------------

@@ -101,6 +101,25 @@ def test_client_file_names_are_data_never_paths(make_client, tmp_path):
     assert not list(tmp_path.glob("**/evil*"))
 
 
+def test_a_failing_image_store_costs_the_copy_never_the_inspection(make_client, tmp_path):
+    """The store's disk refuses the write (here: its sub-folder's name is taken by a file): the part is still
+    decided, logged and answered, without an image path, and the failure is counted."""
+    import hashlib
+
+    img = png_bytes(7)
+    digest = hashlib.sha256(img).hexdigest()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / digest[:2]).write_bytes(b"")  # mkdir of the image's folder fails
+    with make_client(store=True) as (c, log):
+        res = post(c, ("a.png", img)).json()["results"][0]
+        row = log.get(res["inspection_id"])
+        metrics = c.get("/metrics").text
+    assert res["status"] == "ok" and res["prediction"] is not None and res["image_path"] is None
+    assert row is not None and row.image_path is None and row.prediction == res["prediction"]
+    assert 'defectlens_errors_total{kind="image_store"} 1.0' in metrics
+    assert not [p for p in (tmp_path / "images").rglob("*.tmp")]
+
+
 def test_page_uploads_are_logged_as_web(client):
     res = post(client, ("a.png", png_bytes(6)), headers={"X-Defectlens-Client": "page"}).json()["results"][0]
     assert client.log.get(res["inspection_id"]).source == "web"
