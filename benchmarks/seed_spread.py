@@ -90,6 +90,8 @@ def seed_table(results: dict[str, dict[str, Any]]) -> str:
                 f"| {spread_cell(entry, 'accuracy')} | {spread_cell(entry, 'defect_recall')} "
                 f"| {entry['train_seconds_mean'] / 60:.1f} min |"
             )
+    if len(lines) == 2:
+        return "No seed runs recorded yet: `python benchmarks/run_real.py --datasets DATASET --seeds 5` records them."
     return "\n".join(lines)
 
 

@@ -86,3 +86,8 @@ def test_expected_file_round_trip_and_the_demo_line(tmp_path, monkeypatch):
     assert "warning: 0.5000 is outside that range" in said(0.5)  # a broken install says so
     assert "measured on other CPUs only" in said(0.88, cpu="Apple M3")
     assert said(0.88) != "" and print_expected(Console(file=io.StringIO()), {}, ranges, "x") is None
+
+
+def test_no_seed_runs_say_how_to_make_them_instead_of_an_empty_table():
+    ss = load_benchmark("seed_spread")
+    assert ss.seed_table({"elpv": {}}).startswith("No seed runs recorded yet: `python benchmarks/run_real.py")
