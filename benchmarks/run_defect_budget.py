@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import describe  # noqa: E402
-from run_real import DATASETS, prepare, recipe, summarize, train  # noqa: E402
+from run_real import DATASETS, prepare, recipe, summarize  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_JSON = "defect-budget.json"
@@ -106,6 +106,22 @@ def figures(test: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     }
 
 
+def unfinished_run(out: Path, name: str) -> Path | None:
+    """The newest run folder of ``name`` under ``out`` that has a ``last.pt`` and no evaluation yet."""
+    runs = sorted(out.glob(f"{name}-*/last.pt"), key=lambda p: p.stat().st_mtime)
+    stopped = [p.parent for p in runs if not (p.parent / "eval" / "metrics.json").is_file()]
+    return stopped[-1] if stopped else None
+
+
+def train(config: Any, *, quiet: bool, resume: Path | None = None) -> Any:
+    """Train and evaluate ``config`` (continuing ``resume`` when given), as run_real.py's ``train``."""
+    from defectlens.cli.output import progress_display
+    from defectlens.workflows.train import train_and_evaluate
+
+    with progress_display(quiet=quiet) as progress:
+        return train_and_evaluate(config, resume=resume, progress=progress)
+
+
 def train_row(budget: str, full: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Train our recipe with ``budget`` labelled defects ("all": the full split) and return its row."""
     from defectlens.data.manifest import Manifest
@@ -121,7 +137,10 @@ def train_row(budget: str, full: Path, args: argparse.Namespace) -> dict[str, An
     config = config.replace(name=f"budget-{budget}")
     print(f"== casting / ours with {budget} labelled defects: {used}", flush=True)
     load = os.getloadavg()
-    run = train(config, quiet=args.quiet)
+    stopped = unfinished_run(Path(config.out), config.name)
+    if stopped is not None:  # a run stopped mid-way (killed, machine taken back) continues from its last epoch
+        print(f"   continuing {stopped} from its last.pt", flush=True)
+    run = train(config, quiet=args.quiet, resume=stopped)
     entry = summarize(run.metrics, run.run_dir)
     defects = {s: sum(v for k, v in c.items() if k != NORMAL) for s, c in used.items()}
     return {
