@@ -151,6 +151,7 @@ def train_row(budget: str, full: Path, args: argparse.Namespace) -> dict[str, An
         **figures(entry["test"], Path(run.run_dir)),
         "threshold": entry["threshold"],
         "train_seconds": round(run.seconds, 1),
+        **({"train_seconds_note": "after resuming; the epochs before ran in an earlier process"} if stopped else {}),
         "best_epoch": run.best_epoch,
         "load_average_before": [round(x, 2) for x in load],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
