@@ -85,11 +85,10 @@ $(PEERS_VENV)/bin/python: benchmarks/peers/requirements.txt
 	$(PEERS_VENV)/bin/pip install -q -r benchmarks/peers/requirements.txt
 	touch $@
 
-peers: $(PEERS_VENV)/bin/python
-
 # anomalib's PatchCore beside ours (issue #29), benchmark-only like the Ultralytics peer: its own
-# virtualenv, never .venv, not part of install or test. benchmarks/run_anomaly.py --peer anomalib
-# runs benchmarks/peers/anomalib_patchcore.py in it (see benchmarks/peers/README.md).
+# virtualenv, never .venv, not part of install. benchmarks/run_anomaly.py --peer anomalib runs
+# benchmarks/peers/anomalib_patchcore.py in it (see benchmarks/peers/README.md); `make peers` (CI) builds
+# it too, so its smoke test runs there.
 ANOMALIB_VENV ?= .venv-anomalib
 ANOMALIB_PINS := torch==2.14.1 torchvision==0.29.1 anomalib==2.7.0 openvino==2026.4.1 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0
 $(ANOMALIB_VENV)/.installed: Makefile
@@ -99,3 +98,5 @@ $(ANOMALIB_VENV)/.installed: Makefile
 	touch $@
 
 anomalib-peer: $(ANOMALIB_VENV)/.installed
+
+peers: $(PEERS_VENV)/bin/python $(ANOMALIB_VENV)/.installed

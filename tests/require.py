@@ -6,7 +6,7 @@ install or a missing ``../shared`` cannot turn part of the suite into silent ski
 
 Flags:
     UI_TESTS: Chromium, Playwright, Xvfb and Tk (``make sysdeps``, the ``dev`` extra).
-    PEERS: the benchmark peers' virtualenv (``make peers``).
+    PEERS: the benchmark peers' virtualenvs (``make peers``: Ultralytics, and anomalib's ``.venv-anomalib``).
     REALDATA: ``../shared/datasets`` beside the checkout.
     SERVE: the ``serve`` extra (FastAPI, uvicorn) and httpx, for the web service tests.
     EXTRAS: the other extras ``make install`` installs (``train``: elpv-dataset, grad-cam; ``openvino``; ``ray``).

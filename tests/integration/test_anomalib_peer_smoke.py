@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.benchmark_scripts import load_benchmark
+from tests.require import missing
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def test_the_package_weights_map_one_to_one_onto_timm_names(runner):
 
 def test_anomalib_patchcore_fits_exports_and_scores_offline(bench, tmp_path):
     if bench.anomalib_python() is None:
-        pytest.skip("no anomalib virtualenv (.venv-anomalib: make anomalib-peer; see benchmarks/peers/README.md)")
+        missing("PEERS", "no anomalib virtualenv (.venv-anomalib: make peers or make anomalib-peer)")
     split = _images(tmp_path)
     (tmp_path / "split.json").write_text(json.dumps(split))
     summary = bench.call_anomalib(
@@ -72,8 +73,14 @@ def test_anomalib_patchcore_fits_exports_and_scores_offline(bench, tmp_path):
     for backend in ("onnx", "openvino"):
         exported = summary["export"][backend]
         assert exported["mb"] > 0 and exported["latency"]["runs"] == 100
-        assert exported["parity_max_abs_score_diff"] <= 1e-3, backend
+    assert summary["export"]["onnx"]["parity_max_abs_score_diff"] <= 1e-3
     assert summary["export"]["onnx"]["parity_max_abs_map_diff"] <= 1e-3
+    # OpenVINO computes in its CPU's default precision: bf16 where the CPU has it (the drift the benchmark reports),
+    # f32 elsewhere; with an f32 hint it must agree with the torch model on every CPU
+    hinted = summary["export"]["openvino_f32_hint"]
+    assert hinted["parity_max_abs_score_diff"] <= 1e-3 and hinted["parity_max_abs_map_diff"] <= 1e-3
+    if "f32" in hinted["inference_precision_default"]:
+        assert summary["export"]["openvino"]["parity_max_abs_score_diff"] <= 1e-3
     data = np.load(summary["scores"])
     assert list(data["paths"]) == split["test"] and data["maps"].shape == (4, 64, 64)
     y = np.array([False, False, True, True])
