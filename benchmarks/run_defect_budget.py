@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from machine import describe  # noqa: E402
-from run_real import DATASETS, prepare, recipe, summarize  # noqa: E402
+from run_real import DATASETS, prepare, recipe, summarize, train  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_JSON = "defect-budget.json"
@@ -111,15 +111,6 @@ def unfinished_run(out: Path, name: str) -> Path | None:
     runs = sorted(out.glob(f"{name}-*/last.pt"), key=lambda p: p.stat().st_mtime)
     stopped = [p.parent for p in runs if not (p.parent / "eval" / "metrics.json").is_file()]
     return stopped[-1] if stopped else None
-
-
-def train(config: Any, *, quiet: bool, resume: Path | None = None) -> Any:
-    """Train and evaluate ``config`` (continuing ``resume`` when given), as run_real.py's ``train``."""
-    from defectlens.cli.output import progress_display
-    from defectlens.workflows.train import train_and_evaluate
-
-    with progress_display(quiet=quiet) as progress:
-        return train_and_evaluate(config, resume=resume, progress=progress)
 
 
 def train_row(budget: str, full: Path, args: argparse.Namespace) -> dict[str, Any]:

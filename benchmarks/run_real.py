@@ -203,13 +203,14 @@ def prepare(ds: DatasetDef, *, shared: Path, work: Path, smoke: bool, seed: int)
     return out
 
 
-def train(config: Any, *, quiet: bool) -> Any:
-    """Train and evaluate ``config`` with the library's workflow, showing progress unless ``quiet``."""
+def train(config: Any, *, quiet: bool, resume: Path | None = None) -> Any:
+    """Train and evaluate ``config`` with the library's workflow (continuing the run folder ``resume`` when
+    given), showing progress unless ``quiet``."""
     from defectlens.cli.output import progress_display
     from defectlens.workflows.train import train_and_evaluate
 
     with progress_display(quiet=quiet) as progress:
-        return train_and_evaluate(config, progress=progress)
+        return train_and_evaluate(config, resume=resume, progress=progress)
 
 
 def cross_validate(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
