@@ -54,6 +54,8 @@ SPEED_PEER = ROOT / "benchmarks" / "peers" / "speed_peer.py"
 OUT = ROOT / "benchmarks" / "results" / "peers.json"
 #: Torch rows (ours and theirs) time every TORCH_SHARE-th image only: they are the slow references.
 TORCH_SHARE = 4
+#: How ``backend="auto"`` chose at each thread count in this run (measured afresh: the run's own cache).
+CHOICES: dict[str, Any] = {}
 
 
 def say(message: str) -> None:
@@ -185,6 +187,10 @@ def our_rows(bundle: Path, threads: tuple[int, ...]) -> dict[str, Callable[[list
             for t in threads:
                 p = Predictor.load(bundle, backend=runtime, threads=t, precision=precision)
                 rows[f"ours {p.backend} t{t}"] = _timer(p, t if runtime == "torch" else None, torch)
+    for t in threads:  # as shipped: backend "auto", which times the runtimes at first load on this CPU
+        p = Predictor.load(bundle, threads=t)
+        rows[f"ours shipped (auto: {p.backend}) t{t}"] = _timer(p, None, torch)
+        CHOICES[f"t{t}"] = p.runtime_choice
     return rows
 
 
@@ -340,11 +346,14 @@ def goals(result: dict[str, Any], threads: tuple[int, ...]) -> dict[str, Any]:
     graph = "int8" if backend.endswith("-int8") else "fp32"  # the graph the bundle runs by default
     for t in threads:
         peer = e2e.get(f"ultralytics onnxruntime t{t}", {}).get("p50_ms")
-        for ours in dict.fromkeys(("onnxruntime", "onnxruntime-int8", backend)):
+        for ours in dict.fromkeys(("onnxruntime", "onnxruntime-int8", "openvino-int8")):
             mine = e2e.get(f"ours {ours} t{t}", {}).get("p50_ms")
-            what = f"{ours} (as shipped)" if ours == backend else ours
             if peer and mine:
-                out[f"e2e_p50 ours {what} / ultralytics onnx, t{t} (goal <= 0.7)"] = round(mine / peer, 2)
+                out[f"e2e_p50 ours {ours} / ultralytics onnx, t{t} (goal <= 0.7)"] = round(mine / peer, 2)
+        for name, row in e2e.items():
+            if name.startswith("ours shipped") and name.endswith(f" t{t}") and peer:
+                what = name.removeprefix("ours ").rsplit(" t", 1)[0]
+                out[f"e2e_p50 ours {what} / ultralytics onnx, t{t} (goal <= 0.7)"] = round(row["p50_ms"] / peer, 2)
         exact = [
             v["p50_ms"] for k, v in mo.items() if k.startswith(f"ours {graph} |") and "bf16" not in k and f"t{t}" in k
         ]
@@ -445,6 +454,8 @@ def main() -> None:
                               "machine": describe(), "notes": []}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        os.environ["DEFECTLENS_CACHE_DIR"] = str(tmp / "cache")  # auto measures afresh, whatever ran before
+        os.environ["DEFECTLENS_AUTO_RUNTIME"] = "measure"
         bundle = args.bundle or build_bundle(tmp, smoke=args.smoke)
         result["bundle"] = {"path": str(bundle), "random_weights": args.bundle is None}
         images = test_images(args.images, args.max_images, tmp)
@@ -458,6 +469,7 @@ def main() -> None:
         finally:
             if peer is not None:
                 peer.close()
+    result["auto_runtime_choice"] = CHOICES
     result["goals"] = goals(result, threads)
     result["markdown"] = markdown(result, threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)

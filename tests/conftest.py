@@ -7,6 +7,7 @@ tests in ``tests/unit/data``; this file only holds what several test packages ne
 from __future__ import annotations
 
 import gc
+import os
 import random
 import sys
 from pathlib import Path
@@ -19,6 +20,10 @@ from tests.anomaly_fixtures import anomaly_fitted  # noqa: F401  # the session's
 from tests.require import missing, required
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+# ``backend="auto"`` times the runtimes at a graph's first load (inference/runtime_choice.py); the suite must not
+# depend on timing, so it takes the rule (inherited by the CLI subprocesses). test_runtime_choice.py sets "measure".
+os.environ.setdefault("DEFECTLENS_AUTO_RUNTIME", "rule")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -32,7 +32,11 @@ casting bundle, EfficientNet-Lite0 at 192 px; ``benchmarks/bench_peers.py`` re-m
   CPU instead of streaming every layer of the whole batch through memory. Concurrent callers (the web
   service's requests) likewise run side by side, one core each.
 
-The backend ``auto`` picks (:func:`auto_backend`) is ONNX Runtime for both graphs: OpenVINO in f32
+``backend="auto"`` times the runtimes a graph was verified on at its first load on a machine and keeps
+the faster (:mod:`~defectlens.inference.runtime_choice`): the measurements below are the AMD EPYC's, and on
+an Intel Xeon the INT8 graph ran faster in OpenVINO. :func:`auto_backend` is the rule order it starts
+from, and the whole choice where timing is off (``DEFECTLENS_AUTO_RUNTIME=rule``) or one runtime is
+verified. On the AMD EPYC the rule's ONNX Runtime was the faster for both graphs: OpenVINO in f32
 was 4-8% slower on one image and level on batches; on the INT8 graph it was level with ONNX Runtime
 on one core and about 5% faster on batches, but :func:`openvino_runner` gives each image one stream
 on one core, so only the ONNX Runtime runner splits a lone image over idle cores, and that is the

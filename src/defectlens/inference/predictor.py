@@ -27,15 +27,15 @@ from defectlens.core.errors import DefectlensError, ImageError
 from defectlens.core.profile import GateMode, check_gate_mode
 from defectlens.core.spec import ModelSpec
 from defectlens.data.images import Source, prepare_frame, source_label
-from defectlens.inference import backends, cam
+from defectlens.inference import backends, cam, runtime_choice
 from defectlens.inference.cam import CamModel, ClassActivation
 from defectlens.inference.gate import Gate, GateCheck
 
 if TYPE_CHECKING:
     from defectlens.models import Classifier
 
-#: Model runtimes a Predictor can use; ``auto`` takes the fastest exact runtime for a bundle's graph
-#: (:func:`defectlens.inference.backends.auto_backend`), torch for checkpoints.
+#: Model runtimes a Predictor can use; ``auto`` takes the faster exact runtime for a bundle's graph on this
+#: CPU (:mod:`defectlens.inference.runtime_choice`), torch for checkpoints.
 BACKENDS = ("auto", "onnx", "openvino", "torch")
 #: Which graph of a bundle to run: ``auto`` (the one the export chose), ``fp32`` or ``int8`` (opt-in).
 PRECISIONS = ("auto", "fp32", "int8")
@@ -162,6 +162,8 @@ class Predictor:
         self._torch_factory = torch_factory
         self._torch_model: Any = None
         self._explain_lock = threading.RLock()
+        #: How ``backend="auto"`` picked the runtime of a bundle (:mod:`~defectlens.inference.runtime_choice`).
+        self.runtime_choice: dict[str, Any] | None = None
 
     @classmethod
     def from_model(cls, model: Classifier, spec: ModelSpec, *, model_id: str | None = None) -> Predictor:
@@ -188,9 +190,9 @@ class Predictor:
 
         Args:
             path: bundle file, run folder (holding ``best.pt``) or checkpoint file.
-            backend: ``auto`` (for a bundle the fastest exact runtime for its graph, see
-                :func:`~defectlens.inference.backends.auto_backend`; torch for a checkpoint), ``onnx``,
-                ``openvino`` or ``torch``.
+            backend: ``auto`` (for a bundle the faster of the runtimes its export verified, timed on this
+                CPU at the graph's first load and remembered, see :mod:`~defectlens.inference.runtime_choice`;
+                torch for a checkpoint), ``onnx``, ``openvino`` or ``torch``.
             threads: CPU cores a batch is spread over (None: every usable core); one image uses one core
                 with ``openvino``; with ``onnx`` a lone image on otherwise idle cores is split over them
                 (see :mod:`~defectlens.inference.backends`; ``threads=1`` never splits). For ``torch``, its
@@ -256,6 +258,7 @@ class Predictor:
             except Exception as exc:  # safetensors or load_state_dict on weights that do not fit the spec
                 raise DefectlensError(f"{p}: refused: model.safetensors does not fit {spec.arch} ({exc})") from None
 
+        choice: runtime_choice.Choice | None = None
         if backend == "torch":  # the FP32 weights, whichever graph the export made the default
             if precision == "int8":
                 raise DefectlensError(f"{p}: the torch backend runs the FP32 weights; use --precision fp32")
@@ -264,16 +267,26 @@ class Predictor:
             gate_in_force = Gate(profile, mode=gate, member=None)
         else:
             member = _graph_member(bundle.meta, bundle.members, precision, p)
-            runtime = _runtime_for(bundle.meta, member, backend, p)
             gate_in_force = Gate(profile, mode=gate, member=member)
-            build = backends.openvino_runner if runtime == "openvino" else backends.onnx_runner
-            run, graph = build(
-                bundle.members[member], threads=threads, name=f"{p}:{member}", with_ood=gate_in_force.wants_ood
+
+            def build(runtime: str) -> runtime_choice.Built:
+                make = backends.openvino_runner if runtime == "openvino" else backends.onnx_runner
+                return make(
+                    bundle.members[member], threads=threads, name=f"{p}:{member}", with_ood=gate_in_force.wants_ood
+                )
+
+            choice = runtime_choice.choose(
+                bundle.members[member],
+                _runtimes_for(bundle.meta, member, backend, p),
+                build,
+                threads=backends.resolve_threads(threads),
+                sample_shape=(1, spec.in_channels, spec.input_size, spec.input_size),
             )
+            run, graph = choice.built
             check_graph(graph, spec, str(p))
-            name = backends.RUNTIME_LABELS[runtime] + ("-int8" if member == INT8_FILE else "")
+            name = backends.RUNTIME_LABELS[choice.runtime] + ("-int8" if member == INT8_FILE else "")
             cam_model = _cam_model(bundle.meta, bundle.members, graph, name=name, int8=member == INT8_FILE)
-        return cls(
+        predictor = cls(
             run,
             spec,
             backend=name,
@@ -282,7 +295,9 @@ class Predictor:
             meta=bundle.meta,
             gate=gate_in_force,
             cam=cam_model,
-        ).probed(str(p))
+        )
+        predictor.runtime_choice = choice.report() if choice else None
+        return predictor.probed(str(p))
 
     @classmethod
     def from_onnx(
@@ -656,6 +671,7 @@ class Predictor:
         return {
             "model_id": self.model_id,
             "backend": self.backend,
+            "runtime_choice": self.runtime_choice,
             "spec": self.spec.to_dict(),
             "metrics": self.meta.get("metrics"),
             "versions": self.meta.get("versions"),
@@ -739,16 +755,20 @@ def _cam_model(
     return CamModel(run, weight, f"{'anomaly map' if span else 'CAM'} ({name})", span)
 
 
-def _runtime_for(meta: dict[str, Any], member: str, backend: str, path: Path) -> str:
-    """The ONNX runtime for ``member``: ``auto``'s rule, or the one asked for unless the export found it wrong."""
+def _runtimes_for(meta: dict[str, Any], member: str, backend: str, path: Path) -> list[str]:
+    """The ONNX runtimes ``member`` may run on, in rule order: for ``auto`` the rule's pick first, then every
+    other runtime the export verified that is installed here (:mod:`~defectlens.inference.runtime_choice`
+    times them); else the one asked for, unless the export found it wrong."""
     int8 = member == INT8_FILE
     checks = ((meta.get("int8") if int8 else meta.get("parity")) or {}).get("backends") or {}
     verified = [r for r, c in checks.items() if isinstance(c, dict) and c.get("ok")]
-    runtime = backends.auto_backend(verified=verified) if backend == "auto" else backend
-    check = checks.get(runtime)
+    if backend == "auto":
+        first = backends.auto_backend(verified=verified)
+        return [first] + [r for r in backends.ONNX_RUNTIMES if r != first and r in verified and backends.installed(r)]
+    check = checks.get(backend)
     if isinstance(check, dict) and check.get("ok") is False:
         raise DefectlensError(
-            f"{path}: refused: this graph failed its export check on the {runtime} backend "
+            f"{path}: refused: this graph failed its export check on the {backend} backend "
             f"({check.get('reason', 'see spec.json')}); use --backend onnx"
         )
-    return runtime
+    return [backend]

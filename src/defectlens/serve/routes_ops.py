@@ -46,6 +46,7 @@ def model_info(service: Service) -> ModelInfo:
     return ModelInfo(
         model_id=p.model_id,
         backend=p.backend,
+        runtime_choice=p.runtime_choice,
         arch=spec.arch,
         classes=list(spec.class_names),
         positive_class=spec.positive_class,

@@ -80,6 +80,9 @@ class ModelInfo(BaseModel):
 
     model_id: str | None
     backend: str
+    runtime_choice: dict[str, Any] | None = Field(
+        None, description="how backend auto chose the runtime: runtime, how (measured/cached/rule), p50_ms per runtime"
+    )
     arch: str
     classes: list[str]
     positive_class: str | None

@@ -18,6 +18,7 @@ def test_health_readiness_and_model_metadata(client, predictor):
     assert m["classes"] == ["ok", "defect"] and m["positive_class"] == "defect"
     assert (m["threshold"], m["temperature"], m["input_size"], m["in_channels"]) == (0.5, 1.0, 32, 1)
     assert m["model_id"] == predictor.model_id and m["backend"] == "onnxruntime"
+    assert m["runtime_choice"] == predictor.runtime_choice and m["runtime_choice"]["runtime"] == "onnx"
     assert m["data_fingerprint"] == "f" * 64  # the training data's fingerprint travels in the bundle
     assert m["metrics"]["accuracy"] == 0.75 and m["metrics"]["split"] == "val"
     assert m["explain_available"] is True and m["ready"] is True
