@@ -116,3 +116,43 @@ def test_decompression_bomb_is_refused(tmp_path):
     Image.new("1", (20000, 20000)).save(path)
     with pytest.raises(ImageError, match="decompression bomb"):
         load_image(path)
+
+
+@pytest.mark.parametrize("orientation", [None, 1, 3, 6, 8])
+def test_a_file_read_whole_or_streamed_decodes_to_the_pixels_pillow_gives(tmp_path, monkeypatch, orientation):
+    # a frame is read in one call and decoded from memory, a large file from the open file in chunks:
+    # both must give exactly Pillow's own upright pixels, and an image that outlives its file
+    from PIL import ImageOps
+
+    from defectlens.data import images
+
+    rng = np.random.default_rng(1)
+    img = Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8))
+    path = tmp_path / "a.jpg"
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    img.save(path, exif=exif.tobytes(), quality=90)
+    with Image.open(path) as raw:
+        expected = np.asarray(ImageOps.exif_transpose(raw))
+    whole = decode_image(path).image
+    monkeypatch.setattr(images, "READ_WHOLE_MAX_BYTES", 16)
+    streamed = decode_image(path).image
+    for got in (whole, streamed, decode_image(path.read_bytes()).image):
+        np.testing.assert_array_equal(np.asarray(got), expected)
+        assert got.convert("L").size == expected.shape[1::-1]  # still usable: its pixels were not closed
+
+
+def test_a_corrupt_jpeg_is_flagged_whether_read_whole_or_streamed(tmp_path, monkeypatch):
+    from defectlens.data import images
+
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "ok.jpg", quality=95)
+    data = bytearray((tmp_path / "ok.jpg").read_bytes())
+    start = len(data) // 2
+    data[start : start + 600] = bytes(600)  # a zeroed block inside the compressed data
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(bytes(data))
+    assert "zero bytes" in decode_image(bad).warning
+    monkeypatch.setattr(images, "READ_WHOLE_MAX_BYTES", 16)
+    assert "zero bytes" in decode_image(bad).warning
