@@ -12,6 +12,13 @@ the lower median wins, and ties within :data:`MARGIN` go to the first in rule or
 The choice is kept in a small JSON file keyed by the graph's digest, the CPU model, the runtime
 versions and the thread count, so later loads build only the winner and time nothing.
 
+Only a quiet machine is timed: with other threads running, ONNX Runtime keeps a lone image on one core
+(it splits it over idle cores only), so a choice timed beside a training job would be kept for the idle
+machine it does not describe (seen on this project's Intel Xeon: OpenVINO chosen beside a training run
+for a graph ONNX Runtime runs faster when idle). When another thread is runnable before or after the
+timing (:func:`machine_busy`, from ``/proc/loadavg``), the load takes the rule's runtime, says so, and
+remembers nothing: a later load times it again.
+
 Cache file: ``$DEFECTLENS_CACHE_DIR/runtimes.json``, else ``$XDG_CACHE_HOME/defectlens/``, else
 ``~/.cache/defectlens/``. When it cannot be written the choice holds for this process only.
 ``DEFECTLENS_AUTO_RUNTIME=rule`` turns the timing off: ``auto`` then takes the first verified runtime
@@ -61,7 +68,7 @@ class Choice:
 
     runtime: str
     built: Built
-    how: str  # "only one verified", "rule", "measured", "cached"
+    how: str  # "only one verified", "rule", "rule (machine busy: not timed)", "measured", "cached"
     p50_ms: dict[str, float] = field(default_factory=dict)
     key: str = ""
     notes: list[str] = field(default_factory=list)
@@ -132,6 +139,18 @@ def remember(path: Path, key: str, record: dict[str, Any]) -> bool:
     return True
 
 
+def machine_busy(samples: int = 5, gap_s: float = 0.01) -> bool:
+    """Whether another thread was runnable at any of ``samples`` instants (never busy where unknown)."""
+    from defectlens.inference.backends import others_running
+
+    for i in range(samples):
+        if (others_running() or 0) > 0:
+            return True
+        if i + 1 < samples:
+            time.sleep(gap_s)
+    return False
+
+
 def time_runners(runners: dict[str, Callable[[np.ndarray], Any]], sample: np.ndarray) -> dict[str, float]:
     """Median milliseconds of one call per runner on ``sample``: :data:`WARMUP` untimed calls each,
     then :data:`ROUNDS` rounds that call every runner once, in turn."""
@@ -194,6 +213,8 @@ def choose(
     if isinstance(record, dict) and record.get("runtime") in candidates:
         runtime = str(record["runtime"])
         return Choice(runtime, build(runtime), "cached", dict(record.get("p50_ms") or {}), key)
+    if machine_busy():
+        return Choice(candidates[0], build(candidates[0]), "rule (machine busy: not timed)", key=key)
     return _measure(candidates, build, key=key, path=path, sample_shape=sample_shape)
 
 
@@ -217,7 +238,9 @@ def _measure(
         notes.append(f"not timed: {type(exc).__name__}: {str(exc)[:200]}")
         p50 = {}
     runtime = fastest(p50, order) if p50 else order[0]
-    if p50 and not notes:  # a runtime that failed to build here is not a choice to remember
+    if p50 and machine_busy():  # something started while timing: the figures are not the idle machine's
+        notes.append("the machine became busy while timing: not remembered")
+    elif p50 and not notes:  # a runtime that failed to build here is not a choice to remember
         remember(path, key, {"runtime": runtime, "p50_ms": p50, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")})
     log.info("auto runtime: %s (median ms of one image: %s)", runtime, p50)
     return Choice(runtime, built[runtime], "measured", p50, key, notes)

@@ -23,6 +23,8 @@ def measuring(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
         missing("EXTRAS", "openvino extra not installed: nothing to choose between")
     monkeypatch.setenv(runtime_choice.MODE_ENV, "measure")
     monkeypatch.setenv(runtime_choice.CACHE_ENV, str(tmp_path / "cache"))
+    # the suite's own threads (a test server, a runtime's pool) must not decide whether these tests time anything
+    monkeypatch.setattr(runtime_choice, "machine_busy", lambda *a, **k: False)
     return tmp_path / "cache" / "runtimes.json"
 
 
@@ -106,3 +108,26 @@ def test_the_margin_keeps_rule_order_on_a_near_tie():
     assert runtime_choice.fastest({"onnx": 3.0, "openvino": 2.95}, order) == "onnx"
     assert runtime_choice.fastest({"onnx": 3.0, "openvino": 2.8}, order) == "openvino"
     assert runtime_choice.fastest({"onnx": 2.0, "openvino": 3.0}, order) == "onnx"
+
+
+def test_a_busy_machine_is_not_timed_and_nothing_is_remembered(bundle, measuring, monkeypatch):
+    # beside a training job ONNX Runtime keeps a lone image on one core: a choice timed then would be kept
+    # for the idle machine it does not describe
+    monkeypatch.setattr(runtime_choice, "machine_busy", lambda *a, **k: True)
+    busy = Predictor.load(bundle)
+    assert busy.runtime_choice["how"] == "rule (machine busy: not timed)" and busy.backend == "onnxruntime"
+    assert not measuring.exists()
+    monkeypatch.setattr(runtime_choice, "machine_busy", lambda *a, **k: False)
+    assert Predictor.load(bundle).runtime_choice["how"] == "measured" and measuring.exists()
+
+
+def test_busy_means_another_runnable_thread(monkeypatch):
+    from defectlens.inference import backends
+
+    monkeypatch.setattr(backends, "others_running", lambda: 0)
+    assert runtime_choice.machine_busy(samples=3, gap_s=0) is False
+    monkeypatch.setattr(backends, "others_running", lambda: None)  # off Linux: unknown, so never busy
+    assert runtime_choice.machine_busy(samples=3, gap_s=0) is False
+    counts = iter([0, 0, 1])
+    monkeypatch.setattr(backends, "others_running", lambda: next(counts))
+    assert runtime_choice.machine_busy(samples=3, gap_s=0) is True
