@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = TrainConfig(
         task="anomaly", data=str(prepared.folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
-        normal=args.normal,
+        normal=args.normal, model=args.model,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "dataset": args.dataset,
         "source": str(args.source or "../shared/datasets/casting"),
-        "method": "PatchCore on EfficientNet-Lite0 stride-8/16 features, greedy coreset",
+        "method": f"PatchCore on {config.model} stride-8/16 features, greedy coreset",
         "settings": {k: getattr(config, k) for k in ("channels", "input_size", "bank_size", "max_patches", "model")},
         "counts": manifest.counts(),
         "threshold": result.spec.threshold,
@@ -317,6 +317,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, default=256)
     p.add_argument("--channels", type=int, default=None, help="default: 3 for bottle, 1 for casting")
     p.add_argument("--bank", type=int, default=2048)
+    p.add_argument(
+        "--model", default="efficientnet_lite0", help="the frozen backbone (Lite1/Lite2 need their weight package)"
+    )
     p.add_argument("--max-patches", type=int, default=100_000)
     p.add_argument("--normal", default=None)
     p.add_argument("--out", default=None)
