@@ -17,7 +17,8 @@ predict path, with torch and with its ONNX export (Ultralytics' AutoBackend -> O
 3. Throughput, model only, images per second at batch 1/8/32: our Predictor on each backend (a batch
    spread over the cores), and the YOLO graph (dynamic-batch export) under ONNX Runtime and OpenVINO.
 
-Writes ``benchmarks/results/peers.json`` (machine, load average before and after each part, every
+Writes ``benchmarks/results/peers-<cpu>.json``, one file per CPU model (``peers-amd-epyc.json``,
+``peers-intel-xeon.json``; ``--out`` overrides it): the machine, load average before and after each part, every
 figure, the goals as ratios) and prints the markdown tables for the README.
 
     .venv/bin/python benchmarks/bench_peers.py --bundle RUN/model.dlens [--yolo-weights best.pt]
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -51,7 +53,20 @@ from machine import describe
 ROOT = Path(__file__).resolve().parents[1]
 CASTING_TEST = ROOT.parent / "shared" / "datasets" / "casting" / "test"
 SPEED_PEER = ROOT / "benchmarks" / "peers" / "speed_peer.py"
-OUT = ROOT / "benchmarks" / "results" / "peers.json"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def default_out(cpu: str) -> Path:
+    """``peers-<cpu>.json``: a run on another CPU model never overwrites this one's figures.
+
+    Example:
+        >>> default_out("Intel(R) Xeon(R) Processor").name, default_out("AMD EPYC").name
+        ('peers-intel-xeon.json', 'peers-amd-epyc.json')
+    """
+    words = re.sub(r"\(r\)|\(tm\)|processor|cpu", " ", cpu.lower())
+    return RESULTS / f"peers-{'-'.join(re.findall(r'[a-z0-9]+', words)) or 'unknown'}.json"
+
+
 #: Torch rows (ours and theirs) time every TORCH_SHARE-th image only: they are the slow references.
 TORCH_SHARE = 4
 #: How ``backend="auto"`` chose at each thread count in this run (measured afresh: the run's own cache).
@@ -434,7 +449,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="times the configurations alternate")
     p.add_argument("--repeats", type=int, default=100, help="model-only batch-1 runs per configuration")
     p.add_argument("--seconds", type=float, default=1.0, help="seconds per configuration and batch size")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/peers-<cpu model>.json")
     p.add_argument("--smoke", action="store_true", help="seconds: tiny model, few repeats, no Ultralytics")
     args = p.parse_args()
     if args.smoke:
@@ -472,8 +487,9 @@ def main() -> None:
     result["auto_runtime_choice"] = CHOICES
     result["goals"] = goals(result, threads)
     result["markdown"] = markdown(result, threads)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out = args.out or default_out(result["machine"]["cpu"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(result["markdown"])
     print(json.dumps({"goals": result["goals"], "notes": result["notes"]}, indent=2))
 

@@ -33,8 +33,9 @@ def test_smoke_run_writes_every_part(tmp_path):
         choice = result["auto_runtime_choice"][t]
         picked = next(r for r in shipped if r.endswith(t)).removeprefix("ours shipped (auto: ").split(")")[0]
         assert labels[choice["runtime"]] == picked
-        if len(installed_runtimes()) > 1:
-            assert choice["how"] == "measured" and set(choice["p50_ms"]) == set(installed_runtimes())
+        if len(installed_runtimes()) > 1:  # timed, unless another thread was running then (it says so)
+            assert choice["how"] in {"measured", "rule (machine busy: not timed)"}
+            assert set(choice["p50_ms"]) == (set(installed_runtimes()) if choice["how"] == "measured" else set())
     assert all(r["p95_ms"] >= r["p50_ms"] > 0 for r in result["end_to_end"]["rows"].values())
     assert all(d <= 1e-4 for d in result["end_to_end"]["parity_vs_torch"].values())
     assert any(k.startswith("ours shipped ") and k.endswith(" t2") for k in result["model_only"]["rows"])
