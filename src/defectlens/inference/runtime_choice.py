@@ -43,6 +43,8 @@ import numpy as np
 
 from defectlens.core.errors import DefectlensError
 from defectlens.core.machine import cpu_model, versions
+from defectlens.inference import backends
+from defectlens.inference.backends import RUNTIME_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +104,9 @@ def cache_file() -> Path:
 def choice_key(graph: bytes, runtimes: Sequence[str], threads: int) -> str:
     """The cache key: what the timing depends on (graph, CPU model, runtime versions, threads)."""
     found = versions()
-    libs = ",".join(f"{r}={found.get(_library(r), '?')}" for r in sorted(runtimes))
+    libs = ",".join(f"{r}={found.get(RUNTIME_LABELS.get(r, r), '?')}" for r in sorted(runtimes))
     digest = hashlib.sha256(graph).hexdigest()[:20]
     return f"{digest}|{cpu_model()}|{libs}|threads={threads}"
-
-
-def _library(runtime: str) -> str:
-    return {"onnx": "onnxruntime", "openvino": "openvino"}.get(runtime, runtime)
 
 
 def read_cache(path: Path) -> dict[str, Any]:
@@ -141,10 +139,8 @@ def remember(path: Path, key: str, record: dict[str, Any]) -> bool:
 
 def machine_busy(samples: int = 5, gap_s: float = 0.01) -> bool:
     """Whether another thread was runnable at any of ``samples`` instants (never busy where unknown)."""
-    from defectlens.inference.backends import others_running
-
     for i in range(samples):
-        if (others_running() or 0) > 0:
+        if (backends.others_running() or 0) > 0:
             return True
         if i + 1 < samples:
             time.sleep(gap_s)
