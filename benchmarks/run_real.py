@@ -275,13 +275,18 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     ``<dataset>.json`` under ``seeds`` (and the recipe's accuracy range to the packaged ``expected.json``)."""
     import os
 
-    from seed_spread import by_cpu, done, weights_digest, write_expected
+    from seed_spread import done, weights_digest
 
     work, path = Path(args.work), Path(args.out) / f"{ds.name}.json"
     data = prepare(ds, shared=Path(args.shared), work=work, smoke=args.smoke, seed=args.seed)
     result = json.loads(path.read_text()) if path.is_file() else {"dataset": ds.name}
     seeds = result.setdefault("seeds", {"split_seed": args.seed, "runs": []})
     cpu = describe()["cpu"]
+    for run_dir in args.adopt:
+        run = adopted_run(ds, Path(run_dir), data=data, smoke=args.smoke, cpu=cpu)
+        seeds["runs"] = [r for r in seeds["runs"] if not (r["cpu"] == cpu and r["seed"] == run["seed"])] + [run]
+        print(f"== {ds.name} / ours seed {run['seed']}: adopted {run_dir} (trained on {cpu})", flush=True)
+        save_seeds(result, seeds, path, smoke=args.smoke, name=ds.config or ds.name)
     for seed in range(args.seeds):
         config = recipe(ds, "ours", data=data, work=work / ds.name / "seeds", smoke=args.smoke, seed=seed)
         recorded = {k: v for k, v in config.to_dict().items() if k not in _NOT_RECIPE}
@@ -307,11 +312,67 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
                 "command": " ".join([Path(sys.executable).name, *sys.argv]),
             }
         )
-        seeds["by_cpu"] = by_cpu(seeds["runs"])
-        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-        if not args.smoke:
-            write_expected(ds.config or ds.name, seeds["by_cpu"])
+        save_seeds(result, seeds, path, smoke=args.smoke, name=ds.config or ds.name)
     return result
+
+
+def save_seeds(result: dict[str, Any], seeds: dict[str, Any], path: Path, *, smoke: bool, name: str) -> None:
+    """Write ``<dataset>.json`` with the seed statistics per CPU model recomputed (and, for real runs,
+    the packaged expected range)."""
+    from seed_spread import by_cpu, write_expected
+
+    seeds["by_cpu"] = by_cpu(seeds["runs"])
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if not smoke:
+        write_expected(name, seeds["by_cpu"])
+
+
+def adopted_run(ds: DatasetDef, run_dir: Path, *, data: Path, smoke: bool, cpu: str) -> dict[str, Any]:
+    """The seed record of a finished run of our recipe trained earlier on THIS machine (``--adopt``), so a
+    seed already paid for in CPU time is not trained again. Refused unless the run is the current recipe
+    (every setting but where and with which seed it ran), on the same training data, and evaluated.
+
+    The caller vouches that the run was trained on this CPU model: a run folder does not record it."""
+    import re
+
+    from defectlens.data.dataset import data_fingerprint
+    from defectlens.data.manifest import Manifest
+    from defectlens.training.config import TrainConfig
+    from seed_spread import weights_digest
+
+    needed = [run_dir / n for n in ("config.yaml", "hparams.json", "best.pt", "train.log", "eval/metrics.json")]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise SystemExit(f"--adopt {run_dir}: not a finished, evaluated run ({', '.join(missing)} missing)")
+    config = TrainConfig.from_yaml(run_dir / "config.yaml")
+    want = recipe(ds, "ours", data=data, work=Path(), smoke=smoke, seed=config.seed)
+    ran = {k: v for k, v in config.to_dict().items() if k not in _NOT_RECIPE}
+    recorded = {k: v for k, v in want.to_dict().items() if k not in _NOT_RECIPE}
+    changed = sorted(k for k in recorded if ran.get(k) != recorded[k])
+    if changed:
+        raise SystemExit(f"--adopt {run_dir}: not the current {ds.name} recipe ({', '.join(changed)} differ)")
+    hparams = json.loads((run_dir / "hparams.json").read_text())
+    if hparams.get("data_fingerprint") != data_fingerprint(Manifest.read(data)):
+        raise SystemExit(f"--adopt {run_dir}: trained on other data than {data}")
+    log = (run_dir / "train.log").read_text()
+    found = re.search(r"trained in ([0-9.]+)s; best epoch (\d+)", log)
+    if not found:
+        raise SystemExit(f"--adopt {run_dir}: train.log has no 'trained in ...; best epoch ...' line")
+    summary = summarize({}, run_dir)
+    return {
+        "seed": config.seed,
+        "cpu": cpu,
+        "machine": describe() | {"load_average_at_end": None},
+        "load_average_at_start": None,
+        "test": summary["test"],
+        "val": summary["val"],
+        "best_epoch": int(found.group(2)),
+        "train_seconds": float(found.group(1)),
+        "weights_sha256": weights_digest(run_dir / "best.pt"),
+        "config": recorded,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "adopted_from": str(run_dir),
+    }
 
 
 def recipe(ds: DatasetDef, approach: str, *, data: Path, work: Path, smoke: bool, seed: int):
@@ -656,6 +717,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=0, metavar="N", help="our recipe with training seeds 0..N-1 instead (same split)"
     )
+    p.add_argument(
+        "--adopt",
+        nargs="+",
+        default=[],
+        metavar="RUN_DIR",
+        help="with --seeds: record these finished runs of the current recipe, trained on this machine, as their seeds",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate the README table")
     p.add_argument("--readme-only", action="store_true", help="only regenerate the README table from the JSON")
@@ -685,7 +753,7 @@ def main(args: argparse.Namespace) -> int:
                 "split": res.get("split"),
             }
             path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-        elif args.seeds:
+        elif args.seeds or args.adopt:
             seed_runs(ds, args)
         else:
             run_dataset(ds, args)

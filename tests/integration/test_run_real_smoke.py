@@ -68,3 +68,21 @@ def test_run_real_smoke(tmp_path):
     # are listed for label review
     assert all(0.0 <= e["p_label"] <= 1.0 for e in listed)
     assert cv["contradicted"] == sorted(e["path"] for e in listed if e["p_label"] < cv["contradicted_below"])
+
+    # a finished run of the recipe already paid for is recorded as its seed instead of trained again
+    # (--adopt); a run of another recipe is refused, naming what differs
+    runs = tmp_path / "work" / datasets[0] / "runs"
+    ours = next(runs.glob("ours-*"))
+    frozen = next(runs.glob("frozen_lite0-*"))
+    adopt = [*cmd[:-5], "--no-readme", *cmd[-4:], "--adopt"]
+    refused = subprocess.run([*adopt, str(frozen)], capture_output=True, text=True, timeout=900)
+    assert refused.returncode != 0
+    assert "not the current" in refused.stderr and str(frozen) in refused.stderr
+    done = subprocess.run([*adopt, str(ours)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / f"{datasets[0]}.json").read_text())
+    (seed0,) = res["seeds"]["runs"]
+    assert seed0["seed"] == 0 and seed0["adopted_from"] == str(ours)
+    assert seed0["test"]["accuracy"] == res["approaches"]["ours"]["test"]["accuracy"]
+    assert seed0["train_seconds"] > 0
+    assert res["seeds"]["by_cpu"][seed0["cpu"]]["seeds"] == [0]
