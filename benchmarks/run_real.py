@@ -308,6 +308,7 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
                 "best_epoch": run.best_epoch,
                 "train_seconds": round(run.seconds, 1),
                 "weights_sha256": weights_digest(run.run_dir / "best.pt"),
+                "run_dir": str(run.run_dir),
                 "config": recorded,
                 "command": " ".join([Path(sys.executable).name, *sys.argv]),
             }
@@ -369,6 +370,7 @@ def adopted_run(ds: DatasetDef, run_dir: Path, *, data: Path, smoke: bool, cpu: 
         "best_epoch": int(found.group(2)),
         "train_seconds": float(found.group(1)),
         "weights_sha256": weights_digest(run_dir / "best.pt"),
+        "run_dir": str(run_dir),
         "config": recorded,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "adopted_from": str(run_dir),

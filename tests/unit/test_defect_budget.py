@@ -131,3 +131,32 @@ def test_save_keeps_rows_another_run_wrote_beside_it(budget, tmp_path):
     assert "all" not in rows  # a reference row is re-read from its source, never carried over
     budget.save({"rows": {"5": _row(5, 0.7)}}, path, trained={"5"})
     assert json.loads(path.read_text())["rows"]["5"]["defect_recall"] == 0.7  # its own retrained row wins
+
+
+def test_the_all_row_is_this_cpus_seed_run_when_there_is_one(budget, tmp_path):
+    def test(acc):
+        return {"accuracy": acc, "defect_recall": acc, "false_alarm_rate": 0.0, "roc_auc": 1.0, "n": 715}
+
+    def machine(cpu):
+        return {"cpu": cpu, "cores": 2, "versions": {"defectlens": "0.3.0"}}
+
+    split = {s: {BAD: 10, GOOD: 5} for s in ("train", "val", "test")}
+    runs = [
+        {"seed": 0, "cpu": "Intel Xeon", "test": test(0.95), "machine": machine("Intel Xeon"), "run_dir": "/gone/a"},
+        {"seed": 1, "cpu": "Intel Xeon", "test": test(0.96), "machine": machine("Intel Xeon"), "run_dir": "/gone/b"},
+        {"seed": 0, "cpu": "Intel Xeon", "test": test(0.97), "machine": machine("Intel Xeon"), "run_dir": "/gone/c"},
+    ]
+    casting = {
+        "split": split,
+        "machine": machine("AMD EPYC"),
+        "approaches": {"ours": {"test": test(0.99), "run_dir": "/gone/ours", "train_seconds": 60.0}},
+        "seeds": {"runs": runs},
+    }
+    (tmp_path / "casting.json").write_text(json.dumps(casting))
+    row = budget.all_from_casting_json(tmp_path, cpu="Intel Xeon", seed=0)
+    assert row["accuracy"] == 0.97 and row["run_dir"] == "/gone/c"  # the newest run of that seed on that CPU
+    assert "Intel Xeon" in row["machine"] and "--seeds, seed 0" in row["source"]
+    assert row["defects_used"] == 20 and row["recall_at_1pct_false_alarms"] is None  # its folder is gone
+    other = budget.all_from_casting_json(tmp_path, cpu="AMD EPYC", seed=0)  # no seed run there: the table's run
+    assert other["accuracy"] == 0.99 and "AMD EPYC" in other["machine"]
+    assert budget.all_from_casting_json(tmp_path / "missing", cpu="Intel Xeon") is None
