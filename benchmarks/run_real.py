@@ -35,6 +35,7 @@ from defectlens.workflows.demo import TEST_FRACTION as ELPV_TEST
 from defectlens.workflows.demo import VAL_FRACTION as ELPV_VAL
 from machine import describe
 from peer_rows import BUDGET_MIN, peer_python, run_peer
+from seed_spread import spread_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -328,18 +329,26 @@ def save_seeds(result: dict[str, Any], seeds: dict[str, Any], path: Path, *, smo
         write_expected(name, seeds["by_cpu"])
 
 
-def adopted_run(ds: DatasetDef, run_dir: Path, *, data: Path, smoke: bool, cpu: str) -> dict[str, Any]:
-    """The seed record of a finished run of our recipe trained earlier on THIS machine (``--adopt``), so a
-    seed already paid for in CPU time is not trained again. Refused unless the run is the current recipe
-    (every setting but where and with which seed it ran), on the same training data, and evaluated.
+@dataclass
+class FinishedRun:
+    """A finished, evaluated run of our current recipe, adopted instead of trained again (``--adopt``)."""
 
-    The caller vouches that the run was trained on this CPU model: a run folder does not record it."""
+    run_dir: Path
+    config: Any
+    seconds: float
+    best_epoch: int
+    metrics: dict[str, Any] = field(default_factory=dict)  # read from run_dir/eval by summarize()
+
+
+def finished_run(ds: DatasetDef, run_dir: Path, *, data: Path, smoke: bool) -> FinishedRun:
+    """A run folder of our recipe trained earlier on THIS machine, checked: refused unless it is finished and
+    evaluated, the current recipe (every setting but where and with which seed it ran) and on the same
+    training data as ``data``. The caller vouches for the CPU: a run folder does not record it."""
     import re
 
     from defectlens.data.dataset import data_fingerprint
     from defectlens.data.manifest import Manifest
     from defectlens.training.config import TrainConfig
-    from seed_spread import weights_digest
 
     needed = [run_dir / n for n in ("config.yaml", "hparams.json", "best.pt", "train.log", "eval/metrics.json")]
     missing = [str(p) for p in needed if not p.is_file()]
@@ -348,30 +357,37 @@ def adopted_run(ds: DatasetDef, run_dir: Path, *, data: Path, smoke: bool, cpu: 
     config = TrainConfig.from_yaml(run_dir / "config.yaml")
     want = recipe(ds, "ours", data=data, work=Path(), smoke=smoke, seed=config.seed)
     ran = {k: v for k, v in config.to_dict().items() if k not in _NOT_RECIPE}
-    recorded = {k: v for k, v in want.to_dict().items() if k not in _NOT_RECIPE}
-    changed = sorted(k for k in recorded if ran.get(k) != recorded[k])
+    changed = sorted(k for k, v in want.to_dict().items() if k not in _NOT_RECIPE and ran.get(k) != v)
     if changed:
         raise SystemExit(f"--adopt {run_dir}: not the current {ds.name} recipe ({', '.join(changed)} differ)")
     hparams = json.loads((run_dir / "hparams.json").read_text())
     if hparams.get("data_fingerprint") != data_fingerprint(Manifest.read(data)):
         raise SystemExit(f"--adopt {run_dir}: trained on other data than {data}")
-    log = (run_dir / "train.log").read_text()
-    found = re.search(r"trained in ([0-9.]+)s; best epoch (\d+)", log)
+    found = re.search(r"trained in ([0-9.]+)s; best epoch (\d+)", (run_dir / "train.log").read_text())
     if not found:
         raise SystemExit(f"--adopt {run_dir}: train.log has no 'trained in ...; best epoch ...' line")
+    return FinishedRun(run_dir, config, float(found.group(1)), int(found.group(2)))
+
+
+def adopted_run(ds: DatasetDef, run_dir: Path, *, data: Path, smoke: bool, cpu: str) -> dict[str, Any]:
+    """The seed record of a finished run (:func:`finished_run`), so a seed already paid for in CPU time is
+    not trained again."""
+    from seed_spread import weights_digest
+
+    run = finished_run(ds, run_dir, data=data, smoke=smoke)
     summary = summarize({}, run_dir)
     return {
-        "seed": config.seed,
+        "seed": run.config.seed,
         "cpu": cpu,
         "machine": describe() | {"load_average_at_end": None},
         "load_average_at_start": None,
         "test": summary["test"],
         "val": summary["val"],
-        "best_epoch": int(found.group(2)),
-        "train_seconds": float(found.group(1)),
+        "best_epoch": run.best_epoch,
+        "train_seconds": run.seconds,
         "weights_sha256": weights_digest(run_dir / "best.pt"),
         "run_dir": str(run_dir),
-        "config": recorded,
+        "config": {k: v for k, v in run.config.to_dict().items() if k not in _NOT_RECIPE},
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "adopted_from": str(run_dir),
     }
@@ -517,7 +533,11 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         # ELPV: benchmarks/bench_demo.py writes our recipe's figures (the demo) at the top level.
         result.update({k: v for k, v in old.items() if k not in result})
         if old.get("seed") == args.seed and old.get("split") == result["split"] and not old.get("smoke"):
-            kept = {k: v for k, v in old.get("approaches", {}).items() if k not in args.approaches}
+            kept = {  # each kept row remembers the machine it ran on (this run's may be another)
+                k: {"machine": old.get("machine"), **v}
+                for k, v in old.get("approaches", {}).items()
+                if k not in args.approaches
+            }
             result["approaches"].update(kept)
             result["commands"] = [*old.get("commands", [old.get("command")]), result["command"]]
         if "cv" in result:  # the cross-validation stays, tagged with the recipe and split it was run on
@@ -534,22 +554,30 @@ def run_dataset(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
             (out_dir / f"{ds.name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
             continue
         config = recipe(ds, approach, data=data, work=work, smoke=args.smoke, seed=args.seed)
-        print(f"== {ds.name} / {approach}: {config.model} pretrained={config.pretrained}", flush=True)
-        run = train(config, quiet=args.quiet)
+        adopt = [finished_run(ds, Path(d), data=data, smoke=args.smoke) for d in args.adopt if approach == "ours"]
+        if adopt and adopt[0].config.seed != args.seed:
+            raise SystemExit(f"--adopt {adopt[0].run_dir}: trained with seed {adopt[0].config.seed}, not {args.seed}")
+        if adopt:
+            print(f"== {ds.name} / {approach}: adopting {adopt[0].run_dir}", flush=True)
+        else:
+            print(f"== {ds.name} / {approach}: {config.model} pretrained={config.pretrained}", flush=True)
+        run = adopt[0] if adopt else train(config, quiet=args.quiet)
         entry = summarize(run.metrics, run.run_dir)
         bundle = out_dir / (f"{ds.name}.dlens" if approach == "ours" else f"{ds.name}-{approach}.dlens")
         exported = export_bundle(run.run_dir, bundle)
         entry.update(
             model=config.model,
             pretrained=config.pretrained,
-            input_size=run.spec.input_size,
-            channels=run.spec.in_channels,
+            input_size=exported.meta["spec"]["input_size"],
+            channels=exported.meta["spec"]["in_channels"],
             train_seconds=round(run.seconds, 1),
             best_epoch=run.best_epoch,
             latency_ms_p50=latency_ms(bundle, test_images),
             model_id=exported.model_id,
             run_dir=str(run.run_dir),
             config=config.to_dict(),
+            machine=describe(),  # the file's machine is its first run's; rows kept from it may differ
+            **({"adopted_from": str(run.run_dir)} if adopt else {}),
         )
         if approach != "ours":
             bundle.unlink()  # keep only our recipe's bundle
@@ -562,7 +590,24 @@ def fmt(value: Any, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _row(name: str, approach: str, e: dict[str, Any], t: dict[str, Any]) -> str:
+def seeds_cell(res: dict[str, Any]) -> str:
+    """Our recipe's test accuracy over its seed runs, per CPU model: ``mean ± sd [min-max], N seeds (CPU)``."""
+    cells = [
+        f"{spread_cell(entry, 'accuracy')}, {len(entry['seeds'])} seed{'s' if len(entry['seeds']) > 1 else ''} "
+        f"({short_cpu(cpu)})"
+        for cpu, entry in ((res.get("seeds") or {}).get("by_cpu") or {}).items()
+        if entry.get("accuracy")
+    ]
+    return "; ".join(cells) or "–"
+
+
+def short_cpu(cpu: str) -> str:
+    """``Intel(R) Xeon(R) Processor`` -> ``Intel Xeon``: the family, for a table cell."""
+    words = [w for w in cpu.replace("(R)", "").replace("(TM)", "").split() if w not in ("Processor", "CPU")]
+    return " ".join(words[:3])
+
+
+def _row(name: str, approach: str, e: dict[str, Any], t: dict[str, Any], seeds: str = "") -> str:
     ci = (t.get("ci") or {}).get("accuracy")
     if t.get("n") and t.get("accuracy") is not None:  # exact binomial, also for results stored with a bootstrap one
         from defectlens.evaluation.metrics import exact_interval
@@ -574,7 +619,7 @@ def _row(name: str, approach: str, e: dict[str, Any], t: dict[str, Any]) -> str:
     return (
         f"| {name} | {approach}{tool} | {e['model']} ({weights}, {e['input_size']} px) | {acc} "
         f"| {fmt(t.get('macro_f1'))} | {fmt(t.get('defect_recall'))} | {fmt(t.get('ece'))} "
-        f"| {e['train_seconds'] / 60:.1f} min | {fmt(e.get('latency_ms_p50'), 1)} ms |"
+        f"| {e['train_seconds'] / 60:.1f} min | {fmt(e.get('latency_ms_p50'), 1)} ms | {seeds} |"
     )
 
 
@@ -582,10 +627,12 @@ def results_table(results_dir: Path) -> str:
     """Markdown table of every ``<dataset>.json`` in ``results_dir``."""
     lines = [
         "| dataset | approach | backbone (weights) | test accuracy [95 % exact CI] | macro-F1 | defect recall "
-        "| test ECE (temperature fitted on val) | train time | latency p50 |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| test ECE (temperature fitted on val) | train time | latency p50 | our recipe over seeds: test accuracy "
+        "mean ± sd [min-max] |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     stale: list[str] = []
+    unseeded: list[str] = []
     for name in DATASETS:
         path = results_dir / f"{name}.json"
         if not path.is_file():
@@ -608,18 +655,35 @@ def results_table(results_dir: Path) -> str:
                 "latency_ms_p50": res.get("latency_ms_p50"),
             }
             approaches = {"ours (make demo)": demo, **approaches}
+        cpus = {(e.get("machine") or res.get("machine") or {}).get("cpu") for e in approaches.values()}
         for approach, e in approaches.items():
             changed = recipe_changes(DATASETS[name], approach, e)
+            where = ""
+            if len(cpus) > 1:  # rows of one dataset measured on different CPUs say which
+                where = f", on {short_cpu((e.get('machine') or res.get('machine') or {}).get('cpu') or '?')}"
             if changed:
                 stale.append(
                     f"- {name} `{approach}` was measured with an earlier recipe ({changed}); "
                     f"`python benchmarks/run_real.py --datasets {name} --approaches {approach}` refreshes it."
                 )
-            lines.append(_row(name, f"{approach} (earlier recipe)" if changed else approach, e, e["test"]))
+            seeds = ""
+            if approach.startswith("ours"):
+                seeds = seeds_cell(res)
+                if seeds == "–":
+                    unseeded.append(name)
+            label = (
+                f"{approach} (earlier recipe{where})" if changed else f"{approach} ({where[2:]})" if where else approach
+            )
+            lines.append(_row(name, label, e, e["test"], seeds))
             if e.get("test_unseen"):  # the test images with no byte-identical copy in train
                 u = e["test_unseen"]
-                lines.append(_row(name, f"{approach}, {u['n']} unseen test images", e, u))
+                lines.append(_row(name, f"{approach}, {u['n']} unseen test images{where}", e, u))
     notes = list(stale)
+    if unseeded:
+        notes.append(
+            f"- No seed runs of our recipe yet for {', '.join(unseeded)}: `python benchmarks/run_real.py --datasets "
+            "NAME --seeds 5` records them (each seed takes the row's train time)."
+        )
     for name in DATASETS:
         path = results_dir / f"{name}.json"
         res = json.loads(path.read_text()) if path.is_file() else {}
@@ -724,7 +788,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="RUN_DIR",
-        help="with --seeds: record these finished runs of the current recipe, trained on this machine, as their seeds",
+        help="finished runs of the current recipe, trained on this machine, recorded instead of trained again: "
+        "with --seeds as their seeds, else (one run, trained with --seed) as the 'ours' row",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate the README table")
@@ -755,7 +820,7 @@ def main(args: argparse.Namespace) -> int:
                 "split": res.get("split"),
             }
             path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-        elif args.seeds or args.adopt:
+        elif args.seeds or (args.adopt and "ours" not in args.approaches):
             seed_runs(ds, args)
         else:
             run_dataset(ds, args)

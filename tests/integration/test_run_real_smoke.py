@@ -86,3 +86,15 @@ def test_run_real_smoke(tmp_path):
     assert seed0["test"]["accuracy"] == res["approaches"]["ours"]["test"]["accuracy"]
     assert seed0["train_seconds"] > 0
     assert res["seeds"]["by_cpu"][seed0["cpu"]]["seeds"] == [0]
+
+    # the same run adopted as the results table's row: exported and timed again, not trained
+    done = subprocess.run(
+        [*cmd[:-5], "--no-readme", *cmd[-4:], "--adopt", str(ours)], capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    res = json.loads((tmp_path / "out" / f"{datasets[0]}.json").read_text())
+    row = res["approaches"]["ours"]
+    assert row["adopted_from"] == str(ours) and row["run_dir"] == str(ours)
+    assert row["test"]["accuracy"] == seed0["test"]["accuracy"] and row["latency_ms_p50"] > 0
+    assert res["approaches"]["frozen_lite0"]["machine"]["cpu"] == row["machine"]["cpu"]  # the kept row's machine
+    assert len(list(runs.glob("ours-*"))) == 1  # nothing trained

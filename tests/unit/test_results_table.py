@@ -175,3 +175,58 @@ def test_accuracy_interval_is_exact_binomial_from_the_counts(tmp_path):
     (tmp_path / "casting.json").write_text(json.dumps({"smoke": False, "approaches": {"ours": perfect}}))
     row = next(line for line in rr.results_table(tmp_path).splitlines() if line.startswith("| casting"))
     assert row.split(" | ")[3] == "1.0000 [0.995, 1.000]"
+
+
+def test_our_rows_carry_the_seed_spread_per_cpu_and_rows_without_seeds_say_how_to_get_it(tmp_path):
+    rr = _run_real()
+    spread = {"n": 5, "mean": 0.8881, "sd": 0.0088, "min": 0.8731, "max": 0.896}
+    seeded = {
+        "smoke": False,
+        "approaches": {"ours": _entry(0.89, ece=0.01, val_ece=0.01), "simple_cnn": _entry(0.8, ece=0.1, val_ece=0.1)},
+        "seeds": {
+            "by_cpu": {
+                "Intel(R) Xeon(R) Processor": {"seeds": [0, 1, 2, 3, 4], "accuracy": spread},
+                "AMD EPYC 9B14": {
+                    "seeds": [0],
+                    "accuracy": {"n": 1, "mean": 0.893, "sd": 0.0, "min": 0.893, "max": 0.893},
+                },
+            }
+        },
+    }
+    bare = {"smoke": False, "approaches": {"ours": _entry(0.99, ece=0.01, val_ece=0.01)}}
+    (tmp_path / "elpv.json").write_text(json.dumps(seeded))
+    (tmp_path / "casting.json").write_text(json.dumps(bare))
+    table = rr.results_table(tmp_path)
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and " | " in line]
+    cells = {row[0] + row[1]: row[-1] for row in rows}
+    assert cells["| elpvours"] == (
+        "0.8881 ± 0.0088 [0.8731-0.8960], 5 seeds (Intel Xeon); 0.8930 ± 0.0000 [0.8930-0.8930], 1 seed (AMD EPYC 9B14) |"
+    )
+    assert cells["| elpvsimple_cnn"] == " |"  # only our recipe is trained over seeds
+    assert cells["| castingours"] == "– |"
+    assert (
+        "- No seed runs of our recipe yet for casting: `python benchmarks/run_real.py --datasets NAME --seeds 5`"
+        in table
+    )
+
+
+def test_rows_of_one_dataset_from_different_cpus_name_their_cpu(tmp_path):
+    rr = _run_real()
+    amd, intel = {"cpu": "AMD EPYC 9B14"}, {"cpu": "Intel(R) Xeon(R) Processor"}
+    neu = {
+        "smoke": False,
+        "machine": intel,  # the newest run's machine; the kept row carries its own
+        "approaches": {
+            "simple_cnn": {
+                **_entry(0.93, ece=0.04, val_ece=0.03, model="simple_cnn", pretrained=False),
+                "machine": amd,
+            },
+            "ours": {**_entry(0.9969, ece=0.005, val_ece=0.005), "machine": intel},
+        },
+    }
+    same = {"smoke": False, "machine": amd, "approaches": {"ours": _entry(0.99, ece=0.01, val_ece=0.01)}}
+    (tmp_path / "neu-6.json").write_text(json.dumps(neu))
+    (tmp_path / "casting.json").write_text(json.dumps(same))
+    rows = [line.split(" | ")[:2] for line in rr.results_table(tmp_path).splitlines() if line.startswith("| ")]
+    assert ["| neu-6", "ours (on Intel Xeon)"] in rows and ["| neu-6", "simple_cnn (on AMD EPYC 9B14)"] in rows
+    assert ["| casting", "ours"] in rows  # one CPU for the whole dataset: named once, in the prose
