@@ -781,7 +781,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="16 images per class, 1 epoch, 64 px: a pipeline check")
     p.add_argument("--cv", type=int, default=0, metavar="K", help="k-fold cross-validation of our recipe instead")
     p.add_argument(
-        "--seeds", type=int, default=0, metavar="N", help="our recipe with training seeds 0..N-1 instead (same split)"
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="our recipe with training seeds 0..N-1 instead (same split); 0 with --adopt: only adopt",
     )
     p.add_argument(
         "--adopt",
@@ -789,7 +793,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="RUN_DIR",
         help="finished runs of the current recipe, trained on this machine, recorded instead of trained again: "
-        "with --seeds as their seeds, else (one run, trained with --seed) as the 'ours' row",
+        "with --seeds as their seeds, else (one run, trained with --seed) as the results table's 'ours' row",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-readme", action="store_true", help="do not regenerate the README table")
@@ -820,7 +824,7 @@ def main(args: argparse.Namespace) -> int:
                 "split": res.get("split"),
             }
             path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-        elif args.seeds or (args.adopt and "ours" not in args.approaches):
+        elif args.seeds is not None:
             seed_runs(ds, args)
         else:
             run_dataset(ds, args)
