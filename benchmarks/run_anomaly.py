@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = TrainConfig(
         task="anomaly", data=str(prepared.folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
-        normal=args.normal, model=args.model,
+        normal=args.normal, model=args.model, position_norm=args.position_norm,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -158,7 +158,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": args.dataset,
         "source": str(args.source or "../shared/datasets/casting"),
         "method": f"PatchCore on {config.model} stride-8/16 features, greedy coreset",
-        "settings": {k: getattr(config, k) for k in ("channels", "input_size", "bank_size", "max_patches", "model")},
+        "settings": {
+            k: getattr(config, k)
+            for k in ("channels", "input_size", "bank_size", "max_patches", "model", "position_norm")
+        },
         "counts": manifest.counts(),
         "threshold": result.spec.threshold,
         "refused_by_gate": refused,
@@ -322,6 +325,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-patches", type=int, default=100_000)
     p.add_argument("--normal", default=None)
+    p.add_argument(
+        "--position-norm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="normalise patch scores by what good parts score at each place (the default; --no-position-norm: off)",
+    )
     p.add_argument("--out", default=None)
     p.add_argument("--peer", choices=("anomalib",), help="run the peer on the same split instead of ours")
     p.add_argument(

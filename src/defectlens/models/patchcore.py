@@ -80,14 +80,18 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 class PatchCoreHead(nn.Module):
     """The memory bank (M, D), the score normalisation, and the anomaly map.
 
-    Buffers: ``bank``, ``bank_sq`` (its squared norms), ``center`` and ``width`` (logit = (score - center)
-    / width), ``cam_weight`` (2, 1) and ``cam_bias`` (2,) (the anomaly map is the explanation of the
-    ``anomalous`` class: ``spec.json``'s ``cam`` entry names them), ``map_range`` (the raw map values drawn
-    as 0 and 1 by an overlay).
+    Buffers: ``bank``, ``bank_sq`` (its squared norms), ``loc_mean`` and ``loc_scale`` (what normal parts
+    score at each patch position, (h, w), or (1, 1) for no position normalisation: a patch's score is its
+    distance to the bank minus ``loc_mean`` over ``loc_scale`` at its place), ``center`` and ``width``
+    (logit = (score - center) / width), ``cam_weight`` (2, 1) and ``cam_bias`` (2,) (the anomaly map is the
+    explanation of the ``anomalous`` class: ``spec.json``'s ``cam`` entry names them), ``map_range`` (the
+    map values drawn as 0 and 1 by an overlay).
     """
 
     bank: torch.Tensor
     bank_sq: torch.Tensor
+    loc_mean: torch.Tensor
+    loc_scale: torch.Tensor
     center: torch.Tensor
     width: torch.Tensor
     cam_weight: torch.Tensor
@@ -100,6 +104,8 @@ class PatchCoreHead(nn.Module):
         bank = bank.float().contiguous()
         self.register_buffer("bank", bank)
         self.register_buffer("bank_sq", bank.square().sum(dim=1))
+        self.register_buffer("loc_mean", torch.zeros(1, 1))
+        self.register_buffer("loc_scale", torch.ones(1, 1))
         self.register_buffer("center", torch.zeros(1))
         self.register_buffer("width", torch.ones(1))
         self.register_buffer("cam_weight", torch.tensor([[0.0], [1.0]]))
@@ -112,12 +118,24 @@ class PatchCoreHead(nn.Module):
         self.bank = bank.float().contiguous()
         self.bank_sq = self.bank.square().sum(dim=1)
 
-    def patch_scores(self, fmap: torch.Tensor) -> torch.Tensor:
+    def set_locations(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        """What normal parts score at each patch position ((h, w) each; ``scale`` > 0)."""
+        if mean.shape != scale.shape or mean.ndim != 2 or not bool((scale > 0).all()):
+            raise DefectlensError(f"position statistics must be two (h, w) maps with scale > 0: {tuple(mean.shape)}")
+        self.loc_mean = mean.float().contiguous()
+        self.loc_scale = scale.float().contiguous()
+
+    def distances(self, fmap: torch.Tensor) -> torch.Tensor:
         """Distance of each patch feature to its nearest bank entry: (N, D, h, w) -> (N, h, w)."""
         n, d, h, w = fmap.shape
         x = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
         d2 = x.square().sum(dim=2, keepdim=True) - 2.0 * torch.matmul(x, self.bank.t()) + self.bank_sq
         return d2.amin(dim=2).clamp_min(0.0).sqrt().reshape(n, h, w)
+
+    def patch_scores(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Each patch's score, (N, D, h, w) -> (N, h, w): its distance to the bank, normalised by what normal
+        parts score at its place (identity while no position statistics are set)."""
+        return (self.distances(fmap) - self.loc_mean) / self.loc_scale
 
     def image_scores(self, patches: torch.Tensor) -> torch.Tensor:
         """The raw image score: the largest patch score (N,)."""
@@ -202,6 +220,12 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
     model = create_patchcore(
         spec.arch, in_channels=spec.in_channels, input_size=spec.input_size, pretrained=False, bank=bank.shape[0]
     )
+    head = model.head
+    state_dict = {  # a bundle from before position normalisation has no position statistics: identity
+        "head.loc_mean": head.loc_mean, "head.loc_scale": head.loc_scale, **state_dict,
+    }  # fmt: skip
+    head.loc_mean = torch.zeros_like(state_dict["head.loc_mean"])  # sized as fitted
+    head.loc_scale = torch.ones_like(state_dict["head.loc_scale"])
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 

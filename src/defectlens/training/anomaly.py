@@ -6,7 +6,9 @@ share from each image: the memory budget, ``max_patches x D x 4`` bytes), and se
 greedy k-center coreset (:func:`~defectlens.models.patchcore.greedy_coreset`). :func:`outlier_images`
 looks for training images that may not be normal at all (a defect filed under ``good/``): each image is
 scored against the bank without the rows taken from it (leave-one-out), and an image far above the rest
-is named, so the user can look at it before it defines "normal".
+is named, so the user can look at it before it defines "normal". The same leave-one-out patch maps give
+:func:`location_statistics`: what an unseen good part scores at each place, which the model's patch scores
+are normalised by (PaDiM's per-position view, Defard et al. 2021, applied to PatchCore's distances).
 """
 
 from __future__ import annotations
@@ -90,13 +92,32 @@ def raw_scores(model: AnomalyModel, images: torch.Tensor, *, batch_size: int = 8
     return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(medians) if medians else np.zeros(0)
 
 
-@torch.inference_mode()
 def outlier_images(
     model: AnomalyModel, images: torch.Tensor, owners: torch.Tensor, *, batch_size: int = 8
 ) -> np.ndarray:
     """Each training image's score against the bank without the rows that came from it (N,): leave-one-out,
     so an image's own patches never vouch for it. A defect filed as normal has patches no other image
     has; the coreset keeps them (they are far from everything), and only they make its score low."""
+    maps = leave_one_out_maps(model, images, owners, batch_size=batch_size)
+    return maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0)
+
+
+def location_statistics(maps: np.ndarray, *, floor: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """What normal parts score at each patch position, from leave-one-out patch maps (N, h, w): the mean,
+    and the standard deviation kept at least ``floor`` times its median over positions (so a place where
+    every good part scores alike cannot turn a small difference into a large score)."""
+    mean = maps.mean(axis=0)
+    spread = maps.std(axis=0)
+    least = max(floor * float(np.median(spread)), 1e-6)
+    return mean.astype(np.float32), np.maximum(spread, least).astype(np.float32)
+
+
+@torch.inference_mode()
+def leave_one_out_maps(
+    model: AnomalyModel, images: torch.Tensor, owners: torch.Tensor, *, batch_size: int = 8
+) -> np.ndarray:
+    """Each training image's patch distances to the bank without the rows that came from it (N, h, w), before
+    any position normalisation: what an unseen good part scores at each place."""
     head = model.head
     scores = []
     for start in range(0, len(images), batch_size):
@@ -107,5 +128,5 @@ def outlier_images(
         d2 = patches.square().sum(dim=2, keepdim=True) - 2.0 * torch.matmul(patches, head.bank.t()) + head.bank_sq
         own = owners[None, :] == torch.arange(start, start + n)[:, None]  # (n, M): rows from each image
         d2 = d2.masked_fill(own[:, None, :], float("inf"))
-        scores.append(d2.amin(dim=2).clamp_min(0.0).sqrt().amax(dim=1).numpy())
-    return np.concatenate(scores) if scores else np.zeros(0)
+        scores.append(d2.amin(dim=2).clamp_min(0.0).sqrt().reshape(n, h, w).numpy())
+    return np.concatenate(scores) if scores else np.zeros((0, 1, 1), dtype=np.float32)

@@ -105,6 +105,9 @@ class TrainConfig:
             feature length times 4 bytes).
         false_alarm_rate: anomaly mode: the share of normal parts the threshold may flag when validation holds
             no defect image (the threshold is then set on held-out normal images alone).
+        position_norm: anomaly mode: score each patch against what normal parts score at the same place
+            (mean and spread of the training images' leave-one-out patch scores), so a place that is busy
+            on every good part (a textured background, an edge) no longer outscores a small defect.
     """
 
     data: str = ""
@@ -147,6 +150,7 @@ class TrainConfig:
     bank_size: int = 4096
     max_patches: int = 100_000
     false_alarm_rate: float = 0.01
+    position_norm: bool = True
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -8,7 +8,9 @@ good images gives a working threshold, never "every image anomalous". The raw sc
 model (logit 0 at that threshold), so the spec's threshold is 0.5; when validation does hold defect
 images, the evaluation then refits the threshold on them by the run's rule (F1, target recall or cost),
 as for a classifier. Validation and test are evaluated by the classifier's evaluation, every non-normal
-label counting as ``anomalous``.
+label counting as ``anomalous``. Before the threshold, each patch score is normalised by what unseen good
+parts score at its place (the training images' leave-one-out maps, ``position_norm``): on a fixtured part
+a busy background or edge no longer outscores a small defect.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from defectlens.core.anomaly import ANOMALOUS, ANOMALY_TASK, MIN_NORMAL_IMAGES, pick_normal
 from defectlens.core.checkpoint import save_checkpoint
@@ -33,10 +36,12 @@ from defectlens.evaluation.conformal import ood_threshold, threshold_rule
 from defectlens.models import default_spec
 from defectlens.models.patchcore import AnomalyModel, create_patchcore
 from defectlens.training import RunResult
-from defectlens.training.anomaly import fit_patchcore, outlier_images, raw_scores
+from defectlens.training.anomaly import fit_patchcore, leave_one_out_maps, location_statistics, raw_scores
 from defectlens.training.config import TrainConfig
 from defectlens.training.run import new_run_dir
 
+#: Normal training images needed for position normalisation: fewer give each place's spread too few draws.
+MIN_POSITION_IMAGES = 20
 #: A training image whose leave-one-out score is above the third quartile + this many interquartile ranges is named
 #: as possibly not normal (Tukey's far-out fence).
 OUTLIER_IQRS = 3.0
@@ -84,13 +89,18 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
             model, train.images, bank_size=config.bank_size, max_patches=config.max_patches, seed=config.seed,
             on_batch=phase.advance,
         )  # fmt: skip
-    cross = outlier_images(model, train.images, owners)
-    setting = _set_threshold(model, manifest, spec, config, data_dir, progress, fallback=cross)
+    loo = leave_one_out_maps(model, train.images, owners)
+    cross = loo.reshape(len(loo), -1).max(axis=1)  # raw: a defect filed as good stands out wherever it is
+    positions = _set_positions(model, loo, config)
+    fallback = (loo - model.head.loc_mean.numpy()) / model.head.loc_scale.numpy()
+    setting = _set_threshold(
+        model, manifest, spec, config, data_dir, progress, fallback=fallback.reshape(len(loo), -1).max(axis=1)
+    )
     run_dir = new_run_dir(config.out, config.name or f"{data_dir.name}-anomaly-{config.model}")
     config.replace(data=str(data_dir)).to_yaml(run_dir / "config.yaml")
     outliers = _write_outliers(run_dir, train, cross)
     anomaly: dict[str, Any] = {
-        "normal": normal, "fit": asdict(fit),
+        "normal": normal, "fit": asdict(fit), "position_norm": positions,
         "defects_in_train_not_fitted": others, "outliers": outliers, **setting,
     }  # fmt: skip
     save_checkpoint(
@@ -111,6 +121,21 @@ def _split(
     manifest: Manifest, name: str, spec: ModelSpec, config: TrainConfig, data_dir: Path, progress: Progress
 ) -> CachedSplit:
     return load_split(manifest, name, spec, workers=config.workers, cache_dir=data_dir / ".cache", progress=progress)
+
+
+def _set_positions(model: AnomalyModel, loo: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    """Set what normal parts score at each patch position from the training images' leave-one-out patch
+    maps (``config.position_norm``, with at least :data:`MIN_POSITION_IMAGES` images); returns how."""
+    if not config.position_norm:
+        return {"used": False, "why": "position_norm is off"}
+    if len(loo) < MIN_POSITION_IMAGES:
+        return {"used": False, "why": f"{len(loo)} normal training images (needs {MIN_POSITION_IMAGES})"}
+    mean, scale = location_statistics(loo)
+    model.head.set_locations(torch.from_numpy(mean), torch.from_numpy(scale))
+    return {
+        "used": True, "images": len(loo), "grid": list(mean.shape),
+        "mean_range": [float(mean.min()), float(mean.max())], "scale_range": [float(scale.min()), float(scale.max())],
+    }  # fmt: skip
 
 
 def _set_threshold(

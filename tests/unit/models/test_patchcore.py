@@ -96,6 +96,36 @@ def test_a_fitted_model_is_rebuilt_from_its_weights_and_spec() -> None:
     assert torch.allclose(again(x), model(x))
 
 
+def test_patch_scores_are_normalised_by_what_good_parts_score_at_each_place() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=5)
+    model.head.set_bank(torch.randn(5, model.head.bank.shape[1], generator=torch.Generator().manual_seed(0)))
+    fmap = torch.randn(2, model.head.bank.shape[1], 8, 8, generator=torch.Generator().manual_seed(1))
+    raw = model.head.distances(fmap)
+    assert torch.equal(model.head.patch_scores(fmap), raw)  # no statistics: the distances themselves
+    mean, scale = torch.rand(8, 8) * 3, torch.rand(8, 8) + 0.5
+    model.head.set_locations(mean, scale)
+    assert torch.allclose(model.head.patch_scores(fmap), (raw - mean) / scale)
+    for bad in ((torch.zeros(8, 8), torch.zeros(8, 8)), (torch.zeros(8, 8), torch.ones(4, 4))):
+        with pytest.raises(DefectlensError, match="scale > 0"):
+            model.head.set_locations(*bad)
+
+
+def test_a_model_with_position_statistics_and_one_from_before_them_are_rebuilt() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=4)
+    model.head.set_bank(torch.randn(6, model.head.bank.shape[1]))
+    model.head.set_locations(torch.rand(8, 8), torch.rand(8, 8) + 0.5)
+    spec = default_spec("efficientnet_lite0", in_channels=1, input_size=64, class_names=("good", ANOMALOUS))
+    spec = spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra={"task": ANOMALY_TASK})
+    x = torch.rand(2, 1, 64, 64)
+    again = model_from_state(model.state_dict(), spec)
+    assert torch.allclose(again(x), model(x)) and again.head.loc_mean.shape == (8, 8)
+    before = {k: v for k, v in model.state_dict().items() if not k.startswith("head.loc_")}  # an older bundle
+    older = model_from_state(before, spec)
+    assert torch.equal(older.head.loc_scale, torch.ones(1, 1))
+    assert torch.allclose(older.head.patch_scores(torch.ones(1, model.head.bank.shape[1], 8, 8)),
+                          older.head.distances(torch.ones(1, model.head.bank.shape[1], 8, 8)))  # fmt: skip
+
+
 def test_a_spec_naming_an_unknown_task_is_refused() -> None:
     spec = default_spec("efficientnet_lite0", class_names=("a", "b")).replace(extra={"task": "segmentation"})
     with pytest.raises(DefectlensError, match="segmentation"):

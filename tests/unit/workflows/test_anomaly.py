@@ -200,3 +200,73 @@ def test_the_service_serves_an_anomaly_bundle_with_its_map_as_the_overlay(
         drawn = explain(Predictor.load(fitted["bundle"].path), tmp_path / "part.png")  # type: ignore[attr-defined]
         assert np.array_equal(np.asarray(served.convert("RGB")), np.asarray(drawn.overlay))  # the anomaly map's
     assert log.get(row["inspection_id"]).prediction == ANOMALOUS  # type: ignore[union-attr]
+
+
+def _busy_part(rng: np.random.Generator, *, defect: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A part whose top-left corner is busy on every good part, differently each time (a textured
+    background, a rough edge), and, when ``defect``, a faint short scratch elsewhere, with its mask."""
+    from PIL import ImageDraw
+
+    a = np.asarray(texture(rng), dtype=np.float32).copy()
+    a[:36, :36] += rng.normal(0.0, 60.0, (36, 36))
+    img, mask = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), Image.new("L", (SIZE, SIZE), 0)
+    if defect:
+        x0, y0 = (int(v) for v in rng.integers(55, 75, 2))
+        for canvas, fill in ((ImageDraw.Draw(img), 175), (ImageDraw.Draw(mask), 255)):
+            canvas.line([(x0, y0), (x0 + 12, y0 + 10)], fill=fill, width=2)
+    return np.asarray(img), np.asarray(mask) > 0
+
+
+def test_position_normalisation_finds_the_faint_scratch_a_busy_place_of_every_part_hides() -> None:
+    import torch
+    from scipy.ndimage import binary_dilation
+    from sklearn.metrics import roc_auc_score
+
+    from defectlens.models.patchcore import create_patchcore
+    from defectlens.training.anomaly import fit_patchcore, leave_one_out_maps, location_statistics, outlier_images
+
+    rng = np.random.default_rng(0)
+    train = torch.from_numpy(np.stack([_busy_part(rng, defect=False)[0] for _ in range(40)])[:, None])
+    test = [_busy_part(rng, defect=i % 2 == 1) for i in range(20)]
+    x = torch.from_numpy(np.stack([img for img, _ in test])[:, None]).float() / 255.0
+    y = np.array([m.any() for _, m in test])
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=SIZE)
+    _, owners = fit_patchcore(model, train, bank_size=256, max_patches=4000)
+
+    def judged() -> tuple[float, float]:
+        """Image AUROC, and the share of scratched parts whose anomaly map peaks on the scratch."""
+        with torch.inference_mode():
+            scores, patches = model.raw_scores(x)
+            maps = model.head.anomaly_map(patches)[:, 0].numpy()
+        near = [binary_dilation(m, iterations=4) for _, m in test]
+        peaks = [near[i][np.unravel_index(maps[i].argmax(), maps[i].shape)] for i in np.flatnonzero(y)]
+        return float(roc_auc_score(y, scores.numpy())), float(np.mean(peaks))
+
+    raw_auroc, raw_peaks = judged()
+    loo = leave_one_out_maps(model, train, owners)
+    assert loo.shape == (40, SIZE // 8, SIZE // 8)
+    np.testing.assert_allclose(outlier_images(model, train, owners), loo.reshape(40, -1).max(axis=1))
+    mean, scale = location_statistics(loo)
+    assert mean[:3, :3].mean() > mean[-3:, -3:].mean()  # good parts score high in the busy corner
+    model.head.set_locations(torch.from_numpy(mean), torch.from_numpy(scale))
+    auroc, peaks = judged()
+    assert raw_peaks <= 0.2  # without it the busy corner outscores the scratch on almost every part
+    assert peaks >= 0.5 and auroc >= raw_auroc
+
+
+def test_the_run_records_its_position_statistics_or_why_there_are_none(fitted: AnomalyParts, tmp_path: Path) -> None:
+    import torch
+
+    from defectlens.core.checkpoint import read_checkpoint
+
+    used = read_checkpoint(Path(fitted.result.run_dir) / "best.pt")
+    info = used["anomaly"]["position_norm"]
+    fitted_on = [r for r in Manifest.read(fitted.data).split("train") if r.label == "good"]
+    assert info["used"] is True and info["images"] == len(fitted_on) and info["grid"] == [SIZE // 8, SIZE // 8]
+    assert tuple(used["state_dict"]["head.loc_mean"].shape) == (SIZE // 8, SIZE // 8)
+    from defectlens.workflows.train import train_and_evaluate
+
+    off = train_and_evaluate(config(fitted.data, tmp_path, position_norm=False, evaluate=False))
+    state = read_checkpoint(Path(off.run_dir) / "best.pt")
+    assert state["anomaly"]["position_norm"] == {"used": False, "why": "position_norm is off"}
+    assert torch.equal(state["state_dict"]["head.loc_scale"], torch.ones(1, 1))
