@@ -10,6 +10,10 @@ time and the process's peak memory; the bundle's latency per image (median and p
 
     python benchmarks/run_anomaly.py --dataset bottle --source /path/to/mvtec/bottle
     python benchmarks/run_anomaly.py --dataset casting   # ../shared/datasets/casting, good parts only
+    python benchmarks/run_anomaly.py --dataset casting --no-position-norm --variant no-position-norm --work W2
+
+A new run replaces the dataset's record and keeps its ``peers``, ``sweep`` and ``variants``; ``--variant NAME``
+records a setting beside the recipe (under ``variants``) and leaves the record as it is.
 
 Datasets (never committed): MVTec AD "bottle" (CC BY-NC-SA 4.0), the official split with masks, from
 github.com/doanthai161/Bottle-Anomaly-Detection at ff4e8f31ed4d, folder ``data/bottle/bottle``; the Kaggle
@@ -46,6 +50,7 @@ from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
+KEPT = ("peers", "sweep", "variants")  # parts of a dataset's JSON that a new run of ours leaves as they are
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "anomalib_patchcore.py"
 
 
@@ -179,11 +184,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if any(r.meta.get("mask") for r in test):
         masks, maps = pixel_arrays(predictor, manifest, test, predictor.spec.input_size)
         out["pixel"] = pixel_metrics(masks, maps)
-    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
-    if path.is_file() and "peers" in (old := json.loads(path.read_text())):
-        out["peers"] = old["peers"]  # the peers' rows (--peer) stay: they do not depend on our run
-    path.write_text(json.dumps(out, indent=1))
+    out["command"] = "python benchmarks/run_anomaly.py " + " ".join(sys.argv[1:])
+    write_record(Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json", out, args.variant)
     return out
+
+
+def write_record(path: Path, record: dict[str, Any], variant: str | None = None) -> None:
+    """Write a run into the dataset's JSON: as its record (the peers' rows, the sweep and the variants kept:
+    they do not depend on this run), or, with ``variant``, under ``variants`` with the record left as it is."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    if variant:
+        old.setdefault("variants", {})[variant] = record
+        path.write_text(json.dumps(old, indent=1))
+        return
+    path.write_text(json.dumps({**record, **{k: old[k] for k in KEPT if k in old}}, indent=1))
 
 
 def anomalib_python() -> Path | None:
@@ -332,6 +346,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="normalise patch scores by what good parts score at each place (the default; --no-position-norm: off)",
     )
     p.add_argument("--out", default=None)
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="record this run under \"variants\" of the dataset's JSON with this name (the recipe's record stays)",
+    )
     p.add_argument("--peer", choices=("anomalib",), help="run the peer on the same split instead of ours")
     p.add_argument(
         "--peer-resume", action="store_true", help="reuse what an earlier peer run left (its fit, scores, summary)"
@@ -356,10 +375,11 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     data = work / ("data-casting-good-only" if args.dataset == "casting" else f"data-{Path(args.source).name}")
     manifest = Manifest.read(data)
     files = [manifest.resolve(r) for r in manifest.split("test")]
-    out["latency"] = {**latency(predictor, files), "backend": predictor.backend}
-    out["latency_machine"] = {**describe(), "load_average_at_end": os.getloadavg()}
+    record = out["variants"][args.variant] if args.variant else out
+    record["latency"] = {**latency(predictor, files), "backend": predictor.backend}
+    record["latency_machine"] = {**describe(), "load_average_at_end": os.getloadavg()}
     path.write_text(json.dumps(out, indent=1))
-    return out["latency"]
+    return record["latency"]
 
 
 if __name__ == "__main__":
