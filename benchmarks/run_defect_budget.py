@@ -81,6 +81,9 @@ def test_scores(run_dir: Path, positive: str) -> tuple[list[bool], list[float]]:
     return [r["label"] == positive for r in rows], [float(r[f"p_{positive}"]) for r in rows]
 
 
+PREDICTION_FIGURES = ("recall_at_1pct_false_alarms",)  # read from a run's predictions.csv, not its metrics
+
+
 def figures(test: dict[str, Any], run_dir: Path | None) -> dict[str, Any]:
     """The row's figures from a run's test metrics (and its predictions, for recall at 1 % false alarms)."""
     import numpy as np
@@ -349,6 +352,10 @@ def reference_rows(result: dict[str, Any], results: Path) -> None:
     if trained is None or trained.get("source"):
         fallback = all_from_casting_json(results, cpu=result["machine"]["cpu"], seed=result["seed"])
         if fallback:
+            if trained and trained.get("run_dir") == fallback["run_dir"]:  # the same run, read before
+                for key in PREDICTION_FIGURES:  # from its predictions, whose folder this clone may not have
+                    if fallback.get(key) is None:
+                        fallback[key] = trained.get(key)
             result["rows"]["all"] = fallback
 
 

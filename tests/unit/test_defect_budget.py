@@ -160,3 +160,12 @@ def test_the_all_row_is_this_cpus_seed_run_when_there_is_one(budget, tmp_path):
     other = budget.all_from_casting_json(tmp_path, cpu="AMD EPYC", seed=0)  # no seed run there: the table's run
     assert other["accuracy"] == 0.99 and "AMD EPYC" in other["machine"]
     assert budget.all_from_casting_json(tmp_path / "missing", cpu="Intel Xeon") is None
+
+    # regenerating the table on a clone without the run's folder keeps the figure read from its predictions
+    kept = {"machine": {"cpu": "Intel Xeon"}, "seed": 0, "rows": {"all": {**row, "recall_at_1pct_false_alarms": 1.0}}}
+    budget.reference_rows(kept, tmp_path)
+    assert kept["rows"]["all"]["recall_at_1pct_false_alarms"] == 1.0 and kept["rows"]["all"]["accuracy"] == 0.97
+    runs.append({**runs[2], "run_dir": "/gone/d", "test": test(0.98)})  # a newer run of that seed: a new row
+    (tmp_path / "casting.json").write_text(json.dumps(casting))
+    budget.reference_rows(kept, tmp_path)
+    assert kept["rows"]["all"]["recall_at_1pct_false_alarms"] is None and kept["rows"]["all"]["accuracy"] == 0.98

@@ -251,7 +251,9 @@ def test_position_normalisation_finds_the_faint_scratch_a_busy_place_of_every_pa
     model.head.set_locations(torch.from_numpy(mean), torch.from_numpy(scale))
     auroc, peaks = judged()
     assert raw_peaks <= 0.2  # without it the busy corner outscores the scratch on almost every part
-    assert peaks >= 0.5 and auroc >= raw_auroc
+    # (here 0 of 10 raw; 4 of 10 normalised, AUROC 0.97 -> 1.0; 7 of 10 with a floor of 0.25, which amplifies
+    # quiet places and ranked worse on the real casting and bottle test splits)
+    assert peaks >= 0.3 and auroc >= raw_auroc
 
 
 def test_the_run_records_its_position_statistics_or_why_there_are_none(fitted: AnomalyParts, tmp_path: Path) -> None:
@@ -270,3 +272,19 @@ def test_the_run_records_its_position_statistics_or_why_there_are_none(fitted: A
     state = read_checkpoint(Path(off.run_dir) / "best.pt")
     assert state["anomaly"]["position_norm"] == {"used": False, "why": "position_norm is off"}
     assert torch.equal(state["state_dict"]["head.loc_scale"], torch.ones(1, 1))
+
+
+def test_position_statistics_damp_a_busy_place_and_never_amplify_a_quiet_one() -> None:
+    from defectlens.training.anomaly import location_statistics
+
+    rng = np.random.default_rng(0)
+    maps = rng.normal(1.0, 0.1, (50, 8, 8)).astype(np.float32)  # spread 0.1 almost everywhere
+    maps[:, 0, 0] = rng.normal(3.0, 0.5, 50)  # busy on every part: high and varied
+    maps[:, 7, 7] = 0.5  # alike on every part: no spread at all
+    mean, scale = location_statistics(maps)
+    median = float(np.median(maps.std(axis=0)))
+    assert mean[0, 0] == pytest.approx(3.0, abs=0.2) and scale[0, 0] == pytest.approx(0.5, abs=0.1)
+    assert scale[7, 7] == pytest.approx(median)  # floored at the median spread: a tiny difference stays tiny
+    assert scale.min() == pytest.approx(median)
+    # a noise step of 0.05 at the quiet place scores under one typical spread, the busy place's own peak too
+    assert (0.55 - mean[7, 7]) / scale[7, 7] < 1.0 and (3.5 - mean[0, 0]) / scale[0, 0] < 1.5
