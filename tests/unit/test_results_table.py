@@ -200,7 +200,8 @@ def test_our_rows_carry_the_seed_spread_per_cpu_and_rows_without_seeds_say_how_t
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and " | " in line]
     cells = {row[0] + row[1]: row[-1] for row in rows}
     assert cells["| elpvours"] == (
-        "0.8881 ± 0.0088 [0.8731-0.8960], 5 seeds (Intel Xeon); 0.8930 ± 0.0000 [0.8930-0.8930], 1 seed (AMD EPYC 9B14) |"
+        "0.8881 ± 0.0088 [0.8731-0.8960], 5 seeds (Intel Xeon); "
+        "0.8930 ± 0.0000 [0.8930-0.8930], 1 seed (AMD EPYC 9B14) |"
     )
     assert cells["| elpvsimple_cnn"] == " |"  # only our recipe is trained over seeds
     assert cells["| castingours"] == "– |"
