@@ -276,6 +276,7 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     ``<dataset>.json`` under ``seeds`` (and the recipe's accuracy range to the packaged ``expected.json``)."""
     import os
 
+    from defectlens.training.config import TrainConfig
     from seed_spread import done, weights_digest
 
     work, path = Path(args.work), Path(args.out) / f"{ds.name}.json"
@@ -291,7 +292,7 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
     for seed in range(args.seeds):
         config = recipe(ds, "ours", data=data, work=work / ds.name / "seeds", smoke=args.smoke, seed=seed)
         recorded = {k: v for k, v in config.to_dict().items() if k not in _NOT_RECIPE}
-        if done(seeds["runs"], cpu=cpu, seed=seed, config=recorded):
+        if done(seeds["runs"], cpu=cpu, seed=seed, config=recorded, defaults=TrainConfig().to_dict()):
             print(f"== {ds.name} / ours seed {seed}: already ran on {cpu}", flush=True)
             continue
         print(f"== {ds.name} / ours, seed {seed} of 0..{args.seeds - 1} on {cpu}", flush=True)

@@ -63,9 +63,13 @@ def by_cpu(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def done(runs: list[dict[str, Any]], *, cpu: str, seed: int, config: dict[str, Any]) -> bool:
-    """Whether ``seed`` of this recipe ``config`` already ran on this CPU model."""
-    return any(r["cpu"] == cpu and r["seed"] == seed and r["config"] == config for r in runs)
+def done(
+    runs: list[dict[str, Any]], *, cpu: str, seed: int, config: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> bool:
+    """Whether ``seed`` of this recipe ``config`` already ran on this CPU model. A setting a run's record lacks
+    counts as ``defaults`` gives it (a setting added since, at its default, is what that run did)."""
+    base = defaults or {}
+    return any(r["cpu"] == cpu and r["seed"] == seed and {**base, **r["config"]} == {**base, **config} for r in runs)
 
 
 def spread_cell(entry: dict[str, Any], key: str) -> str:

@@ -36,6 +36,11 @@ def test_spread_per_cpu_uses_the_newest_run_of_each_seed_and_sample_sd():
     assert ss.done(runs, cpu="AMD EPYC", seed=0, config={"epochs": 10})
     assert not ss.done(runs, cpu="AMD EPYC", seed=0, config={"epochs": 12})  # another recipe runs again
     assert not ss.done(runs, cpu="AMD EPYC", seed=1, config={"epochs": 10})
+    # a setting added since the run (position_norm, anomaly mode's) at its default is the same recipe
+    now, defaults = {"epochs": 10, "position_norm": True}, {"epochs": 8, "position_norm": True}
+    assert ss.done(runs, cpu="AMD EPYC", seed=0, config=now, defaults=defaults)
+    assert not ss.done(runs, cpu="AMD EPYC", seed=0, config={**now, "position_norm": False}, defaults=defaults)
+    assert not ss.done(runs, cpu="AMD EPYC", seed=0, config=now)  # without the defaults: a new setting
     table = ss.seed_table({"elpv": {"seeds": {"by_cpu": spread}}})
     assert "| elpv | Intel(R) Xeon(R) Processor | 3 (0-2) | 0.8433 ± 0.0404 [0.8000-0.8800] |" in table
 
