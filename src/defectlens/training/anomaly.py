@@ -81,15 +81,20 @@ def fit_patchcore(
     return fit, owners[chosen]
 
 
+#: The share of a normal image's anomaly map drawn fully cold: the map's drawing range starts at this quantile.
+COLD_QUANTILE = 0.9
+
+
 @torch.inference_mode()
 def raw_scores(model: AnomalyModel, images: torch.Tensor, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Raw image scores (N,) and the median of each image's anomaly map (N,), for uint8 images."""
-    scores, medians = [], []
+    """Raw image scores (N,) and, per image, the level :data:`COLD_QUANTILE` of its anomaly map stays under
+    (N,), for uint8 images."""
+    scores, levels = [], []
     for x in _batches(images, batch_size):
         s, patches = model.raw_scores(x)
         scores.append(s.numpy())
-        medians.append(model.head.anomaly_map(patches).flatten(1).median(dim=1).values.numpy())
-    return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(medians) if medians else np.zeros(0)
+        levels.append(torch.quantile(model.head.anomaly_map(patches).flatten(1), COLD_QUANTILE, dim=1).numpy())
+    return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(levels) if levels else np.zeros(0)
 
 
 def outlier_images(

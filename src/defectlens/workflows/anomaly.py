@@ -154,10 +154,10 @@ def _set_threshold(
     if manifest.split("val"):
         val, _ = _normal_images(_split(manifest, "val", spec, config, data_dir, progress), manifest, normal)
     if val is not None and len(val):
-        scores, medians = raw_scores(model, val.images)
+        scores, cold = raw_scores(model, val.images)
         source = f"{len(scores)} held-out {normal!r} validation images"
     else:  # no normal validation image: the training images' leave-one-out scores (never their own patches)
-        scores, medians = fallback, np.zeros(0)
+        scores, cold = fallback, np.zeros(0)
         source = (
             f"leave-one-out scores of the {len(scores)} {normal!r} training images (no {normal!r} validation image)"
         )
@@ -165,7 +165,9 @@ def _set_threshold(
     threshold = ood_threshold(scores, rate)
     typical = float(np.median(scores))
     width = max((threshold - typical) / 3.0, 1e-6 * max(abs(threshold), 1.0))
-    low = float(np.median(medians)) if len(medians) else typical / 2.0
+    # the map is drawn cold up to the level 90 % of a good part's map stays under (the median over images), so a
+    # good part's overlay stays cold where a range starting at its median would paint half of it warm
+    low = float(np.median(cold)) if len(cold) else typical / 2.0
     model.set_normalisation(center=threshold, width=width, map_range=(low, max(threshold, low + width)))
     return {
         "raw_threshold": threshold, "false_alarm_rate": rate, "rule": threshold_rule(len(scores), rate),
