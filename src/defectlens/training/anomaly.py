@@ -103,7 +103,11 @@ def outlier_images(
     """Each training image's score against the bank without the rows that came from it (N,): leave-one-out,
     so an image's own patches never vouch for it. A defect filed as normal has patches no other image
     has; the coreset keeps them (they are far from everything), and only they make its score low."""
-    maps = leave_one_out_maps(model, images, owners, batch_size=batch_size)
+    return image_maxima(leave_one_out_maps(model, images, owners, batch_size=batch_size))
+
+
+def image_maxima(maps: np.ndarray) -> np.ndarray:
+    """Each patch map's largest value (N, h, w) -> (N,): an image's score from its map."""
     return maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0)
 
 

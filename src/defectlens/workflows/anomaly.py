@@ -36,7 +36,13 @@ from defectlens.evaluation.conformal import ood_threshold, threshold_rule
 from defectlens.models import default_spec
 from defectlens.models.patchcore import AnomalyModel, create_patchcore
 from defectlens.training import RunResult
-from defectlens.training.anomaly import fit_patchcore, leave_one_out_maps, location_statistics, raw_scores
+from defectlens.training.anomaly import (
+    fit_patchcore,
+    image_maxima,
+    leave_one_out_maps,
+    location_statistics,
+    raw_scores,
+)
 from defectlens.training.config import TrainConfig
 from defectlens.training.run import new_run_dir
 
@@ -90,12 +96,10 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
             on_batch=phase.advance,
         )  # fmt: skip
     loo = leave_one_out_maps(model, train.images, owners)
-    cross = loo.reshape(len(loo), -1).max(axis=1)  # raw: a defect filed as good stands out wherever it is
+    cross = image_maxima(loo)  # raw: a defect filed as good stands out wherever it is
     positions = _set_positions(model, loo, config)
     fallback = (loo - model.head.loc_mean.numpy()) / model.head.loc_scale.numpy()
-    setting = _set_threshold(
-        model, manifest, spec, config, data_dir, progress, fallback=fallback.reshape(len(loo), -1).max(axis=1)
-    )
+    setting = _set_threshold(model, manifest, spec, config, data_dir, progress, fallback=image_maxima(fallback))
     run_dir = new_run_dir(config.out, config.name or f"{data_dir.name}-anomaly-{config.model}")
     config.replace(data=str(data_dir)).to_yaml(run_dir / "config.yaml")
     outliers = _write_outliers(run_dir, train, cross)
