@@ -156,3 +156,37 @@ def test_a_corrupt_jpeg_is_flagged_whether_read_whole_or_streamed(tmp_path, monk
     assert "zero bytes" in decode_image(bad).warning
     monkeypatch.setattr(images, "READ_WHOLE_MAX_BYTES", 16)
     assert "zero bytes" in decode_image(bad).warning
+
+
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_a_gray_model_decodes_a_colour_jpegs_luma_alone_to_the_same_pixels(tmp_path, monkeypatch, orientation):
+    # a 1-channel model asks the JPEG decoder for the luma plane alone (no chroma upsampling or colour
+    # conversion): the same pixels as decoding RGB and converting, read whole, streamed, as bytes or upright
+    from PIL import ImageFilter, ImageOps
+
+    from defectlens.data import images
+
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(2))
+    path = tmp_path / "colour.jpg"
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    img.save(path, quality=85, exif=exif.tobytes())
+    with Image.open(path) as raw:
+        expected = np.asarray(ImageOps.exif_transpose(raw).convert("L"))
+    spec = ModelSpec(arch="simple_cnn", in_channels=1, input_size=32, class_names=("a", "b"))
+    luma = decode_image(path, gray=True).image
+    assert luma.mode == "L" and decode_image(path).image.mode == "RGB"  # only when asked
+    np.testing.assert_array_equal(np.asarray(luma), expected)
+    np.testing.assert_array_equal(np.asarray(decode_image(path.read_bytes(), gray=True).image), expected)
+    monkeypatch.setattr(images, "READ_WHOLE_MAX_BYTES", 16)
+    np.testing.assert_array_equal(np.asarray(decode_image(path, gray=True).image), expected)
+    # every model path asks for it: the model input equals converting the RGB decode
+    rgb = decode_image(path).image
+    np.testing.assert_array_equal(preprocess(path, spec), to_array(rgb, size=32, channels=1))
+    asked, stream = [], images._decode_stream
+    monkeypatch.setattr(images, "_decode_stream", lambda *a, **k: asked.append(k.get("gray")) or stream(*a, **k))
+    preprocess(path, spec)
+    preprocess(path.read_bytes(), spec.replace(in_channels=3))
+    assert asked == [True, False]

@@ -39,7 +39,8 @@ def explain(predictor: Predictor, image: Any, *, target: int | str | None = None
         ``(heatmap, overlay)``: a float32 array (H, W) in [0, 1] at the original image size, and an
         RGB PIL image of that size with the heatmap blended in and the label and probability drawn.
     """
-    original = image if isinstance(image, Image.Image) else load_image(image)
+    # decoded as every model path decodes it (gray for a 1-channel model), so the map is of the verdict's pixels
+    original = image if isinstance(image, Image.Image) else load_image(image, gray=predictor.spec.in_channels == 1)
     heatmap, idx, probs = gradcam_map(predictor, original, target=target)
     label = f"{predictor.spec.class_names[idx]} {probs[idx]:.1%}"
     return heatmap, overlay(original, heatmap, label=label)

@@ -73,7 +73,8 @@ def explain(predictor: Predictor, image: Any, *, target: int | str | None = None
         DefectlensError: for an unknown target class; ImportError when only Grad-CAM could explain and
             torch or grad-cam is not installed.
     """
-    original = image if isinstance(image, Image.Image) else load_image(image)
+    # decoded as every model path decodes it (gray for a 1-channel model), so the map is of the verdict's pixels
+    original = image if isinstance(image, Image.Image) else load_image(image, gray=predictor.spec.in_channels == 1)
     if predictor.cam_method is not None:
         found = predictor.explain(original, target=target)
         heat, index, probs, how = found.heatmap, found.index, found.probabilities, found.method

@@ -84,7 +84,7 @@ def decode(upload: Upload, predictor: Predictor) -> Decoded:
     """Decode and preprocess one upload for ``predictor``; a bad file gives an error, never an exception."""
     digest = hashlib.sha256(upload.data).hexdigest()
     try:
-        decoded = decode_image(upload.data, name=upload.name)
+        decoded = decode_image(upload.data, name=upload.name, gray=predictor.spec.in_channels == 1)  # as predict
         array = predictor.preprocess(decoded)  # decoded once: the rule has been applied
     except ImageError as exc:
         return Decoded(upload, digest, error=classify(exc.reason))

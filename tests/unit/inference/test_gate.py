@@ -484,3 +484,23 @@ def test_a_run_trained_on_line_drift_gets_a_gate_that_accepts_it(run_dir: Path, 
     assert (plain.images, drifted.images) == (48 + 16, 48 + 2 * 16)  # each validation image once more, drifted
     assert np.array_equal(drifted.validation.images[:16], plain.validation.images)
     assert not np.array_equal(drifted.validation.images[16:], plain.validation.images)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_integer_statistics_equal_the_float_definitions(channels) -> None:
+    # image_stats computes in integers on the channel sum; the definitions are in floats on the channel mean
+    rng = np.random.default_rng(channels)
+    for img in (rng.integers(0, 256, (channels, 48, 40), dtype=np.uint8), np.full((channels, 9, 9), 255, np.uint8)):
+        g = img.astype(np.float64).mean(axis=0)
+        lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+        across = g[:, :-2] - 2.0 * g[:, 1:-1] + g[:, 2:]
+        both = across[:-2] - 2.0 * across[1:-1] + across[2:]
+        expected = {
+            "brightness": g.mean(), "contrast": g.std(),
+            "dark_share": np.mean(g <= 8), "bright_share": np.mean(g >= 247),
+            "sharpness": np.abs(lap).mean(), "noise": np.sqrt(np.pi / 2.0) / 6.0 * np.abs(both).mean(),
+        }  # fmt: skip
+        got = image_stats(img)
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
