@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = TrainConfig(
         task="anomaly", data=str(prepared.folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
-        normal=args.normal, model=args.model, position_norm=args.position_norm,
+        normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "method": f"PatchCore on {config.model} stride-8/16 features, greedy coreset",
         "settings": {
             k: getattr(config, k)
-            for k in ("channels", "input_size", "bank_size", "max_patches", "model", "position_norm")
+            for k in ("channels", "input_size", "bank_size", "max_patches", "model", "position_norm", "position_floor")
         },
         "counts": manifest.counts(),
         "threshold": result.spec.threshold,
@@ -344,6 +344,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="normalise patch scores by what good parts score at each place (the default; --no-position-norm: off)",
+    )
+    p.add_argument(
+        "--position-floor",
+        type=float,
+        default=1.0,
+        help="the spread a place is divided by never falls below this multiple of the median spread (1e6: mean only)",
     )
     p.add_argument("--out", default=None)
     p.add_argument(

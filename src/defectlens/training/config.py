@@ -108,6 +108,9 @@ class TrainConfig:
         position_norm: anomaly mode: score each patch against what normal parts score at the same place
             (mean and spread of the training images' leave-one-out patch scores), so a place that is busy
             on every good part (a textured background, an edge) no longer outscores a small defect.
+        position_floor: anomaly mode: the smallest spread a place is divided by, as a multiple of the median
+            spread over places (1: busy places damped, quiet ones never amplified; a large value such as 1e6
+            divides every place alike, so only the mean is subtracted).
     """
 
     data: str = ""
@@ -151,6 +154,7 @@ class TrainConfig:
     max_patches: int = 100_000
     false_alarm_rate: float = 0.01
     position_norm: bool = True
+    position_floor: float = 1.0
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -198,6 +202,7 @@ class TrainConfig:
             ("bank_size", 1 <= self.bank_size <= 1_000_000, "between 1 and 1,000,000"),
             ("max_patches", self.max_patches >= self.bank_size, ">= bank_size"),
             ("false_alarm_rate", 0.0 < self.false_alarm_rate < 0.5, "in (0, 0.5)"),
+            ("position_floor", 0.0 < self.position_floor < float("inf"), "> 0 and finite (a multiple of the median)"),
         )
         for name, ok, rule in checks:
             if not ok:

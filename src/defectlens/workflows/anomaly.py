@@ -134,10 +134,10 @@ def _set_positions(model: AnomalyModel, loo: np.ndarray, config: TrainConfig) ->
         return {"used": False, "why": "position_norm is off"}
     if len(loo) < MIN_POSITION_IMAGES:
         return {"used": False, "why": f"{len(loo)} normal training images (needs {MIN_POSITION_IMAGES})"}
-    mean, scale = location_statistics(loo)
+    mean, scale = location_statistics(loo, floor=config.position_floor)
     model.head.set_locations(torch.from_numpy(mean), torch.from_numpy(scale))
     return {
-        "used": True, "images": len(loo), "grid": list(mean.shape),
+        "used": True, "images": len(loo), "grid": list(mean.shape), "floor": config.position_floor,
         "mean_range": [float(mean.min()), float(mean.max())], "scale_range": [float(scale.min()), float(scale.max())],
     }  # fmt: skip
 

@@ -266,7 +266,16 @@ def test_the_run_records_its_position_statistics_or_why_there_are_none(fitted: A
     fitted_on = [r for r in Manifest.read(fitted.data).split("train") if r.label == "good"]
     assert info["used"] is True and info["images"] == len(fitted_on) and info["grid"] == [SIZE // 8, SIZE // 8]
     assert tuple(used["state_dict"]["head.loc_mean"].shape) == (SIZE // 8, SIZE // 8)
+    assert info["floor"] == 1.0
+    busy = used["state_dict"]["head.loc_scale"]
+    assert not torch.all(busy == busy.min())  # places busier than the median are divided by more
     from defectlens.workflows.train import train_and_evaluate
+
+    shift = train_and_evaluate(config(fitted.data, tmp_path, position_floor=1e6, evaluate=False))
+    state = read_checkpoint(Path(shift.run_dir) / "best.pt")
+    assert state["anomaly"]["position_norm"]["floor"] == 1e6
+    flat = state["state_dict"]["head.loc_scale"]
+    assert torch.all(flat == flat.flatten()[0])  # every place divided alike: only the mean is subtracted
 
     off = train_and_evaluate(config(fitted.data, tmp_path, position_norm=False, evaluate=False))
     state = read_checkpoint(Path(off.run_dir) / "best.pt")
