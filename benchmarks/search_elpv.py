@@ -41,7 +41,35 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "base_20ep": {"epochs": 20},
     "full_300_light_30ep_lr5e-4": {**_FULL, "input_size": 300, "epochs": 30, "augment": "light", "lr": 5e-4},
     "lite2": {"model": "efficientnet_lite2"},
+    # the recipe from the backbone of pretrain_elpv_ssl.py (SimCLR on the training cells, labels unread)
+    "ssl_simclr": {"model": "efficientnet_lite0_ssl"},
 }
+SSL_WEIGHTS = Path("build/ssl/lite0-elpv-simclr.pt")
+
+
+def register_ssl_backbone(path: Path) -> None:
+    """Register ``efficientnet_lite0_ssl``: Lite0 with the self-supervised weights of ``path`` (grayscale)."""
+    import torch
+
+    from defectlens.models.registry import get_entry, register_model
+
+    if not path.is_file():
+        raise SystemExit(f"{path}: no self-supervised weights; run benchmarks/pretrain_elpv_ssl.py first")
+    base = get_entry("efficientnet_lite0")
+
+    @register_model(
+        "efficientnet_lite0_ssl", input_size=base.input_size, mean=base.mean, std=base.std,
+        pretrained=f"{path} (SimCLR on ELPV's training cells)", description="EfficientNet-Lite0, SimCLR on ELPV",
+    )  # fmt: skip
+    def build(*, pretrained: bool, input_size: int) -> tuple[Any, int]:
+        features, channels = base.build(pretrained=False, input_size=input_size)
+        if pretrained:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            # saved from the grayscale network: spread its 1-channel stem over RGB so that create_model's
+            # sum over RGB gives it back exactly
+            state = {k: v.repeat(1, 3, 1, 1) / 3 if k.endswith("_conv_stem.weight") else v for k, v in state.items()}
+            features.load_state_dict(state, strict=True)
+        return features, channels
 
 
 def run_variant(name: str, overrides: dict[str, Any], data: str, out: str) -> dict[str, Any]:
@@ -106,6 +134,8 @@ def main() -> int:
     machine = describe()
     device = machine["cuda"] or "cpu"
     command = " ".join([sys.executable, *sys.argv])
+    if "ssl_simclr" in (args.names or VARIANTS):
+        register_ssl_backbone(SSL_WEIGHTS)
     for name in args.names or list(VARIANTS):
         run = {**run_variant(name, VARIANTS[name], args.data, args.out), "device": device, "command": command}
         run["machine"] = machine
