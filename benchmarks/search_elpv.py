@@ -138,6 +138,8 @@ def main() -> int:
         register_ssl_backbone(SSL_WEIGHTS)
     for name in args.names or list(VARIANTS):
         run = {**run_variant(name, VARIANTS[name], args.data, args.out), "device": device, "command": command}
+        if name == "ssl_simclr":  # what the backbone went through before: pretrain_elpv_ssl.py's record
+            run["pretraining"] = json.loads(SSL_WEIGHTS.with_suffix(".json").read_text(encoding="utf-8"))
         run["machine"] = machine
         print(json.dumps(run), flush=True)
         # written after every variant, so an interrupted search keeps what it finished
