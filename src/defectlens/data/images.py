@@ -19,6 +19,9 @@ the input and the reason):
   is never opened), unreadable files ("permission denied"), and pixel modes with no defined
   conversion to gray or RGB (LAB, HSV).
 
+For a 1-channel model a colour JPEG is decoded to its luma plane alone (``decode_image(..., gray=True)``, which
+:func:`prepare_frame` asks for): the pixels of decoding RGB and converting, at about half the cost.
+
 What is kept with a warning (:attr:`DecodedImage.warnings`): a JPEG whose compressed data breaks
 the marker structure or holds a long run of zero bytes (a corrupted block decodes to garbage
 without an error from Pillow), metadata Pillow warns about (corrupt EXIF, a malformed MPO), and
