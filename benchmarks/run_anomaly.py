@@ -50,7 +50,7 @@ from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
-KEPT = ("peers", "sweep", "variants")  # parts of a dataset's JSON that a new run of ours leaves as they are
+KEPT = ("peers", "sweep", "variants", "selection_rule")  # parts of a dataset's JSON that a new run of ours leaves as they are
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "anomalib_patchcore.py"
 
 
@@ -122,6 +122,36 @@ def image_figures(y: np.ndarray, p: np.ndarray, threshold: float, called: np.nda
     }
 
 
+def selection_files(source: Path) -> list[Path]:
+    """Casting's selection defects: every image of ``train/def_front`` in the original source (never fitted on,
+    never seen by the threshold; the official test split stays out of every choice)."""
+    folder = source / "train" / "def_front"
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png")) if folder.is_dir() else []
+
+
+def selection_figures(predictor: Any, manifest: Any, normal: str, defects: list[Path]) -> dict[str, Any] | None:
+    """Figures on a selection set, for choosing between variants without the test split: the held-out good
+    images of the validation split (the threshold's; no fit saw them) against defects no fit or threshold saw
+    (casting's ``train/def_front``). The false-alarm rate here is the threshold's own fitting set's, so it is
+    reported but not a figure to judge; AUROC, recall at 1 % false alarms and the defect recall at the validated
+    threshold are. None without defects."""
+    if not defects:
+        return None
+    good = [manifest.resolve(r) for r in manifest.split("val") if r.label == normal]
+    files = [*good, *defects]
+    preds = list(predictor.predict_many(files, batch_size=8))
+    p = np.array([pr.defect_probability if pr.defect_probability is not None else np.nan for pr in preds])
+    y = np.array([False] * len(good) + [True] * len(defects))
+    keep = ~np.isnan(p)
+    return {
+        "good": len(good),
+        "defects": len(defects),
+        "defects_from": "casting train/def_front (never fitted on)",
+        "refused_by_gate": int((~keep).sum()),
+        **image_figures(y[keep], p[keep], float(predictor.spec.threshold or 0.5)),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from defectlens.data.manifest import Manifest
     from defectlens.evaluation.anomaly import pixel_metrics
@@ -136,6 +166,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     source = Path(args.source) if args.source else SHARED / "casting"
     if not source.is_dir():
         raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
+    defects = selection_files(source) if args.dataset == "casting" else []
     if args.dataset == "casting":
         source = good_only_casting(source, work)
     prepared = prepare_training_data(source, out=work, force=True)
@@ -184,6 +215,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if any(r.meta.get("mask") for r in test):
         masks, maps = pixel_arrays(predictor, manifest, test, predictor.spec.input_size)
         out["pixel"] = pixel_metrics(masks, maps)
+    selection = selection_figures(predictor, manifest, normal, defects)
+    if selection is not None:
+        out["selection"] = selection
     out["command"] = "python benchmarks/run_anomaly.py " + " ".join(sys.argv[1:])
     write_record(Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json", out, args.variant)
     return out
@@ -362,6 +396,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--peer-resume", action="store_true", help="reuse what an earlier peer run left (its fit, scores, summary)"
     )
     p.add_argument(
+        "--selection-only",
+        action="store_true",
+        help="casting: score the bundle of an earlier run (--work) on the selection set (train/def_front and the "
+        "held-out good images) and add the figures to its record",
+    )
+    p.add_argument(
         "--latency-only",
         action="store_true",
         help="time the bundle of an earlier run again (its JSON's latency, machine and load are replaced)",
@@ -388,6 +428,43 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     return record["latency"]
 
 
+def selection_again(args: argparse.Namespace) -> dict[str, Any]:
+    """The selection figures of the bundle an earlier casting run exported (``--work``), added to its record.
+
+    The bundle is first checked to be the record's: its test image AUROC must equal the recorded one to
+    1e-9, else nothing is written.
+    """
+    from defectlens.core.anomaly import pick_normal
+    from defectlens.data.manifest import Manifest
+    from defectlens.inference.predictor import Predictor
+
+    if args.dataset != "casting":
+        raise SystemExit("--selection-only: only casting has defects outside its test split (train/def_front)")
+    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    out = json.loads(path.read_text())
+    record = out["variants"][args.variant] if args.variant else out
+    work = Path(args.work)
+    predictor = Predictor.load(work / f"{args.dataset}-anomaly.dlens")
+    manifest = Manifest.read(work / "data-casting-good-only")
+    normal = pick_normal(manifest.classes, args.normal)
+    test = manifest.split("test")
+    preds = list(predictor.predict_many([manifest.resolve(r) for r in test], batch_size=8))
+    y = np.array([r.label != normal for r in test])
+    p = np.array([pr.defect_probability if pr.defect_probability is not None else np.nan for pr in preds])
+    keep = ~np.isnan(p)
+    auroc = image_figures(y[keep], p[keep], float(predictor.spec.threshold or 0.5))["image_auroc"]
+    if abs(auroc - record["image"]["image_auroc"]) > 1e-9:
+        raise SystemExit(
+            f"{work}: this bundle's test image AUROC is {auroc!r}, the record's {record['image']['image_auroc']!r}: "
+            "not the bundle the record was measured with; nothing written"
+        )
+    source = Path(args.source) if args.source else SHARED / "casting"
+    record["selection"] = selection_figures(predictor, manifest, normal, selection_files(source))
+    record["selection_command"] = "python benchmarks/run_anomaly.py " + " ".join(sys.argv[1:])
+    path.write_text(json.dumps(out, indent=1))
+    return dict(record["selection"])
+
+
 if __name__ == "__main__":
     ns = get_args_parser().parse_args()
     if ns.channels is None:
@@ -395,4 +472,5 @@ if __name__ == "__main__":
     if ns.peer:
         print(json.dumps(run_anomalib(ns), indent=1, default=str))
     else:
-        print(json.dumps(latency_again(ns) if ns.latency_only else run(ns), indent=1))
+        again = latency_again if ns.latency_only else selection_again if ns.selection_only else run
+        print(json.dumps(again(ns), indent=1))

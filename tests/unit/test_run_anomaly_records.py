@@ -54,3 +54,68 @@ def test_the_first_run_of_a_dataset_writes_a_fresh_file(bench, tmp_path):
     path = tmp_path / "anomaly-bottle.json"
     bench.write_record(path, {"image": {"image_auroc": 1.0}})
     assert json.loads(path.read_text()) == {"image": {"image_auroc": 1.0}}
+
+
+def test_the_selection_rule_survives_a_new_run_of_the_recipe(bench, tmp_path):
+    path = tmp_path / "anomaly-casting.json"
+    path.write_text(json.dumps({"image": {"image_auroc": 0.9}, "selection_rule": "judge on selection"}))
+    bench.write_record(path, {"image": {"image_auroc": 0.95}})
+    assert json.loads(path.read_text())["selection_rule"] == "judge on selection"
+
+
+class _Row:
+    def __init__(self, p):
+        self.defect_probability = p
+
+
+class _Record:
+    def __init__(self, name, label):
+        self.name, self.label = name, label
+
+
+class _Manifest:
+    def __init__(self, root):
+        self.root = root
+        self.records = [_Record("g1", "ok_front"), _Record("g2", "ok_front"), _Record("g3", "ok_front")]
+
+    def split(self, name):
+        assert name == "val"
+        return self.records
+
+    def resolve(self, record):
+        return self.root / record.name
+
+
+class _Predictor:
+    """Scores by file name: the good images low, the defects high, one defect refused by the gate (None)."""
+
+    class spec:
+        threshold = 0.5
+
+    def __init__(self, scores):
+        self.scores, self.seen = scores, []
+
+    def predict_many(self, files, batch_size):
+        self.seen = [f.name for f in files]
+        return [_Row(self.scores[f.name]) for f in files]
+
+
+def test_selection_figures_rank_held_out_good_images_against_train_defects(bench, tmp_path):
+    folder = tmp_path / "casting" / "train" / "def_front"
+    folder.mkdir(parents=True)
+    for name in ("d2.jpeg", "d1.jpeg", "d3.jpeg", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    defects = bench.selection_files(tmp_path / "casting")
+    assert [p.name for p in defects] == ["d1.jpeg", "d2.jpeg", "d3.jpeg"]  # sorted, images only
+    scores = {"g1": 0.1, "g2": 0.2, "g3": 0.6, "d1": 0.9, "d2": 0.4, "d3": None}
+    predictor = _Predictor({**scores, **{f"d{i}.jpeg": scores[f"d{i}"] for i in (1, 2, 3)}})
+    out = bench.selection_figures(predictor, _Manifest(tmp_path), "ok_front", defects)
+    assert predictor.seen == ["g1", "g2", "g3", "d1.jpeg", "d2.jpeg", "d3.jpeg"]
+    assert (out["good"], out["defects"], out["refused_by_gate"]) == (3, 3, 1)
+    assert out["recall_at_threshold"] == 0.5  # d1 above 0.5, d2 below; d3 refused, not counted
+    assert out["false_alarm_rate_at_threshold"] == pytest.approx(1 / 3)
+    assert out["image_auroc"] == pytest.approx(5 / 6)  # of 2 x 3 pairs: d1 above all 3 good, d2 above 2
+
+
+def test_selection_is_none_without_defects(bench, tmp_path):
+    assert bench.selection_figures(_Predictor({}), _Manifest(tmp_path), "ok_front", []) is None
