@@ -50,7 +50,8 @@ from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
-KEPT = ("peers", "sweep", "variants", "selection_rule")  # parts of a dataset's JSON that a new run of ours leaves as they are
+#: Parts of a dataset's JSON that a new run of ours leaves as they are.
+KEPT = ("peers", "sweep", "variants", "selection_rule")
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "anomalib_patchcore.py"
 
 
@@ -126,7 +127,9 @@ def selection_files(source: Path) -> list[Path]:
     """Casting's selection defects: every image of ``train/def_front`` in the original source (never fitted on,
     never seen by the threshold; the official test split stays out of every choice)."""
     folder = source / "train" / "def_front"
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png")) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
 
 
 def selection_figures(predictor: Any, manifest: Any, normal: str, defects: list[Path]) -> dict[str, Any] | None:
