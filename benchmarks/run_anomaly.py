@@ -9,8 +9,13 @@ time and the process's peak memory; the bundle's latency per image (median and p
 ``benchmarks/results/anomaly-<dataset>.json``.
 
     python benchmarks/run_anomaly.py --dataset bottle --source /path/to/mvtec/bottle
-    python benchmarks/run_anomaly.py --dataset casting   # ../shared/datasets/casting, good parts only
+    python benchmarks/run_anomaly.py --dataset casting --bank 4096 --max-patches 1200000   # casting's recipe
     python benchmarks/run_anomaly.py --dataset casting --no-position-norm --variant no-position-norm --work W2
+
+Casting also scores a selection set outside its test split (the held-out good images against ``train/def_front``,
+never fitted on) under ``"selection"``: settings are chosen on it by the JSON's ``"selection_rule"``, never on the
+test split. ``--selection-only --work W [--variant NAME]`` adds those figures to an earlier run's record, after
+checking that W's bundle gives the record's test AUROC.
 
 A new run replaces the dataset's record and keeps its ``peers``, ``sweep`` and ``variants``; ``--variant NAME``
 records a setting beside the recipe (under ``variants``) and leaves the record as it is.
