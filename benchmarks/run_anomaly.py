@@ -128,6 +128,12 @@ def image_figures(y: np.ndarray, p: np.ndarray, threshold: float, called: np.nda
     }
 
 
+def scores(predictor: Any, files: list[Path]) -> np.ndarray:
+    """Each image's defect probability through the bundle's ``Predictor`` (NaN where the gate refused it)."""
+    preds = predictor.predict_many(files, batch_size=8)
+    return np.array([pr.defect_probability if pr.defect_probability is not None else np.nan for pr in preds])
+
+
 def selection_files(source: Path) -> list[Path]:
     """Casting's selection defects: every image of ``train/def_front`` in the original source (never fitted on,
     never seen by the threshold; the official test split stays out of every choice)."""
@@ -146,9 +152,7 @@ def selection_figures(predictor: Any, manifest: Any, normal: str, defects: list[
     if not defects:
         return None
     good = [manifest.resolve(r) for r in manifest.split("val") if r.label == normal]
-    files = [*good, *defects]
-    preds = list(predictor.predict_many(files, batch_size=8))
-    p = np.array([pr.defect_probability if pr.defect_probability is not None else np.nan for pr in preds])
+    p = scores(predictor, [*good, *defects])
     y = np.array([False] * len(good) + [True] * len(defects))
     keep = ~np.isnan(p)
     return {
@@ -194,9 +198,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test = manifest.split("test")
     normal = result.spec.class_names[0]
     files = [manifest.resolve(r) for r in test]
-    preds = list(predictor.predict_many(files, batch_size=8))
+    p = scores(predictor, files)
     y = np.array([r.label != normal for r in test])
-    p = np.array([pr.defect_probability if pr.defect_probability is not None else np.nan for pr in preds])
     refused = int(np.isnan(p).sum())
     out: dict[str, Any] = {
         "dataset": args.dataset,
@@ -456,9 +459,8 @@ def selection_again(args: argparse.Namespace) -> dict[str, Any]:
     manifest = Manifest.read(work / "data-casting-good-only")
     normal = pick_normal(manifest.classes, args.normal)
     test = manifest.split("test")
-    preds = list(predictor.predict_many([manifest.resolve(r) for r in test], batch_size=8))
+    p = scores(predictor, [manifest.resolve(r) for r in test])
     y = np.array([r.label != normal for r in test])
-    p = np.array([pr.defect_probability if pr.defect_probability is not None else np.nan for pr in preds])
     keep = ~np.isnan(p)
     auroc = image_figures(y[keep], p[keep], float(predictor.spec.threshold or 0.5))["image_auroc"]
     if abs(auroc - record["image"]["image_auroc"]) > 1e-9:
@@ -480,5 +482,5 @@ if __name__ == "__main__":
     if ns.peer:
         print(json.dumps(run_anomalib(ns), indent=1, default=str))
     else:
-        again = latency_again if ns.latency_only else selection_again if ns.selection_only else run
-        print(json.dumps(again(ns), indent=1))
+        job = latency_again if ns.latency_only else selection_again if ns.selection_only else run
+        print(json.dumps(job(ns), indent=1))
