@@ -288,7 +288,7 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
         run = adopted_run(ds, Path(run_dir), data=data, smoke=args.smoke, cpu=cpu)
         seeds["runs"] = [r for r in seeds["runs"] if not (r["cpu"] == cpu and r["seed"] == run["seed"])] + [run]
         print(f"== {ds.name} / ours seed {run['seed']}: adopted {run_dir} (trained on {cpu})", flush=True)
-        save_seeds(result, seeds, path, smoke=args.smoke, name=ds.config or ds.name)
+        save_seeds(result, seeds, path, smoke=args.smoke, name=expected_recipe(ds))
     for seed in range(args.seeds):
         config = recipe(ds, "ours", data=data, work=work / ds.name / "seeds", smoke=args.smoke, seed=seed)
         recorded = {k: v for k, v in config.to_dict().items() if k not in _NOT_RECIPE}
@@ -315,18 +315,30 @@ def seed_runs(ds: DatasetDef, args: argparse.Namespace) -> dict[str, Any]:
                 "command": " ".join([Path(sys.executable).name, *sys.argv]),
             }
         )
-        save_seeds(result, seeds, path, smoke=args.smoke, name=ds.config or ds.name)
+        save_seeds(result, seeds, path, smoke=args.smoke, name=expected_recipe(ds))
     return result
 
 
-def save_seeds(result: dict[str, Any], seeds: dict[str, Any], path: Path, *, smoke: bool, name: str) -> None:
-    """Write ``<dataset>.json`` with the seed statistics per CPU model recomputed (and, for real runs,
-    the packaged expected range)."""
+def expected_recipe(ds: DatasetDef) -> str | None:
+    """The shipped recipe whose packaged expected range this dataset's seed runs define: the dataset's own
+    recipe, or None for a row that trains another dataset's recipe on its own labels or split (``neu-6-file``
+    runs ``neu-6``'s recipe on a file-name split, whose range would misstate what ``neu-6`` gives).
+
+    Example:
+        >>> expected_recipe(DATASETS["neu-6"]), expected_recipe(DATASETS["neu-6-file"])
+        ('neu-6', None)
+    """
+    return ds.name if not ds.config or ds.config == ds.name else None
+
+
+def save_seeds(result: dict[str, Any], seeds: dict[str, Any], path: Path, *, smoke: bool, name: str | None) -> None:
+    """Write ``<dataset>.json`` with the seed statistics per CPU model recomputed (and, for real runs of a
+    recipe's own dataset, ``name``, the packaged expected range)."""
     from seed_spread import by_cpu, write_expected
 
     seeds["by_cpu"] = by_cpu(seeds["runs"])
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    if not smoke:
+    if not smoke and name is not None:
         write_expected(name, seeds["by_cpu"])
 
 

@@ -96,3 +96,26 @@ def test_expected_file_round_trip_and_the_demo_line(tmp_path, monkeypatch):
 def test_no_seed_runs_say_how_to_make_them_instead_of_an_empty_table():
     ss = load_benchmark("seed_spread")
     assert ss.seed_table({"elpv": {}}).startswith("No seed runs recorded yet: `python benchmarks/run_real.py")
+
+
+def test_only_a_recipes_own_dataset_writes_its_expected_range():
+    """``neu-6-file`` trains ``neu-6``'s recipe on a file-name split (1.0000 every seed); its seeds must not become
+    the range ``neu-6`` promises (0.9969 on its own split)."""
+    rr = load_benchmark("run_real")
+    assert rr.expected_recipe(rr.DATASETS["neu-6"]) == "neu-6"
+    assert rr.expected_recipe(rr.DATASETS["elpv"]) == "elpv"
+    assert rr.expected_recipe(rr.DATASETS["neu-6-file"]) is None
+    assert rr.expected_recipe(rr.DATASETS["neu-binary-file"]) is None
+
+
+def test_the_packaged_ranges_are_those_of_the_recipes_own_rows():
+    """The shipped ``expected.json`` holds, for each recipe, the spread of its own dataset's seed runs."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shipped = json.loads((root / "src" / "defectlens" / "recipes" / "expected.json").read_text())
+    for recipe, by_cpu in shipped.items():
+        recorded = json.loads((root / "benchmarks" / "results" / f"{recipe}.json").read_text())["seeds"]["by_cpu"]
+        for cpu, entry in by_cpu.items():
+            assert entry["seeds"] == recorded[cpu]["seeds"], (recipe, cpu)
+            assert entry["mean"] == round(recorded[cpu]["accuracy"]["mean"], 4), (recipe, cpu)
