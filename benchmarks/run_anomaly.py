@@ -10,6 +10,7 @@ time and the process's peak memory; the bundle's latency per image (median and p
 
     python benchmarks/run_anomaly.py --dataset bottle --source /path/to/mvtec/bottle
     python benchmarks/run_anomaly.py --dataset casting --bank 4096 --max-patches 1200000   # casting's recipe
+    python benchmarks/run_anomaly.py --dataset elpv --bank 4096 --max-patches 1200000      # functional cells only
     python benchmarks/run_anomaly.py --dataset casting --no-position-norm --variant no-position-norm --work W2
 
 Casting also scores a selection set outside its test split (the held-out good images against ``train/def_front``,
@@ -24,7 +25,8 @@ Datasets (never committed): MVTec AD "bottle" (CC BY-NC-SA 4.0), the official sp
 github.com/doanthai161/Bottle-Anomaly-Detection at ff4e8f31ed4d, folder ``data/bottle/bottle``; the Kaggle
 casting set in ``../shared/datasets/casting``, fitted on ``train/ok_front`` only (its validation split is
 carved from those good images, so no defect image is seen before the test) and tested on the official
-test split.
+test split. ELPV comes from the ``elpv-dataset`` package (CC BY-NC-SA 4.0) as ``make demo`` imports it (the Deitsch
+split), fitted on its functional cells only; its validation split holds defects, so its threshold is fitted on them.
 
 ``--peer anomalib`` runs anomalib's PatchCore on the same split instead (``benchmarks/peers/anomalib_patchcore.py``
 in ``.venv-anomalib``, ``make anomalib-peer``; its figures come from its raw scores and maps through the same
@@ -58,6 +60,7 @@ SHARED = ROOT.parent / "shared" / "datasets"
 #: Parts of a dataset's JSON that a new run of ours leaves as they are.
 KEPT = ("peers", "sweep", "variants", "selection_rule")
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "anomalib_patchcore.py"
+ELPV_SOURCE = "the elpv-dataset package, Deitsch split (as make demo imports it)"
 
 
 def good_only_casting(source: Path, work: Path) -> Path:
@@ -175,15 +178,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     machine = describe()
     work = Path(args.work)
-    source = Path(args.source) if args.source else SHARED / "casting"
-    if not source.is_dir():
-        raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
-    defects = selection_files(source) if args.dataset == "casting" else []
-    if args.dataset == "casting":
-        source = good_only_casting(source, work)
-    prepared = prepare_training_data(source, out=work, force=True)
+    defects: list[Path] = []
+    if args.dataset == "elpv":  # the demo's import: the package's cells on the Deitsch split
+        from defectlens.workflows.demo import prepare_elpv
+
+        folder = prepare_elpv(work / "data-elpv")
+    else:
+        source = Path(args.source) if args.source else SHARED / "casting"
+        if not source.is_dir():
+            raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
+        if args.dataset == "casting":
+            defects = selection_files(source)
+            source = good_only_casting(source, work)
+        folder = prepare_training_data(source, out=work, force=True).folder
     config = TrainConfig(
-        task="anomaly", data=str(prepared.folder), channels=args.channels, input_size=args.input_size,
+        task="anomaly", data=str(folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
         normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
     )  # fmt: skip
@@ -194,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     assert result.run_dir is not None
     bundle = export_bundle(result.run_dir, work / f"{args.dataset}-anomaly.dlens")
     predictor = Predictor.load(bundle.path)
-    manifest = Manifest.read(prepared.folder)
+    manifest = Manifest.read(folder)
     test = manifest.split("test")
     normal = result.spec.class_names[0]
     files = [manifest.resolve(r) for r in test]
@@ -203,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     refused = int(np.isnan(p).sum())
     out: dict[str, Any] = {
         "dataset": args.dataset,
-        "source": str(args.source or "../shared/datasets/casting"),
+        "source": ELPV_SOURCE if args.dataset == "elpv" else str(args.source or "../shared/datasets/casting"),
         "method": f"PatchCore on {config.model} stride-8/16 features, greedy coreset",
         "settings": {
             k: getattr(config, k)
@@ -373,11 +382,11 @@ def run_anomalib(args: argparse.Namespace) -> dict[str, Any]:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", choices=("bottle", "casting"), required=True)
+    p.add_argument("--dataset", choices=("bottle", "casting", "elpv"), required=True)
     p.add_argument("--source", help="the dataset folder (casting default: ../shared/datasets/casting)")
     p.add_argument("--work", default=str(ROOT / "build" / "anomaly"), help="imports, runs and bundles go here")
     p.add_argument("--input-size", type=int, default=256)
-    p.add_argument("--channels", type=int, default=None, help="default: 3 for bottle, 1 for casting")
+    p.add_argument("--channels", type=int, default=None, help="default: 3 for bottle, 1 for casting and ELPV")
     p.add_argument("--bank", type=int, default=2048)
     p.add_argument(
         "--model", default="efficientnet_lite0", help="the frozen backbone (Lite1/Lite2 need their weight package)"
@@ -479,6 +488,8 @@ if __name__ == "__main__":
     ns = get_args_parser().parse_args()
     if ns.channels is None:
         ns.channels = 3 if ns.dataset == "bottle" else 1
+    if ns.dataset == "elpv" and ns.normal is None:
+        ns.normal = "functional"  # ELPV's normal class (defect probability 0 from the experts)
     if ns.peer:
         print(json.dumps(run_anomalib(ns), indent=1, default=str))
     else:
