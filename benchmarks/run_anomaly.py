@@ -115,12 +115,15 @@ def latency(predictor: Any, files: list[Path], runs: int = 100) -> dict[str, flo
 
 def image_figures(y: np.ndarray, p: np.ndarray, threshold: float, called: np.ndarray | None = None) -> dict[str, float]:
     """Image figures of scores ``p``; the calls at the threshold are ``p >= threshold`` unless given (a peer's
-    own rule)."""
+    own rule). A NaN score (an image the gate refused: no verdict) is left out of every figure."""
     from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
     from defectlens.evaluation.anomaly import recall_at_false_alarms
 
+    y, p = np.asarray(y, bool), np.asarray(p, np.float64)
+    keep = ~np.isnan(p)
     called = p >= threshold if called is None else np.asarray(called, bool)
+    y, p, called = y[keep], p[keep], called[keep]
     return {
         "image_auroc": float(roc_auc_score(y, p)),
         "image_aupr": float(average_precision_score(y, p)),
@@ -157,14 +160,47 @@ def selection_figures(predictor: Any, manifest: Any, normal: str, defects: list[
     good = [manifest.resolve(r) for r in manifest.split("val") if r.label == normal]
     p = scores(predictor, [*good, *defects])
     y = np.array([False] * len(good) + [True] * len(defects))
-    keep = ~np.isnan(p)
     return {
         "good": len(good),
         "defects": len(defects),
         "defects_from": "casting train/def_front (never fitted on)",
-        "refused_by_gate": int((~keep).sum()),
-        **image_figures(y[keep], p[keep], float(predictor.spec.threshold or 0.5)),
+        "refused_by_gate": int(np.isnan(p).sum()),
+        **image_figures(y, p, float(predictor.spec.threshold or 0.5)),
     }
+
+
+def data_path(dataset: str, work: Path, source: str | None = None) -> Path:
+    """Where a dataset's import lives under ``work`` (what :func:`import_dataset` writes, and what the peer, the
+    latency and the selection re-runs read).
+
+    Example:
+        >>> [data_path(d, Path("W"), "/x/bottle").as_posix() for d in ("casting", "elpv", "bottle")]
+        ['W/data-casting-good-only', 'W/data-elpv', 'W/data-bottle']
+    """
+    name = {"casting": "casting-good-only", "elpv": "elpv"}.get(dataset, Path(source or "").name)
+    return work / f"data-{name}"
+
+
+def import_dataset(args: argparse.Namespace, work: Path) -> tuple[Path, list[Path]]:
+    """The dataset imported into ``work`` (its folder, at :func:`data_path`), and casting's selection defects.
+
+    ELPV is the demo's import of the package (Deitsch split); casting is its training good parts and official
+    test split; bottle (MVTec AD layout) is ``--source`` as it is.
+    """
+    from defectlens.workflows.prepare import prepare_training_data
+
+    if args.dataset == "elpv":
+        from defectlens.workflows.demo import prepare_elpv
+
+        return prepare_elpv(data_path("elpv", work)), []
+    source = Path(args.source) if args.source else SHARED / "casting"
+    if not source.is_dir():
+        raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
+    defects: list[Path] = []
+    if args.dataset == "casting":
+        defects = selection_files(source)
+        source = good_only_casting(source, work)
+    return prepare_training_data(source, out=work, force=True).folder, defects
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,24 +209,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from defectlens.export import export_bundle
     from defectlens.inference.predictor import Predictor
     from defectlens.training.config import TrainConfig
-    from defectlens.workflows.prepare import prepare_training_data
     from defectlens.workflows.train import train_and_evaluate
 
     machine = describe()
     work = Path(args.work)
-    defects: list[Path] = []
-    if args.dataset == "elpv":  # the demo's import: the package's cells on the Deitsch split
-        from defectlens.workflows.demo import prepare_elpv
-
-        folder = prepare_elpv(work / "data-elpv")
-    else:
-        source = Path(args.source) if args.source else SHARED / "casting"
-        if not source.is_dir():
-            raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
-        if args.dataset == "casting":
-            defects = selection_files(source)
-            source = good_only_casting(source, work)
-        folder = prepare_training_data(source, out=work, force=True).folder
+    folder, defects = import_dataset(args, work)
     config = TrainConfig(
         task="anomaly", data=str(folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
@@ -221,7 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "counts": manifest.counts(),
         "threshold": result.spec.threshold,
         "refused_by_gate": refused,
-        "image": image_figures(y[~np.isnan(p)], p[~np.isnan(p)], float(result.spec.threshold or 0.5)),
+        "image": image_figures(y, p, float(result.spec.threshold or 0.5)),
         "evaluation": {s: {k: m.get(k) for k in ("roc_auc", "pr_auc", "accuracy")} for s, m in result.metrics.items()},
         "train_and_evaluate_seconds": fit_seconds,
         "peak_rss_mb": peak_mb,
@@ -333,17 +356,12 @@ def run_anomalib(args: argparse.Namespace) -> dict[str, Any]:
     our code; written under ``"peers"`` of the dataset's JSON (ours kept as they are)."""
     from defectlens.core.anomaly import pick_normal
     from defectlens.data.manifest import Manifest
-    from defectlens.workflows.prepare import prepare_training_data
 
     start_load = os.getloadavg()
     work = Path(args.work)
-    data = work / ("data-casting-good-only" if args.dataset == "casting" else f"data-{Path(args.source or '').name}")
+    data = data_path(args.dataset, work, args.source)
     if not (data / "manifest.csv").is_file():  # the split ours was fitted on, else the same import again
-        source = Path(args.source) if args.source else SHARED / "casting"
-        if not source.is_dir():
-            raise SystemExit(f"skipped: {source} is not here (see the module docstring for where the data comes from)")
-        source = good_only_casting(source, work) if args.dataset == "casting" else source
-        data = prepare_training_data(source, out=work, force=True).folder
+        data = import_dataset(args, work)[0]
     manifest = Manifest.read(data)
     normal = pick_normal(manifest.classes, args.normal)
     peer = work / f"anomalib-{args.dataset}"
@@ -438,8 +456,7 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     out = json.loads(path.read_text())
     work = Path(args.work)
     predictor = Predictor.load(work / f"{args.dataset}-anomaly.dlens")
-    data = work / ("data-casting-good-only" if args.dataset == "casting" else f"data-{Path(args.source).name}")
-    manifest = Manifest.read(data)
+    manifest = Manifest.read(data_path(args.dataset, work, args.source))
     files = [manifest.resolve(r) for r in manifest.split("test")]
     record = out["variants"][args.variant] if args.variant else out
     record["latency"] = {**latency(predictor, files), "backend": predictor.backend}
@@ -465,13 +482,12 @@ def selection_again(args: argparse.Namespace) -> dict[str, Any]:
     record = out["variants"][args.variant] if args.variant else out
     work = Path(args.work)
     predictor = Predictor.load(work / f"{args.dataset}-anomaly.dlens")
-    manifest = Manifest.read(work / "data-casting-good-only")
+    manifest = Manifest.read(data_path(args.dataset, work))
     normal = pick_normal(manifest.classes, args.normal)
     test = manifest.split("test")
     p = scores(predictor, [manifest.resolve(r) for r in test])
     y = np.array([r.label != normal for r in test])
-    keep = ~np.isnan(p)
-    auroc = image_figures(y[keep], p[keep], float(predictor.spec.threshold or 0.5))["image_auroc"]
+    auroc = image_figures(y, p, float(predictor.spec.threshold or 0.5))["image_auroc"]
     if abs(auroc - record["image"]["image_auroc"]) > 1e-9:
         raise SystemExit(
             f"{work}: this bundle's test image AUROC is {auroc!r}, the record's {record['image']['image_auroc']!r}: "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from tests.benchmark_scripts import load_benchmark
@@ -119,3 +120,18 @@ def test_selection_figures_rank_held_out_good_images_against_train_defects(bench
 
 def test_selection_is_none_without_defects(bench, tmp_path):
     assert bench.selection_figures(_Predictor({}), _Manifest(tmp_path), "ok_front", []) is None
+
+
+def test_every_job_finds_a_datasets_import_in_one_place(bench, tmp_path):
+    """The fit, the anomalib peer and the latency / selection re-runs read the same folder; ELPV has no --source."""
+    assert bench.data_path("casting", tmp_path, "/data/casting") == tmp_path / "data-casting-good-only"
+    assert bench.data_path("elpv", tmp_path) == tmp_path / "data-elpv"
+    assert bench.data_path("bottle", tmp_path, "/mvtec/bottle") == tmp_path / "data-bottle"
+
+
+def test_image_figures_leave_refused_images_out(bench):
+    y = np.array([False, False, True, True, True])
+    p = np.array([0.1, 0.2, 0.9, 0.3, np.nan])  # the last defect was refused by the gate: no verdict
+    out = bench.image_figures(y, p, 0.5)
+    assert out["image_auroc"] == pytest.approx(1.0) and out["recall_at_threshold"] == 0.5
+    assert out["false_alarm_rate_at_threshold"] == 0.0
