@@ -95,22 +95,39 @@ def pixel_arrays(predictor: Any, manifest: Any, records: list[Any], size: int) -
 def latency(predictor: Any, files: list[Path], runs: int = 100) -> dict[str, float]:
     """Single-image ``predict`` wall times (ms) after 5 warm-up calls: from the file (decoding included), and
     from the image already at the model's input size (the bundle's own cost: gate, model, decision)."""
+    return latencies([predictor], files, runs)[0]
+
+
+def latencies(predictors: list[Any], files: list[Path], runs: int = 100) -> list[dict[str, float]]:
+    """:func:`latency` of several bundles in one process, interleaved call by call on the same images, so a
+    burst of load (or a slower process: on a shared 2-core VM, bundles of one architecture timed 13 to 20 ms
+    in separate processes) hits each alike. One dict per predictor, in order."""
+    out: list[dict[str, float]] = [{"runs": runs} for _ in predictors]
+    for key in ("file", "input_size"):
+        inputs = [_inputs(p, files, key) for p in predictors]
+        for p, xs in zip(predictors, inputs, strict=True):
+            for x in xs[:5]:
+                p.predict(x)
+        times: list[list[float]] = [[] for _ in predictors]
+        for i in range(runs):
+            for p, xs, t in zip(predictors, inputs, times, strict=True):
+                start = time.perf_counter()
+                p.predict(xs[i % len(xs)])
+                t.append((time.perf_counter() - start) * 1000)
+        for o, t in zip(out, times, strict=True):
+            t.sort()
+            o[f"{key}_p50_ms"] = statistics.median(t)
+            o[f"{key}_p99_ms"] = t[int(0.99 * (len(t) - 1))]
+    return out
+
+
+def _inputs(predictor: Any, files: list[Path], key: str) -> list[Any]:
+    """The files themselves, or the first 20 decoded and resized to the model's input size."""
+    if key == "file":
+        return list(files)
     size = predictor.spec.input_size
     mode = "L" if predictor.spec.in_channels == 1 else "RGB"
-    small = [Image.open(f).convert(mode).resize((size, size), Image.Resampling.BILINEAR) for f in files[:20]]
-    out: dict[str, float] = {"runs": runs}
-    for key, inputs in (("file", files), ("input_size", small)):
-        for x in inputs[:5]:
-            predictor.predict(x)
-        times = []
-        for i in range(runs):
-            start = time.perf_counter()
-            predictor.predict(inputs[i % len(inputs)])
-            times.append((time.perf_counter() - start) * 1000)
-        times.sort()
-        out[f"{key}_p50_ms"] = statistics.median(times)
-        out[f"{key}_p99_ms"] = times[int(0.99 * (len(times) - 1))]
-    return out
+    return [Image.open(f).convert(mode).resize((size, size), Image.Resampling.BILINEAR) for f in files[:20]]
 
 
 def image_figures(y: np.ndarray, p: np.ndarray, threshold: float, called: np.ndarray | None = None) -> dict[str, float]:
@@ -444,6 +461,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="time the bundle of an earlier run again (its JSON's latency, machine and load are replaced)",
     )
+    p.add_argument(
+        "--against",
+        nargs="+",
+        metavar="BUNDLE",
+        help="with --latency-only: time these bundles too, call by call beside the run's (under latency_against)",
+    )
     return p
 
 
@@ -459,8 +482,13 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     manifest = Manifest.read(data_path(args.dataset, work, args.source))
     files = [manifest.resolve(r) for r in manifest.split("test")]
     record = out["variants"][args.variant] if args.variant else out
-    record["latency"] = {**latency(predictor, files), "backend": predictor.backend}
+    others = [Predictor.load(b) for b in args.against or []]
+    timed = latencies([predictor, *others], files)
+    record["latency"] = {**timed[0], "backend": predictor.backend}
     record["latency_machine"] = {**describe(), "load_average_at_end": os.getloadavg()}
+    if others:  # timed call by call beside the record's bundle, in this process
+        pairs = zip(args.against, timed[1:], others, strict=True)
+        record["latency_against"] = [{"bundle": str(b), **t, "backend": o.backend} for b, t, o in pairs]
     path.write_text(json.dumps(out, indent=1))
     return record["latency"]
 
@@ -501,7 +529,10 @@ def selection_again(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    ns = get_args_parser().parse_args()
+    parser = get_args_parser()
+    ns = parser.parse_args()
+    if ns.against and not ns.latency_only:
+        parser.error("--against times bundles beside an earlier run's: use it with --latency-only")
     if ns.channels is None:
         ns.channels = 3 if ns.dataset == "bottle" else 1
     if ns.dataset == "elpv" and ns.normal is None:

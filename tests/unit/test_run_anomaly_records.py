@@ -135,3 +135,34 @@ def test_image_figures_leave_refused_images_out(bench):
     out = bench.image_figures(y, p, 0.5)
     assert out["image_auroc"] == pytest.approx(1.0) and out["recall_at_threshold"] == 0.5
     assert out["false_alarm_rate_at_threshold"] == 0.0
+
+
+class _Timed:
+    """A predictor that logs each call (its name and input) into a shared list."""
+
+    class spec:
+        input_size = 8
+        in_channels = 1
+
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+
+    def predict(self, x):
+        self.calls.append((self.name, x if isinstance(x, str) else "image"))
+
+
+def test_latencies_time_several_bundles_call_by_call_on_the_same_images(bench, tmp_path):
+    from PIL import Image
+
+    files = []
+    for i in range(3):
+        Image.new("L", (16, 16), 40 * i).save(tmp_path / f"{i}.png")
+        files.append(str(tmp_path / f"{i}.png"))
+    calls: list = []
+    out = bench.latencies([_Timed("a", calls), _Timed("b", calls)], files, runs=4)
+    keys = {"runs", "file_p50_ms", "file_p99_ms", "input_size_p50_ms", "input_size_p99_ms"}
+    assert [set(o) for o in out] == [keys, keys]
+    timed = calls[2 * 3 : 2 * 3 + 8]  # after 3 warm-up files each: the timed file calls alternate a, b
+    assert [c[0] for c in timed] == ["a", "b"] * 4
+    assert [c[1] for c in timed[::2]] == [c[1] for c in timed[1::2]] == [files[i % 3] for i in range(4)]
+    assert len(calls) == 2 * (3 + 4) + 2 * (3 + 4)  # the same again at the input size

@@ -77,6 +77,24 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def nearest_squared(
+    x: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Squared distance of each patch feature to its nearest bank row: x (N, P, D), bank (M, D) -> (N, P).
+
+    ``|x - b|^2 = |x|^2 + (|b|^2 - 2 x.b)``. The bracket is one matrix product: ``x`` with a 1 appended
+    against the bank with -2 and ``|b|^2`` folded in (``[-2b, |b|^2]``, (M, D + 1): a constant of the
+    exported graph, which ONNX Runtime computes once at load). Its minimum over the bank is taken before
+    ``|x|^2``, the same for every row, is added: one pass over the (P, M) products where adding both
+    norms first took three. ``exclude`` (N, 1 or P, M), where true, keeps a bank row out of a patch's minimum.
+    """
+    folded = torch.cat([bank * -2.0, bank_sq[:, None]], dim=1)
+    products = torch.matmul(F.pad(x, (0, 1), value=1.0), folded.t())
+    if exclude is not None:
+        products = products.masked_fill(exclude, float("inf"))
+    return (products.amin(dim=2) + x.square().sum(dim=2)).clamp_min(0.0)
+
+
 class PatchCoreHead(nn.Module):
     """The memory bank (M, D), the score normalisation, and the anomaly map.
 
@@ -129,8 +147,7 @@ class PatchCoreHead(nn.Module):
         """Distance of each patch feature to its nearest bank entry: (N, D, h, w) -> (N, h, w)."""
         n, d, h, w = fmap.shape
         x = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        d2 = x.square().sum(dim=2, keepdim=True) - 2.0 * torch.matmul(x, self.bank.t()) + self.bank_sq
-        return d2.amin(dim=2).clamp_min(0.0).sqrt().reshape(n, h, w)
+        return nearest_squared(x, self.bank, self.bank_sq).sqrt().reshape(n, h, w)
 
     def patch_scores(self, fmap: torch.Tensor) -> torch.Tensor:
         """Each patch's score, (N, D, h, w) -> (N, h, w): its distance to the bank, normalised by what normal

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from defectlens.models.patchcore import AnomalyModel, greedy_coreset
+from defectlens.models.patchcore import AnomalyModel, greedy_coreset, nearest_squared
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,7 @@ def leave_one_out_maps(
         fmap = model.features(model.normalize(x))
         n, d, h, w = fmap.shape
         patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        d2 = patches.square().sum(dim=2, keepdim=True) - 2.0 * torch.matmul(patches, head.bank.t()) + head.bank_sq
         own = owners[None, :] == torch.arange(start, start + n)[:, None]  # (n, M): rows from each image
-        d2 = d2.masked_fill(own[:, None, :], float("inf"))
-        scores.append(d2.amin(dim=2).clamp_min(0.0).sqrt().reshape(n, h, w).numpy())
+        d2 = nearest_squared(patches, head.bank, head.bank_sq, exclude=own[:, None, :])
+        scores.append(d2.sqrt().reshape(n, h, w).numpy())
     return np.concatenate(scores) if scores else np.zeros((0, 1, 1), dtype=np.float32)

@@ -8,7 +8,7 @@ import torch
 from defectlens.core.anomaly import ANOMALOUS, ANOMALY_TASK
 from defectlens.core.errors import DefectlensError
 from defectlens.models import default_spec, model_from_state
-from defectlens.models.patchcore import create_patchcore, gaussian_kernel, greedy_coreset
+from defectlens.models.patchcore import create_patchcore, gaussian_kernel, greedy_coreset, nearest_squared
 
 
 def test_the_coreset_keeps_the_rare_rows_random_sampling_would_miss() -> None:
@@ -184,3 +184,16 @@ def test_building_the_model_keeps_the_imagenet_batchnorm_statistics(channels: in
             assert torch.equal(value, reference[name]), key
             checked += 1
     assert checked > 10
+
+
+def test_nearest_squared_distances_leave_excluded_bank_rows_out() -> None:
+    gen = torch.Generator().manual_seed(2)
+    bank, x = torch.randn(6, 5, generator=gen), torch.randn(2, 4, 5, generator=gen)
+    full = torch.cdist(x, bank[None].expand(2, -1, -1)).square()  # (2, 4, 6)
+    got = nearest_squared(x, bank, bank.square().sum(dim=1))
+    assert torch.allclose(got, full.amin(dim=2), atol=1e-4)
+    exclude = torch.zeros(2, 1, 6, dtype=torch.bool)
+    exclude[0, 0, full[0].argmin(dim=1)] = True  # image 0 loses every row any of its patches was nearest to
+    kept = nearest_squared(x, bank, bank.square().sum(dim=1), exclude=exclude)
+    assert torch.allclose(kept[0], full[0].masked_fill(exclude[0], float("inf")).amin(dim=1), atol=1e-4)
+    assert bool((kept[0] > got[0]).all()) and torch.equal(kept[1], got[1])
