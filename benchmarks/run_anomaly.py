@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task="anomaly", data=str(folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
         normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
+        patch_strides=args.patch_strides,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -253,10 +254,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
         "dataset": args.dataset,
         "source": ELPV_SOURCE if args.dataset == "elpv" else str(args.source or "../shared/datasets/casting"),
-        "method": f"PatchCore on {config.model} stride-8/16 features, greedy coreset",
+        "method": f"PatchCore on {config.model} stride-{config.patch_strides.replace(',', '/')} features, coreset",
         "settings": {
             k: getattr(config, k)
-            for k in ("channels", "input_size", "bank_size", "max_patches", "model", "position_norm", "position_floor")
+            for k in (
+                *("channels", "input_size", "bank_size", "max_patches", "model"),
+                *("position_norm", "position_floor", "patch_strides"),
+            )
         },
         "counts": manifest.counts(),
         "threshold": result.spec.threshold,
@@ -439,6 +443,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         help="the spread a place is divided by never falls below this multiple of the median spread (1e6: mean only)",
+    )
+    p.add_argument(
+        "--patch-strides",
+        default="8,16",
+        help="the backbone strides whose features describe a patch: 8,16 (the default) or 4,8,16 (casting's and "
+        "bottle's recipes)",
     )
     p.add_argument("--out", default=None)
     p.add_argument(

@@ -230,6 +230,8 @@ def table(result: dict[str, Any]) -> str:
     rows = ordered_rows(result)
     for r in rows:
         method = "anomaly mode (PatchCore, good parts only)" if r["defects_used"] == 0 else "supervised recipe"
+        if r["defects_used"] == 0 and r.get("machine"):
+            method += f" (measured on {r['machine']})"
         if r.get("source", "").startswith("benchmarks/results/casting.json"):
             method += f" (casting.json, measured on {r['machine']})"
         label = (

@@ -21,6 +21,10 @@ ANOMALOUS = "anomalous"
 TASKS = ("classify", ANOMALY_TASK)
 #: Fewest normal training images anomaly mode fits on.
 MIN_NORMAL_IMAGES = 10
+#: The backbone strides whose features describe a patch (``TrainConfig.patch_strides``): stride 8 and 16, the
+#: paper's mid-level choice and the default, or with the finer stride-4 features too (small defects: they ranked
+#: casting and bottle higher, ELPV's cracks lower; README, anomaly mode).
+PATCH_STRIDE_CHOICES = ("8,16", "4,8,16")
 
 
 def is_anomaly(spec: ModelSpec) -> bool:

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlens.core.anomaly import ANOMALY_TASK
+from defectlens.core.anomaly import ANOMALY_TASK, PATCH_STRIDE_CHOICES
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.models.classifier import Classifier, _to_grayscale, register_rebuilder
@@ -36,37 +36,75 @@ from defectlens.models.registry import default_spec, get_entry
 MAP_SIGMA = 4.0
 #: Backbones PatchCore can tap (their blocks are EfficientNet-Lite's).
 PATCH_BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+#: The strides whose last blocks describe a patch: mid-level stride 8 and 16 (the default, the paper's choice), or
+#: with the finer stride-4 features too (smaller defects; 24 more numbers a patch for Lite0).
+PATCH_STRIDES = tuple(tuple(int(s) for s in choice.split(",")) for choice in PATCH_STRIDE_CHOICES)
+#: What :func:`create_patchcore` builds unless told, and what a spec without ``patch_strides`` was fitted with.
+DEFAULT_STRIDES = PATCH_STRIDES[0]
+
+
+def patch_strides(text: str) -> tuple[int, ...]:
+    """``"4,8,16"`` -> ``(4, 8, 16)``, one of :data:`PATCH_STRIDES`."""
+    try:
+        strides = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        strides = ()
+    if strides not in PATCH_STRIDES:
+        raise DefectlensError(f"patch strides must be one of {', '.join(PATCH_STRIDE_CHOICES)}, got {text!r}")
+    return strides
 
 
 class PatchFeatures(nn.Module):
-    """EfficientNet-Lite's stem and blocks up to the last stride-16 block; returns (N, D, H/8, W/8)."""
+    """EfficientNet-Lite's stem and blocks up to the last stride-16 block; returns (N, D, H/8, W/8).
 
-    def __init__(self, net: Any, *, input_size: int):
+    ``strides`` names the blocks tapped: the last one of each stride. Each tap is averaged over its 3x3
+    neighbourhood; the stride-16 map is upsampled onto the stride-8 grid, and a stride-4 map (``4`` in
+    ``strides``) averaged 2x2 onto it, so every patch keeps one 8x8-pixel cell whatever the taps.
+    """
+
+    def __init__(self, net: Any, *, input_size: int, strides: tuple[int, ...] = DEFAULT_STRIDES):
         super().__init__()
+        if strides not in PATCH_STRIDES:
+            raise DefectlensError(f"patch strides must be one of {', '.join(PATCH_STRIDE_CHOICES)}, got {strides}")
         net.eval()  # the dry run below must not move BatchNorm's ImageNet running statistics
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        strides, x = [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
+        found, x = [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
         with torch.no_grad():
             x = self.stem(x)
+            stride, side = 2, x.shape[-1]  # the stem halves; each block that shrinks the map halves again
             for block in net._blocks:
                 x = block(x)
-                strides.append(input_size // x.shape[-1])
-        if 8 not in strides or 16 not in strides:
+                stride, side = (stride * 2 if x.shape[-1] < side else stride), x.shape[-1]
+                found.append(stride)
+        if any(s not in found for s in strides):
             raise DefectlensError(f"input size {input_size} is too small for patch features (needs >= 64)")
-        self.taps = (max(i for i, s in enumerate(strides) if s == 8), max(i for i, s in enumerate(strides) if s == 16))
-        self.blocks = nn.ModuleList(net._blocks[: self.taps[1] + 1])
+        self.strides = strides
+        self.taps = tuple(max(i for i, s in enumerate(found) if s == stride) for stride in strides)
+        self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
         self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        self.halve = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)  # stride 4 onto stride 8
+        with torch.no_grad():
+            maps = self._maps(torch.zeros(1, net._conv_stem.in_channels, input_size, input_size))
+        grid = maps[self.strides.index(8)].shape[-2:]
+        if 4 in strides and self.halve(maps[0]).shape[-2:] != grid:
+            raise DefectlensError(f"input size {input_size}: the stride-4 features do not halve onto the stride-8 grid")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
         maps = []
         for idx, block in enumerate(self.blocks):
             x = block(x)
             if idx in self.taps:
                 maps.append(self.pool(x))
-        fine, coarse = maps
-        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([fine, coarse], dim=1)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = dict(zip(self.strides, self._maps(x), strict=True))
+        fine = maps[8]
+        out = [fine, F.interpolate(maps[16], size=fine.shape[-2:], mode="bilinear", align_corners=False)]
+        if 4 in maps:
+            out.insert(0, self.halve(maps[4]))
+        return torch.cat(out, dim=1)
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -207,10 +245,17 @@ class AnomalyModel(Classifier):
 
 
 def create_patchcore(
-    arch: str, *, in_channels: int, input_size: int | None = None, pretrained: bool = True, bank: int = 1
+    arch: str,
+    *,
+    in_channels: int,
+    input_size: int | None = None,
+    pretrained: bool = True,
+    bank: int = 1,
+    strides: tuple[int, ...] = DEFAULT_STRIDES,
 ) -> AnomalyModel:
-    """A PatchCore model on ``arch``'s ImageNet features with an empty bank of ``bank`` rows (filled by
-    :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a state dict)."""
+    """A PatchCore model on ``arch``'s ImageNet features (the blocks of ``strides``, :data:`PATCH_STRIDES`) with
+    an empty bank of ``bank`` rows (filled by :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a
+    state dict)."""
     if arch not in PATCH_BACKBONES:
         raise DefectlensError(f"anomaly mode taps EfficientNet-Lite blocks; arch must be one of {PATCH_BACKBONES}")
     entry = get_entry(arch)
@@ -218,7 +263,7 @@ def create_patchcore(
     lite, _ = entry.build(pretrained=pretrained, input_size=spec.input_size)
     if in_channels == 1:
         _to_grayscale(lite)
-    features = PatchFeatures(lite.net, input_size=spec.input_size).eval()
+    features = PatchFeatures(lite.net, input_size=spec.input_size, strides=strides).eval()
     with torch.no_grad():
         dim = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size)).shape[1]
     head = PatchCoreHead(torch.zeros(bank, dim), input_size=spec.input_size)
@@ -228,6 +273,12 @@ def create_patchcore(
     return model.eval()
 
 
+def spec_strides(spec: ModelSpec) -> tuple[int, ...]:
+    """The patch strides a spec's model was fitted with (``extra["patch_strides"]``; a spec from before the
+    choice existed: stride 8 and 16)."""
+    return tuple(spec.extra.get("patch_strides", DEFAULT_STRIDES))
+
+
 @register_rebuilder(ANOMALY_TASK)
 def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> AnomalyModel:
     """Rebuild a fitted anomaly model from its weights and spec (eval mode)."""
@@ -235,8 +286,9 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
     if bank is None or bank.ndim != 2:
         raise DefectlensError("an anomaly model's weights must hold its memory bank (head.bank, 2-D)")
     model = create_patchcore(
-        spec.arch, in_channels=spec.in_channels, input_size=spec.input_size, pretrained=False, bank=bank.shape[0]
-    )
+        spec.arch, in_channels=spec.in_channels, input_size=spec.input_size, pretrained=False, bank=bank.shape[0],
+        strides=spec_strides(spec),
+    )  # fmt: skip
     head = model.head
     state_dict = {  # a bundle from before position normalisation has no position statistics: identity
         "head.loc_mean": head.loc_mean, "head.loc_scale": head.loc_scale, **state_dict,

@@ -34,7 +34,12 @@ from defectlens.data.dataset import CachedSplit, data_fingerprint, load_split
 from defectlens.data.manifest import Manifest
 from defectlens.evaluation.conformal import ood_threshold, threshold_rule
 from defectlens.models import default_spec
-from defectlens.models.patchcore import AnomalyModel, create_patchcore
+from defectlens.models.patchcore import (
+    AnomalyModel,
+    create_patchcore,
+    patch_strides,
+    spec_strides,
+)
 from defectlens.training import RunResult
 from defectlens.training.anomaly import (
     fit_patchcore,
@@ -58,7 +63,8 @@ def anomaly_spec(config: TrainConfig, normal: str) -> ModelSpec:
     spec = default_spec(
         config.model, in_channels=config.channels, input_size=config.input_size, class_names=(normal, ANOMALOUS)
     )
-    return spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra={"task": ANOMALY_TASK})
+    extra = {"task": ANOMALY_TASK, "patch_strides": list(patch_strides(config.patch_strides))}
+    return spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra=extra)
 
 
 def _normal_images(split: CachedSplit, manifest: Manifest, normal: str) -> tuple[CachedSplit, int]:
@@ -89,7 +95,10 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
             f"{data_dir}: anomaly mode needs at least {MIN_NORMAL_IMAGES} {normal!r} training images; the training "
             f"split has {len(train)}"
         )
-    model = create_patchcore(config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True)
+    model = create_patchcore(
+        config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True,
+        strides=spec_strides(spec),
+    )  # fmt: skip
     with progress.phase("fitting the memory bank", total=len(train), unit="img") as phase:
         fit, owners = fit_patchcore(
             model, train.images, bank_size=config.bank_size, max_patches=config.max_patches, seed=config.seed,

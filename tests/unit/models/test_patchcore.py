@@ -197,3 +197,28 @@ def test_nearest_squared_distances_leave_excluded_bank_rows_out() -> None:
     kept = nearest_squared(x, bank, bank.square().sum(dim=1), exclude=exclude)
     assert torch.allclose(kept[0], full[0].masked_fill(exclude[0], float("inf")).amin(dim=1), atol=1e-4)
     assert bool((kept[0] > got[0]).all()) and torch.equal(kept[1], got[1])
+
+
+def test_stride_4_features_are_the_finer_block_halved_onto_the_same_grid_beside_the_default_ones() -> None:
+    from defectlens.models.patchcore import patch_strides
+
+    torch.manual_seed(0)
+    default = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False)
+    torch.manual_seed(0)
+    finer = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, strides=(4, 8, 16))
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        a, b = default.features(x), finer.features(x)
+        four = finer.features._maps(x)[0]  # the stride-4 block's 3x3 averages, (2, 24, 16, 16)
+    assert a.shape == (2, 152, 8, 8) and b.shape == (2, 176, 8, 8)
+    assert torch.allclose(b[:, 24:], a)  # the stride-8/16 part is the default's
+    assert torch.allclose(b[:, :24], torch.nn.functional.avg_pool2d(four, 2))
+    assert patch_strides("4,8,16") == (4, 8, 16) and patch_strides("8,16") == (8, 16)
+    for bad in ("4,8", "8,16,32", "x"):
+        with pytest.raises(DefectlensError, match="patch strides must be one of 8,16, 4,8,16"):
+            patch_strides(bad)
+
+
+def test_patch_features_find_their_blocks_at_input_sizes_not_divisible_by_16() -> None:
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=72, pretrained=False, strides=(4, 8, 16))
+    assert model.features(torch.rand(1, 1, 72, 72)).shape == (1, 176, 9, 9)  # 72 / 8; the stride-16 map is 5x5

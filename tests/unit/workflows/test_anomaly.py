@@ -297,3 +297,50 @@ def test_position_statistics_damp_a_busy_place_and_never_amplify_a_quiet_one() -
     assert scale.min() == pytest.approx(median)
     # a noise step of 0.05 at the quiet place scores under one typical spread, the busy place's own peak too
     assert (0.55 - mean[7, 7]) / scale[7, 7] < 1.0 and (3.5 - mean[0, 0]) / scale[0, 0] < 1.5
+
+
+def test_stride_4_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(tmp_path: Path) -> None:
+    """``patch_strides="4,8,16"``: the spec says so, the bundle passes its parity checks and finds the scratch,
+    and ``best.pt`` rebuilds into the same model (the strides come from the spec; a spec without them is an
+    older bundle's, stride 8 and 16)."""
+    import torch
+
+    from defectlens.core.checkpoint import read_checkpoint
+    from defectlens.core.spec import ModelSpec
+    from defectlens.export import export_bundle
+    from defectlens.inference.predictor import Predictor
+    from defectlens.models import model_from_state
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    prepared = prepare_training_data(write_parts(tmp_path / "parts"), out=tmp_path / "runs")
+    result = train_and_evaluate(config(prepared.folder, tmp_path / "runs", patch_strides="4,8,16", evaluate=False))
+    assert result.run_dir is not None and result.spec.extra["patch_strides"] == [4, 8, 16]
+    ckpt = read_checkpoint(result.run_dir / "best.pt")
+    assert ckpt["state_dict"]["head.bank"].shape[1] == 176  # Lite0: 24 + 40 + 112 numbers a patch
+    spec = ModelSpec.from_dict(ckpt["spec"])
+    x = torch.rand(2, 1, SIZE, SIZE)
+    with torch.no_grad():
+        assert model_from_state(ckpt["state_dict"], spec).features(x).shape[1] == 176
+    older = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_strides"})
+    with pytest.raises(RuntimeError, match="size mismatch"):  # 176-wide bank, 152-wide stride-8/16 features
+        model_from_state(ckpt["state_dict"], older)
+    bundle = export_bundle(result.run_dir, tmp_path / "s4.dlens")
+    assert bundle.meta["parity"]["max_abs_prob_diff"] <= 1e-4 and bundle.meta["parity"]["cam"]["ok"]
+    predictor = Predictor.load(bundle.path)
+    rng = np.random.default_rng(99)
+    for i in range(3):
+        img, _ = scratched(rng)
+        img.save(tmp_path / f"bad{i}.png")
+        assert predictor.predict(tmp_path / f"bad{i}.png").prediction == ANOMALOUS
+    texture(rng).save(tmp_path / "good.png")
+    assert predictor.predict(tmp_path / "good.png").prediction == "good"
+
+
+def test_the_default_patch_strides_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
+    assert fitted.result.spec.extra["patch_strides"] == [8, 16]
+
+
+def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(DefectlensError, match=r"patch_strides must be one of 8,16, 4,8,16, got '4,8'"):
+        config(tmp_path, tmp_path, patch_strides="4,8")
