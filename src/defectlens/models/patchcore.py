@@ -68,7 +68,7 @@ class PatchFeatures(nn.Module):
             raise DefectlensError(f"patch strides must be one of {', '.join(PATCH_STRIDE_CHOICES)}, got {strides}")
         net.eval()  # the dry run below must not move BatchNorm's ImageNet running statistics
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        found, x = [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
+        found, sides, x = [], [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
         with torch.no_grad():
             x = self.stem(x)
             stride, side = 2, x.shape[-1]  # the stem halves; each block that shrinks the map halves again
@@ -76,6 +76,7 @@ class PatchFeatures(nn.Module):
                 x = block(x)
                 stride, side = (stride * 2 if x.shape[-1] < side else stride), x.shape[-1]
                 found.append(stride)
+                sides.append(side)
         if any(s not in found for s in strides):
             raise DefectlensError(f"input size {input_size} is too small for patch features (needs >= 64)")
         self.strides = strides
@@ -83,10 +84,7 @@ class PatchFeatures(nn.Module):
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
         self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
         self.halve = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)  # stride 4 onto stride 8
-        with torch.no_grad():
-            maps = self._maps(torch.zeros(1, net._conv_stem.in_channels, input_size, input_size))
-        grid = maps[self.strides.index(8)].shape[-2:]
-        if 4 in strides and self.halve(maps[0]).shape[-2:] != grid:
+        if 4 in strides and -(-sides[self.taps[0]] // 2) != sides[self.taps[1]]:  # ceil: what halve gives
             raise DefectlensError(f"input size {input_size}: the stride-4 features do not halve onto the stride-8 grid")
 
     def _maps(self, x: torch.Tensor) -> list[torch.Tensor]:
