@@ -53,6 +53,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from defectlens.core.anomaly import PATCH_STRIDE_CHOICES  # noqa: E402
 from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -446,9 +447,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--patch-strides",
-        default="8,16",
-        help="the backbone strides whose features describe a patch: 8,16 (the default) or 4,8,16 (casting's and "
-        "bottle's recipes)",
+        choices=PATCH_STRIDE_CHOICES,
+        default=PATCH_STRIDE_CHOICES[0],
+        help="the backbone strides whose features describe a patch (4,8,16: casting's and bottle's recipes)",
     )
     p.add_argument("--out", default=None)
     p.add_argument(

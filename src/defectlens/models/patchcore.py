@@ -288,6 +288,11 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
         strides=spec_strides(spec),
     )  # fmt: skip
     head = model.head
+    if bank.shape[1] != head.bank.shape[1]:
+        raise DefectlensError(
+            f"the memory bank holds {bank.shape[1]} numbers a patch, but the spec's features (patch strides "
+            f"{','.join(map(str, spec_strides(spec)))}) give {head.bank.shape[1]}: weights and spec do not match"
+        )
     state_dict = {  # a bundle from before position normalisation has no position statistics: identity
         "head.loc_mean": head.loc_mean, "head.loc_scale": head.loc_scale, **state_dict,
     }  # fmt: skip

@@ -323,7 +323,7 @@ def test_stride_4_features_fit_export_find_the_scratch_and_rebuild_from_the_spec
     with torch.no_grad():
         assert model_from_state(ckpt["state_dict"], spec).features(x).shape[1] == 176
     older = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_strides"})
-    with pytest.raises(RuntimeError, match="size mismatch"):  # 176-wide bank, 152-wide stride-8/16 features
+    with pytest.raises(DefectlensError, match=r"holds 176 numbers a patch.*strides 8,16\) give 152"):
         model_from_state(ckpt["state_dict"], older)
     bundle = export_bundle(result.run_dir, tmp_path / "s4.dlens")
     assert bundle.meta["parity"]["max_abs_prob_diff"] <= 1e-4 and bundle.meta["parity"]["cam"]["ok"]
