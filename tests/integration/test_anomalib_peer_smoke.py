@@ -86,3 +86,17 @@ def test_anomalib_patchcore_fits_exports_and_scores_offline(bench, tmp_path):
     y = np.array([False, False, True, True])
     figures = bench.image_figures(y, data["raw"], summary["threshold_raw"], called=data["labels"])
     assert figures["image_auroc"] == 1.0  # the bright squares score above every plain part
+
+
+def test_the_coreset_cost_times_its_own_selection_loop_at_the_given_shape(bench, tmp_path):
+    if bench.anomalib_python() is None:
+        missing("PEERS", "no anomalib virtualenv (.venv-anomalib: make peers or make anomalib-peer)")
+    cost = bench.call_anomalib(
+        "coreset-cost", "--patches", "5000", "--dims", "152", "--bank", "16", "--steps", "5", out=tmp_path, timeout=600
+    )
+    assert (cost["patches"], cost["dims"], cost["coreset_size"], cost["steps_timed"]) == (5000, 152, 16, 5)
+    # its projection's width is the Johnson-Lindenstrauss bound for the row count at eps 0.9, whatever the width
+    # it is given: 4 ln(5000) / (0.9^2 / 2 - 0.9^3 / 3) = 210 numbers for 152-wide features (wider, not narrower)
+    assert cost["projected_dims"] == int(4 * math.log(5000) / (0.9**2 / 2 - 0.9**3 / 3)) == 210
+    assert cost["seconds_per_step"] > 0
+    assert cost["full_selection_hours"] == pytest.approx(cost["seconds_per_step"] * 15 / 3600)
