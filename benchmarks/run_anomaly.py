@@ -379,19 +379,33 @@ def ours_latency_now(bundle: Path, files: list[str]) -> dict[str, Any] | None:
     return {**latency(predictor, [Path(f) for f in files]), "backend": predictor.backend, "load": os.getloadavg()}
 
 
-def run_anomalib(args: argparse.Namespace) -> dict[str, Any]:
-    """anomalib's PatchCore on our split: fitted, scored, exported and timed in its virtualenv; its figures by
-    our code; written under ``"peers"`` of the dataset's JSON (ours kept as they are)."""
+def peer_data(args: argparse.Namespace) -> tuple[Any, str]:
+    """The manifest ours was fitted on (in ``--work``; else the same import again) and its normal class."""
     from defectlens.core.anomaly import pick_normal
     from defectlens.data.manifest import Manifest
 
-    start_load = os.getloadavg()
     work = Path(args.work)
     data = data_path(args.dataset, work, args.source)
-    if not (data / "manifest.csv").is_file():  # the split ours was fitted on, else the same import again
+    if not (data / "manifest.csv").is_file():
         data = import_dataset(args, work)[0]
     manifest = Manifest.read(data)
-    normal = pick_normal(manifest.classes, args.normal)
+    return manifest, pick_normal(manifest.classes, args.normal)
+
+
+def write_peer(args: argparse.Namespace, key: str, entry: dict[str, Any]) -> None:
+    """``entry`` under ``"peers"`` of the dataset's JSON as ``key``, the rest of the file as it is."""
+    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.setdefault("peers", {})[key] = entry
+    path.write_text(json.dumps(results, indent=1))
+
+
+def run_anomalib(args: argparse.Namespace) -> dict[str, Any]:
+    """anomalib's PatchCore on our split: fitted, scored, exported and timed in its virtualenv; its figures by
+    our code; written under ``"peers"`` of the dataset's JSON (ours kept as they are)."""
+    start_load = os.getloadavg()
+    work = Path(args.work)
+    manifest, normal = peer_data(args)
     peer = work / f"anomalib-{args.dataset}"
     peer.mkdir(parents=True, exist_ok=True)
     split = peer_split(manifest, normal, input_size=args.input_size, bank=args.bank)
@@ -419,26 +433,17 @@ def run_anomalib(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_at_start": start_load,
         "load_average_at_end": os.getloadavg(),
     }
-    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results.setdefault("peers", {})["anomalib_patchcore"] = entry
-    path.write_text(json.dumps(results, indent=1))
+    write_peer(args, "anomalib_patchcore", entry)
     return entry
 
 
 def run_anomalib_cost(args: argparse.Namespace) -> dict[str, Any]:
     """anomalib's coreset step timed at the shape a fit on this dataset hands it (where the fit itself would take
     hours): ``anomalib_patchcore.py coreset-cost``, written under ``"peers"`` as ``anomalib_coreset_cost``."""
-    from defectlens.core.anomaly import pick_normal
-    from defectlens.data.manifest import Manifest
     from defectlens.models.patchcore import create_patchcore
 
     work = Path(args.work)
-    data = data_path(args.dataset, work, args.source)
-    if not (data / "manifest.csv").is_file():
-        data = import_dataset(args, work)[0]
-    manifest = Manifest.read(data)
-    normal = pick_normal(manifest.classes, args.normal)
+    manifest, normal = peer_data(args)
     images = sum(r.label == normal for r in manifest.split("train"))
     # its layers are ours' stride-8/16 taps: the same width and the same 8x8-pixel patch grid
     model = create_patchcore(args.model, in_channels=3, input_size=args.input_size, pretrained=False)
@@ -454,10 +459,7 @@ def run_anomalib_cost(args: argparse.Namespace) -> dict[str, Any]:
         "patches_per_image": patches // images,
         **cost,
     }
-    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results.setdefault("peers", {})["anomalib_coreset_cost"] = entry
-    path.write_text(json.dumps(results, indent=1))
+    write_peer(args, "anomalib_coreset_cost", entry)
     return entry
 
 

@@ -42,6 +42,7 @@ its own ``KCenterGreedy`` on a P x D embedding (the shape a fit hands it; the co
 shape only, so the rows are seeded Gaussian numbers), its projection fitted as a fit fits it, then K steps of
 its selection loop; it reports the projection's width, seconds a step, the peak memory, and M - 1 steps at that
 rate (what the full selection would take).
+
 The JSON summary goes to ``DIR/summary.json`` (and stdout).
 """
 

@@ -4,6 +4,7 @@ the record and leaves it as it is."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -127,6 +128,19 @@ def test_every_job_finds_a_datasets_import_in_one_place(bench, tmp_path):
     assert bench.data_path("casting", tmp_path, "/data/casting") == tmp_path / "data-casting-good-only"
     assert bench.data_path("elpv", tmp_path) == tmp_path / "data-elpv"
     assert bench.data_path("bottle", tmp_path, "/mvtec/bottle") == tmp_path / "data-bottle"
+
+
+def test_a_peer_entry_goes_under_peers_and_leaves_the_rest_of_the_file(bench, tmp_path):
+    path = tmp_path / "anomaly-casting.json"
+    _existing(path)
+    args = argparse.Namespace(out=str(path), dataset="casting")
+    bench.write_peer(args, "anomalib_coreset_cost", {"seconds_per_step": 1.3})
+    out = json.loads(path.read_text())
+    assert out["peers"] == {
+        "anomalib_patchcore": {"image": {"image_auroc": 0.9}},
+        "anomalib_coreset_cost": {"seconds_per_step": 1.3},
+    }
+    assert out["image"] == {"image_auroc": 0.92} and out["variants"]["no-position-norm"]["image"]["image_auroc"] == 0.92
 
 
 def test_image_figures_leave_refused_images_out(bench):
