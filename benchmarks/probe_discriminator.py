@@ -16,10 +16,12 @@ are in ``anomaly-casting.json``. The noise's scale is in units of each feature's
 good patches (SimpleNet's 0.015 is in its own features' units); several are tried, each figure reported.
 
     python benchmarks/probe_discriminator.py --work W --sigmas 0.5 0.15 0.05
+    python benchmarks/probe_discriminator.py --work W --sigmas 0.15 --seeds 1 2 --key second_method_probe_seeds
 
 ``W`` is ``run_anomaly.py --dataset casting``'s work folder (its import, ``data-casting-good-only``). Writes
-``"second_method_probe"`` into ``benchmarks/results/anomaly-casting.json`` (the rest kept). Not a library
-feature: the discriminator is not in ``defectlens`` unless it ranks above PatchCore.
+``--key`` (``"second_method_probe"``) into ``benchmarks/results/anomaly-casting.json`` (the rest kept); ``--seeds``
+trains each noise level once per seed (the discriminator's initialisation and batches; the features are fixed).
+Not a library feature: the discriminator is not in ``defectlens`` unless it ranks above PatchCore.
 """
 
 from __future__ import annotations
@@ -141,6 +143,8 @@ def main() -> None:
     ap.add_argument("--work", required=True, help="run_anomaly.py --dataset casting's work folder")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.5, 0.15, 0.05])
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--key", default="second_method_probe", help="the entry of the JSON this run writes")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "anomaly-casting.json"))
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -178,17 +182,20 @@ def main() -> None:
     }
     print(json.dumps(runs, indent=1), flush=True)
     for sigma in args.sigmas:
-        start = time.perf_counter()
-        net, losses = fit_discriminator(flat, mean, std, sigma=sigma, epochs=args.epochs)
-        scores = {k: discriminator_scores(net, v, mean, std) for k, v in fmaps.items()}
-        runs[f"discriminator_sigma_{sigma}"] = {
-            **figures(scores, y_test),
-            "sigma_in_feature_stds": sigma,
-            "epochs": args.epochs,
-            "loss_by_epoch": losses,
-            "seconds": time.perf_counter() - start,
-        }
-        print(json.dumps(runs[f"discriminator_sigma_{sigma}"], indent=1), flush=True)
+        for seed in args.seeds:
+            start = time.perf_counter()
+            net, losses = fit_discriminator(flat, mean, std, sigma=sigma, epochs=args.epochs, seed=seed)
+            scores = {k: discriminator_scores(net, v, mean, std) for k, v in fmaps.items()}
+            name = f"discriminator_sigma_{sigma}" + (f"_seed_{seed}" if args.seeds != [0] else "")
+            runs[name] = {
+                **figures(scores, y_test),
+                "sigma_in_feature_stds": sigma,
+                "seed": seed,
+                "epochs": args.epochs,
+                "loss_by_epoch": losses,
+                "seconds": time.perf_counter() - start,
+            }
+            print(json.dumps(runs[name], indent=1), flush=True)
     record = {
         "what": __doc__.split("\n\n")[0],
         "command": "python benchmarks/probe_discriminator.py " + " ".join(sys.argv[1:]),
@@ -200,7 +207,7 @@ def main() -> None:
     }
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results["second_method_probe"] = record
+    results[args.key] = record
     out.write_text(json.dumps(results, indent=1))
 
 
