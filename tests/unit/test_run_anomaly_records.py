@@ -180,3 +180,40 @@ def test_latencies_time_several_bundles_call_by_call_on_the_same_images(bench, t
     assert [c[0] for c in timed] == ["a", "b"] * 4
     assert [c[1] for c in timed[::2]] == [c[1] for c in timed[1::2]] == [files[i % 3] for i in range(4)]
     assert len(calls) == 2 * (3 + 4) + 2 * (3 + 4)  # the same again at the input size
+
+
+def test_the_recall_operating_point_is_validated_on_the_selection_defects_and_read_on_test(bench):
+    # selection: 4 good images, 10 defects; recall 0.9 needs 9 of the 10 defects at or above the threshold
+    y_sel = np.array([False] * 4 + [True] * 10)
+    p_sel = np.array([0.1, 0.2, 0.3, 0.55, 0.05, *np.linspace(0.4, 0.99, 9)])
+    y_test = np.array([False, False, False, True, True, True, True])
+    p_test = np.array([0.1, 0.34, 0.6, 0.33, 0.5, 0.9, np.nan])
+    out = bench.recall_operating_point(y_sel, p_sel, y_test, p_test, target=0.9)
+    # the highest threshold catching 9 of the 10: halfway between the good image at 0.3 and the lowest of the
+    # nine at 0.4 (the library's rule keeps a margin on both sides); the defect at 0.05 is given up
+    assert out["threshold"] == pytest.approx(0.35)
+    assert (out["target_recall"], out["selection_recall"]) == (0.9, pytest.approx(0.9))
+    assert out["selection_false_alarm_rate"] == pytest.approx(0.25)  # the good image at 0.55
+    # on test the same threshold misses the defect at 0.33, leaves the refused one out, flags the good one at 0.6
+    assert out["test_recall"] == pytest.approx(2 / 3)
+    assert out["test_false_alarm_rate"] == pytest.approx(1 / 3)
+    assert out["test_f1"] == pytest.approx(2 / 3)
+
+
+def test_selection_figures_carry_the_recall_operating_point_when_given_the_test_scores(bench, tmp_path):
+    folder = tmp_path / "casting" / "train" / "def_front"
+    folder.mkdir(parents=True)
+    for name in ("d1.jpeg", "d2.jpeg"):
+        (folder / name).write_bytes(b"x")
+    predictor = _Predictor({"g1": 0.1, "g2": 0.2, "g3": 0.6, "d1.jpeg": 0.9, "d2.jpeg": 0.4})
+    test = (np.array([False, True]), np.array([0.5, 0.45]))
+    out = bench.selection_figures(
+        predictor, _Manifest(tmp_path), "ok_front", bench.selection_files(tmp_path / "casting"), test=test
+    )
+    point = out["at_target_recall"]
+    assert point["target_recall"] == bench.TARGET_RECALL
+    assert point["threshold"] == pytest.approx(0.3)  # both defects caught: halfway between 0.2 and 0.4
+    assert (point["test_recall"], point["test_false_alarm_rate"]) == (1.0, 1.0)
+    assert "at_target_recall" not in bench.selection_figures(
+        predictor, _Manifest(tmp_path), "ok_front", bench.selection_files(tmp_path / "casting")
+    )
