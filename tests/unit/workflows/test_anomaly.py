@@ -344,3 +344,40 @@ def test_the_default_patch_strides_are_recorded_in_the_spec(fitted: AnomalyParts
 def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) -> None:
     with pytest.raises(DefectlensError, match=r"patch_strides must be one of 8,16, 4,8,16, got '4,8'"):
         config(tmp_path, tmp_path, patch_strides="4,8")
+
+
+def test_defects_in_validation_set_the_threshold_for_a_target_recall_never_the_bank(tmp_path: Path) -> None:
+    """A line that has some defects validates the threshold on them (``--threshold-method recall``) and still fits
+    on good parts only: every validation defect is caught at the stored threshold, and it is the highest that is."""
+    from defectlens.inference.predictor import Predictor
+    from defectlens.models import load_checkpoint
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    rng = np.random.default_rng(3)
+    counts = {("train", "good"): 30, ("val", "good"): 8, ("val", "scratch"): 8, ("test", "good"): 6}
+    counts[("test", "scratch")] = 6
+    for (split, label), n in counts.items():
+        (tmp_path / "src" / split / label).mkdir(parents=True)
+        for i in range(n):
+            img = texture(rng) if label == "good" else scratched(rng)[0]
+            img.save(tmp_path / "src" / split / label / f"{i:03d}.png")
+    prepared = prepare_training_data(tmp_path / "src", out=tmp_path / "runs")
+    manifest = Manifest.read(prepared.folder)
+    assert {(r.split, r.label) for r in manifest.records} == set(counts)
+    result = train_and_evaluate(
+        config(prepared.folder, tmp_path / "runs", threshold_method="recall", target_recall=1.0)
+    )
+    assert result.run_dir is not None
+    model, spec, payload = load_checkpoint(result.run_dir / "best.pt")
+    assert payload["anomaly"]["fit"]["images"] == counts[("train", "good")]  # the bank: good parts only
+    val = manifest.split("val")
+    preds = Predictor.from_model(model, spec).predict_many([manifest.resolve(r) for r in val], batch_size=8)
+    probs = np.array([p.defect_probability for p in preds], dtype=float)
+    is_defect = np.array([r.label == "scratch" for r in val])
+    assert spec.threshold is not None and spec.threshold != pytest.approx(0.5)  # refitted, not the good-only one
+    lowest = probs[is_defect].min()
+    assert spec.threshold <= lowest  # every validation defect is caught
+    under = probs[probs < lowest]  # and no higher threshold would do: it sits above every score under the lowest
+    assert under.size == 0 or spec.threshold > under.max()
+    assert result.metrics["val"]["defect_recall"] == pytest.approx(1.0)
