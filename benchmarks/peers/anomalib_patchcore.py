@@ -149,7 +149,10 @@ def build_model(*, input_size: int, ratio: float, pretrained: bool = True) -> An
 
 
 def fit(split: dict[str, Any], out: Path, *, threads: int) -> tuple[Any, dict[str, Any]]:
-    """Its Engine fits the bank on ``train`` and the threshold on ``val``; returns the model and how."""
+    """Its Engine fits the bank on ``train`` and the threshold on ``val``; returns the model and how (with the
+    process's peak resident memory up to the fit's end: its coreset is where anomalib's users run out)."""
+    import resource
+
     import torch
     from anomalib.data.datasets import FolderDataset
     from anomalib.engine import Engine
@@ -172,6 +175,7 @@ def fit(split: dict[str, Any], out: Path, *, threads: int) -> tuple[Any, dict[st
     pp = model.post_processor
     return model.eval(), {
         "fit_seconds": time.perf_counter() - start,
+        "fit_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "threads": threads,
         "patches": patches,
         "coreset_sampling_ratio": ratio,

@@ -68,6 +68,7 @@ def test_anomalib_patchcore_fits_exports_and_scores_offline(bench, tmp_path):
     )  # fmt: skip
     assert summary["versions"]["anomalib"].startswith("2.")
     assert (summary["bank_size"], summary["dims"]) == (16, 40 + 112)  # the stride-8 and stride-16 stages
+    assert 0.1 < summary["fit_peak_rss_gb"] < 64  # its process's peak through the fit, in GiB
     assert summary["netguard"]["blocked_network_attempts"] == 0 and summary["netguard"]["inet_sockets_created"] == 0
     assert math.isfinite(summary["threshold_raw"])
     for backend in ("onnx", "openvino"):
