@@ -138,6 +138,34 @@ def figures(scores: dict[str, np.ndarray], y_test: np.ndarray) -> dict[str, floa
     }
 
 
+#: How the probes' features are made (each record says so).
+FEATURES = "efficientnet_lite0 stride-4/8/16, 256 px, grayscale (create_patchcore), PIL bilinear resize"
+
+
+def casting_sets(work: Path) -> tuple[dict[str, list[Path]], np.ndarray]:
+    """The probes' images from ``run_anomaly.py --dataset casting``'s import in ``work``: the good training images,
+    the held-out good ones (``val``), the selection defects and the test split; and the test labels (True: defect)."""
+    manifest = Manifest.read(data_path("casting", work))
+    defects = selection_files(SHARED / "casting")
+    if not defects:
+        raise SystemExit(f"skipped: {SHARED / 'casting'} is not here")
+    test = manifest.split("test")
+    paths = {
+        "train": [manifest.resolve(r) for r in manifest.split("train") if r.label == NORMAL],
+        "val": [manifest.resolve(r) for r in manifest.split("val") if r.label == NORMAL],
+        "defects": defects,
+        "test": [manifest.resolve(r) for r in test],
+    }
+    return paths, np.array([r.label != NORMAL for r in test])
+
+
+def write_entry(out: Path, key: str, record: dict[str, Any]) -> None:
+    """``record`` as ``key`` of the results JSON ``out``, the rest of the file kept."""
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results[key] = record
+    out.write_text(json.dumps(results, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", required=True, help="run_anomaly.py --dataset casting's work folder")
@@ -149,18 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     machine = describe()
-    manifest = Manifest.read(data_path("casting", Path(args.work)))
-    defects = selection_files(SHARED / "casting")
-    if not defects:
-        raise SystemExit(f"skipped: {SHARED / 'casting'} is not here")
-    test = manifest.split("test")
-    paths = {
-        "train": [manifest.resolve(r) for r in manifest.split("train") if r.label == NORMAL],
-        "val": [manifest.resolve(r) for r in manifest.split("val") if r.label == NORMAL],
-        "defects": defects,
-        "test": [manifest.resolve(r) for r in test],
-    }
-    y_test = np.array([r.label != NORMAL for r in test])
+    paths, y_test = casting_sets(Path(args.work))
     model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=SIZE, strides=(4, 8, 16))
     start = time.perf_counter()
     fmaps = {k: features(model, v) for k, v in paths.items()}
@@ -200,15 +217,12 @@ def main() -> None:
         "what": __doc__.split("\n\n")[0],
         "command": "python benchmarks/probe_discriminator.py " + " ".join(sys.argv[1:]),
         "counts": {k: len(v) for k, v in paths.items()},
-        "features": "efficientnet_lite0 stride-4/8/16, 256 px, grayscale (create_patchcore), PIL bilinear resize",
+        "features": FEATURES,
         "feature_seconds": extract_s,
         "runs": runs,
         "machine": machine,
     }
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    results[args.key] = record
-    out.write_text(json.dumps(results, indent=1))
+    write_entry(Path(args.out), args.key, record)
 
 
 if __name__ == "__main__":

@@ -40,12 +40,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from defectlens.data.manifest import Manifest  # noqa: E402
 from defectlens.evaluation.conformal import ood_threshold  # noqa: E402
 from defectlens.models.patchcore import create_patchcore, greedy_coreset  # noqa: E402
 from machine import describe  # noqa: E402
-from probe_discriminator import NORMAL, SIZE, features, figures, patchcore_scores  # noqa: E402
-from run_anomaly import SHARED, data_path, recall_operating_point, selection_files  # noqa: E402
+from probe_discriminator import FEATURES, SIZE, casting_sets, features, figures, patchcore_scores, write_entry  # noqa: E402
+from run_anomaly import recall_operating_point  # noqa: E402
 
 #: Patches the bank is chosen from: the casting recipe's ``--max-patches``.
 POOL = 1_200_000
@@ -128,24 +127,13 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "anomaly-casting.json"))
     args = ap.parse_args()
     machine = describe()
-    manifest = Manifest.read(data_path("casting", Path(args.work)))
-    defects = selection_files(SHARED / "casting")
-    if not defects:
-        raise SystemExit(f"skipped: {SHARED / 'casting'} is not here")
-    test = manifest.split("test")
-    y_test = np.array([r.label != NORMAL for r in test])
+    paths, y_test = casting_sets(Path(args.work))
     cache = Path(args.cache) if args.cache else None
     cached = cache is not None and cache.is_file()
     start = time.perf_counter()
     if cached:
         fmaps = torch.load(cache)
     else:
-        paths = {
-            "train": [manifest.resolve(r) for r in manifest.split("train") if r.label == NORMAL],
-            "val": [manifest.resolve(r) for r in manifest.split("val") if r.label == NORMAL],
-            "defects": defects,
-            "test": [manifest.resolve(r) for r in test],
-        }
         model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=SIZE, strides=(4, 8, 16))
         fmaps = {k: features(model, v) for k, v in paths.items()}
         if cache is not None:
@@ -169,7 +157,7 @@ def main() -> None:
         "what": __doc__.split("\n\n")[0],
         "command": "python benchmarks/probe_projection.py " + " ".join(sys.argv[1:]),
         "counts": counts,
-        "features": "efficientnet_lite0 stride-4/8/16, 256 px, grayscale (create_patchcore), PIL bilinear resize",
+        "features": FEATURES,
         "scores": "raw nearest-bank distances, no position normalisation",
         "feature_seconds": extract_s,
         "features_read_from_cache": cached,
@@ -177,10 +165,7 @@ def main() -> None:
         "runs": runs,
         "machine": machine,
     }
-    out = Path(args.out)
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    results[args.key] = record
-    out.write_text(json.dumps(results, indent=1))
+    write_entry(Path(args.out), args.key, record)
 
 
 if __name__ == "__main__":

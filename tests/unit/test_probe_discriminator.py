@@ -4,6 +4,8 @@ baseline beside it must do the same with its bank."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +48,12 @@ def test_figures_rank_the_selection_set_and_the_test_split(probe):
     scores = {"val": np.array([0.1, 0.2, 0.3]), "defects": np.array([0.25, 0.9]), "test": np.array([0.1, 0.8])}
     out = probe.figures(scores, np.array([False, True]))
     assert out["selection_auroc"] == pytest.approx(5 / 6) and out["test_auroc"] == 1.0
+
+
+def test_a_probe_writes_its_entry_and_keeps_the_rest_of_the_file(probe, tmp_path):
+    out = tmp_path / "anomaly-casting.json"
+    out.write_text('{"image": {"image_auroc": 0.969}, "second_method_probe": {"runs": {}}}')
+    probe.write_entry(out, "projection_probe", {"runs": {"bank_8192_dims_64": {"selection_auroc": 0.957}}})
+    written = json.loads(out.read_text())
+    assert written["image"] == {"image_auroc": 0.969} and written["second_method_probe"] == {"runs": {}}
+    assert written["projection_probe"]["runs"]["bank_8192_dims_64"]["selection_auroc"] == 0.957
