@@ -62,7 +62,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from defectlens.core.anomaly import PATCH_STRIDE_CHOICES  # noqa: E402
+from defectlens.core.anomaly import PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES  # noqa: E402
 from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task="anomaly", data=str(folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
         normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
-        patch_strides=args.patch_strides,
+        patch_strides=args.patch_strides, patch_padding=args.patch_padding,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             k: getattr(config, k)
             for k in (
                 *("channels", "input_size", "bank_size", "max_patches", "model"),
-                *("position_norm", "position_floor", "patch_strides"),
+                *("position_norm", "position_floor", "patch_strides", "patch_padding"),
             )
         },
         "counts": manifest.counts(),
@@ -539,6 +539,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         choices=PATCH_STRIDE_CHOICES,
         default=PATCH_STRIDE_CHOICES[0],
         help="the backbone strides whose features describe a patch (4,8,16: casting's and bottle's recipes)",
+    )
+    p.add_argument(
+        "--patch-padding",
+        choices=PATCH_PADDING_CHOICES,
+        default=PATCH_PADDING_CHOICES[0],
+        help="each tap's 3x3 average at the border: over the neighbours that exist, or with the zero padding counted",
     )
     p.add_argument("--out", default=None)
     p.add_argument(

@@ -25,6 +25,11 @@ MIN_NORMAL_IMAGES = 10
 #: paper's mid-level choice and the default, or with the finer stride-4 features too (small defects: they ranked
 #: casting and bottle higher, ELPV's cracks lower; README, anomaly mode).
 PATCH_STRIDE_CHOICES = ("8,16", "4,8,16")
+#: How a patch feature's 3x3 neighbourhood average treats the feature map's border (``TrainConfig.patch_padding``):
+#: ``valid`` averages the neighbours that exist (the default); ``zeros`` counts the zero padding as neighbours
+#: (torch's ``AvgPool2d`` default, as anomalib's PatchCore pools), so a border patch's features shrink toward zero
+#: and only border rows of the bank match it (README, anomaly mode: what it does on each dataset).
+PATCH_PADDING_CHOICES = ("valid", "zeros")
 
 
 def is_anomaly(spec: ModelSpec) -> bool:

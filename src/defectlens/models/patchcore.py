@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlens.core.anomaly import ANOMALY_TASK, PATCH_STRIDE_CHOICES
+from defectlens.core.anomaly import ANOMALY_TASK, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.models.classifier import Classifier, _to_grayscale, register_rebuilder
@@ -58,14 +58,19 @@ class PatchFeatures(nn.Module):
     """EfficientNet-Lite's stem and blocks up to the last stride-16 block; returns (N, D, H/8, W/8).
 
     ``strides`` names the blocks tapped: the last one of each stride. Each tap is averaged over its 3x3
-    neighbourhood; the stride-16 map is upsampled onto the stride-8 grid, and a stride-4 map (``4`` in
-    ``strides``) averaged 2x2 onto it, so every patch keeps one 8x8-pixel cell whatever the taps.
+    neighbourhood (``padding``: at the border, over the neighbours that exist, ``valid``, or with the zero
+    padding counted, ``zeros``); the stride-16 map is upsampled onto the stride-8 grid, and a stride-4 map (``4``
+    in ``strides``) averaged 2x2 onto it, so every patch keeps one 8x8-pixel cell whatever the taps.
     """
 
-    def __init__(self, net: Any, *, input_size: int, strides: tuple[int, ...] = DEFAULT_STRIDES):
+    def __init__(
+        self, net: Any, *, input_size: int, strides: tuple[int, ...] = DEFAULT_STRIDES, padding: str = "valid"
+    ):
         super().__init__()
         if strides not in PATCH_STRIDES:
             raise DefectlensError(f"patch strides must be one of {', '.join(PATCH_STRIDE_CHOICES)}, got {strides}")
+        if padding not in PATCH_PADDING_CHOICES:
+            raise DefectlensError(f"patch padding must be one of {', '.join(PATCH_PADDING_CHOICES)}, got {padding!r}")
         net.eval()  # the dry run below must not move BatchNorm's ImageNet running statistics
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         found, sides, x = [], [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
@@ -82,7 +87,8 @@ class PatchFeatures(nn.Module):
         self.strides = strides
         self.taps = tuple(max(i for i, s in enumerate(found) if s == stride) for stride in strides)
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
-        self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+        self.padding = padding
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=padding == "zeros")
         self.halve = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)  # stride 4 onto stride 8
         if 4 in strides and -(-sides[self.taps[0]] // 2) != sides[self.taps[1]]:  # ceil: what halve gives
             raise DefectlensError(f"input size {input_size}: the stride-4 features do not halve onto the stride-8 grid")
@@ -250,10 +256,11 @@ def create_patchcore(
     pretrained: bool = True,
     bank: int = 1,
     strides: tuple[int, ...] = DEFAULT_STRIDES,
+    padding: str = "valid",
 ) -> AnomalyModel:
-    """A PatchCore model on ``arch``'s ImageNet features (the blocks of ``strides``, :data:`PATCH_STRIDES`) with
-    an empty bank of ``bank`` rows (filled by :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a
-    state dict)."""
+    """A PatchCore model on ``arch``'s ImageNet features (the blocks of ``strides``, :data:`PATCH_STRIDES`, each
+    pooled with ``padding``, :data:`~defectlens.core.anomaly.PATCH_PADDING_CHOICES`) with an empty bank of ``bank``
+    rows (filled by :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a state dict)."""
     if arch not in PATCH_BACKBONES:
         raise DefectlensError(f"anomaly mode taps EfficientNet-Lite blocks; arch must be one of {PATCH_BACKBONES}")
     entry = get_entry(arch)
@@ -261,7 +268,7 @@ def create_patchcore(
     lite, _ = entry.build(pretrained=pretrained, input_size=spec.input_size)
     if in_channels == 1:
         _to_grayscale(lite)
-    features = PatchFeatures(lite.net, input_size=spec.input_size, strides=strides).eval()
+    features = PatchFeatures(lite.net, input_size=spec.input_size, strides=strides, padding=padding).eval()
     with torch.no_grad():
         dim = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size)).shape[1]
     head = PatchCoreHead(torch.zeros(bank, dim), input_size=spec.input_size)
@@ -277,6 +284,12 @@ def spec_strides(spec: ModelSpec) -> tuple[int, ...]:
     return tuple(spec.extra.get("patch_strides", DEFAULT_STRIDES))
 
 
+def spec_padding(spec: ModelSpec) -> str:
+    """How a spec's model pools its taps at the border (``extra["patch_padding"]``; a spec from before the choice
+    existed: ``valid``)."""
+    return str(spec.extra.get("patch_padding", PATCH_PADDING_CHOICES[0]))
+
+
 @register_rebuilder(ANOMALY_TASK)
 def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> AnomalyModel:
     """Rebuild a fitted anomaly model from its weights and spec (eval mode)."""
@@ -285,7 +298,7 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
         raise DefectlensError("an anomaly model's weights must hold its memory bank (head.bank, 2-D)")
     model = create_patchcore(
         spec.arch, in_channels=spec.in_channels, input_size=spec.input_size, pretrained=False, bank=bank.shape[0],
-        strides=spec_strides(spec),
+        strides=spec_strides(spec), padding=spec_padding(spec),
     )  # fmt: skip
     head = model.head
     if bank.shape[1] != head.bank.shape[1]:

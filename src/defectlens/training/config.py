@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from defectlens.core.anomaly import PATCH_STRIDE_CHOICES, TASKS
+from defectlens.core.anomaly import PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES, TASKS
 from defectlens.core.decision import THRESHOLD_METHODS
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import CACHE_VIEWS, ILLUMINATION_MODES, TTA_VIEWS
@@ -35,6 +35,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "illumination": ILLUMINATION_MODES,
     "task": TASKS,
     "patch_strides": PATCH_STRIDE_CHOICES,
+    "patch_padding": PATCH_PADDING_CHOICES,
 }
 
 
@@ -115,6 +116,9 @@ class TrainConfig:
         patch_strides: anomaly mode: the backbone strides whose features describe each 8x8-pixel patch: ``8,16``
             (mid-level, the paper's choice, the default) or ``4,8,16`` (the finer stride-4 features too: for
             small defects such as pinholes; about a sixth more distance work for Lite0).
+        patch_padding: anomaly mode: the border of each tap's 3x3 average: ``valid`` (the neighbours that exist,
+            the default) or ``zeros`` (the zero padding counted, as anomalib pools: border patches shrink toward
+            zero, so only the bank's border rows match them).
     """
 
     data: str = ""
@@ -160,6 +164,7 @@ class TrainConfig:
     position_norm: bool = True
     position_floor: float = 1.0
     patch_strides: str = PATCH_STRIDE_CHOICES[0]
+    patch_padding: str = PATCH_PADDING_CHOICES[0]
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -38,6 +38,7 @@ from defectlens.models.patchcore import (
     AnomalyModel,
     create_patchcore,
     patch_strides,
+    spec_padding,
     spec_strides,
 )
 from defectlens.training import RunResult
@@ -63,7 +64,10 @@ def anomaly_spec(config: TrainConfig, normal: str) -> ModelSpec:
     spec = default_spec(
         config.model, in_channels=config.channels, input_size=config.input_size, class_names=(normal, ANOMALOUS)
     )
-    extra = {"task": ANOMALY_TASK, "patch_strides": list(patch_strides(config.patch_strides))}
+    extra = {
+        "task": ANOMALY_TASK, "patch_strides": list(patch_strides(config.patch_strides)),
+        "patch_padding": config.patch_padding,
+    }  # fmt: skip
     return spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra=extra)
 
 
@@ -97,7 +101,7 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
         )
     model = create_patchcore(
         config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True,
-        strides=spec_strides(spec),
+        strides=spec_strides(spec), padding=spec_padding(spec),
     )  # fmt: skip
     with progress.phase("fitting the memory bank", total=len(train), unit="img") as phase:
         fit, owners = fit_patchcore(

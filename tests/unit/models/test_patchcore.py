@@ -219,6 +219,25 @@ def test_stride_4_features_are_the_finer_block_halved_onto_the_same_grid_beside_
             patch_strides(bad)
 
 
+def test_zero_padding_shrinks_only_the_border_patches_and_unknown_padding_is_refused() -> None:
+    """``padding="zeros"`` (anomalib's pooling) counts the padding in each tap's 3x3 average: the patches of the
+    border differ, the inner ones (out of reach of every tap's border, the upsampled stride-16 one included) are
+    the same numbers, and a corner's stride-8 part is the valid average times 4/9."""
+    torch.manual_seed(0)
+    valid = create_patchcore("efficientnet_lite0", in_channels=1, input_size=128, pretrained=False)
+    torch.manual_seed(0)
+    zeros = create_patchcore("efficientnet_lite0", in_channels=1, input_size=128, pretrained=False, padding="zeros")
+    x = torch.rand(2, 1, 128, 128)
+    with torch.no_grad():
+        a, b = valid.features(x), zeros.features(x)
+    assert a.shape == b.shape == (2, 152, 16, 16)
+    assert torch.allclose(a[..., 3:-3, 3:-3], b[..., 3:-3, 3:-3])
+    assert not torch.allclose(a[..., 0, 0], b[..., 0, 0])
+    assert torch.allclose(b[:, :40, 0, 0], a[:, :40, 0, 0] * 4 / 9, atol=1e-6)  # the stride-8 tap's corner
+    with pytest.raises(DefectlensError, match="patch padding must be one of valid, zeros, got 'same'"):
+        create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, padding="same")
+
+
 def test_patch_features_find_their_blocks_at_input_sizes_not_divisible_by_16() -> None:
     model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=72, pretrained=False, strides=(4, 8, 16))
     assert model.features(torch.rand(1, 1, 72, 72)).shape == (1, 176, 9, 9)  # 72 / 8; the stride-16 map is 5x5

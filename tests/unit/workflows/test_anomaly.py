@@ -299,10 +299,10 @@ def test_position_statistics_damp_a_busy_place_and_never_amplify_a_quiet_one() -
     assert (0.55 - mean[7, 7]) / scale[7, 7] < 1.0 and (3.5 - mean[0, 0]) / scale[0, 0] < 1.5
 
 
-def test_stride_4_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(tmp_path: Path) -> None:
-    """``patch_strides="4,8,16"``: the spec says so, the bundle passes its parity checks and finds the scratch,
-    and ``best.pt`` rebuilds into the same model (the strides come from the spec; a spec without them is an
-    older bundle's, stride 8 and 16)."""
+def test_stride_4_zero_padded_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(tmp_path: Path) -> None:
+    """``patch_strides="4,8,16"``, ``patch_padding="zeros"``: the spec says so, the bundle passes its parity checks
+    and finds the scratch, and ``best.pt`` rebuilds into the same model (strides and padding come from the spec; a
+    spec without them is an older bundle's: stride 8 and 16, valid pooling)."""
     import torch
 
     from defectlens.core.checkpoint import read_checkpoint
@@ -314,14 +314,21 @@ def test_stride_4_features_fit_export_find_the_scratch_and_rebuild_from_the_spec
     from defectlens.workflows.train import train_and_evaluate
 
     prepared = prepare_training_data(write_parts(tmp_path / "parts"), out=tmp_path / "runs")
-    result = train_and_evaluate(config(prepared.folder, tmp_path / "runs", patch_strides="4,8,16", evaluate=False))
+    settings = {"patch_strides": "4,8,16", "patch_padding": "zeros"}
+    result = train_and_evaluate(config(prepared.folder, tmp_path / "runs", evaluate=False, **settings))
     assert result.run_dir is not None and result.spec.extra["patch_strides"] == [4, 8, 16]
+    assert result.spec.extra["patch_padding"] == "zeros"
     ckpt = read_checkpoint(result.run_dir / "best.pt")
     assert ckpt["state_dict"]["head.bank"].shape[1] == 176  # Lite0: 24 + 40 + 112 numbers a patch
     spec = ModelSpec.from_dict(ckpt["spec"])
     x = torch.rand(2, 1, SIZE, SIZE)
+    unpadded = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_padding"})
     with torch.no_grad():
-        assert model_from_state(ckpt["state_dict"], spec).features(x).shape[1] == 176
+        rebuilt = model_from_state(ckpt["state_dict"], spec).features(x)
+        valid = model_from_state(ckpt["state_dict"], unpadded).features(x)
+    assert rebuilt.shape[1] == 176
+    assert torch.allclose(rebuilt[..., 3:-3, 3:-3], valid[..., 3:-3, 3:-3])  # the inner patches alike
+    assert not torch.allclose(rebuilt[..., 0, 0], valid[..., 0, 0])  # the corner shrunk by the counted zeros
     older = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_strides"})
     with pytest.raises(DefectlensError, match=r"holds 176 numbers a patch.*strides 8,16\) give 152"):
         model_from_state(ckpt["state_dict"], older)
@@ -337,13 +344,16 @@ def test_stride_4_features_fit_export_find_the_scratch_and_rebuild_from_the_spec
     assert predictor.predict(tmp_path / "good.png").prediction == "good"
 
 
-def test_the_default_patch_strides_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
+def test_the_default_patch_strides_and_padding_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
     assert fitted.result.spec.extra["patch_strides"] == [8, 16]
+    assert fitted.result.spec.extra["patch_padding"] == "valid"
 
 
 def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) -> None:
     with pytest.raises(DefectlensError, match=r"patch_strides must be one of 8,16, 4,8,16, got '4,8'"):
         config(tmp_path, tmp_path, patch_strides="4,8")
+    with pytest.raises(DefectlensError, match=r"patch_padding must be one of valid, zeros, got 'reflect'"):
+        config(tmp_path, tmp_path, patch_padding="reflect")
 
 
 def test_defects_in_validation_set_the_threshold_for_a_target_recall_never_the_bank(tmp_path: Path) -> None:
