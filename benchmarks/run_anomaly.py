@@ -67,8 +67,10 @@ from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "datasets"
+#: The probes' entries (``benchmarks/probe_*.py`` write them into casting's JSON): a new run of the recipe keeps them.
+PROBES = ("second_method_probe", "second_method_probe_seeds", "projection_probe", "peer_gap_probe")
 #: Parts of a dataset's JSON that a new run of ours leaves as they are.
-KEPT = ("peers", "sweep", "variants", "selection_rule")
+KEPT = ("peers", "sweep", "variants", "selection_rule", *PROBES)
 PEER_SCRIPT = ROOT / "benchmarks" / "peers" / "anomalib_patchcore.py"
 ELPV_SOURCE = "the elpv-dataset package, Deitsch split (as make demo imports it)"
 #: The defect recall casting's goal asks for at a validated threshold (issue #29): the selection set's defects

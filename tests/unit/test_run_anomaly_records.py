@@ -58,11 +58,14 @@ def test_the_first_run_of_a_dataset_writes_a_fresh_file(bench, tmp_path):
     assert json.loads(path.read_text()) == {"image": {"image_auroc": 1.0}}
 
 
-def test_the_selection_rule_survives_a_new_run_of_the_recipe(bench, tmp_path):
+def test_the_selection_rule_and_the_probes_survive_a_new_run_of_the_recipe(bench, tmp_path):
     path = tmp_path / "anomaly-casting.json"
-    path.write_text(json.dumps({"image": {"image_auroc": 0.9}, "selection_rule": "judge on selection"}))
+    probes = {k: {"runs": {k: 1}} for k in ("second_method_probe", "projection_probe", "peer_gap_probe")}
+    path.write_text(json.dumps({"image": {"image_auroc": 0.9}, "selection_rule": "judge on selection", **probes}))
     bench.write_record(path, {"image": {"image_auroc": 0.95}})
-    assert json.loads(path.read_text())["selection_rule"] == "judge on selection"
+    out = json.loads(path.read_text())
+    assert out["selection_rule"] == "judge on selection" and out["image"]["image_auroc"] == 0.95
+    assert all(out[k] == v for k, v in probes.items())
 
 
 class _Row:
