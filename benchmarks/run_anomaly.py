@@ -9,7 +9,8 @@ time and the process's peak memory; the bundle's latency per image (median and p
 ``benchmarks/results/anomaly-<dataset>.json``.
 
     python benchmarks/run_anomaly.py --dataset bottle --source /path/to/mvtec/bottle
-    python benchmarks/run_anomaly.py --dataset casting --bank 4096 --max-patches 1200000   # casting's recipe
+    python benchmarks/run_anomaly.py --dataset casting --bank 4096 --max-patches 1200000 --patch-strides 4,8,16 \
+        --patch-padding zeros --no-position-norm                                          # casting's recipe
     python benchmarks/run_anomaly.py --dataset elpv --bank 4096 --max-patches 1200000      # functional cells only
     python benchmarks/run_anomaly.py --dataset casting --no-position-norm --variant no-position-norm --work W2
 
@@ -21,7 +22,8 @@ at 1 % false alarms), the selection's defects also validate the threshold a line
 defects would run the same bundle at (``"at_target_recall"``: the library's target-recall rule), with the false
 alarms it costs on the selection's good images and on the test split.
 
-A new run replaces the dataset's record and keeps its ``peers``, ``sweep`` and ``variants``; ``--variant NAME``
+A new run replaces the dataset's record and keeps its ``peers``, ``sweep``, ``variants``, ``selection_rule`` and the
+probes' entries (:data:`PROBES`); ``--variant NAME``
 records a setting beside the recipe (under ``variants``) and leaves the record as it is.
 
 Datasets (never committed): MVTec AD "bottle" (CC BY-NC-SA 4.0), the official split with masks, from
