@@ -159,6 +159,22 @@ def casting_sets(work: Path) -> tuple[dict[str, list[Path]], np.ndarray]:
     return paths, np.array([r.label != NORMAL for r in test])
 
 
+def probe_record(
+    doc: str,
+    script: str,
+    counts: dict[str, int],
+    features: str,
+    runs: dict[str, Any],
+    machine: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A probe's JSON entry: what it asks (its docstring's first paragraph), the command that ran it, the image
+    counts, the features, ``extra``, its runs and the machine."""
+    command = f"python benchmarks/{script} " + " ".join(sys.argv[1:])
+    head = {"what": doc.split("\n\n")[0], "command": command, "counts": counts, "features": features}
+    return {**head, **extra, "runs": runs, "machine": machine}
+
+
 def write_entry(out: Path, key: str, record: dict[str, Any]) -> None:
     """``record`` as ``key`` of the results JSON ``out``, the rest of the file kept."""
     results = json.loads(out.read_text()) if out.is_file() else {}
@@ -213,15 +229,8 @@ def main() -> None:
                 "seconds": time.perf_counter() - start,
             }
             print(json.dumps(runs[name], indent=1), flush=True)
-    record = {
-        "what": __doc__.split("\n\n")[0],
-        "command": "python benchmarks/probe_discriminator.py " + " ".join(sys.argv[1:]),
-        "counts": {k: len(v) for k, v in paths.items()},
-        "features": FEATURES,
-        "feature_seconds": extract_s,
-        "runs": runs,
-        "machine": machine,
-    }
+    counts = {k: len(v) for k, v in paths.items()}
+    record = probe_record(__doc__, "probe_discriminator.py", counts, FEATURES, runs, machine, feature_seconds=extract_s)
     write_entry(Path(args.out), args.key, record)
 
 

@@ -50,7 +50,7 @@ from defectlens.evaluation.conformal import ood_threshold  # noqa: E402
 from defectlens.models.patchcore import create_patchcore, greedy_coreset, nearest_squared  # noqa: E402
 from defectlens.training.anomaly import location_statistics  # noqa: E402
 from machine import describe  # noqa: E402
-from probe_discriminator import SIZE, casting_sets, features, figures, write_entry  # noqa: E402
+from probe_discriminator import SIZE, casting_sets, features, figures, probe_record, write_entry  # noqa: E402
 from run_anomaly import data_path, import_dataset  # noqa: E402
 
 #: Patches the bank is chosen from (the recipe's ``--max-patches``), rows kept, and anomalib's neighbours.
@@ -192,16 +192,12 @@ def main() -> None:
     for name in args.sets:
         runs[name] = run_set(name, paths, y_test)
         print(name, runs[name], flush=True)
-    record = {
-        "what": __doc__.split("\n\n")[0],
-        "command": "python benchmarks/probe_peer_gap.py " + " ".join(sys.argv[1:]),
-        "counts": {k: len(v) for k, v in paths.items()},
-        "features": "efficientnet_lite0, 256 px, grayscale (create_patchcore), PIL bilinear resize",
-        "bank": f"{BANK} rows, greedy_coreset from {POOL:,} patches (the same share from each image)",
-        "neighbours": NEIGHBOURS,
-        "runs": runs,
-        "machine": machine,
-    }
+    record = probe_record(
+        __doc__, "probe_peer_gap.py", {k: len(v) for k, v in paths.items()},
+        "efficientnet_lite0, 256 px, grayscale (create_patchcore), PIL bilinear resize", runs, machine,
+        bank=f"{BANK} rows, greedy_coreset from {POOL:,} patches (the same share from each image)",
+        neighbours=NEIGHBOURS,
+    )  # fmt: skip
     write_entry(Path(args.out), args.key, record)
 
 

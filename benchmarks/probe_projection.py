@@ -43,7 +43,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from defectlens.evaluation.conformal import ood_threshold  # noqa: E402
 from defectlens.models.patchcore import create_patchcore, greedy_coreset  # noqa: E402
 from machine import describe  # noqa: E402
-from probe_discriminator import FEATURES, SIZE, casting_sets, features, figures, patchcore_scores, write_entry  # noqa: E402
+from probe_discriminator import (  # noqa: E402
+    FEATURES,
+    SIZE,
+    casting_sets,
+    features,
+    figures,
+    patchcore_scores,
+    probe_record,
+    write_entry,
+)
 from run_anomaly import recall_operating_point  # noqa: E402
 
 #: Patches the bank is chosen from: the casting recipe's ``--max-patches``.
@@ -153,18 +162,12 @@ def main() -> None:
         name = f"bank_{bank_rows}_dims_{min(dims, pool.shape[1])}"
         runs[name] = run_config(pool, fmaps, y_test, bank_rows, dims, kept, mean, directions)
         print(name, json.dumps(runs[name]), flush=True)
-    record = {
-        "what": __doc__.split("\n\n")[0],
-        "command": "python benchmarks/probe_projection.py " + " ".join(sys.argv[1:]),
-        "counts": counts,
-        "features": FEATURES,
-        "scores": "raw nearest-bank distances, no position normalisation",
-        "feature_seconds": extract_s,
-        "features_read_from_cache": cached,
-        "variance_kept_by_dims": {str(k): kept[k - 1] for k in (32, 48, 64, 96, 128) if k <= len(kept)},
-        "runs": runs,
-        "machine": machine,
-    }
+    record = probe_record(
+        __doc__, "probe_projection.py", counts, FEATURES, runs, machine,
+        scores="raw nearest-bank distances, no position normalisation", feature_seconds=extract_s,
+        features_read_from_cache=cached,
+        variance_kept_by_dims={str(k): kept[k - 1] for k in (32, 48, 64, 96, 128) if k <= len(kept)},
+    )  # fmt: skip
     write_entry(Path(args.out), args.key, record)
 
 

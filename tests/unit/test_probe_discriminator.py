@@ -57,3 +57,18 @@ def test_a_probe_writes_its_entry_and_keeps_the_rest_of_the_file(probe, tmp_path
     written = json.loads(out.read_text())
     assert written["image"] == {"image_auroc": 0.969} and written["second_method_probe"] == {"runs": {}}
     assert written["projection_probe"]["runs"]["bank_8192_dims_64"]["selection_auroc"] == 0.957
+
+
+def test_a_probe_record_names_its_question_command_and_machine_around_its_extras(probe, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["probe_x.py", "--work", "W"])
+    doc = "Does it earn its place?\n\nDetails nobody reads."
+    record = probe.probe_record(doc, "probe_x.py", {"val": 274}, "Lite0", {"a": {"auroc": 0.9}}, {"cpu": "AMD"}, bank=9)
+    assert record == {
+        "what": "Does it earn its place?",
+        "command": "python benchmarks/probe_x.py --work W",
+        "counts": {"val": 274},
+        "features": "Lite0",
+        "bank": 9,
+        "runs": {"a": {"auroc": 0.9}},
+        "machine": {"cpu": "AMD"},
+    }
