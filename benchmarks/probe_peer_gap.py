@@ -2,9 +2,9 @@
 
 anomalib's PatchCore ranked casting's test split at image AUROC 0.979 (``peers.anomalib_patchcore``) where ours,
 on the same EfficientNet-Lite0 weights, the same stride-8/16 taps, the same 256 px input and a bank of the same
-4,096 rows, ranked 0.953 (variant ``recipe-amd-epyc``). The casting images are grey (R = G = B in every pixel),
-so anomalib's RGB input and our folded one-channel stem see the same numbers, and both normalise with the
-weights' own mean and standard deviation. What is left differs in four places:
+4,096 rows, ranked 0.953 (variant ``recipe-amd-epyc``). The casting images are grey (R = G = B in every pixel
+of the ten checked by hand), so anomalib's RGB input and our folded one-channel stem see the same numbers, and
+both normalise with the weights' own mean and standard deviation. What is left differs in four places:
 
 1. **Pooling at the border**: anomalib averages each tap over 3x3 with the zero padding counted
    (``AvgPool2d(3, 1, 1)``); ours leaves the padding out (``count_include_pad=False``).

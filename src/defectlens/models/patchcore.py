@@ -87,7 +87,6 @@ class PatchFeatures(nn.Module):
         self.strides = strides
         self.taps = tuple(max(i for i, s in enumerate(found) if s == stride) for stride in strides)
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
-        self.padding = padding
         self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=padding == "zeros")
         self.halve = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)  # stride 4 onto stride 8
         if 4 in strides and -(-sides[self.taps[0]] // 2) != sides[self.taps[1]]:  # ceil: what halve gives
