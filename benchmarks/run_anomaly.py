@@ -64,7 +64,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from defectlens.core.anomaly import PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES  # noqa: E402
+from defectlens.core.anomaly import IMAGE_SCORE_CHOICES, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES  # noqa: E402
 from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -292,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task="anomaly", data=str(folder), channels=args.channels, input_size=args.input_size,
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
         normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
-        patch_strides=args.patch_strides, patch_padding=args.patch_padding,
+        patch_strides=args.patch_strides, patch_padding=args.patch_padding, image_score=args.image_score,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -316,7 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             k: getattr(config, k)
             for k in (
                 *("channels", "input_size", "bank_size", "max_patches", "model"),
-                *("position_norm", "position_floor", "patch_strides", "patch_padding"),
+                *("position_norm", "position_floor", "patch_strides", "patch_padding", "image_score"),
             )
         },
         "counts": manifest.counts(),
@@ -549,6 +549,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         choices=PATCH_PADDING_CHOICES,
         default=PATCH_PADDING_CHOICES[0],
         help="each tap's 3x3 average at the border: over the neighbours that exist, or with the zero padding counted",
+    )
+    p.add_argument(
+        "--image-score",
+        choices=IMAGE_SCORE_CHOICES,
+        default=IMAGE_SCORE_CHOICES[0],
+        help="an image's score: its largest patch score, or the largest value of its smoothed anomaly map",
     )
     p.add_argument("--out", default=None)
     p.add_argument(

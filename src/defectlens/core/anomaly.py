@@ -30,6 +30,11 @@ PATCH_STRIDE_CHOICES = ("8,16", "4,8,16")
 #: (torch's ``AvgPool2d`` default, as anomalib's PatchCore pools), so a border patch's features shrink toward zero
 #: and only border rows of the bank match it (README, anomaly mode: what it does on each dataset).
 PATCH_PADDING_CHOICES = ("valid", "zeros")
+#: What an image's raw score is (``TrainConfig.image_score``): ``patch``, its largest patch score (the paper's; the
+#: default), or ``map``, the largest value of its anomaly map (the patch scores upsampled and smoothed with the
+#: Gaussian the overlay shows, sigma 4 px): each place is averaged with its neighbours first, so one noisy patch
+#: counts for less than a defect that spans several (README, anomaly mode: what it does on each dataset).
+IMAGE_SCORE_CHOICES = ("patch", "map")
 
 
 def is_anomaly(spec: ModelSpec) -> bool:

@@ -8,7 +8,8 @@ stride-16 blocks, each averaged over its 3x3 neighbourhood, the coarse one upsam
 (:func:`greedy_coreset`), and scores each patch by the distance to its nearest bank entry, written as a
 matrix product so the exported ONNX graph carries the bank as an initializer: no second inference path.
 
-The image's raw score is its largest patch score; the head maps it to two logits ``[0, (s - c) / w]``
+The image's raw score is its largest patch score (or, with ``image_score="map"``, the largest value of its
+smoothed anomaly map); the head maps it to two logits ``[0, (s - c) / w]``
 (``c``, ``w``: the normalisation fitted on held-out good images), so the softmax's second column is the
 anomaly probability and everything downstream (the threshold, ``Predictor``, the service, the station,
 the Inspector, evaluation) treats an anomaly bundle as a binary model with classes ``(normal,
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlens.core.anomaly import ANOMALY_TASK, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES
+from defectlens.core.anomaly import ANOMALY_TASK, IMAGE_SCORE_CHOICES, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.models.classifier import Classifier, _to_grayscale, register_rebuilder
@@ -144,7 +145,8 @@ class PatchCoreHead(nn.Module):
     distance to the bank minus ``loc_mean`` over ``loc_scale`` at its place), ``center`` and ``width``
     (logit = (score - center) / width), ``cam_weight`` (2, 1) and ``cam_bias`` (2,) (the anomaly map is the
     explanation of the ``anomalous`` class: ``spec.json``'s ``cam`` entry names them), ``map_range`` (the
-    map values drawn as 0 and 1 by an overlay).
+    map values drawn as 0 and 1 by an overlay). ``image_score`` (:data:`~defectlens.core.anomaly.IMAGE_SCORE_CHOICES`):
+    an image's raw score is its largest patch score (``patch``) or the largest value of its anomaly map (``map``).
     """
 
     bank: torch.Tensor
@@ -158,8 +160,10 @@ class PatchCoreHead(nn.Module):
     map_range: torch.Tensor
     kernel: torch.Tensor
 
-    def __init__(self, bank: torch.Tensor, *, input_size: int):
+    def __init__(self, bank: torch.Tensor, *, input_size: int, image_score: str = IMAGE_SCORE_CHOICES[0]):
         super().__init__()
+        if image_score not in IMAGE_SCORE_CHOICES:
+            raise DefectlensError(f"image score must be one of {', '.join(IMAGE_SCORE_CHOICES)}, got {image_score!r}")
         bank = bank.float().contiguous()
         self.register_buffer("bank", bank)
         self.register_buffer("bank_sq", bank.square().sum(dim=1))
@@ -172,6 +176,7 @@ class PatchCoreHead(nn.Module):
         self.register_buffer("map_range", torch.tensor([0.0, 1.0]))
         self.register_buffer("kernel", gaussian_kernel(MAP_SIGMA), persistent=False)
         self.input_size = input_size
+        self.image_score = image_score
 
     def set_bank(self, bank: torch.Tensor) -> None:
         self.bank = bank.float().contiguous()
@@ -193,10 +198,18 @@ class PatchCoreHead(nn.Module):
     def patch_scores(self, fmap: torch.Tensor) -> torch.Tensor:
         """Each patch's score, (N, D, h, w) -> (N, h, w): its distance to the bank, normalised by what normal
         parts score at its place (identity while no position statistics are set)."""
-        return (self.distances(fmap) - self.loc_mean) / self.loc_scale
+        return self.by_position(self.distances(fmap))
 
-    def image_scores(self, patches: torch.Tensor) -> torch.Tensor:
-        """The raw image score: the largest patch score (N,)."""
+    def by_position(self, distances: torch.Tensor) -> torch.Tensor:
+        """Patch distances (N, h, w) normalised by what normal parts score at each place (identity while no
+        position statistics are set)."""
+        return (distances - self.loc_mean) / self.loc_scale
+
+    def image_scores(self, patches: torch.Tensor, anomaly_map: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw image score (N,) from the patch scores (N, h, w): the largest patch score, or with
+        ``image_score="map"`` the largest value of the anomaly map (``anomaly_map`` when already computed)."""
+        if self.image_score == "map":
+            return (self.anomaly_map(patches) if anomaly_map is None else anomaly_map).flatten(1).amax(dim=1)
         return patches.flatten(1).amax(dim=1)
 
     def logits(self, scores: torch.Tensor) -> torch.Tensor:
@@ -227,8 +240,8 @@ class AnomalyModel(Classifier):
         """Logits, the pooled patch features (one vector per image) and the anomaly map (N, 1, S, S)."""
         fmap = self.features(self.normalize(x))
         patches = self.head.patch_scores(fmap)
-        logits = self.head.logits(self.head.image_scores(patches))
-        return logits, [fmap.mean(dim=(2, 3))], self.head.anomaly_map(patches)
+        amap = self.head.anomaly_map(patches)
+        return self.head.logits(self.head.image_scores(patches, amap)), [fmap.mean(dim=(2, 3))], amap
 
     def raw_scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw image scores (N,) and patch scores (N, h, w) of a batch in [0, 1]."""
@@ -256,10 +269,12 @@ def create_patchcore(
     bank: int = 1,
     strides: tuple[int, ...] = DEFAULT_STRIDES,
     padding: str = "valid",
+    image_score: str = IMAGE_SCORE_CHOICES[0],
 ) -> AnomalyModel:
     """A PatchCore model on ``arch``'s ImageNet features (the blocks of ``strides``, :data:`PATCH_STRIDES`, each
     pooled with ``padding``, :data:`~defectlens.core.anomaly.PATCH_PADDING_CHOICES`) with an empty bank of ``bank``
-    rows (filled by :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a state dict)."""
+    rows (filled by :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a state dict), scoring images
+    by ``image_score`` (:data:`~defectlens.core.anomaly.IMAGE_SCORE_CHOICES`)."""
     if arch not in PATCH_BACKBONES:
         raise DefectlensError(f"anomaly mode taps EfficientNet-Lite blocks; arch must be one of {PATCH_BACKBONES}")
     entry = get_entry(arch)
@@ -270,7 +285,7 @@ def create_patchcore(
     features = PatchFeatures(lite.net, input_size=spec.input_size, strides=strides, padding=padding).eval()
     with torch.no_grad():
         dim = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size)).shape[1]
-    head = PatchCoreHead(torch.zeros(bank, dim), input_size=spec.input_size)
+    head = PatchCoreHead(torch.zeros(bank, dim), input_size=spec.input_size, image_score=image_score)
     model = AnomalyModel(features, head, mean=spec.mean, std=spec.std)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -289,6 +304,12 @@ def spec_padding(spec: ModelSpec) -> str:
     return str(spec.extra.get("patch_padding", PATCH_PADDING_CHOICES[0]))
 
 
+def spec_image_score(spec: ModelSpec) -> str:
+    """How a spec's model scores an image (``extra["image_score"]``; a spec from before the choice existed: its
+    largest patch score, ``patch``)."""
+    return str(spec.extra.get("image_score", IMAGE_SCORE_CHOICES[0]))
+
+
 @register_rebuilder(ANOMALY_TASK)
 def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> AnomalyModel:
     """Rebuild a fitted anomaly model from its weights and spec (eval mode)."""
@@ -297,7 +318,7 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
         raise DefectlensError("an anomaly model's weights must hold its memory bank (head.bank, 2-D)")
     model = create_patchcore(
         spec.arch, in_channels=spec.in_channels, input_size=spec.input_size, pretrained=False, bank=bank.shape[0],
-        strides=spec_strides(spec), padding=spec_padding(spec),
+        strides=spec_strides(spec), padding=spec_padding(spec), image_score=spec_image_score(spec),
     )  # fmt: skip
     head = model.head
     if bank.shape[1] != head.bank.shape[1]:

@@ -111,6 +111,17 @@ def image_maxima(maps: np.ndarray) -> np.ndarray:
     return maps.reshape(len(maps), -1).max(axis=1) if len(maps) else np.zeros(0)
 
 
+@torch.inference_mode()
+def scores_of_maps(model: AnomalyModel, maps: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """Raw image scores (N,) of patch distance maps (N, h, w) such as :func:`leave_one_out_maps` gives, as the
+    model scores an image: normalised by position, then its largest patch score or anomaly map value."""
+    head, out = model.head, []
+    for start in range(0, len(maps), batch_size):
+        patches = head.by_position(torch.from_numpy(np.ascontiguousarray(maps[start : start + batch_size])))
+        out.append(head.image_scores(patches).numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def location_statistics(maps: np.ndarray, *, floor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """What normal parts score at each patch position, from leave-one-out patch maps (N, h, w): the mean,
     and the standard deviation kept at least ``floor`` times its median over positions. With the default

@@ -38,6 +38,7 @@ from defectlens.models.patchcore import (
     AnomalyModel,
     create_patchcore,
     patch_strides,
+    spec_image_score,
     spec_padding,
     spec_strides,
 )
@@ -48,6 +49,7 @@ from defectlens.training.anomaly import (
     leave_one_out_maps,
     location_statistics,
     raw_scores,
+    scores_of_maps,
 )
 from defectlens.training.config import TrainConfig
 from defectlens.training.run import new_run_dir
@@ -66,7 +68,7 @@ def anomaly_spec(config: TrainConfig, normal: str) -> ModelSpec:
     )
     extra = {
         "task": ANOMALY_TASK, "patch_strides": list(patch_strides(config.patch_strides)),
-        "patch_padding": config.patch_padding,
+        "patch_padding": config.patch_padding, "image_score": config.image_score,
     }  # fmt: skip
     return spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra=extra)
 
@@ -101,7 +103,7 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
         )
     model = create_patchcore(
         config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True,
-        strides=spec_strides(spec), padding=spec_padding(spec),
+        strides=spec_strides(spec), padding=spec_padding(spec), image_score=spec_image_score(spec),
     )  # fmt: skip
     with progress.phase("fitting the memory bank", total=len(train), unit="img") as phase:
         fit, owners = fit_patchcore(
@@ -111,8 +113,7 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
     loo = leave_one_out_maps(model, train.images, owners)
     cross = image_maxima(loo)  # raw: a defect filed as good stands out wherever it is
     positions = _set_positions(model, loo, config)
-    fallback = (loo - model.head.loc_mean.numpy()) / model.head.loc_scale.numpy()
-    setting = _set_threshold(model, manifest, spec, config, data_dir, progress, fallback=image_maxima(fallback))
+    setting = _set_threshold(model, manifest, spec, config, data_dir, progress, fallback=scores_of_maps(model, loo))
     run_dir = new_run_dir(config.out, config.name or f"{data_dir.name}-anomaly-{config.model}")
     config.replace(data=str(data_dir)).to_yaml(run_dir / "config.yaml")
     outliers = _write_outliers(run_dir, train, cross)
