@@ -61,6 +61,38 @@ def test_the_image_score_is_the_largest_patch_score_and_the_logit_is_zero_at_the
     assert logits[:, 1].tolist() == [0.0, 2.0]  # (3 - 2) / 0.5
 
 
+def test_a_map_scored_image_ranks_a_defect_spanning_patches_above_a_lone_noisy_patch_of_the_same_peak() -> None:
+    """``image_score="map"``: the image's score is its anomaly map's largest value, so a 3x3 blob outranks one
+    noisy patch of the same height, which the largest patch score ties; the spec's choice survives a rebuild (a
+    spec without it is an older bundle's: the largest patch score)."""
+    lone, blob = torch.zeros(8, 8), torch.zeros(8, 8)
+    lone[4, 4] = 1.0
+    blob[3:6, 3:6] = 1.0
+    patches = torch.stack([lone, blob])
+    by_patch = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=3)
+    by_map = create_patchcore(
+        "efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=3, image_score="map"
+    )
+    assert by_patch.head.image_scores(patches).tolist() == [1.0, 1.0]
+    scores = by_map.head.image_scores(patches)
+    assert torch.equal(scores, by_map.head.anomaly_map(patches).flatten(1).amax(dim=1))
+    assert float(scores[0]) < 0.5 < float(scores[1]) <= 1.0
+    by_map.head.set_bank(torch.randn(6, by_map.head.bank.shape[1], generator=torch.Generator().manual_seed(2)))
+    by_map.set_normalisation(center=float(scores[1]), width=0.1, map_range=(0.0, 1.0))
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(3))
+    logits, _, amap = by_map.forward_outputs(x)
+    assert torch.allclose(logits, by_map(x)) and torch.allclose(
+        logits[:, 1], (amap.flatten(1).amax(1) - scores[1]) / 0.1
+    )
+    spec = default_spec("efficientnet_lite0", in_channels=1, input_size=64, class_names=("good", ANOMALOUS))
+    spec = spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra={"task": ANOMALY_TASK, "image_score": "map"})
+    assert torch.allclose(model_from_state(by_map.state_dict(), spec)(x), by_map(x))
+    older = spec.replace(extra={"task": ANOMALY_TASK})
+    assert model_from_state(by_map.state_dict(), older).head.image_score == "patch"
+    with pytest.raises(DefectlensError, match=r"image score must be one of patch, map, got 'mean'"):
+        create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, image_score="mean")
+
+
 def test_the_anomaly_map_is_smoothed_at_the_input_size_and_peaks_where_the_patch_does() -> None:
     model = create_patchcore("efficientnet_lite0", in_channels=3, input_size=64, pretrained=False, bank=2)
     patches = torch.zeros(1, 8, 8)

@@ -299,10 +299,36 @@ def test_position_statistics_damp_a_busy_place_and_never_amplify_a_quiet_one() -
     assert (0.55 - mean[7, 7]) / scale[7, 7] < 1.0 and (3.5 - mean[0, 0]) / scale[0, 0] < 1.5
 
 
-def test_stride_4_zero_padded_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(tmp_path: Path) -> None:
-    """``patch_strides="4,8,16"``, ``patch_padding="zeros"``: the spec says so, the bundle passes its parity checks
-    and finds the scratch, and ``best.pt`` rebuilds into the same model (strides and padding come from the spec; a
-    spec without them is an older bundle's: stride 8 and 16, valid pooling)."""
+def test_leave_one_out_maps_score_as_the_model_scores_an_image_across_batches() -> None:
+    """The threshold's fallback (no normal validation image) scores the training images' leave-one-out maps as
+    the model scores an image: normalised by position, then the largest patch score or the map's largest value."""
+    import torch
+
+    from defectlens.models.patchcore import create_patchcore
+    from defectlens.training.anomaly import image_maxima, scores_of_maps
+
+    maps = np.random.default_rng(5).random((70, 8, 8)).astype(np.float32) * 3  # two batches of 64
+    for image_score in ("patch", "map"):
+        model = create_patchcore(
+            "efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, image_score=image_score
+        )
+        model.head.set_locations(torch.full((8, 8), 1.0), torch.full((8, 8), 0.5))
+        got = scores_of_maps(model, maps)
+        normalised = (maps - 1.0) / 0.5
+        if image_score == "patch":
+            assert np.allclose(got, image_maxima(normalised))
+        else:
+            want = model.head.anomaly_map(torch.from_numpy(normalised)).flatten(1).amax(1).numpy()
+            assert np.allclose(got, want, atol=1e-6) and (got < image_maxima(normalised) - 0.1).all()
+
+
+def test_stride_4_zero_padded_map_scored_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(
+    tmp_path: Path,
+) -> None:
+    """``patch_strides="4,8,16"``, ``patch_padding="zeros"``, ``image_score="map"``: the spec says so, the bundle
+    passes its parity checks and finds the scratch, and ``best.pt`` rebuilds into the same model (strides, padding
+    and image score come from the spec; a spec without them is an older bundle's: stride 8 and 16, valid pooling,
+    the largest patch score)."""
     import torch
 
     from defectlens.core.checkpoint import read_checkpoint
@@ -314,10 +340,10 @@ def test_stride_4_zero_padded_features_fit_export_find_the_scratch_and_rebuild_f
     from defectlens.workflows.train import train_and_evaluate
 
     prepared = prepare_training_data(write_parts(tmp_path / "parts"), out=tmp_path / "runs")
-    settings = {"patch_strides": "4,8,16", "patch_padding": "zeros"}
+    settings = {"patch_strides": "4,8,16", "patch_padding": "zeros", "image_score": "map"}
     result = train_and_evaluate(config(prepared.folder, tmp_path / "runs", evaluate=False, **settings))
     assert result.run_dir is not None and result.spec.extra["patch_strides"] == [4, 8, 16]
-    assert result.spec.extra["patch_padding"] == "zeros"
+    assert result.spec.extra["patch_padding"] == "zeros" and result.spec.extra["image_score"] == "map"
     ckpt = read_checkpoint(result.run_dir / "best.pt")
     assert ckpt["state_dict"]["head.bank"].shape[1] == 176  # Lite0: 24 + 40 + 112 numbers a patch
     spec = ModelSpec.from_dict(ckpt["spec"])
@@ -329,6 +355,7 @@ def test_stride_4_zero_padded_features_fit_export_find_the_scratch_and_rebuild_f
     assert rebuilt.shape[1] == 176
     assert torch.allclose(rebuilt[..., 3:-3, 3:-3], valid[..., 3:-3, 3:-3])  # the inner patches alike
     assert not torch.allclose(rebuilt[..., 0, 0], valid[..., 0, 0])  # the corner shrunk by the counted zeros
+    assert model_from_state(ckpt["state_dict"], spec).head.image_score == "map"
     older = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_strides"})
     with pytest.raises(DefectlensError, match=r"holds 176 numbers a patch.*strides 8,16\) give 152"):
         model_from_state(ckpt["state_dict"], older)
@@ -344,9 +371,10 @@ def test_stride_4_zero_padded_features_fit_export_find_the_scratch_and_rebuild_f
     assert predictor.predict(tmp_path / "good.png").prediction == "good"
 
 
-def test_the_default_patch_strides_and_padding_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
+def test_the_default_patch_strides_padding_and_image_score_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
     assert fitted.result.spec.extra["patch_strides"] == [8, 16]
     assert fitted.result.spec.extra["patch_padding"] == "valid"
+    assert fitted.result.spec.extra["image_score"] == "patch"
 
 
 def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) -> None:
@@ -354,6 +382,8 @@ def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) ->
         config(tmp_path, tmp_path, patch_strides="4,8")
     with pytest.raises(DefectlensError, match=r"patch_padding must be one of valid, zeros, got 'reflect'"):
         config(tmp_path, tmp_path, patch_padding="reflect")
+    with pytest.raises(DefectlensError, match=r"image_score must be one of patch, map, got 'mean'"):
+        config(tmp_path, tmp_path, image_score="mean")
 
 
 def test_defects_in_validation_set_the_threshold_for_a_target_recall_never_the_bank(tmp_path: Path) -> None:
