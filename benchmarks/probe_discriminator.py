@@ -138,6 +138,19 @@ def figures(scores: dict[str, np.ndarray], y_test: np.ndarray) -> dict[str, floa
     }
 
 
+def good_only_figures(scores: dict[str, np.ndarray], y_test: np.ndarray) -> dict[str, float]:
+    """The defect recall at the good-only threshold (the conformal 1 % level of the held-out good scores, the
+    recipe's rule) on the selection set and the test split, and the test's false alarms there."""
+    from defectlens.evaluation.conformal import ood_threshold
+
+    threshold = ood_threshold(scores["val"], 0.01)
+    return {
+        "selection_recall_at_good_only_threshold": float((scores["defects"] >= threshold).mean()),
+        "test_recall_at_good_only_threshold": float((scores["test"][y_test] >= threshold).mean()),
+        "test_false_alarms_at_good_only_threshold": float((scores["test"][~y_test] >= threshold).mean()),
+    }
+
+
 #: How the probes' features are made (each record says so).
 FEATURES = "efficientnet_lite0 stride-4/8/16, 256 px, grayscale (create_patchcore), PIL bilinear resize"
 

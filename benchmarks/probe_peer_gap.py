@@ -46,11 +46,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from defectlens.evaluation.conformal import ood_threshold  # noqa: E402
-from defectlens.models.patchcore import create_patchcore, greedy_coreset, nearest_squared  # noqa: E402
-from defectlens.training.anomaly import location_statistics  # noqa: E402
+from defectlens.models.patchcore import create_patchcore, greedy_coreset  # noqa: E402
+from defectlens.training.anomaly import leave_one_out_distances, location_statistics, pool_patches  # noqa: E402
 from machine import describe  # noqa: E402
-from probe_discriminator import SIZE, casting_sets, features, figures, probe_record, write_entry  # noqa: E402
+from probe_discriminator import (  # noqa: E402
+    SIZE,
+    casting_sets,
+    features,
+    figures,
+    good_only_figures,
+    probe_record,
+    write_entry,
+)
 from run_anomaly import data_path, import_dataset  # noqa: E402
 
 #: Patches the bank is chosen from (the recipe's ``--max-patches``), rows kept, and anomalib's neighbours.
@@ -67,39 +74,12 @@ SETS = {
 SCORES = ("largest", "reweighted", "position_largest", "position_reweighted")
 
 
-def pooled(fmaps: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same share of :data:`POOL` patches from each image (the library's ``fit_patchcore``), and each
-    row's image."""
-    n, d, h, w = fmaps.shape
-    quota = min(h * w, max(1, POOL // n))
-    gen = torch.Generator().manual_seed(seed)
-    keep = torch.argsort(torch.rand(n, h * w, generator=gen), dim=1)[:, :quota]
-    patches = fmaps.permute(0, 2, 3, 1).reshape(n, h * w, d)
-    rows = torch.gather(patches, 1, keep[..., None].expand(-1, -1, d)).reshape(-1, d).float()
-    return rows, torch.arange(n).repeat_interleave(quota)
-
-
 def support_table(bank: torch.Tensor, k: int = NEIGHBOURS) -> torch.Tensor:
     """For each bank row, its ``k`` nearest bank rows, itself first (M, k): anomalib's ``N_b(m*)``."""
     sq = bank.square().sum(dim=1)
     d2 = sq[:, None] - 2 * bank @ bank.T + sq[None, :]
     d2.fill_diagonal_(-1.0)  # itself first, whatever the rounding
     return d2.topk(k, dim=1, largest=False).indices
-
-
-@torch.inference_mode()
-def leave_one_out(fmaps: torch.Tensor, bank: torch.Tensor, owners: torch.Tensor) -> np.ndarray:
-    """Each training image's patch distances to the bank without its own rows (N, h, w): the library's
-    ``leave_one_out_maps`` on cached features."""
-    bank_sq = bank.square().sum(dim=1)
-    out = []
-    for start in range(0, len(fmaps), 16):
-        f = fmaps[start : start + 16].float()
-        n, d, h, w = f.shape
-        own = owners[None, :] == torch.arange(start, start + n)[:, None]
-        d2 = nearest_squared(f.permute(0, 2, 3, 1).reshape(n, h * w, d), bank, bank_sq, exclude=own[:, None, :])
-        out.append(d2.sqrt().reshape(n, h, w).numpy())
-    return np.concatenate(out)
 
 
 @torch.inference_mode()
@@ -140,13 +120,7 @@ def image_scores(
 def score_figures(scores: dict[str, np.ndarray], y_test: np.ndarray) -> dict[str, float]:
     """:func:`probe_discriminator.figures` and the recall at the good-only threshold (the conformal 1 % level
     of the 274 good scores, the recipe's rule) on both sets."""
-    threshold = ood_threshold(scores["val"], 0.01)
-    return {
-        **figures(scores, y_test),
-        "selection_recall_at_good_only_threshold": float((scores["defects"] >= threshold).mean()),
-        "test_recall_at_good_only_threshold": float((scores["test"][y_test] >= threshold).mean()),
-        "test_false_alarms_at_good_only_threshold": float((scores["test"][~y_test] >= threshold).mean()),
-    }
+    return {**figures(scores, y_test), **good_only_figures(scores, y_test)}
 
 
 def run_set(name: str, paths: dict[str, list[Path]], y_test: np.ndarray) -> dict[str, Any]:
@@ -157,13 +131,15 @@ def run_set(name: str, paths: dict[str, list[Path]], y_test: np.ndarray) -> dict
     fmaps = {k: features(model, v) for k, v in paths.items()}
     extract_s = time.perf_counter() - start
     start = time.perf_counter()
-    pool, owners = pooled(fmaps["train"])
+    pool, owners, _ = pool_patches([fmaps["train"]], len(fmaps["train"]), POOL)  # one batch: one seeded draw
     chosen = greedy_coreset(pool, BANK)
     bank, bank_owners = pool[chosen].clone(), owners[chosen]
     del pool
     fit_s = time.perf_counter() - start
     support = support_table(bank)
-    mean, scale = (torch.from_numpy(a) for a in location_statistics(leave_one_out(fmaps["train"], bank, bank_owners)))
+    train = fmaps["train"]
+    loo = leave_one_out_distances((train[i : i + 16] for i in range(0, len(train), 16)), bank, bank_owners)
+    mean, scale = (torch.from_numpy(a) for a in location_statistics(loo))
     by_split = {k: image_scores(v, bank, support, mean, scale) for k, v in fmaps.items() if k != "train"}
     return {
         "strides": "/".join(map(str, strides)),

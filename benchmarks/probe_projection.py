@@ -40,7 +40,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from defectlens.evaluation.conformal import ood_threshold  # noqa: E402
 from defectlens.models.patchcore import create_patchcore, greedy_coreset  # noqa: E402
 from machine import describe  # noqa: E402
 from probe_discriminator import (  # noqa: E402
@@ -49,6 +48,7 @@ from probe_discriminator import (  # noqa: E402
     casting_sets,
     features,
     figures,
+    good_only_figures,
     patchcore_scores,
     probe_record,
     write_entry,
@@ -108,16 +108,13 @@ def run_config(pool: torch.Tensor, fmaps: dict[str, torch.Tensor], y_test: np.nd
         )
 
     scores = {k: scored(v) for k, v in fmaps.items()}
-    threshold = ood_threshold(scores["val"], 0.01)
     y_sel = np.r_[np.zeros(len(scores["val"]), bool), np.ones(len(scores["defects"]), bool)]
     return {
         "bank": bank_rows,
         "dims": int(bank.shape[1]),
         "variance_kept": 1.0 if full else kept[dims - 1],
         **figures(scores, y_test),
-        "selection_recall_at_good_only_threshold": float((scores["defects"] >= threshold).mean()),
-        "test_recall_at_good_only_threshold": float((scores["test"][y_test] >= threshold).mean()),
-        "test_false_alarms_at_good_only_threshold": float((scores["test"][~y_test] >= threshold).mean()),
+        **good_only_figures(scores, y_test),
         "at_target_recall": recall_operating_point(
             y_sel, np.r_[scores["val"], scores["defects"]], y_test, scores["test"]
         ),

@@ -72,3 +72,18 @@ def test_a_probe_record_names_its_question_command_and_machine_around_its_extras
         "runs": {"a": {"auroc": 0.9}},
         "machine": {"cpu": "AMD"},
     }
+
+
+def test_the_good_only_threshold_is_the_conformal_level_of_the_held_out_good_scores(probe):
+    # 100 good scores 0..99: the conformal 1 % level is the 100th of 101 ranks, the largest good score (99)
+    scores = {
+        "val": np.arange(100.0),
+        "defects": np.array([50.0, 99.0, 100.0, 120.0]),
+        "test": np.array([99.5, 10.0, 99.0, 5.0]),
+    }
+    got = probe.good_only_figures(scores, np.array([True, True, False, False]))
+    assert got == {
+        "selection_recall_at_good_only_threshold": 0.75,
+        "test_recall_at_good_only_threshold": 0.5,
+        "test_false_alarms_at_good_only_threshold": 0.5,
+    }

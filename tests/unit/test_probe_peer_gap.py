@@ -58,10 +58,3 @@ def test_position_statistics_pick_the_patch_and_scale_its_weighted_distance(prob
     assert scores["largest"][0] == pytest.approx(4.0, abs=1e-2)
     assert scores["position_largest"][0] == pytest.approx(2.0, abs=1e-2)  # patch 1: (2 - 0) / 1
     assert scores["position_reweighted"][0] == pytest.approx(2.0 * 8 / 9, abs=2e-2)
-
-
-def test_each_image_gives_the_same_share_of_the_pool(probe, monkeypatch):
-    monkeypatch.setattr(probe, "POOL", 30)
-    rows, owners = probe.pooled(torch.randn(5, 3, 4, 4).half())
-    assert rows.shape == (30, 3) and rows.dtype == torch.float32
-    assert torch.bincount(owners).tolist() == [6] * 5

@@ -14,7 +14,7 @@ are normalised by (PaDiM's per-position view, Defard et al. 2021, applied to Pat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +39,37 @@ def _batches(images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return [images[i : i + batch_size].float().div(255.0) for i in range(0, len(images), batch_size)]
 
 
+@torch.inference_mode()
+def feature_batches(model: AnomalyModel, images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """``model``'s patch feature maps (n, D, h, w) of uint8 images (N, C, H, W), a batch at a time."""
+    for first in range(0, len(images), batch_size):  # one batch in float at a time: N images would take N x 4 bytes
+        yield model.features(model.normalize(images[first : first + batch_size].float().div(255.0)))
+
+
+def pool_patches(
+    batches: Iterable[torch.Tensor], images: int, max_patches: int, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """At most ``max_patches`` patch features of ``images`` images from their feature maps, a batch (n, D, h, w)
+    at a time: the same seeded share from each image. Returns the rows (P, D), each row's image, and how many
+    patches the images had. Memory stays within ``max_patches x D x 4`` bytes however many images there are."""
+    gen = torch.Generator().manual_seed(seed)
+    quota = max(1, max_patches // max(1, images))  # patches kept per image
+    feats, owner, total, first = [], [], 0, 0
+    for fmap in batches:
+        n, d, h, w = fmap.shape
+        patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
+        total += n * h * w
+        keep = torch.argsort(torch.rand(n, h * w, generator=gen), dim=1)[:, : min(quota, h * w)]
+        feats.append(torch.gather(patches, 1, keep[..., None].expand(-1, -1, d)).reshape(-1, d).float())
+        owner.append(torch.arange(first, first + n).repeat_interleave(keep.shape[1]))
+        first += n
+    pool, owners = torch.cat(feats), torch.cat(owner)
+    if len(pool) > max_patches:  # more images than max_patches: one patch from a random subset of them
+        pick = torch.randperm(len(pool), generator=gen)[:max_patches]
+        pool, owners = pool[pick], owners[pick]
+    return pool, owners, total
+
+
 def fit_patchcore(
     model: AnomalyModel,
     images: torch.Tensor,
@@ -56,25 +87,14 @@ def fit_patchcore(
     extracted, so memory stays within ``max_patches x D x 4`` bytes however many images there are.
     """
     start = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    quota = max(1, max_patches // max(1, len(images)))  # patches kept per image
-    feats, owner, total = [], [], 0
-    with torch.inference_mode():
-        for first in range(0, len(images), batch_size):
-            x = images[first : first + batch_size].float().div(255.0)
-            fmap = model.features(model.normalize(x))
-            n, d, h, w = fmap.shape
-            patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
-            total += n * h * w
-            keep = torch.argsort(torch.rand(n, h * w, generator=gen), dim=1)[:, : min(quota, h * w)]
-            feats.append(torch.gather(patches, 1, keep[..., None].expand(-1, -1, d)).reshape(-1, d))
-            owner.append(torch.arange(first, first + n).repeat_interleave(keep.shape[1]))
+
+    def reported() -> Iterator[torch.Tensor]:
+        for fmap in feature_batches(model, images, batch_size):
+            yield fmap
             if on_batch is not None:
-                on_batch(n)
-    pool, owners = torch.cat(feats), torch.cat(owner)
-    if len(pool) > max_patches:  # more images than max_patches: one patch from a random subset of them
-        pick = torch.randperm(len(pool), generator=gen)[:max_patches]
-        pool, owners = pool[pick], owners[pick]
+                on_batch(len(fmap))
+
+    pool, owners, total = pool_patches(reported(), len(images), max_patches, seed=seed)
     chosen = greedy_coreset(pool, bank_size, seed=seed)
     model.head.set_bank(pool[chosen].clone())
     fit = BankFit(len(images), total, pool.shape[0], len(chosen), pool.shape[1], time.perf_counter() - start)
@@ -134,20 +154,25 @@ def location_statistics(maps: np.ndarray, *, floor: float = 1.0) -> tuple[np.nda
     return mean.astype(np.float32), np.maximum(spread, least).astype(np.float32)
 
 
-@torch.inference_mode()
 def leave_one_out_maps(
     model: AnomalyModel, images: torch.Tensor, owners: torch.Tensor, *, batch_size: int = 8
 ) -> np.ndarray:
     """Each training image's patch distances to the bank without the rows that came from it (N, h, w), before
     any position normalisation: what an unseen good part scores at each place."""
-    head = model.head
-    scores = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].float().div(255.0)
-        fmap = model.features(model.normalize(x))
+    return leave_one_out_distances(feature_batches(model, images, batch_size), model.head.bank, owners)
+
+
+@torch.inference_mode()
+def leave_one_out_distances(batches: Iterable[torch.Tensor], bank: torch.Tensor, owners: torch.Tensor) -> np.ndarray:
+    """:func:`leave_one_out_maps` from the images' feature maps, a batch (n, D, h, w) at a time, in image order:
+    each patch's distance to the nearest ``bank`` row (M, D) that did not come from its own image (``owners``)."""
+    bank = bank.float()
+    bank_sq, scores, first = bank.square().sum(dim=1), [], 0
+    for fmap in batches:
         n, d, h, w = fmap.shape
-        patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        own = owners[None, :] == torch.arange(start, start + n)[:, None]  # (n, M): rows from each image
-        d2 = nearest_squared(patches, head.bank, head.bank_sq, exclude=own[:, None, :])
+        patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d).float()
+        own = owners[None, :] == torch.arange(first, first + n)[:, None]  # (n, M): rows from each image
+        d2 = nearest_squared(patches, bank, bank_sq, exclude=own[:, None, :])
         scores.append(d2.sqrt().reshape(n, h, w).numpy())
+        first += n
     return np.concatenate(scores) if scores else np.zeros((0, 1, 1), dtype=np.float32)
