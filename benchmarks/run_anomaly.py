@@ -293,6 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
         normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
         patch_strides=args.patch_strides, patch_padding=args.patch_padding, image_score=args.image_score,
+        roi=args.roi,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -316,7 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             k: getattr(config, k)
             for k in (
                 *("channels", "input_size", "bank_size", "max_patches", "model"),
-                *("position_norm", "position_floor", "patch_strides", "patch_padding", "image_score"),
+                *("position_norm", "position_floor", "patch_strides", "patch_padding", "image_score", "roi"),
             )
         },
         "counts": manifest.counts(),
@@ -353,6 +354,25 @@ def write_record(path: Path, record: dict[str, Any], variant: str | None = None)
         path.write_text(json.dumps(old, indent=1))
         return
     path.write_text(json.dumps({**record, **{k: old[k] for k in KEPT if k in old}}, indent=1))
+
+
+def promote(path: Path, variant: str, keep_as: str) -> dict[str, Any]:
+    """Make a variant the dataset's record (a selection round adopted it): the record so far goes under
+    ``variants[keep_as]``, the variant's figures become the record (``"promoted_from_variant"`` says which), and
+    what does not depend on a run (:data:`KEPT`) stays. Nothing is measured again: each figure keeps the run and
+    command that produced it."""
+    out = json.loads(path.read_text())
+    variants = out.get("variants", {})
+    if variant not in variants:
+        raise SystemExit(f"{path}: no variant {variant!r} to promote (variants: {', '.join(sorted(variants))})")
+    if keep_as in variants:
+        raise SystemExit(f"{path}: a variant named {keep_as!r} exists already; keep the record under another name")
+    record = variants.pop(variant)
+    variants[keep_as] = {k: v for k, v in out.items() if k not in KEPT}
+    new = {**record, "promoted_from_variant": variant, **{k: out[k] for k in KEPT if k in out}}
+    new["variants"] = variants
+    path.write_text(json.dumps(new, indent=1))
+    return new
 
 
 def anomalib_python() -> Path | None:
@@ -556,6 +576,11 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=IMAGE_SCORE_CHOICES[0],
         help="an image's score: its largest patch score, or the largest value of its smoothed anomaly map",
     )
+    p.add_argument(
+        "--roi",
+        default=None,
+        help="the inspection region: 'circle' (the disc inscribed in the frame) or a mask image (white: inspected)",
+    )
     p.add_argument("--out", default=None)
     p.add_argument(
         "--variant",
@@ -580,6 +605,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="casting: score the bundle of an earlier run (--work) on the selection set (train/def_front and the "
         "held-out good images) and add the figures to its record",
     )
+    p.add_argument(
+        "--promote",
+        metavar="VARIANT",
+        help="make this variant the dataset's record (a selection round adopted it), the record so far kept under "
+        "--keep-as; nothing is run",
+    )
+    p.add_argument("--keep-as", metavar="NAME", help="with --promote: the variant name the record so far is kept as")
     p.add_argument(
         "--latency-only",
         action="store_true",
@@ -657,6 +689,12 @@ if __name__ == "__main__":
     ns = parser.parse_args()
     if ns.against and not ns.latency_only:
         parser.error("--against times bundles beside an earlier run's: use it with --latency-only")
+    if bool(ns.promote) != bool(ns.keep_as):
+        parser.error("--promote VARIANT needs --keep-as NAME (the record so far is kept under that name)")
+    if ns.promote:
+        promoted = promote(Path(ns.out) if ns.out else RESULTS / f"anomaly-{ns.dataset}.json", ns.promote, ns.keep_as)
+        print(json.dumps({k: promoted[k] for k in ("image", "settings", "promoted_from_variant")}, indent=1))
+        raise SystemExit(0)
     if ns.channels is None:
         ns.channels = 3 if ns.dataset == "bottle" else 1
     if ns.dataset == "elpv" and ns.normal is None:

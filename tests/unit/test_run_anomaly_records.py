@@ -52,6 +52,24 @@ def test_a_variant_goes_beside_the_record_which_stays(bench, tmp_path):
     assert out["variants"]["no-position-norm"]["image"]["image_auroc"] == 0.92
 
 
+def test_an_adopted_variant_becomes_the_record_and_the_old_record_a_variant(bench, tmp_path):
+    path = tmp_path / "anomaly-x.json"
+    _existing(path)
+    bench.write_record(path, {"image": {"image_auroc": 0.97}, "command": "run --image-score map"}, variant="map")
+    out = bench.promote(path, "map", "patch-score")
+    assert json.loads(path.read_text()) == out
+    assert out["image"] == {"image_auroc": 0.97} and out["command"] == "run --image-score map"
+    assert out["promoted_from_variant"] == "map" and "map" not in out["variants"]
+    assert out["variants"]["patch-score"] == {"image": {"image_auroc": 0.92}}  # the record so far, peers left out
+    assert out["variants"]["no-position-norm"]["image"]["image_auroc"] == 0.92
+    assert out["peers"]["anomalib_patchcore"]["image"]["image_auroc"] == 0.9 and out["sweep"] == [{"input": 320}]
+    with pytest.raises(SystemExit, match="no variant 'map' to promote"):
+        bench.promote(path, "map", "again")
+    with pytest.raises(SystemExit, match="'no-position-norm' exists already"):
+        bench.promote(path, "patch-score", "no-position-norm")
+    assert json.loads(path.read_text()) == out  # a refused promotion writes nothing
+
+
 def test_the_first_run_of_a_dataset_writes_a_fresh_file(bench, tmp_path):
     path = tmp_path / "anomaly-bottle.json"
     bench.write_record(path, {"image": {"image_auroc": 1.0}})

@@ -35,6 +35,9 @@ PATCH_PADDING_CHOICES = ("valid", "zeros")
 #: Gaussian the overlay shows, sigma 4 px): each place is averaged with its neighbours first, so one noisy patch
 #: counts for less than a defect that spans several (README, anomaly mode: what it does on each dataset).
 IMAGE_SCORE_CHOICES = ("patch", "map")
+#: ``TrainConfig.roi``'s shorthand for the disc inscribed in the model's square input (the ellipse inscribed in the
+#: frame before the resize): a round part centred by its fixture; otherwise ``roi`` names a mask image.
+ROI_CIRCLE = "circle"
 
 
 def is_anomaly(spec: ModelSpec) -> bool:

@@ -464,6 +464,27 @@ def to_array(img: Image.Image, *, size: int, channels: int, interpolation: str =
     return np.ascontiguousarray(arr)
 
 
+def inspection_mask(roi: str, size: int) -> np.ndarray:
+    """Anomaly mode's inspection region at the model's input size, (size, size) bool: ``"circle"``
+    (:data:`~defectlens.core.anomaly.ROI_CIRCLE`, the disc inscribed in the square input: the ellipse inscribed in
+    the frame), or the path of a mask image drawn on a frame (any pixel above half-grey is inspected), resized to
+    the square as every frame is (nearest, so the region's edge stays sharp).
+
+    Raises:
+        ImageError: naming the mask file, when it cannot be read or inspects no pixel.
+    """
+    from defectlens.core.anomaly import ROI_CIRCLE
+
+    if roi == ROI_CIRCLE:
+        centre = (np.arange(size) + 0.5 - size / 2) / (size / 2)
+        return np.asarray(centre[:, None] ** 2 + centre[None, :] ** 2 <= 1.0)
+    img = convert_mode(load_image(Path(roi), gray=True), 1)
+    mask = np.asarray(img.resize((size, size), Image.Resampling.NEAREST), dtype=np.uint8) > 127
+    if not mask.any():
+        raise ImageError(roi, "the inspection region's mask has no white pixel: nothing would be inspected")
+    return mask
+
+
 class Prepared(NamedTuple):
     """A model input (uint8, (C, H, W)), the decode's warnings, and the decoded frame's (width, height)."""
 

@@ -145,7 +145,9 @@ class PatchCoreHead(nn.Module):
     distance to the bank minus ``loc_mean`` over ``loc_scale`` at its place), ``center`` and ``width``
     (logit = (score - center) / width), ``cam_weight`` (2, 1) and ``cam_bias`` (2,) (the anomaly map is the
     explanation of the ``anomalous`` class: ``spec.json``'s ``cam`` entry names them), ``map_range`` (the
-    map values drawn as 0 and 1 by an overlay). ``image_score`` (:data:`~defectlens.core.anomaly.IMAGE_SCORE_CHOICES`):
+    map values drawn as 0 and 1 by an overlay), ``region`` (the patches inspected, (h, w) of 0/1, or (1, 1) for the
+    whole frame: a patch outside it scores what the image's lowest inspected patch does, so it never decides the
+    image's score and its overlay stays cold). ``image_score`` (:data:`~defectlens.core.anomaly.IMAGE_SCORE_CHOICES`):
     an image's raw score is its largest patch score (``patch``) or the largest value of its anomaly map (``map``).
     """
 
@@ -158,6 +160,7 @@ class PatchCoreHead(nn.Module):
     cam_weight: torch.Tensor
     cam_bias: torch.Tensor
     map_range: torch.Tensor
+    region: torch.Tensor
     kernel: torch.Tensor
 
     def __init__(self, bank: torch.Tensor, *, input_size: int, image_score: str = IMAGE_SCORE_CHOICES[0]):
@@ -174,6 +177,7 @@ class PatchCoreHead(nn.Module):
         self.register_buffer("cam_weight", torch.tensor([[0.0], [1.0]]))
         self.register_buffer("cam_bias", torch.zeros(2))
         self.register_buffer("map_range", torch.tensor([0.0, 1.0]))
+        self.register_buffer("region", torch.ones(1, 1))
         self.register_buffer("kernel", gaussian_kernel(MAP_SIGMA), persistent=False)
         self.input_size = input_size
         self.image_score = image_score
@@ -189,6 +193,35 @@ class PatchCoreHead(nn.Module):
         self.loc_mean = mean.float().contiguous()
         self.loc_scale = scale.float().contiguous()
 
+    def set_region(self, mask: torch.Tensor, grid: tuple[int, int]) -> int:
+        """Inspect only the patches of the (h, w) ``grid`` whose cell lies at least half inside ``mask`` (S, S) at
+        the input size; returns how many. A mask covering every cell inspects the whole frame.
+
+        Raises:
+            DefectlensError: when the mask covers no cell at least half.
+        """
+        cells = F.adaptive_avg_pool2d(mask.float()[None, None], grid)[0, 0] >= 0.5
+        if not bool(cells.any()):
+            raise DefectlensError(
+                f"the inspection region covers no {self.input_size // grid[0]}-pixel patch at least half: "
+                "draw it larger"
+            )
+        self.region = torch.ones(1, 1) if bool(cells.all()) else cells.float()
+        return int(cells.sum())
+
+    @property
+    def has_region(self) -> bool:
+        """Whether only part of the frame is inspected (a (1, 1) region is the whole frame)."""
+        return self.region.shape[-1] > 1
+
+    def inspected(self, scores: torch.Tensor) -> torch.Tensor:
+        """Patch scores (N, h, w) with each patch outside the region at the image's lowest inspected score."""
+        if not self.has_region:
+            return scores
+        inside = self.region > 0
+        lowest = scores.masked_fill(~inside, float("inf")).amin(dim=(1, 2), keepdim=True)
+        return torch.where(inside, scores, lowest)
+
     def distances(self, fmap: torch.Tensor) -> torch.Tensor:
         """Distance of each patch feature to its nearest bank entry: (N, D, h, w) -> (N, h, w)."""
         n, d, h, w = fmap.shape
@@ -197,8 +230,8 @@ class PatchCoreHead(nn.Module):
 
     def patch_scores(self, fmap: torch.Tensor) -> torch.Tensor:
         """Each patch's score, (N, D, h, w) -> (N, h, w): its distance to the bank, normalised by what normal
-        parts score at its place (identity while no position statistics are set)."""
-        return self.by_position(self.distances(fmap))
+        parts score at its place (identity while no position statistics are set), inside the region."""
+        return self.inspected(self.by_position(self.distances(fmap)))
 
     def by_position(self, distances: torch.Tensor) -> torch.Tensor:
         """Patch distances (N, h, w) normalised by what normal parts score at each place (identity while no
@@ -247,6 +280,14 @@ class AnomalyModel(Classifier):
         """Raw image scores (N,) and patch scores (N, h, w) of a batch in [0, 1]."""
         patches = self.head.patch_scores(self.features(self.normalize(x)))
         return self.head.image_scores(patches), patches
+
+    def set_region(self, mask: torch.Tensor) -> tuple[int, int]:
+        """Inspect only the patches at least half inside ``mask`` (S, S) at the input size
+        (:meth:`PatchCoreHead.set_region`); returns how many patches are inspected, of how many."""
+        with torch.no_grad():
+            size = self.head.input_size
+            grid = self.features(torch.zeros(1, self.mean.shape[1], size, size)).shape[-2:]
+        return self.head.set_region(mask, (int(grid[0]), int(grid[1]))), int(grid[0] * grid[1])
 
     def cam_head(self) -> tuple[str, str] | None:
         return "head.cam_weight", "head.cam_bias"
@@ -326,11 +367,12 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
             f"the memory bank holds {bank.shape[1]} numbers a patch, but the spec's features (patch strides "
             f"{','.join(map(str, spec_strides(spec)))}) give {head.bank.shape[1]}: weights and spec do not match"
         )
-    state_dict = {  # a bundle from before position normalisation has no position statistics: identity
-        "head.loc_mean": head.loc_mean, "head.loc_scale": head.loc_scale, **state_dict,
+    state_dict = {  # a bundle from before position normalisation or regions: identity, the whole frame
+        "head.loc_mean": head.loc_mean, "head.loc_scale": head.loc_scale, "head.region": head.region, **state_dict,
     }  # fmt: skip
     head.loc_mean = torch.zeros_like(state_dict["head.loc_mean"])  # sized as fitted
     head.loc_scale = torch.ones_like(state_dict["head.loc_scale"])
+    head.region = torch.ones_like(state_dict["head.region"])
     model.load_state_dict(state_dict, strict=True)
     return model.eval()
 

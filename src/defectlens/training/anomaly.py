@@ -47,19 +47,23 @@ def feature_batches(model: AnomalyModel, images: torch.Tensor, batch_size: int) 
 
 
 def pool_patches(
-    batches: Iterable[torch.Tensor], images: int, max_patches: int, *, seed: int = 0
+    batches: Iterable[torch.Tensor], images: int, max_patches: int, *, seed: int = 0, cells: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """At most ``max_patches`` patch features of ``images`` images from their feature maps, a batch (n, D, h, w)
-    at a time: the same seeded share from each image. Returns the rows (P, D), each row's image, and how many
-    patches the images had. Memory stays within ``max_patches x D x 4`` bytes however many images there are."""
+    at a time: the same seeded share from each image, drawn from the patches ``cells`` (h * w,) marks true (an
+    inspection region; None: every patch). Returns the rows (P, D), each row's image, and how many patches the
+    images had there. Memory stays within ``max_patches x D x 4`` bytes however many images there are."""
     gen = torch.Generator().manual_seed(seed)
     quota = max(1, max_patches // max(1, images))  # patches kept per image
     feats, owner, total, first = [], [], 0, 0
     for fmap in batches:
         n, d, h, w = fmap.shape
         patches = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        total += n * h * w
-        keep = torch.argsort(torch.rand(n, h * w, generator=gen), dim=1)[:, : min(quota, h * w)]
+        if cells is not None:
+            patches = patches[:, cells]
+        places = patches.shape[1]
+        total += n * places
+        keep = torch.argsort(torch.rand(n, places, generator=gen), dim=1)[:, : min(quota, places)]
         feats.append(torch.gather(patches, 1, keep[..., None].expand(-1, -1, d)).reshape(-1, d).float())
         owner.append(torch.arange(first, first + n).repeat_interleave(keep.shape[1]))
         first += n
@@ -94,7 +98,9 @@ def fit_patchcore(
             if on_batch is not None:
                 on_batch(len(fmap))
 
-    pool, owners, total = pool_patches(reported(), len(images), max_patches, seed=seed)
+    head = model.head
+    cells = head.region.flatten() > 0 if head.has_region else None  # an inspection region: its patches only
+    pool, owners, total = pool_patches(reported(), len(images), max_patches, seed=seed, cells=cells)
     chosen = greedy_coreset(pool, bank_size, seed=seed)
     model.head.set_bank(pool[chosen].clone())
     fit = BankFit(len(images), total, pool.shape[0], len(chosen), pool.shape[1], time.perf_counter() - start)
@@ -134,11 +140,12 @@ def image_maxima(maps: np.ndarray) -> np.ndarray:
 @torch.inference_mode()
 def scores_of_maps(model: AnomalyModel, maps: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """Raw image scores (N,) of patch distance maps (N, h, w) such as :func:`leave_one_out_maps` gives, as the
-    model scores an image: normalised by position, then its largest patch score or anomaly map value."""
+    model scores an image: normalised by position, inside its region, then its largest patch score or anomaly
+    map value."""
     head, out = model.head, []
     for start in range(0, len(maps), batch_size):
-        patches = head.by_position(torch.from_numpy(np.ascontiguousarray(maps[start : start + batch_size])))
-        out.append(head.image_scores(patches).numpy())
+        distances = torch.from_numpy(np.ascontiguousarray(maps[start : start + batch_size]))
+        out.append(head.image_scores(head.inspected(head.by_position(distances))).numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 

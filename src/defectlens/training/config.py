@@ -123,6 +123,9 @@ class TrainConfig:
         image_score: anomaly mode: an image's score: ``patch`` (its largest patch score, the paper's, the default)
             or ``map`` (the largest value of its smoothed anomaly map: a lone noisy patch counts for less than a
             defect spanning several).
+        roi: anomaly mode: the inspection region: ``None`` (the whole frame), ``circle`` (the disc inscribed in the
+            model's square input: a round part centred by its fixture), or a mask image drawn on a frame (white:
+            inspected); the bank is filled from its patches and only they score an image.
     """
 
     data: str = ""
@@ -170,6 +173,7 @@ class TrainConfig:
     patch_strides: str = PATCH_STRIDE_CHOICES[0]
     patch_padding: str = PATCH_PADDING_CHOICES[0]
     image_score: str = IMAGE_SCORE_CHOICES[0]
+    roi: str | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -218,6 +222,7 @@ class TrainConfig:
             ("max_patches", self.max_patches >= self.bank_size, ">= bank_size"),
             ("false_alarm_rate", 0.0 < self.false_alarm_rate < 0.5, "in (0, 0.5)"),
             ("position_floor", 0.0 < self.position_floor < float("inf"), "> 0 and finite (a multiple of the median)"),
+            ("roi", self.roi is None or bool(self.roi.strip()), "'circle' or a mask image's path"),
         )
         for name, ok, rule in checks:
             if not ok:

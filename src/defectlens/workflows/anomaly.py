@@ -25,12 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from defectlens.core.anomaly import ANOMALOUS, ANOMALY_TASK, MIN_NORMAL_IMAGES, pick_normal
+from defectlens.core.anomaly import ANOMALOUS, ANOMALY_TASK, MIN_NORMAL_IMAGES, ROI_CIRCLE, pick_normal
 from defectlens.core.checkpoint import save_checkpoint
 from defectlens.core.errors import DefectlensError
 from defectlens.core.progress import Progress
 from defectlens.core.spec import ModelSpec
 from defectlens.data.dataset import CachedSplit, data_fingerprint, load_split
+from defectlens.data.images import inspection_mask
 from defectlens.data.manifest import Manifest
 from defectlens.evaluation.conformal import ood_threshold, threshold_rule
 from defectlens.models import default_spec
@@ -70,6 +71,8 @@ def anomaly_spec(config: TrainConfig, normal: str) -> ModelSpec:
         "task": ANOMALY_TASK, "patch_strides": list(patch_strides(config.patch_strides)),
         "patch_padding": config.patch_padding, "image_score": config.image_score,
     }  # fmt: skip
+    if config.roi is not None:  # what the region was drawn from (the mask itself is in the weights)
+        extra["roi"] = config.roi if config.roi == ROI_CIRCLE else Path(config.roi).name
     return spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra=extra)
 
 
@@ -105,20 +108,21 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
         config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True,
         strides=spec_strides(spec), padding=spec_padding(spec), image_score=spec_image_score(spec),
     )  # fmt: skip
+    region = _set_region(model, config, spec.input_size)
     with progress.phase("fitting the memory bank", total=len(train), unit="img") as phase:
         fit, owners = fit_patchcore(
             model, train.images, bank_size=config.bank_size, max_patches=config.max_patches, seed=config.seed,
             on_batch=phase.advance,
         )  # fmt: skip
     loo = leave_one_out_maps(model, train.images, owners)
-    cross = image_maxima(loo)  # raw: a defect filed as good stands out wherever it is
+    cross = image_maxima(model.head.inspected(torch.from_numpy(loo)).numpy())  # raw: a defect filed as good stands out
     positions = _set_positions(model, loo, config)
     setting = _set_threshold(model, manifest, spec, config, data_dir, progress, fallback=scores_of_maps(model, loo))
     run_dir = new_run_dir(config.out, config.name or f"{data_dir.name}-anomaly-{config.model}")
     config.replace(data=str(data_dir)).to_yaml(run_dir / "config.yaml")
     outliers = _write_outliers(run_dir, train, cross)
     anomaly: dict[str, Any] = {
-        "normal": normal, "fit": asdict(fit), "position_norm": positions,
+        "normal": normal, "fit": asdict(fit), "position_norm": positions, "region": region,
         "defects_in_train_not_fitted": others, "outliers": outliers, **setting,
     }  # fmt: skip
     save_checkpoint(
@@ -139,6 +143,14 @@ def _split(
     manifest: Manifest, name: str, spec: ModelSpec, config: TrainConfig, data_dir: Path, progress: Progress
 ) -> CachedSplit:
     return load_split(manifest, name, spec, workers=config.workers, cache_dir=data_dir / ".cache", progress=progress)
+
+
+def _set_region(model: AnomalyModel, config: TrainConfig, size: int) -> dict[str, Any]:
+    """Restrict the model to ``config.roi``'s inspection region, when one is given; returns how."""
+    if config.roi is None:
+        return {"used": False}
+    inspected, cells = model.set_region(torch.from_numpy(inspection_mask(config.roi, size)))
+    return {"used": True, "roi": config.roi, "patches_inspected": inspected, "patches": cells}
 
 
 def _set_positions(model: AnomalyModel, loo: np.ndarray, config: TrainConfig) -> dict[str, Any]:

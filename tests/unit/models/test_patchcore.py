@@ -273,3 +273,36 @@ def test_zero_padding_shrinks_only_the_border_patches_and_unknown_padding_is_ref
 def test_patch_features_find_their_blocks_at_input_sizes_not_divisible_by_16() -> None:
     model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=72, pretrained=False, strides=(4, 8, 16))
     assert model.features(torch.rand(1, 1, 72, 72)).shape == (1, 176, 9, 9)  # 72 / 8; the stride-16 map is 5x5
+
+
+def test_patches_outside_the_inspection_region_never_decide_the_score_and_stay_cold_on_the_map() -> None:
+    """``set_region``: a patch counts when its cell lies at least half inside the mask; a patch outside scores the
+    image's lowest inspected score (patch and map scores alike); a full mask is the whole frame, an empty one is
+    refused; the region survives a rebuild, and a model from before regions inspects the whole frame."""
+    model = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=3)
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[:, :28] = True  # columns 0-2 of the 8x8 grid fully, column 3 half (4 of its 8 pixels)
+    assert model.set_region(mask) == (32, 64)
+    assert model.head.region[:, :4].eq(1).all() and model.head.region[:, 4:].eq(0).all()
+    patches = torch.zeros(2, 8, 8)
+    patches[0, 2, 1] = 1.0  # inside
+    patches[1, 2, 6] = 9.0  # outside: a busy background
+    patches[1, 5, 2] = 0.5
+    kept = model.head.inspected(patches)
+    assert model.head.image_scores(kept).tolist() == [1.0, 0.5]
+    assert torch.equal(kept[:, :, :4], patches[:, :, :4]) and kept[1, 2, 6] == 0.0  # the image's lowest inside
+    amap = model.head.anomaly_map(kept)
+    assert float(amap[1, 0, :, 48:].max()) < 0.1 < float(amap[1, 0, :, :32].max())  # cold where not inspected
+    spec = default_spec("efficientnet_lite0", in_channels=1, input_size=64, class_names=("good", ANOMALOUS))
+    spec = spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra={"task": ANOMALY_TASK})
+    model.head.set_bank(torch.randn(5, model.head.bank.shape[1], generator=torch.Generator().manual_seed(4)))
+    x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(5))
+    again = model_from_state(model.state_dict(), spec)
+    assert torch.equal(again.head.region, model.head.region) and torch.allclose(again(x), model(x))
+    older = model_from_state({k: v for k, v in model.state_dict().items() if k != "head.region"}, spec)
+    assert not older.head.has_region and torch.equal(older.head.region, torch.ones(1, 1))
+    assert model.set_region(torch.ones(64, 64)) == (64, 64) and not model.head.has_region
+    thin = torch.zeros(64, 64)
+    thin[:, :3] = 1  # under half of any 8-pixel cell
+    with pytest.raises(DefectlensError, match="covers no 8-pixel patch at least half"):
+        model.set_region(thin)

@@ -45,3 +45,14 @@ def test_leave_one_out_distances_leave_each_images_own_bank_rows_out_across_batc
         want = torch.cdist(x, others, compute_mode="donot_use_mm_for_euclid_dist").amin(dim=1).reshape(4, 4)
         assert torch.allclose(torch.from_numpy(got[image]), want, atol=1e-3)
     assert (got > 1e-3).all()  # with its own rows in, every patch would have scored 0
+
+
+def test_an_inspection_region_fills_the_pool_from_its_patches_only() -> None:
+    maps = _maps(3, 4)
+    cells = torch.zeros(16, dtype=torch.bool)
+    cells[[0, 5, 6, 9]] = True
+    pool, owners, total = pool_patches([maps], 3, 300, cells=cells)
+    assert pool.shape == (12, 3) and total == 12  # 4 inspected patches of each image, all of them kept
+    for image in range(3):
+        inside = maps[image].permute(1, 2, 0).reshape(16, 3)[cells]
+        assert torch.equal(pool[owners == image].sort(dim=0).values, inside.sort(dim=0).values)

@@ -371,6 +371,45 @@ def test_stride_4_zero_padded_map_scored_features_fit_export_find_the_scratch_an
     assert predictor.predict(tmp_path / "good.png").prediction == "good"
 
 
+def test_an_inspection_region_ignores_a_scratch_outside_it_and_ships_in_the_bundle(tmp_path: Path) -> None:
+    """``roi``: a mask drawn on a frame (the left half inspected): the same scratch is anomalous inside and ignored
+    outside, through the exported bundle; the overlay stays cold outside; the spec names the mask's file and the
+    run says how many patches are inspected; a mask file that is not there is refused by name before any fit."""
+    from PIL import ImageDraw
+
+    from defectlens.core.checkpoint import read_checkpoint
+    from defectlens.export import export_bundle
+    from defectlens.inference.predictor import Predictor
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    drawn = Image.new("L", (SIZE, SIZE), 0)
+    ImageDraw.Draw(drawn).rectangle([0, 0, SIZE // 2 - 1, SIZE - 1], fill=255)
+    drawn.save(tmp_path / "left-half.png")
+    prepared = prepare_training_data(write_parts(tmp_path / "parts"), out=tmp_path / "runs")
+    with pytest.raises(DefectlensError, match=r"nowhere\.png"):
+        train_and_evaluate(config(prepared.folder, tmp_path / "runs", roi=str(tmp_path / "nowhere.png")))
+    result = train_and_evaluate(
+        config(prepared.folder, tmp_path / "runs", evaluate=False, roi=str(tmp_path / "left-half.png"))
+    )
+    assert result.run_dir is not None and result.spec.extra["roi"] == "left-half.png"
+    region = read_checkpoint(result.run_dir / "best.pt")["anomaly"]["region"]
+    assert region == {"used": True, "roi": str(tmp_path / "left-half.png"), "patches_inspected": 72, "patches": 144}
+    bundle = export_bundle(result.run_dir, tmp_path / "left.dlens")
+    assert bundle.meta["parity"]["max_abs_prob_diff"] <= 1e-4 and bundle.meta["parity"]["cam"]["ok"]
+    predictor = Predictor.load(bundle.path)
+    rng = np.random.default_rng(7)
+    # the features see past a cell's edge (the stride-16 block's field), so the scratch outside is drawn well away
+    for name, x0 in (("inside", 8), ("outside", 72)):
+        img = texture(rng)
+        ImageDraw.Draw(img).line([(x0, 20), (x0 + 18, 70)], fill=250, width=3)
+        img.save(tmp_path / f"{name}.png")
+    assert predictor.predict(tmp_path / "inside.png").prediction == ANOMALOUS
+    assert predictor.predict(tmp_path / "outside.png").prediction == "good"
+    heat = predictor.anomaly_map(tmp_path / "outside.png")
+    assert heat[:, SIZE // 2 + 8 :].max() <= heat[:, : SIZE // 2].max()  # the scratch outside is not painted
+
+
 def test_the_default_patch_strides_padding_and_image_score_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
     assert fitted.result.spec.extra["patch_strides"] == [8, 16]
     assert fitted.result.spec.extra["patch_padding"] == "valid"
