@@ -558,24 +558,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="the spread a place is divided by never falls below this multiple of the median spread (1e6: mean only)",
     )
-    p.add_argument(
-        "--patch-strides",
-        choices=PATCH_STRIDE_CHOICES,
-        default=PATCH_STRIDE_CHOICES[0],
-        help="the backbone strides whose features describe a patch (4,8,16: casting's and bottle's recipes)",
-    )
-    p.add_argument(
-        "--patch-padding",
-        choices=PATCH_PADDING_CHOICES,
-        default=PATCH_PADDING_CHOICES[0],
-        help="each tap's 3x3 average at the border: over the neighbours that exist, or with the zero padding counted",
-    )
-    p.add_argument(
-        "--image-score",
-        choices=IMAGE_SCORE_CHOICES,
-        default=IMAGE_SCORE_CHOICES[0],
-        help="an image's score: its largest patch score, or the largest value of its smoothed anomaly map",
-    )
+    for flag, choices, explained in (  # the library's choices, its default first
+        ("--patch-strides", PATCH_STRIDE_CHOICES, "the backbone strides whose features describe a patch"),
+        ("--patch-padding", PATCH_PADDING_CHOICES, "each tap's 3x3 average at the border: valid or zero-padded"),
+        ("--image-score", IMAGE_SCORE_CHOICES, "an image's score: its largest patch or smoothed map value"),
+    ):
+        p.add_argument(flag, choices=choices, default=choices[0], help=explained)
     p.add_argument(
         "--roi",
         default=None,
