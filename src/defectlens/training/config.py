@@ -123,7 +123,7 @@ class TrainConfig:
         image_score: anomaly mode: an image's score: ``patch`` (its largest patch score, the paper's, the default)
             or ``map`` (the largest value of its smoothed anomaly map: a lone noisy patch counts for less than a
             defect spanning several).
-        roi: anomaly mode: the inspection region: ``None`` (the whole frame), ``circle`` (the disc inscribed in the
+        roi: anomaly mode: the inspection region: unset (the whole frame), ``circle`` (the disc inscribed in the
             model's square input: a round part centred by its fixture), or a mask image drawn on a frame (white:
             inspected); the bank is filled from its patches and only they score an image.
     """

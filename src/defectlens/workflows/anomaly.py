@@ -98,6 +98,7 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
     manifest = Manifest.read(data_dir)
     normal = pick_normal(manifest.classes, config.normal)
     spec = anomaly_spec(config, normal)
+    mask = None if config.roi is None else inspection_mask(config.roi, spec.input_size)  # a bad mask: before loading
     train, others = _normal_images(_split(manifest, "train", spec, config, data_dir, progress), manifest, normal)
     if len(train) < MIN_NORMAL_IMAGES:
         raise DefectlensError(
@@ -108,7 +109,7 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
         config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True,
         strides=spec_strides(spec), padding=spec_padding(spec), image_score=spec_image_score(spec),
     )  # fmt: skip
-    region = _set_region(model, config, spec.input_size)
+    region = _set_region(model, config.roi, mask)
     with progress.phase("fitting the memory bank", total=len(train), unit="img") as phase:
         fit, owners = fit_patchcore(
             model, train.images, bank_size=config.bank_size, max_patches=config.max_patches, seed=config.seed,
@@ -145,12 +146,13 @@ def _split(
     return load_split(manifest, name, spec, workers=config.workers, cache_dir=data_dir / ".cache", progress=progress)
 
 
-def _set_region(model: AnomalyModel, config: TrainConfig, size: int) -> dict[str, Any]:
-    """Restrict the model to ``config.roi``'s inspection region, when one is given; returns how."""
-    if config.roi is None:
+def _set_region(model: AnomalyModel, roi: str | None, mask: np.ndarray | None) -> dict[str, Any]:
+    """Restrict the model to the inspection region ``roi`` (its ``mask`` at the input size), when one is given;
+    returns how."""
+    if roi is None or mask is None:
         return {"used": False}
-    inspected, cells = model.set_region(torch.from_numpy(inspection_mask(config.roi, size)))
-    return {"used": True, "roi": config.roi, "patches_inspected": inspected, "patches": cells}
+    inspected, cells = model.set_region(torch.from_numpy(mask))
+    return {"used": True, "roi": roi, "patches_inspected": inspected, "patches": cells}
 
 
 def _set_positions(model: AnomalyModel, loo: np.ndarray, config: TrainConfig) -> dict[str, Any]:

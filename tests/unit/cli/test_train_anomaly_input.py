@@ -75,6 +75,18 @@ def test_a_mask_of_another_size_than_its_image_is_refused_before_fitting(tmp_pat
     assert not list((tmp_path / "runs").glob("*anomaly*"))
 
 
+def test_an_inspection_region_that_cannot_be_used_is_refused_by_name_before_fitting(tmp_path, capsys) -> None:
+    root = write_parts(tmp_path / "p", good=12, test_good=2, test_bad=2)
+    assert main(train(root, tmp_path / "runs", "--roi", str(tmp_path / "nowhere.png"))) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{tmp_path / 'nowhere.png'}" in err and "Traceback" not in err
+    Image.new("L", (96, 96), 0).save(tmp_path / "black.png")
+    assert main(train(root, tmp_path / "runs", "--roi", str(tmp_path / "black.png"))) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "black.png: the inspection region's mask has no white pixel: nothing would be inspected" in err
+    assert not list((tmp_path / "runs").glob("*anomaly*"))  # no run folder left behind
+
+
 @pytest.fixture(scope="module")
 def messy_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """One ``defectlens train --task anomaly`` process on a folder with three problems that do not stop it:
