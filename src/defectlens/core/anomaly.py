@@ -30,11 +30,14 @@ PATCH_STRIDE_CHOICES = ("8,16", "4,8,16")
 #: (torch's ``AvgPool2d`` default, as anomalib's PatchCore pools), so a border patch's features shrink toward zero
 #: and only border rows of the bank match it (README, anomaly mode: what it does on each dataset).
 PATCH_PADDING_CHOICES = ("valid", "zeros")
-#: What an image's raw score is (``TrainConfig.image_score``): ``patch``, its largest patch score (the paper's; the
-#: default), or ``map``, the largest value of its anomaly map (the patch scores upsampled and smoothed with the
-#: Gaussian the overlay shows, sigma 4 px): each place is averaged with its neighbours first, so one noisy patch
-#: counts for less than a defect that spans several (README, anomaly mode: what it does on each dataset).
-IMAGE_SCORE_CHOICES = ("patch", "map")
+#: What an image's raw score is (``TrainConfig.image_score``, its default first): ``map``, the largest value of its
+#: anomaly map (the patch scores upsampled and smoothed with the Gaussian the overlay shows, sigma 4 px: each place
+#: is averaged with its neighbours first, so one noisy patch counts for less than a defect that spans several), or
+#: ``patch``, its largest patch score (the paper's). ``map`` ranked casting, ELPV and bottle as high or higher
+#: (README, anomaly mode).
+IMAGE_SCORE_CHOICES = ("map", "patch")
+#: The image score of a model whose spec does not name one (fitted before the choice existed).
+IMAGE_SCORE_BEFORE = "patch"
 #: ``TrainConfig.roi``'s shorthand for the disc inscribed in the model's square input (the ellipse inscribed in the
 #: frame before the resize): a round part centred by its fixture; otherwise ``roi`` names a mask image.
 ROI_CIRCLE = "circle"

@@ -27,7 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from defectlens.core.anomaly import ANOMALY_TASK, IMAGE_SCORE_CHOICES, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES
+from defectlens.core.anomaly import (
+    ANOMALY_TASK,
+    IMAGE_SCORE_BEFORE,
+    IMAGE_SCORE_CHOICES,
+    PATCH_PADDING_CHOICES,
+    PATCH_STRIDE_CHOICES,
+)
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
 from defectlens.models.classifier import Classifier, _to_grayscale, register_rebuilder
@@ -163,7 +169,7 @@ class PatchCoreHead(nn.Module):
     region: torch.Tensor
     kernel: torch.Tensor
 
-    def __init__(self, bank: torch.Tensor, *, input_size: int, image_score: str = IMAGE_SCORE_CHOICES[0]):
+    def __init__(self, bank: torch.Tensor, *, input_size: int, image_score: str = IMAGE_SCORE_BEFORE):
         super().__init__()
         if image_score not in IMAGE_SCORE_CHOICES:
             raise DefectlensError(f"image score must be one of {', '.join(IMAGE_SCORE_CHOICES)}, got {image_score!r}")
@@ -310,7 +316,7 @@ def create_patchcore(
     bank: int = 1,
     strides: tuple[int, ...] = DEFAULT_STRIDES,
     padding: str = "valid",
-    image_score: str = IMAGE_SCORE_CHOICES[0],
+    image_score: str = IMAGE_SCORE_BEFORE,
 ) -> AnomalyModel:
     """A PatchCore model on ``arch``'s ImageNet features (the blocks of ``strides``, :data:`PATCH_STRIDES`, each
     pooled with ``padding``, :data:`~defectlens.core.anomaly.PATCH_PADDING_CHOICES`) with an empty bank of ``bank``
@@ -348,7 +354,7 @@ def spec_padding(spec: ModelSpec) -> str:
 def spec_image_score(spec: ModelSpec) -> str:
     """How a spec's model scores an image (``extra["image_score"]``; a spec from before the choice existed: its
     largest patch score, ``patch``)."""
-    return str(spec.extra.get("image_score", IMAGE_SCORE_CHOICES[0]))
+    return str(spec.extra.get("image_score", IMAGE_SCORE_BEFORE))
 
 
 @register_rebuilder(ANOMALY_TASK)

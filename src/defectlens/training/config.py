@@ -120,9 +120,9 @@ class TrainConfig:
         patch_padding: anomaly mode: the border of each tap's 3x3 average: ``valid`` (the neighbours that exist,
             the default) or ``zeros`` (the zero padding counted, as anomalib pools: border patches shrink toward
             zero, so only the bank's border rows match them).
-        image_score: anomaly mode: an image's score: ``patch`` (its largest patch score, the paper's, the default)
-            or ``map`` (the largest value of its smoothed anomaly map: a lone noisy patch counts for less than a
-            defect spanning several).
+        image_score: anomaly mode: an image's score: ``map`` (the largest value of its smoothed anomaly map: a lone
+            noisy patch counts for less than a defect spanning several; the default) or ``patch`` (its largest
+            patch score, the paper's).
         roi: anomaly mode: the inspection region: unset (the whole frame), ``circle`` (the disc inscribed in the
             model's square input: a round part centred by its fixture), or a mask image drawn on a frame (white:
             inspected); the bank is filled from its patches and only they score an image.

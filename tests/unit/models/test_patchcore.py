@@ -89,7 +89,7 @@ def test_a_map_scored_image_ranks_a_defect_spanning_patches_above_a_lone_noisy_p
     assert torch.allclose(model_from_state(by_map.state_dict(), spec)(x), by_map(x))
     older = spec.replace(extra={"task": ANOMALY_TASK})
     assert model_from_state(by_map.state_dict(), older).head.image_score == "patch"
-    with pytest.raises(DefectlensError, match=r"image score must be one of patch, map, got 'mean'"):
+    with pytest.raises(DefectlensError, match=r"image score must be one of map, patch, got 'mean'"):
         create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, image_score="mean")
 
 

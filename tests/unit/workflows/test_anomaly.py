@@ -322,10 +322,10 @@ def test_leave_one_out_maps_score_as_the_model_scores_an_image_across_batches() 
             assert np.allclose(got, want, atol=1e-6) and (got < image_maxima(normalised) - 0.1).all()
 
 
-def test_stride_4_zero_padded_map_scored_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(
+def test_stride_4_zero_padded_patch_scored_features_fit_export_find_the_scratch_and_rebuild_from_the_spec(
     tmp_path: Path,
 ) -> None:
-    """``patch_strides="4,8,16"``, ``patch_padding="zeros"``, ``image_score="map"``: the spec says so, the bundle
+    """``patch_strides="4,8,16"``, ``patch_padding="zeros"``, ``image_score="patch"``: the spec says so, the bundle
     passes its parity checks and finds the scratch, and ``best.pt`` rebuilds into the same model (strides, padding
     and image score come from the spec; a spec without them is an older bundle's: stride 8 and 16, valid pooling,
     the largest patch score)."""
@@ -340,10 +340,10 @@ def test_stride_4_zero_padded_map_scored_features_fit_export_find_the_scratch_an
     from defectlens.workflows.train import train_and_evaluate
 
     prepared = prepare_training_data(write_parts(tmp_path / "parts"), out=tmp_path / "runs")
-    settings = {"patch_strides": "4,8,16", "patch_padding": "zeros", "image_score": "map"}
+    settings = {"patch_strides": "4,8,16", "patch_padding": "zeros", "image_score": "patch"}
     result = train_and_evaluate(config(prepared.folder, tmp_path / "runs", evaluate=False, **settings))
     assert result.run_dir is not None and result.spec.extra["patch_strides"] == [4, 8, 16]
-    assert result.spec.extra["patch_padding"] == "zeros" and result.spec.extra["image_score"] == "map"
+    assert result.spec.extra["patch_padding"] == "zeros" and result.spec.extra["image_score"] == "patch"
     ckpt = read_checkpoint(result.run_dir / "best.pt")
     assert ckpt["state_dict"]["head.bank"].shape[1] == 176  # Lite0: 24 + 40 + 112 numbers a patch
     spec = ModelSpec.from_dict(ckpt["spec"])
@@ -355,7 +355,7 @@ def test_stride_4_zero_padded_map_scored_features_fit_export_find_the_scratch_an
     assert rebuilt.shape[1] == 176
     assert torch.allclose(rebuilt[..., 3:-3, 3:-3], valid[..., 3:-3, 3:-3])  # the inner patches alike
     assert not torch.allclose(rebuilt[..., 0, 0], valid[..., 0, 0])  # the corner shrunk by the counted zeros
-    assert model_from_state(ckpt["state_dict"], spec).head.image_score == "map"
+    assert model_from_state(ckpt["state_dict"], spec).head.image_score == "patch"
     older = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_strides"})
     with pytest.raises(DefectlensError, match=r"holds 176 numbers a patch.*strides 8,16\) give 152"):
         model_from_state(ckpt["state_dict"], older)
@@ -413,7 +413,7 @@ def test_an_inspection_region_ignores_a_scratch_outside_it_and_ships_in_the_bund
 def test_the_default_patch_strides_padding_and_image_score_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
     assert fitted.result.spec.extra["patch_strides"] == [8, 16]
     assert fitted.result.spec.extra["patch_padding"] == "valid"
-    assert fitted.result.spec.extra["image_score"] == "patch"
+    assert fitted.result.spec.extra["image_score"] == "map"
 
 
 def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) -> None:
@@ -421,7 +421,7 @@ def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) ->
         config(tmp_path, tmp_path, patch_strides="4,8")
     with pytest.raises(DefectlensError, match=r"patch_padding must be one of valid, zeros, got 'reflect'"):
         config(tmp_path, tmp_path, patch_padding="reflect")
-    with pytest.raises(DefectlensError, match=r"image_score must be one of patch, map, got 'mean'"):
+    with pytest.raises(DefectlensError, match=r"image_score must be one of map, patch, got 'mean'"):
         config(tmp_path, tmp_path, image_score="mean")
 
 
