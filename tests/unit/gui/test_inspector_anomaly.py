@@ -78,5 +78,7 @@ def test_the_inspector_overlay_is_the_anomaly_map(inspector, anomaly_fitted, par
     heat, inside = expected.heatmap, masks["s0.png"]
     assert heat[inside].mean() > heat[~inside].mean() + 0.2
     warmth = bad[..., 0] - bad[..., 2]  # jet: red where the map is hot, blue where it is cold
-    assert warmth[inside].mean() > warmth[~inside].mean() + 30  # 74 against 28 on this fixture
+    # 74 against 46 on this fixture: the range's top is the threshold's score, which a map-scored bundle sets on the
+    # smoothed map itself, so the scratch saturates and its blurred halo is warm too (28 with the patch score's range)
+    assert warmth[inside].mean() > warmth[~inside].mean() + 20
     assert explain(predictor, folder / "good" / "g0.png").heatmap.max() < 0.9  # a good part's map stays cold
