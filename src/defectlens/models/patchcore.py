@@ -167,6 +167,7 @@ class PatchCoreHead(nn.Module):
     cam_bias: torch.Tensor
     map_range: torch.Tensor
     region: torch.Tensor
+    cells: torch.Tensor
     kernel: torch.Tensor
 
     def __init__(self, bank: torch.Tensor, *, input_size: int, image_score: str = IMAGE_SCORE_BEFORE):
@@ -184,6 +185,8 @@ class PatchCoreHead(nn.Module):
         self.register_buffer("cam_bias", torch.zeros(2))
         self.register_buffer("map_range", torch.tensor([0.0, 1.0]))
         self.register_buffer("region", torch.ones(1, 1))
+        # the inspected patches' flat indices, derived from ``region`` (so not saved): only they meet the bank
+        self.register_buffer("cells", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("kernel", gaussian_kernel(MAP_SIGMA), persistent=False)
         self.input_size = input_size
         self.image_score = image_score
@@ -213,7 +216,13 @@ class PatchCoreHead(nn.Module):
                 "draw it larger"
             )
         self.region = torch.ones(1, 1) if bool(cells.all()) else cells.float()
+        self.sync_cells()
         return int(cells.sum())
+
+    def sync_cells(self) -> None:
+        """Derive :attr:`cells` from the region (after :meth:`set_region` or loading a state dict)."""
+        flat = self.region.flatten() > 0
+        self.cells = torch.nonzero(flat).flatten() if self.has_region else torch.zeros(0, dtype=torch.long)
 
     @property
     def has_region(self) -> bool:
@@ -229,10 +238,15 @@ class PatchCoreHead(nn.Module):
         return torch.where(inside, scores, lowest)
 
     def distances(self, fmap: torch.Tensor) -> torch.Tensor:
-        """Distance of each patch feature to its nearest bank entry: (N, D, h, w) -> (N, h, w)."""
+        """Distance of each patch feature to its nearest bank entry: (N, D, h, w) -> (N, h, w). With a region only
+        the inspected patches are compared with the bank (the product's cost shrinks with the region); the others
+        get 0, which :meth:`inspected` then replaces."""
         n, d, h, w = fmap.shape
         x = fmap.permute(0, 2, 3, 1).reshape(n, h * w, d)
-        return nearest_squared(x, self.bank, self.bank_sq).sqrt().reshape(n, h, w)
+        if not self.has_region:
+            return nearest_squared(x, self.bank, self.bank_sq).sqrt().reshape(n, h, w)
+        near = nearest_squared(x[:, self.cells], self.bank, self.bank_sq).sqrt()  # (n, inspected)
+        return near.new_zeros(n, h * w).index_copy(1, self.cells, near).reshape(n, h, w)
 
     def patch_scores(self, fmap: torch.Tensor) -> torch.Tensor:
         """Each patch's score, (N, D, h, w) -> (N, h, w): its distance to the bank, normalised by what normal
@@ -380,6 +394,7 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
     head.loc_scale = torch.ones_like(state_dict["head.loc_scale"])
     head.region = torch.ones_like(state_dict["head.region"])
     model.load_state_dict(state_dict, strict=True)
+    head.sync_cells()
     return model.eval()
 
 

@@ -297,7 +297,15 @@ def test_patches_outside_the_inspection_region_never_decide_the_score_and_stay_c
     spec = spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra={"task": ANOMALY_TASK})
     model.head.set_bank(torch.randn(5, model.head.bank.shape[1], generator=torch.Generator().manual_seed(4)))
     x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(5))
+    fmap = model.features(model.normalize(x))
+    whole = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, bank=5)
+    whole.head.set_bank(model.head.bank)
+    # only the 32 inspected patches meet the bank: the same distances there, 0 elsewhere
+    assert model.head.cells.tolist() == [r * 8 + c for r in range(8) for c in range(4)]
+    assert torch.allclose(model.head.distances(fmap)[..., :4], whole.head.distances(fmap)[..., :4])
+    assert model.head.distances(fmap)[..., 4:].eq(0).all()
     again = model_from_state(model.state_dict(), spec)
+    assert "head.cells" not in model.state_dict() and torch.equal(again.head.cells, model.head.cells)
     assert torch.equal(again.head.region, model.head.region) and torch.allclose(again(x), model(x))
     older = model_from_state({k: v for k, v in model.state_dict().items() if k != "head.region"}, spec)
     assert not older.head.has_region and torch.equal(older.head.region, torch.ones(1, 1))
