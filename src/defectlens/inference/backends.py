@@ -233,11 +233,13 @@ def onnx_runner(
     return parallel(run, workers, lone=run_wide), session
 
 
-def _ort_session(data: bytes, *, intra_op: int, name: str) -> Any:
+def _ort_session(data: bytes, *, intra_op: int, name: str, profile_prefix: str | None = None) -> Any:
     """An ONNX Runtime CPU session with ``intra_op`` threads per call.
 
     With more than one, its worker threads spin while a call runs (the layers' parallel sections
     hand over in microseconds) and stop at the end of each call, so an idle model takes no CPU.
+    ``profile_prefix``: ONNX Runtime's per-operator profile is written to a file starting so
+    (``benchmarks/profile_graph.py``).
     """
     import onnxruntime as ort
 
@@ -249,6 +251,9 @@ def _ort_session(data: bytes, *, intra_op: int, name: str) -> Any:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if intra_op > 1 else "0")
     opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.log_severity_level = 3  # warnings about unused initialisers are noise for users
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own InvalidProtobuf, Fail, InvalidGraph... types
