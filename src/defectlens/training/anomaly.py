@@ -35,10 +35,6 @@ class BankFit:
     seconds: float
 
 
-def _batches(images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    return [images[i : i + batch_size].float().div(255.0) for i in range(0, len(images), batch_size)]
-
-
 @torch.inference_mode()
 def feature_batches(model: AnomalyModel, images: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """``model``'s patch feature maps (n, D, h, w) of uint8 images (N, C, H, W), a batch at a time."""
@@ -115,11 +111,12 @@ COLD_QUANTILE = 0.9
 def raw_scores(model: AnomalyModel, images: torch.Tensor, *, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Raw image scores (N,) and, per image, the level :data:`COLD_QUANTILE` of its anomaly map stays under
     (N,), for uint8 images."""
-    scores, levels = [], []
-    for x in _batches(images, batch_size):
-        s, patches = model.raw_scores(x)
-        scores.append(s.numpy())
-        levels.append(torch.quantile(model.head.anomaly_map(patches).flatten(1), COLD_QUANTILE, dim=1).numpy())
+    head, scores, levels = model.head, [], []
+    for fmap in feature_batches(model, images, batch_size):
+        patches = head.patch_scores(fmap)
+        amap = head.anomaly_map(patches)  # once: a map-scored model's score and the drawing level both read it
+        scores.append(head.image_scores(patches, amap).numpy())
+        levels.append(torch.quantile(amap.flatten(1), COLD_QUANTILE, dim=1).numpy())
     return np.concatenate(scores) if scores else np.zeros(0), np.concatenate(levels) if levels else np.zeros(0)
 
 
