@@ -46,9 +46,10 @@ def pool_patches(
     batches: Iterable[torch.Tensor], images: int, max_patches: int, *, seed: int = 0, cells: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """At most ``max_patches`` patch features of ``images`` images from their feature maps, a batch (n, D, h, w)
-    at a time: the same seeded share from each image, drawn from the patches ``cells`` (h * w,) marks true (an
-    inspection region; None: every patch). Returns the rows (P, D), each row's image, and how many patches the
-    images had there. Memory stays within ``max_patches x D x 4`` bytes however many images there are."""
+    at a time: the same seeded share from each image, drawn from the patches ``cells`` selects (flat indices, or
+    an (h * w,) mask: an inspection region; None: every patch). Returns the rows (P, D), each row's image, and how
+    many patches the images had there. Memory stays within ``max_patches x D x 4`` bytes however many images
+    there are."""
     gen = torch.Generator().manual_seed(seed)
     quota = max(1, max_patches // max(1, images))  # patches kept per image
     feats, owner, total, first = [], [], 0, 0
@@ -94,8 +95,7 @@ def fit_patchcore(
             if on_batch is not None:
                 on_batch(len(fmap))
 
-    head = model.head
-    cells = head.region.flatten() > 0 if head.has_region else None  # an inspection region: its patches only
+    cells = model.head.cells if model.head.has_region else None  # an inspection region: its patches only
     pool, owners, total = pool_patches(reported(), len(images), max_patches, seed=seed, cells=cells)
     chosen = greedy_coreset(pool, bank_size, seed=seed)
     model.head.set_bank(pool[chosen].clone())
