@@ -64,7 +64,12 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from defectlens.core.anomaly import IMAGE_SCORE_CHOICES, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES  # noqa: E402
+from defectlens.core.anomaly import (  # noqa: E402
+    IMAGE_SCORE_CHOICES,
+    PATCH_PADDING_CHOICES,
+    PATCH_STRIDE_CHOICES,
+    STRIDE16_STAGE_CHOICES,
+)
 from machine import describe  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -293,7 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bank_size=args.bank, max_patches=args.max_patches, out=str(work), name=f"{args.dataset}-anomaly",
         normal=args.normal, model=args.model, position_norm=args.position_norm, position_floor=args.position_floor,
         patch_strides=args.patch_strides, patch_padding=args.patch_padding, image_score=args.image_score,
-        roi=args.roi,
+        roi=args.roi, stride16_stage=args.stride16_stage,
     )  # fmt: skip
     start = time.perf_counter()
     result = train_and_evaluate(config)
@@ -318,6 +323,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for k in (
                 *("channels", "input_size", "bank_size", "max_patches", "model"),
                 *("position_norm", "position_floor", "patch_strides", "patch_padding", "image_score", "roi"),
+                "stride16_stage",
             )
         },
         "counts": manifest.counts(),
@@ -562,6 +568,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         ("--patch-strides", PATCH_STRIDE_CHOICES, "the backbone strides whose features describe a patch"),
         ("--patch-padding", PATCH_PADDING_CHOICES, "each tap's 3x3 average at the border: valid or zero-padded"),
         ("--image-score", IMAGE_SCORE_CHOICES, "an image's score: its largest patch or smoothed map value"),
+        ("--stride16-stage", STRIDE16_STAGE_CHOICES, "the stride-16 features: the last block's or the first stage's"),
     ):
         p.add_argument(flag, choices=choices, default=choices[0], help=explained)
     p.add_argument(

@@ -30,6 +30,11 @@ PATCH_STRIDE_CHOICES = ("8,16", "4,8,16")
 #: (torch's ``AvgPool2d`` default, as anomalib's PatchCore pools), so a border patch's features shrink toward zero
 #: and only border rows of the bank match it (README, anomaly mode: what it does on each dataset).
 PATCH_PADDING_CHOICES = ("valid", "zeros")
+#: Which stride-16 block's features a patch takes (``TrainConfig.stride16_stage``, its default first): ``last``, the
+#: last stride-16 block (the end of the backbone PatchCore keeps), or ``first``, the end of the first stride-16 stage
+#: (Lite0: 80 channels after block 7 of 11 instead of 112 after block 10): the backbone stops earlier and each patch
+#: has fewer numbers, so both the convolutions and the distance product cost less. A spec without the choice: ``last``.
+STRIDE16_STAGE_CHOICES = ("last", "first")
 #: What an image's raw score is (``TrainConfig.image_score``, its default first): ``map``, the largest value of its
 #: anomaly map (the patch scores upsampled and smoothed with the Gaussian the overlay shows, sigma 4 px: each place
 #: is averaged with its neighbours first, so one noisy patch counts for less than a defect that spans several), or

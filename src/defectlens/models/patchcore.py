@@ -33,6 +33,7 @@ from defectlens.core.anomaly import (
     IMAGE_SCORE_CHOICES,
     PATCH_PADDING_CHOICES,
     PATCH_STRIDE_CHOICES,
+    STRIDE16_STAGE_CHOICES,
 )
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import ModelSpec
@@ -62,25 +63,37 @@ def patch_strides(text: str) -> tuple[int, ...]:
 
 
 class PatchFeatures(nn.Module):
-    """EfficientNet-Lite's stem and blocks up to the last stride-16 block; returns (N, D, H/8, W/8).
+    """EfficientNet-Lite's stem and blocks up to the stride-16 block tapped; returns (N, D, H/8, W/8).
 
-    ``strides`` names the blocks tapped: the last one of each stride. Each tap is averaged over its 3x3
+    ``strides`` names the blocks tapped: the last one of each stride, except at stride 16 with ``stage16`` ``first``:
+    the last block of the first stride-16 stage (the blocks before the width changes), where the backbone then stops. Each tap is averaged over its 3x3
     neighbourhood (``padding``: at the border, over the neighbours that exist, ``valid``, or with the zero
     padding counted, ``zeros``); the stride-16 map is upsampled onto the stride-8 grid, and a stride-4 map (``4``
     in ``strides``) averaged 2x2 onto it, so every patch keeps one 8x8-pixel cell whatever the taps.
     """
 
     def __init__(
-        self, net: Any, *, input_size: int, strides: tuple[int, ...] = DEFAULT_STRIDES, padding: str = "valid"
+        self,
+        net: Any,
+        *,
+        input_size: int,
+        strides: tuple[int, ...] = DEFAULT_STRIDES,
+        padding: str = "valid",
+        stage16: str = STRIDE16_STAGE_CHOICES[0],
     ):
         super().__init__()
         if strides not in PATCH_STRIDES:
             raise DefectlensError(f"patch strides must be one of {', '.join(PATCH_STRIDE_CHOICES)}, got {strides}")
         if padding not in PATCH_PADDING_CHOICES:
             raise DefectlensError(f"patch padding must be one of {', '.join(PATCH_PADDING_CHOICES)}, got {padding!r}")
+        if stage16 not in STRIDE16_STAGE_CHOICES:
+            raise DefectlensError(
+                f"the stride-16 stage must be one of {', '.join(STRIDE16_STAGE_CHOICES)}, got {stage16!r}"
+            )
         net.eval()  # the dry run below must not move BatchNorm's ImageNet running statistics
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-        found, sides, x = [], [], torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
+        found, sides, widths = [], [], []
+        x = torch.zeros(1, net._conv_stem.in_channels, input_size, input_size)
         with torch.no_grad():
             x = self.stem(x)
             stride, side = 2, x.shape[-1]  # the stem halves; each block that shrinks the map halves again
@@ -89,10 +102,18 @@ class PatchFeatures(nn.Module):
                 stride, side = (stride * 2 if x.shape[-1] < side else stride), x.shape[-1]
                 found.append(stride)
                 sides.append(side)
+                widths.append(x.shape[1])
         if any(s not in found for s in strides):
             raise DefectlensError(f"input size {input_size} is too small for patch features (needs >= 64)")
         self.strides = strides
         self.taps = tuple(max(i for i, s in enumerate(found) if s == stride) for stride in strides)
+        if stage16 == "first":  # the stage of the first stride-16 block: the blocks of its width that follow it
+            first = found.index(16)
+            last = first
+            while last + 1 < len(found) and found[last + 1] == 16 and widths[last + 1] == widths[first]:
+                last += 1
+            self.taps = (*self.taps[:-1], last)
+        self.stage16 = stage16
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
         self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=padding == "zeros")
         self.halve = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)  # stride 4 onto stride 8
@@ -331,11 +352,13 @@ def create_patchcore(
     strides: tuple[int, ...] = DEFAULT_STRIDES,
     padding: str = "valid",
     image_score: str = IMAGE_SCORE_BEFORE,
+    stage16: str = STRIDE16_STAGE_CHOICES[0],
 ) -> AnomalyModel:
     """A PatchCore model on ``arch``'s ImageNet features (the blocks of ``strides``, :data:`PATCH_STRIDES`, each
     pooled with ``padding``, :data:`~defectlens.core.anomaly.PATCH_PADDING_CHOICES`) with an empty bank of ``bank``
     rows (filled by :func:`defectlens.training.anomaly.fit_patchcore`, or by loading a state dict), scoring images
-    by ``image_score`` (:data:`~defectlens.core.anomaly.IMAGE_SCORE_CHOICES`)."""
+    by ``image_score`` (:data:`~defectlens.core.anomaly.IMAGE_SCORE_CHOICES`); the stride-16 tap at the end of the
+    ``stage16`` stride-16 stage (:data:`~defectlens.core.anomaly.STRIDE16_STAGE_CHOICES`)."""
     if arch not in PATCH_BACKBONES:
         raise DefectlensError(f"anomaly mode taps EfficientNet-Lite blocks; arch must be one of {PATCH_BACKBONES}")
     entry = get_entry(arch)
@@ -343,7 +366,9 @@ def create_patchcore(
     lite, _ = entry.build(pretrained=pretrained, input_size=spec.input_size)
     if in_channels == 1:
         _to_grayscale(lite)
-    features = PatchFeatures(lite.net, input_size=spec.input_size, strides=strides, padding=padding).eval()
+    features = PatchFeatures(
+        lite.net, input_size=spec.input_size, strides=strides, padding=padding, stage16=stage16
+    ).eval()
     with torch.no_grad():
         dim = features(torch.zeros(1, in_channels, spec.input_size, spec.input_size)).shape[1]
     head = PatchCoreHead(torch.zeros(bank, dim), input_size=spec.input_size, image_score=image_score)
@@ -365,6 +390,12 @@ def spec_padding(spec: ModelSpec) -> str:
     return str(spec.extra.get("patch_padding", PATCH_PADDING_CHOICES[0]))
 
 
+def spec_stage16(spec: ModelSpec) -> str:
+    """Which stride-16 stage a spec's model taps (``extra["stride16_stage"]``; a spec from before the choice
+    existed: the last)."""
+    return str(spec.extra.get("stride16_stage", STRIDE16_STAGE_CHOICES[0]))
+
+
 def spec_image_score(spec: ModelSpec) -> str:
     """How a spec's model scores an image (``extra["image_score"]``; a spec from before the choice existed: its
     largest patch score, ``patch``)."""
@@ -380,6 +411,7 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
     model = create_patchcore(
         spec.arch, in_channels=spec.in_channels, input_size=spec.input_size, pretrained=False, bank=bank.shape[0],
         strides=spec_strides(spec), padding=spec_padding(spec), image_score=spec_image_score(spec),
+        stage16=spec_stage16(spec),
     )  # fmt: skip
     head = model.head
     if bank.shape[1] != head.bank.shape[1]:

@@ -11,7 +11,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from defectlens.core.anomaly import IMAGE_SCORE_CHOICES, PATCH_PADDING_CHOICES, PATCH_STRIDE_CHOICES, TASKS
+from defectlens.core.anomaly import (
+    IMAGE_SCORE_CHOICES,
+    PATCH_PADDING_CHOICES,
+    PATCH_STRIDE_CHOICES,
+    STRIDE16_STAGE_CHOICES,
+    TASKS,
+)
 from defectlens.core.decision import THRESHOLD_METHODS
 from defectlens.core.errors import DefectlensError
 from defectlens.core.spec import CACHE_VIEWS, ILLUMINATION_MODES, TTA_VIEWS
@@ -36,6 +42,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "task": TASKS,
     "patch_strides": PATCH_STRIDE_CHOICES,
     "patch_padding": PATCH_PADDING_CHOICES,
+    "stride16_stage": STRIDE16_STAGE_CHOICES,
     "image_score": IMAGE_SCORE_CHOICES,
 }
 
@@ -120,6 +127,9 @@ class TrainConfig:
         patch_padding: anomaly mode: the border of each tap's 3x3 average: ``valid`` (the neighbours that exist,
             the default) or ``zeros`` (the zero padding counted, as anomalib pools: border patches shrink toward
             zero, so only the bank's border rows match them).
+        stride16_stage: anomaly mode: the stride-16 features a patch takes: ``last`` (the last stride-16 block, the
+            default) or ``first`` (the end of the first stride-16 stage: the backbone stops there, so the
+            convolutions and the distance product cost less; Lite0: 80 numbers instead of 112).
         image_score: anomaly mode: an image's score: ``map`` (the largest value of its smoothed anomaly map: a lone
             noisy patch counts for less than a defect spanning several; the default) or ``patch`` (its largest
             patch score, the paper's).
@@ -172,6 +182,7 @@ class TrainConfig:
     position_floor: float = 1.0
     patch_strides: str = PATCH_STRIDE_CHOICES[0]
     patch_padding: str = PATCH_PADDING_CHOICES[0]
+    stride16_stage: str = STRIDE16_STAGE_CHOICES[0]
     image_score: str = IMAGE_SCORE_CHOICES[0]
     roi: str | None = None
 

@@ -41,6 +41,7 @@ from defectlens.models.patchcore import (
     patch_strides,
     spec_image_score,
     spec_padding,
+    spec_stage16,
     spec_strides,
 )
 from defectlens.training import RunResult
@@ -70,6 +71,7 @@ def anomaly_spec(config: TrainConfig, normal: str) -> ModelSpec:
     extra = {
         "task": ANOMALY_TASK, "patch_strides": list(patch_strides(config.patch_strides)),
         "patch_padding": config.patch_padding, "image_score": config.image_score,
+        "stride16_stage": config.stride16_stage,
     }  # fmt: skip
     if config.roi is not None:  # what the region was drawn from (the mask itself is in the weights)
         extra["roi"] = config.roi if config.roi == ROI_CIRCLE else Path(config.roi).name
@@ -108,6 +110,7 @@ def train_anomaly(config: TrainConfig, *, progress: Progress | None = None) -> t
     model = create_patchcore(
         config.model, in_channels=config.channels, input_size=spec.input_size, pretrained=True,
         strides=spec_strides(spec), padding=spec_padding(spec), image_score=spec_image_score(spec),
+        stage16=spec_stage16(spec),
     )  # fmt: skip
     region = _set_region(model, config.roi, mask)
     with progress.phase("fitting the memory bank", total=len(train), unit="img") as phase:
