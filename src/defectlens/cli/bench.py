@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from defectlens.core.machine import machine_label
 from defectlens.inference.predictor import BACKENDS
 
 
@@ -100,7 +101,7 @@ def _notes(result: dict[str, Any]) -> str:
     load = result["load_average"]
     busy = max(load["before"][0], load["after"][0]) > 0.5
     lines = [
-        f"{result['arch']} {result['input_size']} px on {result['machine'].get('cpu', '?')}, "
+        f"{result['arch']} {result['input_size']} px on {machine_label(result['machine'])}, "
         f"{result['threads']} core(s) per batch; {result['images']}",
         f"load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} after"
         + (" (other processes were using the CPU: figures are slower than on an idle machine)" if busy else ""),

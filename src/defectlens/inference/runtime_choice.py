@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from defectlens.core.errors import DefectlensError
-from defectlens.core.machine import cpu_model, versions
+from defectlens.core.machine import cpu_label, versions
 from defectlens.inference import backends
 from defectlens.inference.backends import RUNTIME_LABELS
 
@@ -102,11 +102,13 @@ def cache_file() -> Path:
 
 
 def choice_key(graph: bytes, runtimes: Sequence[str], threads: int) -> str:
-    """The cache key: what the timing depends on (graph, CPU model, runtime versions, threads)."""
+    """The cache key: what the timing depends on (graph, CPU model with its family, model and widest vector
+    extension, runtime versions, threads): a cache carried to another generation of the same model name (a
+    migrated VM) measures again."""
     found = versions()
     libs = ",".join(f"{r}={found.get(RUNTIME_LABELS.get(r, r), '?')}" for r in sorted(runtimes))
     digest = hashlib.sha256(graph).hexdigest()[:20]
-    return f"{digest}|{cpu_model()}|{libs}|threads={threads}"
+    return f"{digest}|{cpu_label()}|{libs}|threads={threads}"
 
 
 def read_cache(path: Path) -> dict[str, Any]:

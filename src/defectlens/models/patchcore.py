@@ -66,10 +66,11 @@ class PatchFeatures(nn.Module):
     """EfficientNet-Lite's stem and blocks up to the stride-16 block tapped; returns (N, D, H/8, W/8).
 
     ``strides`` names the blocks tapped: the last one of each stride, except at stride 16 with ``stage16`` ``first``:
-    the last block of the first stride-16 stage (the blocks before the width changes), where the backbone then stops. Each tap is averaged over its 3x3
-    neighbourhood (``padding``: at the border, over the neighbours that exist, ``valid``, or with the zero
-    padding counted, ``zeros``); the stride-16 map is upsampled onto the stride-8 grid, and a stride-4 map (``4``
-    in ``strides``) averaged 2x2 onto it, so every patch keeps one 8x8-pixel cell whatever the taps.
+    the last block of the first stride-16 stage (the blocks before the width changes), where the backbone then
+    stops. Each tap is averaged over its 3x3 neighbourhood (``padding``: at the border, over the neighbours that
+    exist, ``valid``, or with the zero padding counted, ``zeros``); the stride-16 map is upsampled onto the stride-8
+    grid, and a stride-4 map (``4`` in ``strides``) averaged 2x2 onto it, so every patch keeps one 8x8-pixel cell
+    whatever the taps.
     """
 
     def __init__(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from defectlens.core import machine
 from defectlens.core.bundle import read_bundle
 from defectlens.core.errors import DefectlensError
 from defectlens.inference import backends, runtime_choice
@@ -131,3 +132,14 @@ def test_busy_means_another_runnable_thread(monkeypatch):
     counts = iter([0, 0, 1])
     monkeypatch.setattr(backends, "others_running", lambda: next(counts))
     assert runtime_choice.machine_busy(samples=3, gap_s=0) is True
+
+
+def test_the_key_follows_the_cpu_generation_not_only_its_name(monkeypatch):
+    """A cache carried to another generation under the same model name (a migrated VM) measures again."""
+    keys = set()
+    for vector in (["avx2"], ["avx512_bf16", "avx512f", "avx2"]):
+        features = {"family": 25, "model": 1 if len(vector) == 1 else 17, "vector": vector}
+        monkeypatch.setattr(machine, "cpu_model", lambda: "AMD EPYC")
+        monkeypatch.setattr(machine, "cpu_features", lambda features=features: features)
+        keys.add(runtime_choice.choice_key(b"graph", ["onnx"], 2))
+    assert len(keys) == 2

@@ -314,3 +314,41 @@ def test_patches_outside_the_inspection_region_never_decide_the_score_and_stay_c
     thin[:, :3] = 1  # under half of any 8-pixel cell
     with pytest.raises(DefectlensError, match="covers no 8-pixel patch at least half"):
         model.set_region(thin)
+
+
+def test_the_first_stride_16_stage_stops_the_backbone_at_its_end_and_is_rebuilt_from_its_spec() -> None:
+    """``stage16="first"``: the stride-16 tap is the last block of the first stride-16 stage (Lite0: block 7, 80
+    channels), the blocks after it are dropped, and the finer taps are the default's numbers; a spec names the
+    choice and one from before it rebuilds with the last block."""
+    torch.manual_seed(0)
+    last = create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, strides=(4, 8, 16))
+    torch.manual_seed(0)
+    first = create_patchcore(
+        "efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, strides=(4, 8, 16), stage16="first"
+    )
+    assert last.features.taps == (2, 4, 10) and first.features.taps == (2, 4, 7)
+    assert len(first.features.blocks) == 8
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        a, b = last.features(x), first.features(x)
+        stage_end = first.features.stem(x)
+        for block in first.features.blocks:  # to the tapped block's output, (2, 80, 4, 4)
+            stage_end = block(stage_end)
+    assert a.shape == (2, 176, 8, 8) and b.shape == (2, 144, 8, 8)
+    assert torch.allclose(b[:, :64], a[:, :64])  # the stride-4 and stride-8 parts are the same numbers
+    expected = torch.nn.functional.interpolate(
+        first.features.pool(stage_end), size=(8, 8), mode="bilinear", align_corners=False
+    )
+    assert torch.allclose(b[:, 64:], expected)
+
+    first.head.set_bank(torch.randn(5, 144, generator=torch.Generator().manual_seed(1)))
+    spec = default_spec("efficientnet_lite0", in_channels=1, input_size=64, class_names=("good", ANOMALOUS))
+    extra = {"task": ANOMALY_TASK, "patch_strides": [4, 8, 16], "stride16_stage": "first"}
+    spec = spec.replace(positive_class=ANOMALOUS, threshold=0.5, extra=extra)
+    rebuilt = model_from_state(first.state_dict(), spec)
+    assert rebuilt.features.taps == (2, 4, 7) and torch.allclose(rebuilt(x), first(x))
+    older = spec.replace(extra={k: v for k, v in extra.items() if k != "stride16_stage"})
+    with pytest.raises(DefectlensError):  # the weights of a shorter backbone are not the last stage's model
+        model_from_state(first.state_dict(), older)
+    with pytest.raises(DefectlensError, match="the stride-16 stage must be one of last, first, got 'middle'"):
+        create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, stage16="middle")
