@@ -9,6 +9,10 @@ them alike.
     python benchmarks/profile_graph.py BUNDLE [BUNDLE ...] [--runs 60] [--out benchmarks/results/F.json]
 
 Prints one table per bundle (operator type, ms per run, share); ``--out`` writes them with the machine.
+
+Beside the profile, the floor of the matrix products: their floating-point work per run (counted from the shapes
+ONNX Runtime records for each MatMul) against this machine's fp32 matrix-product rate, measured in the same kind
+of session on a square product (``--peak-size``); the floor is what the products would take at that rate.
 """
 
 from __future__ import annotations
@@ -46,7 +50,72 @@ def operator_times(events: list[dict[str, Any]], skip: int = 0) -> dict[str, flo
     return {op: us / runs / 1000.0 for op, us in total.most_common()}
 
 
-def profile(paths: list[Path], runs: int, threads: int = 2) -> dict[str, dict[str, float]]:
+def matmul_flops(events: list[dict[str, Any]], skip: int = 0) -> float:
+    """Floating-point operations per run of the profile's MatMul nodes, leaving out the first ``skip`` runs: 2 x the
+    output's elements x the inner dimension (the first input's last; ONNX Runtime records the shapes of the inputs
+    that are not constants, and of the output)."""
+    starts = sorted(float(e["ts"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    flops = 0.0
+    for e in events:
+        args = e.get("args", {})
+        kernel = e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+        if not kernel or args.get("op_name") != "MatMul" or float(e.get("ts", 0)) < starts[skip]:
+            continue
+        inner = next(iter(args["input_type_shape"][0].values()))[-1]
+        out = next(iter(args["output_type_shape"][0].values()))
+        flops += 2.0 * float(np.prod(out)) * float(inner)
+    return flops / (len(starts) - skip)
+
+
+def matmul_rate(threads: int = 2, size: int = 1024, runs: int = 30) -> float:
+    """This machine's fp32 matrix-product rate in GFLOP/s: the median of ``runs`` square products of ``size``, in
+    the session ``predict`` builds (the same threads and spinning)."""
+    import time
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from defectlens.inference.backends import _ort_session
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.random((size, size), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "peak",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])], [weight],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    session = _ort_session(model.SerializeToString(), intra_op=threads, name="square product")
+    feed = {"x": rng.random((size, size), dtype=np.float32)}
+    for _ in range(WARMUP):
+        session.run(None, feed)
+    seconds = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        seconds.append(time.perf_counter() - start)
+    return 2.0 * size**3 / float(np.median(seconds)) / 1e9
+
+
+def roofline(times: dict[str, float], flops: float, rate_gflops: float) -> dict[str, float]:
+    """The products' work, time, rate and floor for one bundle: GFLOP per run, ms in MatMul, the GFLOP/s that
+    is, its share of ``rate_gflops`` (the machine's square-product rate), and the ms the work takes at that rate."""
+    ms = times.get("MatMul", 0.0)
+    achieved = flops / ms / 1e6 if ms else 0.0
+    return {
+        "matmul_gflop_per_run": flops / 1e9,
+        "matmul_ms": ms,
+        "matmul_gflops": achieved,
+        "share_of_square_rate": achieved / rate_gflops,
+        "floor_ms_at_square_rate": flops / rate_gflops / 1e6,
+        "other_operators_ms": sum(times.values()) - ms,
+    }
+
+
+def profile(paths: list[Path], runs: int, threads: int = 2) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Each bundle's ms per run by operator type, and its MatMul work per run in FLOP."""
     from defectlens.core.bundle import read_bundle
     from defectlens.inference.backends import _ort_session  # the session predict runs: the same threads and spinning
 
@@ -63,28 +132,47 @@ def profile(paths: list[Path], runs: int, threads: int = 2) -> dict[str, dict[st
         for _ in range(WARMUP + runs):  # in turns, run by run; the warm-up is profiled too and left out below
             for session, feed in zip(sessions, inputs, strict=True):
                 session.run(None, feed)
-        out = {}
+        out, flops = {}, {}
         for path, session in zip(paths, sessions, strict=True):
             events = json.loads(Path(session.end_profiling()).read_text())
             times = operator_times(events, skip=WARMUP)
             out[str(path)] = times
-    return out
+            flops[str(path)] = matmul_flops(events, skip=WARMUP)
+    return out, flops
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundles", nargs="+", type=Path)
     ap.add_argument("--runs", type=int, default=60)
+    ap.add_argument("--peak-size", type=int, default=1024, help="the square product the machine's rate is read on")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    result = profile(args.bundles, args.runs)
+    machine = describe()
+    rate = matmul_rate(size=args.peak_size)
+    result, flops = profile(args.bundles, args.runs)
+    rate_after = matmul_rate(size=args.peak_size)  # the VM's speed can drift: read before and after
+    square = max(rate, rate_after)
+    print(f"fp32 square product ({args.peak_size}): {rate:.0f} GFLOP/s before, {rate_after:.0f} after")
+    lines = {}
     for path, times in result.items():
         total = sum(times.values())
+        lines[path] = roofline(times, flops[path], square)
         print(f"{path}: {total:.2f} ms a run in operators")
         for op, ms in list(times.items())[:8]:
             print(f"  {op:16s} {ms:7.2f} ms  {100 * ms / total:5.1f} %")
+        r = lines[path]
+        print(
+            f"  MatMul: {r['matmul_gflop_per_run']:.3f} GFLOP a run at {r['matmul_gflops']:.0f} GFLOP/s "
+            f"({100 * r['share_of_square_rate']:.0f} % of the square product's rate): at that rate "
+            f"{r['floor_ms_at_square_rate']:.2f} ms"
+        )
     if args.out:
-        record = {"runs": args.runs, "machine": describe(), "operators_ms_per_run": result}
+        record = {
+            "runs": args.runs, "machine": machine, "operators_ms_per_run": result,
+            "square_product": {"size": args.peak_size, "gflops_before": rate, "gflops_after": rate_after},
+            "matmul_roofline": lines, "command": "python benchmarks/profile_graph.py " + " ".join(sys.argv[1:]),
+        }  # fmt: skip
         args.out.write_text(json.dumps(record, indent=1))
 
 

@@ -33,3 +33,30 @@ def test_operator_times_average_the_runs_after_the_warm_up_per_operator(bench):
     assert list(times) == ["MatMul", "Conv"]
     with pytest.raises(ValueError, match="holds 3 runs, not more than the 3"):
         bench.operator_times(events, skip=3)
+
+
+def _matmul(ts: float, a: list[int], out: list[int], dur: float = 1_000) -> dict:
+    event = _node(ts, "MatMul", dur)
+    event["args"] |= {"input_type_shape": [{"float": a}], "output_type_shape": [{"float": out}]}
+    return event
+
+
+def test_matmul_work_is_counted_from_the_recorded_shapes_per_run(bench):
+    """2 x output elements x inner dimension: (1, 812, 177) against a (177, 5120) bank is 1.47 GFLOP a run; the
+    warm-up's products and other operators do not count."""
+    events = [
+        _run(0), _matmul(1, [1, 812, 177], [1, 812, 5120]),
+        _run(100), _matmul(101, [1, 812, 177], [1, 812, 5120]), _matmul(102, [4, 3], [4, 2]), _node(103, "Conv", 9),
+        _run(200), _matmul(201, [1, 812, 177], [1, 812, 5120]), _matmul(202, [4, 3], [4, 2]),
+    ]  # fmt: skip
+    assert bench.matmul_flops(events, skip=1) == 2.0 * 812 * 177 * 5120 + 2.0 * 4 * 2 * 3
+
+
+def test_the_roofline_is_the_work_against_the_square_products_rate(bench):
+    line = bench.roofline({"MatMul": 12.0, "Conv": 11.0, "Resize": 1.0}, 1.5e9, rate_gflops=150.0)
+    assert line["matmul_gflops"] == pytest.approx(125.0) and line["share_of_square_rate"] == pytest.approx(125 / 150)
+    assert line["floor_ms_at_square_rate"] == pytest.approx(10.0) and line["other_operators_ms"] == pytest.approx(12.0)
+
+
+def test_the_machines_rate_is_read_on_a_real_product(bench):
+    assert bench.matmul_rate(size=64, runs=3) > 0.1  # GFLOP/s: any CPU that runs the suite does far more
