@@ -618,6 +618,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="BUNDLE",
         help="with --latency-only: time these bundles too, call by call beside the run's (under latency_against)",
     )
+    p.add_argument(
+        "--loops",
+        type=int,
+        default=1,
+        help="with --latency-only: time this many loops in a row, each kept under latency_loops (the record's "
+        "latency is the last loop's)",
+    )
     return p
 
 
@@ -634,7 +641,19 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     files = [manifest.resolve(r) for r in manifest.split("test")]
     record = out["variants"][args.variant] if args.variant else out
     others = [Predictor.load(b) for b in args.against or []]
-    timed = latencies([predictor, *others], files)
+    loops = []
+    for _ in range(args.loops):  # the VM's speed moves between minutes: each loop is kept
+        timed = latencies([predictor, *others], files)
+        loops.append(
+            {
+                "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
+                **{f"{key}_p50_ms": [t[f"{key}_p50_ms"] for t in timed] for key in ("input_size", "file")},
+            }
+        )
+    if args.loops > 1:
+        bundles = [str(work / f"{args.dataset}-anomaly.dlens"), *(args.against or [])]
+        record["latency_loops"] = {"bundles": bundles, "loops": loops}
     record["latency"] = {**timed[0], "backend": predictor.backend}
     record["latency_machine"] = {**describe(), "load_average_at_end": os.getloadavg()}
     if others:  # timed call by call beside the record's bundle, in this process
@@ -684,6 +703,8 @@ if __name__ == "__main__":
     ns = parser.parse_args()
     if ns.against and not ns.latency_only:
         parser.error("--against times bundles beside an earlier run's: use it with --latency-only")
+    if ns.loops < 1 or (ns.loops > 1 and not ns.latency_only):
+        parser.error("--loops N (N >= 1) repeats --latency-only's timing: use it with --latency-only")
     if bool(ns.promote) != bool(ns.keep_as):
         parser.error("--promote VARIANT needs --keep-as NAME (the record so far is kept under that name)")
     if ns.promote:

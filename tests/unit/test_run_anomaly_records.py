@@ -238,3 +238,47 @@ def test_selection_figures_carry_the_recall_operating_point_when_given_the_test_
     assert "at_target_recall" not in bench.selection_figures(
         predictor, _Manifest(tmp_path), "ok_front", bench.selection_files(tmp_path / "casting")
     )
+
+
+def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkeypatch):
+    """``--latency-only --loops N --against B``: N loops in a row, each loop's p50 of every bundle kept in order
+    (the run's bundle first), the record's latency the last loop's; the rest of the record stays."""
+    from PIL import Image
+
+    from defectlens.data import manifest as manifest_module
+    from defectlens.inference import predictor as predictor_module
+
+    for i in range(3):
+        Image.new("L", (16, 16), 40 * i).save(tmp_path / f"g{i + 1}.png")
+
+    class _Test(_Manifest):
+        def split(self, name):
+            assert name == "test"
+            return [_Record(f"g{i}.png", "ok_front") for i in (1, 2, 3)]
+
+    calls: list = []
+
+    def load(path):
+        timed = _Timed(str(path), calls)
+        timed.backend = "onnxruntime"
+        return timed
+
+    monkeypatch.setattr(predictor_module.Predictor, "load", staticmethod(load))
+    monkeypatch.setattr(manifest_module.Manifest, "read", staticmethod(lambda folder: _Test(tmp_path)))
+    path = tmp_path / "anomaly-casting.json"
+    _existing(path)
+    args = argparse.Namespace(
+        out=str(path), dataset="casting", work=str(tmp_path), source=None, variant="no-position-norm",
+        against=["other.dlens"], loops=3,
+    )  # fmt: skip
+    bench.latency_again(args)
+    record = json.loads(path.read_text())["variants"]["no-position-norm"]
+    loops = record["latency_loops"]
+    assert loops["bundles"] == [str(tmp_path / "casting-anomaly.dlens"), "other.dlens"]
+    assert len(loops["loops"]) == 3 and all(
+        len(lp["input_size_p50_ms"]) == len(lp["file_p50_ms"]) == 2 for lp in loops["loops"]
+    )
+    assert record["latency"]["input_size_p50_ms"] == loops["loops"][-1]["input_size_p50_ms"][0]
+    assert record["latency_against"][0]["input_size_p50_ms"] == loops["loops"][-1]["input_size_p50_ms"][1]
+    assert record["image"] == {"image_auroc": 0.92}  # the figures of the run stay
+    assert {c[0] for c in calls} == {str(tmp_path / "casting-anomaly.dlens"), "other.dlens"}
