@@ -619,6 +619,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="with --latency-only: time these bundles too, call by call beside the run's (under latency_against)",
     )
     p.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "openvino"),
+        default="auto",
+        help="with --latency-only: the runtime every bundle is timed on (default: auto, each bundle's own choice; "
+        "pin one to compare graphs, not runtimes)",
+    )
+    p.add_argument(
         "--loops",
         type=int,
         default=1,
@@ -636,11 +643,11 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
     out = json.loads(path.read_text())
     work = Path(args.work)
-    predictor = Predictor.load(work / f"{args.dataset}-anomaly.dlens")
+    predictor = Predictor.load(work / f"{args.dataset}-anomaly.dlens", backend=args.backend)
     manifest = Manifest.read(data_path(args.dataset, work, args.source))
     files = [manifest.resolve(r) for r in manifest.split("test")]
     record = out["variants"][args.variant] if args.variant else out
-    others = [Predictor.load(b) for b in args.against or []]
+    others = [Predictor.load(b, backend=args.backend) for b in args.against or []]
     loops = []
     for _ in range(args.loops):  # the VM's speed moves between minutes: each loop is kept
         timed = latencies([predictor, *others], files)
@@ -653,7 +660,10 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
         )
     if args.loops > 1:
         bundles = [str(work / f"{args.dataset}-anomaly.dlens"), *(args.against or [])]
-        record["latency_loops"] = {"bundles": bundles, "loops": loops}
+        backends = [p.backend for p in (predictor, *others)]
+        if "latency_loops" in record:  # an earlier set of loops stays on record
+            record.setdefault("latency_loops_earlier", []).append(record.pop("latency_loops"))
+        record["latency_loops"] = {"bundles": bundles, "backends": backends, "loops": loops}
     record["latency"] = {**timed[0], "backend": predictor.backend}
     record["latency_machine"] = {**describe(), "load_average_at_end": os.getloadavg()}
     if others:  # timed call by call beside the record's bundle, in this process
@@ -703,6 +713,8 @@ if __name__ == "__main__":
     ns = parser.parse_args()
     if ns.against and not ns.latency_only:
         parser.error("--against times bundles beside an earlier run's: use it with --latency-only")
+    if ns.backend != "auto" and not ns.latency_only:
+        parser.error("--backend pins the runtime --latency-only times: use it with --latency-only")
     if ns.loops < 1 or (ns.loops > 1 and not ns.latency_only):
         parser.error("--loops N (N >= 1) repeats --latency-only's timing: use it with --latency-only")
     if bool(ns.promote) != bool(ns.keep_as):

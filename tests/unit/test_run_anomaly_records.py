@@ -258,7 +258,8 @@ def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkey
 
     calls: list = []
 
-    def load(path):
+    def load(path, backend):
+        assert backend == "onnx"  # --backend reaches every bundle's load
         timed = _Timed(str(path), calls)
         timed.backend = "onnxruntime"
         return timed
@@ -269,7 +270,7 @@ def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkey
     _existing(path)
     args = argparse.Namespace(
         out=str(path), dataset="casting", work=str(tmp_path), source=None, variant="no-position-norm",
-        against=["other.dlens"], loops=3,
+        against=["other.dlens"], loops=3, backend="onnx",
     )  # fmt: skip
     bench.latency_again(args)
     record = json.loads(path.read_text())["variants"]["no-position-norm"]
@@ -281,4 +282,8 @@ def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkey
     assert record["latency"]["input_size_p50_ms"] == loops["loops"][-1]["input_size_p50_ms"][0]
     assert record["latency_against"][0]["input_size_p50_ms"] == loops["loops"][-1]["input_size_p50_ms"][1]
     assert record["image"] == {"image_auroc": 0.92}  # the figures of the run stay
+    assert loops["backends"] == ["onnxruntime", "onnxruntime"]
+    bench.latency_again(args)  # a second set: the first is kept
+    again = json.loads(path.read_text())["variants"]["no-position-norm"]
+    assert again["latency_loops_earlier"] == [loops] and len(again["latency_loops"]["loops"]) == 3
     assert {c[0] for c in calls} == {str(tmp_path / "casting-anomaly.dlens"), "other.dlens"}
