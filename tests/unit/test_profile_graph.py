@@ -52,11 +52,17 @@ def test_matmul_work_is_counted_from_the_recorded_shapes_per_run(bench):
     assert bench.matmul_flops(events, skip=1) == 2.0 * 812 * 177 * 5120 + 2.0 * 4 * 2 * 3
 
 
-def test_the_roofline_is_the_work_against_the_square_products_rate(bench):
+def test_the_roofline_is_the_work_against_the_machines_product_rate(bench):
     line = bench.roofline({"MatMul": 12.0, "Conv": 11.0, "Resize": 1.0}, 1.5e9, rate_gflops=150.0)
-    assert line["matmul_gflops"] == pytest.approx(125.0) and line["share_of_square_rate"] == pytest.approx(125 / 150)
-    assert line["floor_ms_at_square_rate"] == pytest.approx(10.0) and line["other_operators_ms"] == pytest.approx(12.0)
+    assert line["matmul_gflops"] == pytest.approx(125.0) and line["share_of_product_rate"] == pytest.approx(125 / 150)
+    assert line["floor_ms_at_product_rate"] == pytest.approx(10.0) and line["other_operators_ms"] == pytest.approx(12.0)
 
 
-def test_the_machines_rate_is_read_on_a_real_product(bench):
-    assert bench.matmul_rate(size=64, runs=3) > 0.1  # GFLOP/s: any CPU that runs the suite does far more
+def test_the_machines_rate_is_read_on_a_real_product_of_the_shape_asked(bench):
+    import argparse
+
+    assert bench.matmul_rate(shape=(64, 32, 16), runs=3) > 0.1  # GFLOP/s: any CPU that runs the suite does far more
+    assert bench.shapes("1024x1024x1024,4096X256x4096") == [(1024, 1024, 1024), (4096, 256, 4096)]
+    for bad in ("1024x1024", "0x1x1", "axbxc"):
+        with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+            bench.shapes(bad)
