@@ -418,7 +418,8 @@ def anomaly_from_state(state_dict: dict[str, torch.Tensor], spec: ModelSpec) -> 
     if bank.shape[1] != head.bank.shape[1]:
         raise DefectlensError(
             f"the memory bank holds {bank.shape[1]} numbers a patch, but the spec's features (patch strides "
-            f"{','.join(map(str, spec_strides(spec)))}) give {head.bank.shape[1]}: weights and spec do not match"
+            f"{','.join(map(str, spec_strides(spec)))}, stride-16 stage {spec_stage16(spec)}) give "
+            f"{head.bank.shape[1]}: weights and spec do not match"
         )
     state_dict = {  # a bundle from before position normalisation or regions: identity, the whole frame
         "head.loc_mean": head.loc_mean, "head.loc_scale": head.loc_scale, "head.region": head.region, **state_dict,

@@ -348,7 +348,7 @@ def test_the_first_stride_16_stage_stops_the_backbone_at_its_end_and_is_rebuilt_
     rebuilt = model_from_state(first.state_dict(), spec)
     assert rebuilt.features.taps == (2, 4, 7) and torch.allclose(rebuilt(x), first(x))
     older = spec.replace(extra={k: v for k, v in extra.items() if k != "stride16_stage"})
-    with pytest.raises(DefectlensError):  # the weights of a shorter backbone are not the last stage's model
+    with pytest.raises(DefectlensError, match=r"holds 144 numbers a patch.*stride-16 stage last"):  # not that model
         model_from_state(first.state_dict(), older)
     with pytest.raises(DefectlensError, match="the stride-16 stage must be one of last, first, got 'middle'"):
         create_patchcore("efficientnet_lite0", in_channels=1, input_size=64, pretrained=False, stage16="middle")
