@@ -3,7 +3,8 @@
 Owns :func:`train_anomaly`. The training split's normal images fill the memory bank; its other images
 (defects filed under train) are never fitted on and are said so. The threshold comes from held-out
 normal images of the validation split: the conformal quantile that flags at most ``false_alarm_rate`` of
-normal parts (:func:`~defectlens.evaluation.conformal.ood_threshold`), so a validation split holding only
+normal parts (:func:`~defectlens.evaluation.conformal.ood_threshold`; near-duplicate copies of one part, the
+import's groups, count once: :func:`~defectlens.evaluation.conformal.one_per_group`), so a validation split holding only
 good images gives a working threshold, never "every image anomalous". The raw score is normalised in the
 model (logit 0 at that threshold), so the spec's threshold is 0.5; when validation does hold defect
 images, the evaluation then refits the threshold on them by the run's rule (F1, target recall or cost),
@@ -33,7 +34,7 @@ from defectlens.core.spec import ModelSpec
 from defectlens.data.dataset import CachedSplit, data_fingerprint, load_split
 from defectlens.data.images import inspection_mask
 from defectlens.data.manifest import Manifest
-from defectlens.evaluation.conformal import ood_threshold, threshold_rule
+from defectlens.evaluation.conformal import one_per_group, ood_threshold, threshold_rule
 from defectlens.models import default_spec
 from defectlens.models.patchcore import (
     AnomalyModel,
@@ -189,8 +190,11 @@ def _set_threshold(
     if manifest.split("val"):
         val, _ = _normal_images(_split(manifest, "val", spec, config, data_dir, progress), manifest, normal)
     if val is not None and len(val):
-        scores, cold = raw_scores(model, val.images)
-        source = f"{len(scores)} held-out {normal!r} validation images"
+        images, cold = raw_scores(model, val.images)
+        scores = one_per_group(images, [r.group for r in val.records])  # copies of one part count once
+        source = f"{len(images)} held-out {normal!r} validation images"
+        if len(scores) < len(images):
+            source += f" ({len(scores)} parts: near-duplicate copies count once, at their highest score)"
     else:  # no normal validation image: the training images' leave-one-out scores (never their own patches)
         scores, cold = fallback, np.zeros(0)
         source = (

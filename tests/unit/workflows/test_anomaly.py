@@ -460,3 +460,51 @@ def test_defects_in_validation_set_the_threshold_for_a_target_recall_never_the_b
     under = probs[probs < lowest]  # and no higher threshold would do: it sits above every score under the lowest
     assert under.size == 0 or spec.threshold > under.max()
     assert result.metrics["val"]["defect_recall"] == pytest.approx(1.0)
+
+
+def test_near_duplicate_copies_of_one_held_out_part_count_once_in_the_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two copies of one unusual good part in validation (the import groups them by perceptual hash) are one
+    draw of what a new part scores: the conformal threshold counts them once, so it sits under them, where
+    counted twice they would set it themselves."""
+    from defectlens.evaluation.conformal import one_per_group, ood_threshold
+    from defectlens.models import load_checkpoint
+    from defectlens.workflows import anomaly as workflow
+    from defectlens.workflows.prepare import prepare_training_data
+    from defectlens.workflows.train import train_and_evaluate
+
+    rng = np.random.default_rng(11)
+    for split, label, n in (("train", "good", 20), ("val", "good", 9), ("test", "good", 2), ("test", "scratch", 2)):
+        (tmp_path / "src" / split / label).mkdir(parents=True)
+        for i in range(n):
+            (texture(rng) if label == "good" else scratched(rng)[0]).save(tmp_path / "src" / split / label / f"{i}.png")
+    marked = np.asarray(scratched(rng)[0], dtype=np.int16)  # an unusual good part, photographed twice
+    for i, noise in enumerate((0, 1)):
+        copy = np.clip(marked + noise * rng.integers(-1, 2, marked.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(copy).save(tmp_path / "src" / "val" / "good" / f"copy{i}.png")
+    prepared = prepare_training_data(tmp_path / "src", out=tmp_path / "runs")
+    val = Manifest.read(prepared.folder).split("val")
+    groups = [r.group for r in val]
+    assert len(val) == 11 and len(set(groups)) == 10  # the copies are one group
+    seen: list[np.ndarray] = []
+
+    def recording(model, images):  # the real scores, kept to check the threshold against
+        scores, cold = raw_scores(model, images)
+        seen.append(scores)
+        return scores, cold
+
+    raw_scores = workflow.raw_scores
+    monkeypatch.setattr(workflow, "raw_scores", recording)
+    result = train_and_evaluate(config(prepared.folder, tmp_path / "runs", false_alarm_rate=0.2))
+    assert result.run_dir is not None
+    (scores,) = seen
+    copies = scores[[i for i, r in enumerate(val) if "copy" in r.path]]
+    setting = load_checkpoint(result.run_dir / "best.pt")[2]["anomaly"]
+    assert setting["raw_threshold"] == pytest.approx(ood_threshold(one_per_group(scores, groups), 0.2))
+    assert setting["raw_threshold"] < copies.min()  # counted twice, the copies would be the threshold itself
+    assert ood_threshold(scores, 0.2) == pytest.approx(copies.min())
+    assert (
+        "11 held-out 'good' validation images (10 parts: near-duplicate copies count once"
+        in (setting["threshold_source"])
+    )
