@@ -357,7 +357,9 @@ def test_stride_4_zero_padded_patch_scored_features_fit_export_find_the_scratch_
     assert not torch.allclose(rebuilt[..., 0, 0], valid[..., 0, 0])  # the corner shrunk by the counted zeros
     assert model_from_state(ckpt["state_dict"], spec).head.image_score == "patch"
     older = spec.replace(extra={k: v for k, v in spec.extra.items() if k != "patch_strides"})
-    with pytest.raises(DefectlensError, match=r"holds 176 numbers a patch.*strides 8,16\) give 152"):
+    with pytest.raises(
+        DefectlensError, match=r"holds 176 numbers a patch.*strides 8,16, stride-16 stage last\) give 152"
+    ):
         model_from_state(ckpt["state_dict"], older)
     bundle = export_bundle(result.run_dir, tmp_path / "s4.dlens")
     assert bundle.meta["parity"]["max_abs_prob_diff"] <= 1e-4 and bundle.meta["parity"]["cam"]["ok"]
@@ -410,10 +412,11 @@ def test_an_inspection_region_ignores_a_scratch_outside_it_and_ships_in_the_bund
     assert heat[:, SIZE // 2 + 8 :].max() <= heat[:, : SIZE // 2].max()  # the scratch outside is not painted
 
 
-def test_the_default_patch_strides_padding_and_image_score_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
+def test_the_default_patch_strides_padding_stage_and_image_score_are_recorded_in_the_spec(fitted: AnomalyParts) -> None:
     assert fitted.result.spec.extra["patch_strides"] == [8, 16]
     assert fitted.result.spec.extra["patch_padding"] == "valid"
     assert fitted.result.spec.extra["image_score"] == "map"
+    assert fitted.result.spec.extra["stride16_stage"] == "last"
 
 
 def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) -> None:
@@ -423,6 +426,8 @@ def test_unknown_patch_strides_are_refused_naming_the_choices(tmp_path: Path) ->
         config(tmp_path, tmp_path, patch_padding="reflect")
     with pytest.raises(DefectlensError, match=r"image_score must be one of map, patch, got 'mean'"):
         config(tmp_path, tmp_path, image_score="mean")
+    with pytest.raises(DefectlensError, match=r"stride16_stage must be one of last, first, got 'middle'"):
+        config(tmp_path, tmp_path, stride16_stage="middle")
 
 
 def test_defects_in_validation_set_the_threshold_for_a_target_recall_never_the_bank(tmp_path: Path) -> None:
