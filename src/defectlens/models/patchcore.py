@@ -114,7 +114,6 @@ class PatchFeatures(nn.Module):
             while last + 1 < len(found) and found[last + 1] == 16 and widths[last + 1] == widths[first]:
                 last += 1
             self.taps = (*self.taps[:-1], last)
-        self.stage16 = stage16
         self.blocks = nn.ModuleList(net._blocks[: self.taps[-1] + 1])
         self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=padding == "zeros")
         self.halve = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)  # stride 4 onto stride 8
