@@ -143,6 +143,15 @@ def latencies(predictors: list[Any], files: list[Path], runs: int = 100) -> list
     return out
 
 
+def machine_speed() -> float:
+    """This machine's fp32 product rate right now (GFLOP/s, ``profile_graph.matmul_rate``'s 1024-cube product in
+    ONNX Runtime, a third of a second): a 2-core VM of one CPU model ran it at 132 and at 181 GFLOP/s hours
+    apart, and a bundle's latency moves with it, so each latency loop carries the rate read just before it."""
+    from profile_graph import matmul_rate
+
+    return round(matmul_rate(), 1)
+
+
 def _inputs(predictor: Any, files: list[Path], key: str) -> list[Any]:
     """The files themselves, or the first 20 decoded and resized to the model's input size."""
     if key == "file":
@@ -649,12 +658,14 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     record = out["variants"][args.variant] if args.variant else out
     others = [Predictor.load(b, backend=args.backend) for b in args.against or []]
     loops = []
-    for _ in range(args.loops):  # the VM's speed moves between minutes: each loop is kept
+    for _ in range(args.loops):  # the VM's speed moves between minutes: each loop is kept, with that speed
+        rate = machine_speed()
         timed = latencies([predictor, *others], files)
         loops.append(
             {
                 "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "load_average": [round(x, 2) for x in os.getloadavg()],
+                "fp32_product_gflops": rate,
                 **{f"{key}_p50_ms": [t[f"{key}_p50_ms"] for t in timed] for key in ("input_size", "file")},
             }
         )

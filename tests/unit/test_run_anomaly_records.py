@@ -242,7 +242,8 @@ def test_selection_figures_carry_the_recall_operating_point_when_given_the_test_
 
 def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkeypatch):
     """``--latency-only --loops N --against B``: N loops in a row, each loop's p50 of every bundle kept in order
-    (the run's bundle first), the record's latency the last loop's; the rest of the record stays."""
+    (the run's bundle first) with the machine's speed read before it, the record's latency the last loop's; the
+    rest of the record stays."""
     from PIL import Image
 
     from defectlens.data import manifest as manifest_module
@@ -266,6 +267,8 @@ def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkey
 
     monkeypatch.setattr(predictor_module.Predictor, "load", staticmethod(load))
     monkeypatch.setattr(manifest_module.Manifest, "read", staticmethod(lambda folder: _Test(tmp_path)))
+    rates = iter([150.0, 120.0, 170.0, 160.0, 140.0, 130.0])  # the machine's speed, read before each loop
+    monkeypatch.setattr(bench, "machine_speed", lambda: next(rates))
     path = tmp_path / "anomaly-casting.json"
     _existing(path)
     args = argparse.Namespace(
@@ -283,7 +286,15 @@ def test_latency_loops_are_each_kept_beside_the_last_one(bench, tmp_path, monkey
     assert record["latency_against"][0]["input_size_p50_ms"] == loops["loops"][-1]["input_size_p50_ms"][1]
     assert record["image"] == {"image_auroc": 0.92}  # the figures of the run stay
     assert loops["backends"] == ["onnxruntime", "onnxruntime"]
+    assert [lp["fp32_product_gflops"] for lp in loops["loops"]] == [150.0, 120.0, 170.0]
     bench.latency_again(args)  # a second set: the first is kept
     again = json.loads(path.read_text())["variants"]["no-position-norm"]
     assert again["latency_loops_earlier"] == [loops] and len(again["latency_loops"]["loops"]) == 3
     assert {c[0] for c in calls} == {str(tmp_path / "casting-anomaly.dlens"), "other.dlens"}
+
+
+def test_the_machines_speed_beside_each_loop_is_a_real_product_rate(bench):
+    """``machine_speed`` reaches ``profile_graph`` from the loaded script and times a real product: a rate no
+    2-core machine of this decade falls outside."""
+    rate = bench.machine_speed()
+    assert isinstance(rate, float) and 1.0 < rate < 100_000.0
