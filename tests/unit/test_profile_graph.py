@@ -66,3 +66,15 @@ def test_the_machines_rate_is_read_on_a_real_product_of_the_shape_asked(bench):
     for bad in ("1024x1024", "0x1x1", "axbxc"):
         with pytest.raises((argparse.ArgumentTypeError, ValueError)):
             bench.shapes(bad)
+
+
+def test_a_new_profile_keeps_the_ones_before_it_on_record(bench, tmp_path):
+    import json
+
+    path = tmp_path / "roofline.json"
+    for best in (132.0, 181.0, 150.0):
+        bench.write_record(path, {"plain_products_gflops": {"best": best}})
+    record = json.loads(path.read_text())
+    assert record["plain_products_gflops"]["best"] == 150.0
+    assert [e["plain_products_gflops"]["best"] for e in record["earlier"]] == [132.0, 181.0]
+    assert all("earlier" not in e for e in record["earlier"])
