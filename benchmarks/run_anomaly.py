@@ -152,6 +152,40 @@ def machine_speed() -> float:
     return round(matmul_rate(), 1)
 
 
+def pooled_latency(
+    out: dict[str, Any],
+    backend: str = "onnxruntime",
+    same: dict[str, str] | None = None,
+    limit_ms: float = 20.0,
+    until: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """Every ``--latency-only`` loop on record in a dataset's JSON (the record's and each variant's sets, earlier
+    sets included), pooled per bundle: the median, range and count of the loops' p50 at the input size, and how
+    many are at most ``limit_ms``. Only loops in which the bundle ran on ``backend`` count; ``same`` maps a
+    bundle path to another that holds the same graph (a refit with another threshold), whose loops then pool;
+    ``until`` (``YYYY-MM-DDTHH:MM:SSZ``) keeps the loops timed up to then (what a rule was judged on)."""
+    same = same or {}
+    pooled: dict[str, list[float]] = {}
+    records = [out, *out.get("variants", {}).values()]
+    for record in records:
+        for loops in [
+            *record.get("latency_loops_earlier", []),
+            *([record["latency_loops"]] if "latency_loops" in record else []),
+        ]:
+            for i, (bundle, ran_on) in enumerate(zip(loops["bundles"], loops["backends"], strict=True)):
+                if ran_on == backend:
+                    kept = [lp for lp in loops["loops"] if until is None or lp["utc"] <= until]
+                    pooled.setdefault(same.get(bundle, bundle), []).extend(lp["input_size_p50_ms"][i] for lp in kept)
+    return {
+        bundle: {
+            "loops": len(ms), "median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
+            "at_most_limit": sum(m <= limit_ms for m in ms),
+        }
+        for bundle, ms in pooled.items()
+        if ms
+    }  # fmt: skip
+
+
 def _inputs(predictor: Any, files: list[Path], key: str) -> list[Any]:
     """The files themselves, or the first 20 decoded and resized to the model's input size."""
     if key == "file":
@@ -617,6 +651,24 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-as", metavar="NAME", help="with --promote: the variant name the record so far is kept as")
     p.add_argument(
+        "--pooled-latency",
+        action="store_true",
+        help="print every --latency-only loop on record in the dataset's JSON pooled per bundle (ONNX Runtime "
+        "loops: median, range, loops at most 20 ms); nothing is run or written",
+    )
+    p.add_argument(
+        "--same",
+        metavar="BUNDLE=BUNDLE",
+        action="append",
+        default=[],
+        help="with --pooled-latency: the first bundle holds the second's graph (a refit), so their loops pool",
+    )
+    p.add_argument(
+        "--until",
+        metavar="UTC",
+        help="with --pooled-latency: only the loops timed up to this time (YYYY-MM-DDTHH:MM:SSZ)",
+    )
+    p.add_argument(
         "--latency-only",
         action="store_true",
         help="time the bundle of an earlier run again (its JSON's latency, machine and load are replaced)",
@@ -730,6 +782,13 @@ if __name__ == "__main__":
         parser.error("--loops N (N >= 1) repeats --latency-only's timing: use it with --latency-only")
     if bool(ns.promote) != bool(ns.keep_as):
         parser.error("--promote VARIANT needs --keep-as NAME (the record so far is kept under that name)")
+    if ns.pooled_latency:
+        same = dict(pair.split("=", 1) for pair in ns.same if "=" in pair)
+        if len(same) != len(ns.same):
+            parser.error(f"--same takes BUNDLE=BUNDLE, got {[x for x in ns.same if '=' not in x]}")
+        record = json.loads((Path(ns.out) if ns.out else RESULTS / f"anomaly-{ns.dataset}.json").read_text())
+        print(json.dumps(pooled_latency(record, same=same, until=ns.until), indent=1))
+        raise SystemExit(0)
     if ns.promote:
         promoted = promote(Path(ns.out) if ns.out else RESULTS / f"anomaly-{ns.dataset}.json", ns.promote, ns.keep_as)
         print(json.dumps({k: promoted[k] for k in ("image", "settings", "promoted_from_variant")}, indent=1))

@@ -298,3 +298,35 @@ def test_the_machines_speed_beside_each_loop_is_a_real_product_rate(bench):
     2-core machine of this decade falls outside."""
     rate = bench.machine_speed()
     assert isinstance(rate, float) and 1.0 < rate < 100_000.0
+
+
+def test_pooled_latency_gathers_every_set_on_record_per_bundle(bench):
+    """``--pooled-latency``: the loops of the record's and every variant's sets (earlier sets too) pool per bundle;
+    loops on another runtime are left out, a refit's path pools with the graph it holds, and ``until`` keeps the
+    loops a rule was judged on."""
+
+    def loops(bundles, backends, rows, utc="2026-12-07T08:00:00Z"):
+        return {
+            "bundles": bundles,
+            "backends": backends,
+            "loops": [{"utc": utc, "input_size_p50_ms": row} for row in rows],
+        }
+
+    out = {
+        "latency_loops": loops(["new", "old"], ["onnxruntime", "onnxruntime"], [[15.0, 24.0]], "2026-12-07T09:00:00Z"),
+        "variants": {
+            "a": {
+                "latency_loops_earlier": [loops(["a", "old"], ["openvino", "onnxruntime"], [[40.0, 30.0]])],
+                "latency_loops": loops(
+                    ["a", "refit-of-old"], ["onnxruntime", "onnxruntime"], [[19.0, 21.0], [21.0, 26.0]]
+                ),
+            },
+            "b": {"image": {}},  # never timed in loops
+        },
+    }
+    pooled = bench.pooled_latency(out, same={"refit-of-old": "old"})
+    assert set(pooled) == {"new", "old", "a"}
+    assert pooled["old"] == {"loops": 4, "median_ms": 25.0, "min_ms": 21.0, "max_ms": 30.0, "at_most_limit": 0}
+    assert pooled["a"]["loops"] == 2 and pooled["a"]["median_ms"] == 20.0 and pooled["a"]["at_most_limit"] == 1
+    earlier = bench.pooled_latency(out, same={"refit-of-old": "old"}, until="2026-12-07T08:30:00Z")
+    assert set(earlier) == {"old", "a"} and earlier["old"]["loops"] == 3
