@@ -143,10 +143,15 @@ def latencies(predictors: list[Any], files: list[Path], runs: int = 100) -> list
     return out
 
 
+def results_file(args: argparse.Namespace) -> Path:
+    """The dataset's JSON: ``--out``, else ``benchmarks/results/anomaly-<dataset>.json``."""
+    return Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+
+
 def machine_speed() -> float:
     """This machine's fp32 product rate right now (GFLOP/s, ``profile_graph.matmul_rate``'s 1024-cube product in
-    ONNX Runtime, a third of a second): a 2-core VM of one CPU model ran it at 132 and at 181 GFLOP/s hours
-    apart, and a bundle's latency moves with it, so each latency loop carries the rate read just before it."""
+    ONNX Runtime, a third of a second): one 2-core VM read 73 to 177 GFLOP/s within an hour, and a bundle's
+    latency moves with it, so each latency loop carries the rate read just before it."""
     from profile_graph import matmul_rate
 
     return round(matmul_rate(), 1)
@@ -172,9 +177,9 @@ def pooled_latency(
             *record.get("latency_loops_earlier", []),
             *([record["latency_loops"]] if "latency_loops" in record else []),
         ]:
+            kept = [lp for lp in loops["loops"] if until is None or lp["utc"] <= until]
             for i, (bundle, ran_on) in enumerate(zip(loops["bundles"], loops["backends"], strict=True)):
                 if ran_on == backend:
-                    kept = [lp for lp in loops["loops"] if until is None or lp["utc"] <= until]
                     pooled.setdefault(same.get(bundle, bundle), []).extend(lp["input_size_p50_ms"][i] for lp in kept)
     return {
         bundle: {
@@ -390,7 +395,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if selection is not None:
         out["selection"] = selection
     out["command"] = "python benchmarks/run_anomaly.py " + " ".join(sys.argv[1:])
-    write_record(Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json", out, args.variant)
+    write_record(results_file(args), out, args.variant)
     return out
 
 
@@ -513,7 +518,7 @@ def peer_data(args: argparse.Namespace) -> tuple[Any, str]:
 
 def write_peer(args: argparse.Namespace, key: str, entry: dict[str, Any]) -> None:
     """``entry`` under ``"peers"`` of the dataset's JSON as ``key``, the rest of the file as it is."""
-    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    path = results_file(args)
     results = json.loads(path.read_text()) if path.is_file() else {}
     results.setdefault("peers", {})[key] = entry
     path.write_text(json.dumps(results, indent=1))
@@ -701,7 +706,7 @@ def latency_again(args: argparse.Namespace) -> dict[str, Any]:
     from defectlens.data.manifest import Manifest
     from defectlens.inference.predictor import Predictor
 
-    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    path = results_file(args)
     out = json.loads(path.read_text())
     work = Path(args.work)
     predictor = Predictor.load(work / f"{args.dataset}-anomaly.dlens", backend=args.backend)
@@ -748,7 +753,7 @@ def selection_again(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.dataset != "casting":
         raise SystemExit("--selection-only: only casting has defects outside its test split (train/def_front)")
-    path = Path(args.out) if args.out else RESULTS / f"anomaly-{args.dataset}.json"
+    path = results_file(args)
     out = json.loads(path.read_text())
     record = out["variants"][args.variant] if args.variant else out
     work = Path(args.work)
@@ -782,15 +787,17 @@ if __name__ == "__main__":
         parser.error("--loops N (N >= 1) repeats --latency-only's timing: use it with --latency-only")
     if bool(ns.promote) != bool(ns.keep_as):
         parser.error("--promote VARIANT needs --keep-as NAME (the record so far is kept under that name)")
+    if (ns.same or ns.until) and not ns.pooled_latency:
+        parser.error("--same and --until choose the loops --pooled-latency pools: use them with --pooled-latency")
     if ns.pooled_latency:
         same = dict(pair.split("=", 1) for pair in ns.same if "=" in pair)
         if len(same) != len(ns.same):
             parser.error(f"--same takes BUNDLE=BUNDLE, got {[x for x in ns.same if '=' not in x]}")
-        record = json.loads((Path(ns.out) if ns.out else RESULTS / f"anomaly-{ns.dataset}.json").read_text())
+        record = json.loads(results_file(ns).read_text())
         print(json.dumps(pooled_latency(record, same=same, until=ns.until), indent=1))
         raise SystemExit(0)
     if ns.promote:
-        promoted = promote(Path(ns.out) if ns.out else RESULTS / f"anomaly-{ns.dataset}.json", ns.promote, ns.keep_as)
+        promoted = promote(results_file(ns), ns.promote, ns.keep_as)
         print(json.dumps({k: promoted[k] for k in ("image", "settings", "promoted_from_variant")}, indent=1))
         raise SystemExit(0)
     if ns.channels is None:
